@@ -1,0 +1,151 @@
+"""The event contract between the training loop and everything around it.
+
+The loop (trainer.py) knows only the events below. Tracking, plotting, checkpoint
+scheduling, early stopping and pruning are callbacks: they read `TrainerState` and
+steer the loop only through `TrainerControl` (the split Hugging Face's Trainer uses).
+
+Events, in the order a run sees them:
+
+    on_train_begin(state, control, config=..., model=..., run_info=...)
+    on_step_end(state, control)                     every optimizer step; no host sync here
+    on_log(state, control, logs=...)                every log_interval steps
+    on_evaluate(state, control, metrics=...)        every eval_interval steps and at the end
+    on_sample(state, control, samples=...)          every sample_interval steps and at the end
+    on_save(state, control, checkpoint_path=...)    after a checkpoint verified
+    on_train_end(state, control, status=..., error=...)   always, from a `finally`
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+
+class RunStatus:
+    """How a run ended. Plain strings so they store as-is in SQLite, JSON and W&B."""
+
+    RUNNING = "running"
+    COMPLETED = "completed"
+    STOPPED_EARLY = "stopped_early"
+    PRUNED = "pruned"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+
+    ENDED = (COMPLETED, STOPPED_EARLY, PRUNED, FAILED, INTERRUPTED)
+
+
+@dataclass
+class TrainerState:
+    """What callbacks may read. Saved in every checkpoint (`to_dict`), so a resumed
+    run continues its counters, its best score and its tracking ids."""
+
+    run_name: str = "run"
+    step: int = 0  # optimizer steps completed
+    max_steps: int = 0  # the run's step budget
+    tokens_seen: int = 0  # training tokens consumed, all ranks
+    elapsed_s: float = 0.0  # training wall time, summed over resumes
+    epoch: float = 0.0  # tokens_seen / training tokens in the corpus
+    best_val_loss: float = math.inf
+    best_step: int = -1
+    last_val_loss: float = math.nan
+    evals_without_improvement: int = 0
+    resumed_from_step: int | None = None  # None on a fresh start
+    world_size: int = 1
+    is_world_process_zero: bool = True
+    # Ids that sinks store so a resumed run continues the same rows:
+    # {"db_run_id": 3, "wandb_run_id": "a1b2c3"}.
+    tracking: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        # Process-local facts are not restored from a checkpoint.
+        d.pop("is_world_process_zero")
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainerState:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+@dataclass
+class TrainerControl:
+    """The only thing callbacks change. The loop reads it after every event."""
+
+    should_stop: bool = False
+    stop_status: str = RunStatus.COMPLETED  # status to end with when should_stop is set
+    stop_reason: str = ""
+    should_save: bool = False  # save a checkpoint after this step
+    should_evaluate: bool = False  # evaluate after this step
+    should_log: bool = False  # emit on_log after this step
+
+    def stop(self, status: str, reason: str) -> None:
+        """Ask the loop to end after the current step with `status` (e.g. pruned)."""
+        if status not in RunStatus.ENDED:
+            raise ValueError(f"stop status must be one of {RunStatus.ENDED}, got {status!r}")
+        self.should_stop = True
+        self.stop_status = status
+        self.stop_reason = reason
+
+
+class TrainerCallback:
+    """Base class: override the events you need. Every event gets (state, control)
+    and keyword arguments; accept **kwargs so new keywords never break a callback."""
+
+    def on_train_begin(self, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None: ...
+
+    def on_step_end(self, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None: ...
+
+    def on_log(self, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None: ...
+
+    def on_evaluate(self, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None: ...
+
+    def on_sample(self, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None: ...
+
+    def on_save(self, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None: ...
+
+    def on_train_end(self, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None: ...
+
+
+EVENTS = (
+    "on_train_begin",
+    "on_step_end",
+    "on_log",
+    "on_evaluate",
+    "on_sample",
+    "on_save",
+    "on_train_end",
+)
+
+
+class CallbackHandler:
+    """Calls callbacks in list order. `on_train_end` reaches every callback even when
+    one of them raises (teardown must run); the first error is re-raised after."""
+
+    def __init__(self, callbacks: list[TrainerCallback] | tuple[TrainerCallback, ...] = ()):
+        self.callbacks: list[TrainerCallback] = list(callbacks)
+
+    def add(self, callback: TrainerCallback) -> None:
+        self.callbacks.append(callback)
+
+    def call(self, event: str, state: TrainerState, control: TrainerControl, **kwargs: Any) -> TrainerControl:
+        if event not in EVENTS:
+            raise ValueError(f"unknown callback event {event!r}; events are {EVENTS}")
+        if event == "on_train_end":
+            return self._call_all(event, state, control, **kwargs)
+        for cb in self.callbacks:
+            getattr(cb, event)(state, control, **kwargs)
+        return control
+
+    def _call_all(self, event: str, state: TrainerState, control: TrainerControl, **kwargs: Any) -> TrainerControl:
+        first_error: BaseException | None = None
+        for cb in self.callbacks:
+            try:
+                getattr(cb, event)(state, control, **kwargs)
+            except Exception as e:  # noqa: BLE001 - teardown of the others must still run; re-raised below
+                if first_error is None:
+                    first_error = e
+        if first_error is not None:
+            raise first_error
+        return control
