@@ -1,0 +1,222 @@
+"""TrainingConfig: validation names every bad field, presets, forms, files, hashing, resume rules."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from utils.training.config import (
+    FIELD_NAMES,
+    PRESETS,
+    RESUME_SAFE_FIELDS,
+    ConfigError,
+    TrainingConfig,
+    parse_overrides,
+)
+
+# (overrides on top of the smoke preset, the field the error must name)
+BAD_INPUTS = [
+    ({"learning_rate": float("nan")}, "learning_rate"),
+    ({"learning_rate": float("inf")}, "learning_rate"),
+    ({"learning_rate": -1e-3}, "learning_rate"),
+    ({"learning_rate": 0.0}, "learning_rate"),
+    ({"learning_rate": 2.0}, "learning_rate"),
+    ({"learning_rate": "3e-4"}, "learning_rate"),
+    ({"learning_rate": True}, "learning_rate"),
+    ({"learning_rate": None}, "learning_rate"),
+    ({"batch_size": 0}, "batch_size"),
+    ({"batch_size": -4}, "batch_size"),
+    ({"batch_size": 8.0}, "batch_size"),
+    ({"batch_size": "8"}, "batch_size"),
+    ({"batch_size": True}, "batch_size"),
+    ({"epochs": 0.0}, "epochs"),
+    ({"epochs": float("nan")}, "epochs"),
+    ({"epochs": -1.0}, "epochs"),
+    ({"warmup_ratio": 1.0}, "warmup_ratio"),
+    ({"warmup_ratio": -0.1}, "warmup_ratio"),
+    ({"warmup_ratio": float("-inf")}, "warmup_ratio"),
+    ({"weight_decay": -0.01}, "weight_decay"),
+    ({"weight_decay": 5.0}, "weight_decay"),
+    ({"max_grad_norm": -1.0}, "max_grad_norm"),
+    ({"max_grad_norm": float("nan")}, "max_grad_norm"),
+    ({"use_amp": 1}, "use_amp"),
+    ({"use_amp": "yes"}, "use_amp"),
+    ({"gradient_accumulation_steps": 0}, "gradient_accumulation_steps"),
+    ({"deterministic": "false"}, "deterministic"),
+    ({"run_name": ""}, "run_name"),
+    ({"run_name": "../escape"}, "run_name"),
+    ({"run_name": "a b"}, "run_name"),
+    ({"run_name": 7}, "run_name"),
+    ({"random_seed": -1}, "random_seed"),
+    ({"random_seed": 2**40}, "random_seed"),
+    ({"random_seed": 1.5}, "random_seed"),
+    ({"early_stopping_patience": -2}, "early_stopping_patience"),
+    ({"validation_split": 0.0}, "validation_split"),
+    ({"validation_split": 0.9}, "validation_split"),
+    ({"model_family": "mamba"}, "model_family"),
+    ({"model_family": "GPT2"}, "model_family"),
+    ({"n_layer": 0}, "n_layer"),
+    ({"n_layer": True}, "n_layer"),
+    ({"n_head": 0}, "n_head"),
+    ({"n_head": 3}, "d_model"),  # 64 is not divisible by 3
+    ({"n_kv_head": 3}, "n_head"),  # 4 heads not divisible by 3 kv heads
+    ({"d_model": 66}, "d_model"),
+    ({"d_model": 4}, "d_model"),
+    ({"d_ff": -1}, "d_ff"),
+    ({"block_size": 4}, "block_size"),
+    ({"block_size": 64.5}, "block_size"),
+    ({"vocab_size": 100}, "vocab_size"),
+    ({"dropout": 1.0}, "dropout"),
+    ({"dropout": -0.1}, "dropout"),
+    ({"max_steps": -1}, "max_steps"),
+    ({"max_tokens": -5}, "max_tokens"),
+    ({"time_limit_s": -1.0}, "time_limit_s"),
+    ({"eval_interval": 0}, "eval_interval"),
+    ({"eval_batches": 0}, "eval_batches"),
+    ({"log_interval": 0}, "log_interval"),
+    ({"checkpoint_interval": 0}, "checkpoint_interval"),
+    ({"keep_checkpoints": 0}, "keep_checkpoints"),
+    ({"sample_interval": -1}, "sample_interval"),
+    ({"compile": "true"}, "compile"),
+    ({"precision": "fp8"}, "precision"),
+    ({"precision": "BF16"}, "precision"),
+    ({"schedule": "step"}, "schedule"),
+    ({"min_lr_ratio": 1.5}, "min_lr_ratio"),
+    ({"tokenizer": " "}, "tokenizer"),
+    ({"data_source": "s3"}, "data_source"),
+    ({"data_source": "hf"}, "hf_dataset"),
+    ({"data_source": "local"}, "data_path"),
+    ({"model_family": "gpt2"}, "n_kv_head"),  # smoke uses 2 kv heads; GPT-2 has no GQA
+    ({"d_model": 60, "n_head": 4}, "d_model"),  # head_dim 15 is odd: no rotary
+    ({"lerning_rate": 1e-3}, "lerning_rate"),
+    ({"batchsize": 8}, "batchsize"),
+    ({"nonsense": 1}, "nonsense"),
+]
+
+
+def test_there_are_at_least_fifty_bad_inputs():
+    assert len(BAD_INPUTS) >= 50
+
+
+@pytest.mark.parametrize("overrides,field", BAD_INPUTS, ids=[f"{f}-{i}" for i, (_, f) in enumerate(BAD_INPUTS)])
+def test_bad_input_is_rejected_naming_the_field(overrides, field):
+    with pytest.raises(ConfigError) as info:
+        TrainingConfig.preset("smoke", **overrides)
+    assert field in info.value.fields
+    assert field in str(info.value)
+
+
+def test_all_problems_are_reported_together():
+    with pytest.raises(ConfigError) as info:
+        TrainingConfig.from_dict(
+            {"learning_rate": math.nan, "lerning_rate": 1, "n_layer": True, "d_model": 66, "batch_size": "8"}
+        )
+    assert set(info.value.fields) == {"learning_rate", "lerning_rate", "n_layer", "d_model", "batch_size"}
+    assert "did you mean 'learning_rate'" in str(info.value)
+
+
+def test_config_error_is_a_value_error():
+    assert issubclass(ConfigError, ValueError)
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_presets_are_valid_and_named(name):
+    cfg = TrainingConfig.preset(name)
+    assert cfg.run_name == name
+    assert cfg.d_model % cfg.n_head == 0
+
+
+def test_unknown_preset_names_the_choices():
+    with pytest.raises(ConfigError, match="smoke"):
+        TrainingConfig.preset("turbo")
+
+
+def test_round_trip_dict_json_and_file(tmp_path):
+    cfg = TrainingConfig.preset("smoke", learning_rate=1e-3)
+    assert TrainingConfig.from_dict(cfg.to_dict()) == cfg
+    path = cfg.save(tmp_path / "sub" / "c.json")
+    assert path == tmp_path / "sub" / "c.json"
+    assert TrainingConfig.load(path) == cfg
+
+
+def test_save_into_a_folder_writes_a_timestamped_file(tmp_path):
+    cfg = TrainingConfig.preset("smoke")
+    path = cfg.save(tmp_path / "configs")
+    assert path.parent == tmp_path / "configs"
+    assert path.name.startswith("config_smoke_") and path.suffix == ".json"
+    assert TrainingConfig.load(path) == cfg
+
+
+def test_load_names_the_file_when_broken(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(ConfigError, match="bad.json"):
+        TrainingConfig.load(bad)
+    with pytest.raises(ConfigError, match="missing.json"):
+        TrainingConfig.load(tmp_path / "missing.json")
+    unknown = tmp_path / "unknown.json"
+    unknown.write_text(json.dumps({"learning_rat": 1e-3}))
+    with pytest.raises(ConfigError, match="learning_rat"):
+        TrainingConfig.load(unknown)
+
+
+def test_hash_is_stable_and_sensitive():
+    a = TrainingConfig.preset("smoke")
+    assert a.config_hash == TrainingConfig.preset("smoke").config_hash
+    assert a.config_hash != a.replace(learning_rate=1e-4).config_hash
+    assert len(a.config_hash) == 12
+
+
+def test_diff_and_resume_blockers():
+    a = TrainingConfig.preset("smoke")
+    b = a.replace(learning_rate=1e-4, log_interval=1, n_layer=3)
+    assert a.diff(b) == {"learning_rate": (3e-3, 1e-4), "log_interval": (5, 1), "n_layer": (2, 3)}
+    assert sorted(a.resume_blockers(b)) == ["learning_rate", "n_layer"]
+    assert a.resume_blockers(a.replace(eval_interval=7, time_limit_s=10.0)) == []
+    assert RESUME_SAFE_FIELDS <= set(FIELD_NAMES)
+
+
+def test_from_form_parses_strings_and_keeps_preset_for_blanks():
+    cfg = TrainingConfig.from_form(preset="smoke", learning_rate="1e-3", max_steps="12", run_name="", dropout=None)
+    assert cfg.learning_rate == 1e-3 and cfg.max_steps == 12
+    assert cfg.run_name == "smoke" and cfg.dropout == 0.0
+
+
+def test_from_form_model_size_and_gpt2_heads():
+    cfg = TrainingConfig.from_form(preset="smoke", model_size="tiny", model_family="gpt2")
+    assert (cfg.n_layer, cfg.d_model) == (2, 128)
+    assert cfg.n_kv_head == cfg.n_head  # GPT-2 has no grouped-query attention
+
+
+def test_from_form_reports_every_bad_value():
+    with pytest.raises(ConfigError) as info:
+        TrainingConfig.from_form(preset="smoke", learning_rate="fast", model_size="huge", batch_size="0", lr="1")
+    assert {"learning_rate", "model_size", "batch_size", "lr"} <= set(info.value.fields)
+
+
+def test_parse_overrides():
+    assert parse_overrides(["learning_rate=3e-4", "n_layer=2", "compile=true", "run_name=a"]) == {
+        "learning_rate": 3e-4,
+        "n_layer": 2,
+        "compile": True,
+        "run_name": "a",
+    }
+    with pytest.raises(ConfigError) as info:
+        parse_overrides(["n_layer=two", "nlayer=2", "oops"])
+    assert info.value.fields == ["n_layer", "nlayer", "oops"]
+
+
+def test_step_budget_resolution():
+    cfg = TrainingConfig.preset("smoke", max_steps=0, max_tokens=0, epochs=2.0)
+    assert cfg.tokens_per_step == 8 * 64
+    assert cfg.resolve_max_steps(train_tokens=10 * 512) == 20
+    assert cfg.replace(max_tokens=512 * 3).resolve_max_steps(10**9) == 3
+    assert cfg.replace(max_steps=7, max_tokens=512 * 3).resolve_max_steps(10**9) == 7
+
+
+def test_config_is_immutable():
+    cfg = TrainingConfig.preset("smoke")
+    with pytest.raises(AttributeError):
+        cfg.learning_rate = 1.0  # type: ignore[misc]

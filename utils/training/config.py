@@ -1,0 +1,449 @@
+"""TrainingConfig: every setting of a run, typed and validated in one place.
+
+A config is built from a preset (`TrainingConfig.preset("smoke")`), a notebook form
+(`from_form(**values)`), a JSON file (`load`), or command-line overrides
+(`parse_overrides(["learning_rate=3e-4"])`). All of them go through the same
+validation, which collects every problem and raises one `ConfigError` naming each
+field, the value given and what is allowed. Nothing is coerced silently: a bool is
+not an int, a string is not a number (the form and command-line paths parse strings
+explicitly, and say so when they cannot).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+import math
+import re
+import time
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, get_type_hints
+
+MODEL_FAMILIES = ("gpt2", "llama", "qwen2")
+SCHEDULES = ("cosine", "linear", "constant")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+DATA_SOURCES = ("builtin", "hf", "local", "drive", "upload", "synthetic")
+_RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    # --- identity and data -------------------------------------------------------
+    run_name: str = "run"  # folder name under WORKSPACE/runs/; letters, digits, . _ -
+    data_source: str = "builtin"  # builtin | hf | local | drive | upload | synthetic
+    data_path: str = ""  # file or folder for local/drive/upload
+    hf_dataset: str = ""  # datasets.load_dataset name for data_source="hf", e.g. "wikitext"
+    hf_config: str = ""  # its config, e.g. "wikitext-2-raw-v1"
+    text_column: str = ""  # column holding the text; "" = detect
+    tokenizer: str = "bpe"  # "bpe" (trained on the corpus) | "gpt2" (packaged files) | a hub name
+    validation_split: float = 0.1  # share of documents held out for validation
+    # --- model ---------------------------------------------------------------------
+    model_family: str = "llama"  # gpt2 | llama | qwen2 (transformers architectures)
+    pretrained: str = ""  # hub name to start from pretrained weights (needs internet)
+    n_layer: int = 4  # transformer blocks
+    n_head: int = 4  # attention heads
+    n_kv_head: int = 4  # key/value heads (grouped-query attention when < n_head)
+    d_model: int = 256  # residual stream width
+    d_ff: int = 0  # MLP hidden width; 0 = the family's default
+    block_size: int = 256  # context length in tokens
+    vocab_size: int = 4096  # BPE vocabulary to train; fixed tokenizers bring their own size
+    dropout: float = 0.0  # dropout probability in attention and MLP
+    # --- optimisation ----------------------------------------------------------------
+    learning_rate: float = 1e-3  # peak learning rate after warmup
+    min_lr_ratio: float = 0.1  # final lr as a share of the peak (cosine/linear)
+    schedule: str = "cosine"  # cosine | linear | constant, after linear warmup
+    warmup_ratio: float = 0.05  # share of max_steps spent warming up
+    weight_decay: float = 0.1  # AdamW decoupled weight decay (matrices only)
+    max_grad_norm: float = 1.0  # clip the global gradient norm to this; 0 = no clipping
+    batch_size: int = 32  # sequences per micro-step on each rank
+    gradient_accumulation_steps: int = 1  # micro-steps per optimizer step, all ranks together
+    use_amp: bool = True  # mixed precision on GPU; False forces fp32
+    # --- budget: max_steps wins, then max_tokens, then epochs ------------------------
+    epochs: float = 1.0  # passes over the training tokens
+    max_steps: int = 0  # optimizer steps; 0 = derive from max_tokens or epochs
+    max_tokens: int = 0  # training tokens; 0 = derive from epochs
+    time_limit_s: float = 0.0  # stop cleanly with a checkpoint after this long; 0 = none
+    # --- cadence (in optimizer steps) -------------------------------------------------
+    log_interval: int = 20  # train metrics (one host sync per interval)
+    eval_interval: int = 200  # validation loss, accuracy, bits per byte
+    eval_batches: int = 20  # batches per evaluation
+    checkpoint_interval: int = 500  # full-state checkpoint
+    keep_checkpoints: int = 3  # newest checkpoints kept (the best is kept too)
+    sample_interval: int = 0  # text samples from fixed prompts; 0 = at the end only
+    early_stopping_patience: int = 0  # evaluations without val_loss improvement; 0 = off
+    # --- numerics ------------------------------------------------------------------
+    precision: str = "auto"  # auto (bf16 > fp16 > fp32 by device) | fp32 | bf16 | fp16
+    compile: bool = False  # torch.compile the model
+    deterministic: bool = False  # deterministic kernels (slower)
+    random_seed: int = 42  # seeds model init, batches and dropout
+
+    def __post_init__(self) -> None:
+        type_problems = _check_types(self)
+        problems = type_problems + _check_values(self, skip={p.field for p in type_problems})
+        if problems:
+            raise ConfigError(problems)
+
+    # --- construction ----------------------------------------------------------------
+    @classmethod
+    def preset(cls, name: str, **overrides: Any) -> TrainingConfig:
+        if name not in PRESETS:
+            raise ConfigError([Problem("preset", name, f"must be one of {sorted(PRESETS)}")])
+        return cls.from_dict({**PRESETS[name], **overrides})
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainingConfig:
+        if not isinstance(d, dict):
+            raise ConfigError([Problem("config", type(d).__name__, "must be a mapping of field names to values")])
+        unknown = [_unknown_key(k) for k in d if k not in FIELD_NAMES]
+        if unknown:
+            # Report unknown keys together with whatever else is wrong in the known ones.
+            try:
+                cls(**{k: v for k, v in d.items() if k in FIELD_NAMES})
+            except ConfigError as e:
+                unknown += e.problems
+            raise ConfigError(unknown)
+        return cls(**d)
+
+    @classmethod
+    def from_form(cls, preset: str = "", model_size: str = "", **values: Any) -> TrainingConfig:
+        """Build from a notebook's #@param values. Empty strings and None keep the
+        preset's value; numeric strings are parsed (Colab string fields arrive as str)."""
+        base = dict(PRESETS[preset]) if preset else {}
+        if preset and preset not in PRESETS:
+            raise ConfigError([Problem("preset", preset, f"must be one of {sorted(PRESETS)}")])
+        problems: list[Problem] = []
+        if model_size:
+            if model_size not in MODEL_SIZES:
+                problems.append(Problem("model_size", model_size, f"must be one of {sorted(MODEL_SIZES)}"))
+            else:
+                base.update(MODEL_SIZES[model_size])
+        given = {k: v for k, v in values.items() if v is not None and v != ""}
+        parsed: dict[str, Any] = {}
+        for key, value in given.items():
+            if key not in FIELD_NAMES:
+                problems.append(_unknown_key(key))
+                continue
+            try:
+                parsed[key] = _parse_value(key, value) if isinstance(value, str) else value
+            except ValueError as e:
+                problems.append(Problem(key, value, str(e)))
+        merged = {**base, **parsed}
+        if merged.get("model_family") == "gpt2" and "n_kv_head" not in parsed:
+            merged["n_kv_head"] = merged.get("n_head", FIELD_DEFAULTS["n_head"])  # GPT-2 has no GQA
+        if problems:
+            try:
+                cls.from_dict(merged)
+            except ConfigError as e:
+                problems += [p for p in e.problems if p.field not in {q.field for q in problems}]
+            raise ConfigError(problems)
+        return cls.from_dict(merged)
+
+    @classmethod
+    def load(cls, path: str | Path) -> TrainingConfig:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError([Problem("config file", str(path), "does not exist or is not a file")])
+        try:
+            d = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ConfigError([Problem("config file", str(path), f"is not valid JSON: {e}")]) from e
+        return cls.from_dict(d)
+
+    def replace(self, **changes: Any) -> TrainingConfig:
+        return self.from_dict({**self.to_dict(), **changes})
+
+    # --- serialisation -------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    def save(self, path: str | Path) -> Path:
+        """Write JSON to `path`; if `path` is a folder (existing, or named without a
+        .json suffix) write `config_<run_name>_<UTC time>.json` inside it."""
+        path = Path(path)
+        if path.is_dir() or path.suffix.lower() != ".json":
+            stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+            path = path / f"config_{self.run_name}_{stamp}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(self.to_json() + "\n", encoding="utf-8")
+        tmp.replace(path)
+        return path
+
+    @property
+    def config_hash(self) -> str:
+        """Stable 12-hex-digit id of the full config (sorted-key JSON, sha256)."""
+        blob = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+    # --- comparing -------------------------------------------------------------------
+    def diff(self, other: TrainingConfig) -> dict[str, tuple[Any, Any]]:
+        a, b = self.to_dict(), other.to_dict()
+        return {k: (a[k], b[k]) for k in FIELD_NAMES if a[k] != b[k]}
+
+    def resume_blockers(self, other: TrainingConfig) -> list[str]:
+        """Fields that differ from `other` and change what training computes. A run
+        may resume from a checkpoint written under `other` only if this is empty."""
+        return [k for k in self.diff(other) if k not in RESUME_SAFE_FIELDS]
+
+    # --- derived quantities ----------------------------------------------------------
+    @property
+    def tokens_per_step(self) -> int:
+        """Training tokens per optimizer step, all ranks together."""
+        return self.batch_size * self.block_size * self.gradient_accumulation_steps
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_model // self.n_head
+
+    def resolve_max_steps(self, train_tokens: int) -> int:
+        """The step budget: max_steps, else max_tokens, else epochs over the corpus."""
+        if self.max_steps > 0:
+            return self.max_steps
+        tokens = self.max_tokens if self.max_tokens > 0 else self.epochs * train_tokens
+        return max(1, math.ceil(tokens / self.tokens_per_step))
+
+
+# Changing these between a checkpoint and its resume does not change what is trained.
+RESUME_SAFE_FIELDS = frozenset(
+    {
+        "run_name",
+        "log_interval",
+        "eval_interval",
+        "eval_batches",
+        "checkpoint_interval",
+        "keep_checkpoints",
+        "sample_interval",
+        "early_stopping_patience",
+        "time_limit_s",
+        "compile",
+        "data_path",  # the same corpus may move (local disk vs Drive); its hash is checked by the data cache
+    }
+)
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # Seconds on a laptop CPU: tests, CI and the notebooks' smoke parameters.
+    "smoke": dict(
+        run_name="smoke", n_layer=2, n_head=4, n_kv_head=2, d_model=64, block_size=64, vocab_size=512,
+        batch_size=8, max_steps=30, learning_rate=3e-3, warmup_ratio=0.1, log_interval=5,
+        eval_interval=10, eval_batches=2, checkpoint_interval=10, keep_checkpoints=2, sample_interval=0,
+    ),
+    # A few minutes on 2 CPU cores (make run): small enough to finish, big enough to learn.
+    "cpu": dict(
+        run_name="cpu", n_layer=4, n_head=4, n_kv_head=2, d_model=128, block_size=128, vocab_size=2048,
+        batch_size=16, max_steps=600, learning_rate=2e-3, warmup_ratio=0.05, log_interval=10,
+        eval_interval=100, eval_batches=10, checkpoint_interval=100, keep_checkpoints=3, sample_interval=300,
+    ),
+    # The seed's three training modes, sized for a Colab GPU (T4 and up).
+    "fast": dict(
+        run_name="fast", n_layer=4, n_head=4, n_kv_head=4, d_model=256, block_size=256, vocab_size=4096,
+        batch_size=32, max_steps=2000, learning_rate=1e-3, log_interval=20, eval_interval=200,
+        eval_batches=20, checkpoint_interval=500, sample_interval=500,
+    ),
+    "balanced": dict(
+        run_name="balanced", n_layer=6, n_head=6, n_kv_head=2, d_model=384, block_size=512, vocab_size=8192,
+        batch_size=32, max_steps=5000, learning_rate=6e-4, log_interval=25, eval_interval=250,
+        eval_batches=40, checkpoint_interval=500, sample_interval=1000,
+    ),
+    "quality": dict(
+        run_name="quality", n_layer=12, n_head=12, n_kv_head=4, d_model=768, block_size=1024,
+        vocab_size=16384, batch_size=16, gradient_accumulation_steps=4, max_steps=10000,
+        learning_rate=3e-4, log_interval=50, eval_interval=500, eval_batches=50, checkpoint_interval=1000,
+        sample_interval=2000,
+    ),
+}
+
+# The notebook form's "model size" choice: shapes only, everything else from the preset.
+MODEL_SIZES: dict[str, dict[str, int]] = {
+    "tiny": dict(n_layer=2, d_model=128, n_head=4, n_kv_head=2),
+    "small": dict(n_layer=4, d_model=256, n_head=4, n_kv_head=2),
+    "medium": dict(n_layer=6, d_model=384, n_head=6, n_kv_head=2),
+    "base": dict(n_layer=12, d_model=768, n_head=12, n_kv_head=4),
+}
+
+
+# ---------------------------------------------------------------------------------------
+# Validation
+# ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Problem:
+    field: str
+    value: Any
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.field} = {self.value!r}: {self.message}"
+
+
+class ConfigError(ValueError):
+    """Every problem of one config, each naming the field, the value and what is allowed."""
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = list(problems)
+        n = len(self.problems)
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"invalid TrainingConfig ({n} problem{'s' if n != 1 else ''}):\n{lines}")
+
+    @property
+    def fields(self) -> list[str]:
+        return [p.field for p in self.problems]
+
+
+FIELD_NAMES = tuple(f.name for f in fields(TrainingConfig))
+FIELD_DEFAULTS = {f.name: f.default for f in fields(TrainingConfig)}
+FIELD_TYPES: dict[str, type] = get_type_hints(TrainingConfig)  # resolves the string annotations
+
+# (low, high, low_inclusive, high_inclusive) for numeric fields.
+_RANGES: dict[str, tuple[float, float, bool, bool]] = {
+    "validation_split": (0.0, 0.5, False, True),
+    "n_layer": (1, 256, True, True),
+    "n_head": (1, 256, True, True),
+    "n_kv_head": (1, 256, True, True),
+    "d_model": (8, 65536, True, True),
+    "d_ff": (0, 262144, True, True),
+    "block_size": (8, 131072, True, True),
+    "vocab_size": (260, 1_000_000, True, True),  # 256 bytes + special tokens
+    "dropout": (0.0, 1.0, True, False),
+    "learning_rate": (0.0, 1.0, False, True),
+    "min_lr_ratio": (0.0, 1.0, True, True),
+    "warmup_ratio": (0.0, 1.0, True, False),
+    "weight_decay": (0.0, 1.0, True, True),
+    "max_grad_norm": (0.0, 1e6, True, True),
+    "batch_size": (1, 65536, True, True),
+    "gradient_accumulation_steps": (1, 4096, True, True),
+    "epochs": (0.0, 10000.0, False, True),
+    "max_steps": (0, 10**9, True, True),
+    "max_tokens": (0, 10**15, True, True),
+    "time_limit_s": (0.0, 365 * 86400.0, True, True),
+    "log_interval": (1, 10**9, True, True),
+    "eval_interval": (1, 10**9, True, True),
+    "eval_batches": (1, 100000, True, True),
+    "checkpoint_interval": (1, 10**9, True, True),
+    "keep_checkpoints": (1, 1000, True, True),
+    "sample_interval": (0, 10**9, True, True),
+    "early_stopping_patience": (0, 100000, True, True),
+    "random_seed": (0, 2**32 - 1, True, True),
+}
+_CHOICES = {
+    "model_family": MODEL_FAMILIES,
+    "schedule": SCHEDULES,
+    "precision": PRECISIONS,
+    "data_source": DATA_SOURCES,
+}
+
+
+def _type_ok(value: Any, kind: type) -> bool:
+    if kind is bool:
+        return isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, kind)
+
+
+def _check_types(cfg: TrainingConfig) -> list[Problem]:
+    problems = []
+    for name in FIELD_NAMES:
+        kind, value = FIELD_TYPES[name], getattr(cfg, name)
+        if not _type_ok(value, kind):
+            problems.append(Problem(name, value, f"must be {kind.__name__}, got {type(value).__name__}"))
+        elif kind is float and not math.isfinite(value):
+            problems.append(Problem(name, value, "must be a finite number (NaN and infinity are not allowed)"))
+    return problems
+
+
+def _check_values(cfg: TrainingConfig, skip: set[str]) -> list[Problem]:
+    """Range, choice and cross-field rules. Fields in `skip` already failed their type
+    check; rules that read them are skipped so one mistake is reported once."""
+    problems = []
+    for name, (lo, hi, lo_inc, hi_inc) in _RANGES.items():
+        if name in skip:
+            continue
+        v = getattr(cfg, name)
+        if (v < lo if lo_inc else v <= lo) or (v > hi if hi_inc else v >= hi):
+            allowed = f"{'[' if lo_inc else '('}{lo}, {hi}{']' if hi_inc else ')'}"
+            problems.append(Problem(name, v, f"must be in {allowed}"))
+    for name, choices in _CHOICES.items():
+        if name not in skip and getattr(cfg, name) not in choices:
+            problems.append(Problem(name, getattr(cfg, name), f"must be one of {list(choices)}"))
+    if skip & {"run_name", "tokenizer", "n_head", "n_kv_head", "d_model", "model_family"}:
+        return problems  # the cross-field rules below need these fields well typed
+    if not _RUN_NAME.match(cfg.run_name):
+        problems.append(Problem("run_name", cfg.run_name, "must be 1-100 letters, digits, '.', '_' or '-', "
+                                "starting with a letter or digit (it names a folder)"))
+    if not cfg.tokenizer.strip():
+        problems.append(Problem("tokenizer", cfg.tokenizer, "must be 'bpe', 'gpt2' or a hub tokenizer name"))
+    if cfg.n_head >= 1 and cfg.d_model % cfg.n_head:
+        problems.append(Problem("d_model", cfg.d_model, f"must be divisible by n_head ({cfg.n_head})"))
+    if cfg.n_kv_head >= 1 and cfg.n_head % cfg.n_kv_head:
+        problems.append(Problem("n_head", cfg.n_head, f"must be divisible by n_kv_head ({cfg.n_kv_head})"))
+    if cfg.model_family == "gpt2" and cfg.n_kv_head != cfg.n_head:
+        problems.append(Problem("n_kv_head", cfg.n_kv_head,
+                                f"must equal n_head ({cfg.n_head}) for gpt2, which has no grouped-query attention"))
+    if cfg.model_family in ("llama", "qwen2") and cfg.n_head >= 1 and (cfg.d_model // cfg.n_head) % 2:
+        problems.append(Problem("d_model", cfg.d_model,
+                                f"d_model / n_head must be even for rotary embeddings ({cfg.model_family})"))
+    if cfg.data_source == "hf" and not cfg.hf_dataset:
+        problems.append(Problem("hf_dataset", cfg.hf_dataset, "is required when data_source is 'hf'"))
+    if cfg.data_source in ("local", "drive") and not cfg.data_path:
+        problems.append(Problem("data_path", cfg.data_path, f"is required when data_source is {cfg.data_source!r}"))
+    return problems
+
+
+def _unknown_key(key: str) -> Problem:
+    close = difflib.get_close_matches(key, FIELD_NAMES, n=1, cutoff=0.6)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return Problem(key, "(unknown key)", f"is not a TrainingConfig field{hint}")
+
+
+def _parse_value(name: str, text: str) -> Any:
+    """Parse a string from a form or the command line into the field's type."""
+    kind = FIELD_TYPES[name]
+    s = text.strip()
+    if kind is bool:
+        if s.lower() in ("true", "1", "yes", "on"):
+            return True
+        if s.lower() in ("false", "0", "no", "off"):
+            return False
+        raise ValueError("must be true or false")
+    if kind is int:
+        try:
+            f = float(s)
+        except ValueError:
+            raise ValueError(f"must be an integer, got {text!r}") from None
+        if not math.isfinite(f) or f != int(f):
+            raise ValueError(f"must be an integer, got {text!r}")
+        return int(f)
+    if kind is float:
+        try:
+            return float(s)
+        except ValueError:
+            raise ValueError(f"must be a number, got {text!r}") from None
+    return text
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """`["learning_rate=3e-4", "n_layer=2"]` -> typed dict; every bad item is reported."""
+    out: dict[str, Any] = {}
+    problems = []
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep:
+            problems.append(Problem(item, "(no '=')", "overrides are written key=value"))
+        elif key not in FIELD_NAMES:
+            problems.append(_unknown_key(key))
+        else:
+            try:
+                out[key] = _parse_value(key, value)
+            except ValueError as e:
+                problems.append(Problem(key, value, str(e)))
+    if problems:
+        raise ConfigError(problems)
+    return out
