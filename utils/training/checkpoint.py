@@ -1,0 +1,256 @@
+"""Checkpoint files: atomic writes, retention, an optional mirror folder.
+
+One file per checkpoint, `step_NNNNNNNN.pt`, written by torch.save and loadable with
+torch.load(weights_only=True): the state dict holds only tensors and plain Python
+types (the trainer turns RNG states into those).
+
+Crash safety: a checkpoint is written to a temp file in the same folder, fsynced,
+renamed over its final name with os.replace (atomic on POSIX), and the folder is
+fsynced so that the rename itself survives a power cut. A kill at any moment leaves
+either the old set of files or the old set plus one complete new file; the temp
+files of killed writes are swept away by the next manager.
+
+The mirror (Google Drive in Colab) is a copy made after the local file verified, in
+a background thread, checked by hash; a failing or hanging mirror is reported once
+and never stops training.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import sys
+import threading
+from pathlib import Path
+
+import torch
+
+_NAME = re.compile(r"^step_(\d{8})\.pt$")
+_TMP_MARK = ".tmp-"
+_BEST_FILE = "best.json"
+
+
+def checkpoint_name(step: int) -> str:
+    return f"step_{step:08d}.pt"
+
+
+def _fsync_dir(path: Path) -> None:
+    # Makes a rename durable. Folders cannot be opened for fsync on Windows.
+    if not hasattr(os, "O_DIRECTORY"):
+        return
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Small files (best.json): same temp+fsync+replace discipline as checkpoints."""
+    tmp = path.with_name(f"{path.name}{_TMP_MARK}{os.getpid()}")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def non_finite_tensors(state: dict) -> list[str]:
+    """Names of floating tensors in a (model) state dict holding NaN or infinity."""
+    bad = []
+    for name, t in state.items():
+        if isinstance(t, torch.Tensor) and t.is_floating_point() and not torch.isfinite(t).all():
+            bad.append(name)
+    return bad
+
+
+class CheckpointManager:
+    """Writes, finds and loads the checkpoints of one run.
+
+    ckpt_dir: run_dir / "checkpoints"; keep: how many of the newest to keep (the best
+    one is kept on top of those); mirror_dir: a second folder that receives copies.
+    """
+
+    def __init__(self, ckpt_dir, keep: int = 3, mirror_dir=None, mirror_timeout_s: float = 300.0):
+        if not isinstance(keep, int) or isinstance(keep, bool) or keep < 1:
+            raise ValueError(f"keep_checkpoints: {keep!r} is not allowed; use an integer >= 1")
+        self.dir = Path(ckpt_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.keep = keep
+        self.mirror_dir = Path(mirror_dir) if mirror_dir else None
+        self.mirror_timeout_s = mirror_timeout_s
+        self._mirror_thread: threading.Thread | None = None
+        self._mirror_error_reported = False
+        self._cache: tuple[Path, dict] | None = None  # (path, state) of the last verified read
+        self.best_step = self._read_best()
+        self._sweep_temp_files()
+
+    # -- writing -------------------------------------------------------------------
+
+    def save(self, state_dict: dict, step: int, is_best: bool = False) -> Path:
+        """Write `state_dict` as step_NNNNNNNN.pt atomically, verify it by reading it
+        back, prune old files, then mirror. Returns the verified path.
+
+        Refuses (ValueError) a state whose model weights are not finite: a checkpoint
+        with NaNs would poison every resume after it.
+        """
+        if state_dict.get("step") != step:
+            state_dict = {**state_dict, "step": step}  # how a read-back proves it is this file
+        bad = non_finite_tensors(state_dict.get("model", {}))
+        if bad:
+            raise ValueError(
+                f"refusing to save checkpoint at step {step}: non-finite values in {', '.join(bad[:5])}"
+            )
+        path = self.dir / checkpoint_name(step)
+        tmp = self.dir / f"{path.name}{_TMP_MARK}{os.getpid()}"
+        try:
+            with open(tmp, "wb") as f:
+                torch.save(state_dict, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+            _fsync_dir(self.dir)
+        except BaseException:
+            # Disk full, a kill signal turned into an exception, ...: nothing already
+            # saved is touched; only our own temp file goes.
+            tmp.unlink(missing_ok=True)
+            raise
+        self._verify(path, step)
+        if is_best:
+            self.best_step = step
+            atomic_write_bytes(self.dir / _BEST_FILE, json.dumps({"step": step}).encode())
+        self._prune(newest_verified=path)
+        self._start_mirror(path)
+        return path
+
+    def _verify(self, path: Path, step: int) -> None:
+        state = self._read(path)
+        if state is None or state.get("step") != step:
+            path.unlink(missing_ok=True)
+            raise OSError(f"checkpoint {path} did not read back correctly after writing; it was removed")
+
+    def _prune(self, newest_verified: Path) -> None:
+        steps = sorted(self._steps(self.dir))
+        keep = set(steps[-self.keep:])
+        if self.best_step is not None:
+            keep.add(self.best_step)
+        keep.add(int(_NAME.match(newest_verified.name).group(1)))
+        for s in steps:
+            if s not in keep:
+                (self.dir / checkpoint_name(s)).unlink(missing_ok=True)
+
+    # -- finding and reading -------------------------------------------------------
+
+    @staticmethod
+    def _steps(folder: Path) -> list[int]:
+        if not folder.is_dir():
+            return []
+        return [int(m.group(1)) for p in folder.iterdir() if (m := _NAME.match(p.name))]
+
+    def checkpoints(self) -> list[Path]:
+        """Local checkpoint files, oldest first (not verified)."""
+        return [self.dir / checkpoint_name(s) for s in sorted(self._steps(self.dir))]
+
+    def latest_valid(self) -> Path | None:
+        """The newest checkpoint that loads, looking in the run folder and the mirror
+        (a fresh Colab runtime has only the mirror). None when there is none."""
+        candidates = [(s, self.dir / checkpoint_name(s)) for s in self._steps(self.dir)]
+        if self.mirror_dir is not None:
+            candidates += [(s, self.mirror_dir / checkpoint_name(s)) for s in self._steps(self.mirror_dir)]
+        for step, path in sorted(candidates, key=lambda c: (c[0], c[1].parent == self.dir), reverse=True):
+            state = self._read(path)
+            if state is not None and state.get("step") == step:
+                return path
+            print(f"Skipping unreadable checkpoint {path}", file=sys.stderr)
+        return None
+
+    def load(self, path) -> dict:
+        """The state dict in `path`, on CPU, read with weights_only=True."""
+        path = Path(path)
+        if self._cache is not None and self._cache[0] == path:
+            state, self._cache = self._cache[1], None
+            return state
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+    def _read(self, path: Path) -> dict | None:
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except (RuntimeError, OSError, EOFError, ValueError, KeyError, AttributeError, TypeError) as e:
+            # Truncated zip, bad pickle, missing file: an unreadable checkpoint, not a crash.
+            print(f"Checkpoint {path} is unreadable: {e.__class__.__name__}: {e}", file=sys.stderr)
+            return None
+        if not isinstance(state, dict):
+            return None
+        self._cache = (path, state)
+        return state
+
+    def _read_best(self) -> int | None:
+        try:
+            step = json.loads((self.dir / _BEST_FILE).read_text())["step"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        return step if isinstance(step, int) and not isinstance(step, bool) else None
+
+    def _sweep_temp_files(self) -> None:
+        for p in self.dir.iterdir():
+            if _TMP_MARK in p.name:
+                p.unlink(missing_ok=True)
+
+    # -- the mirror ----------------------------------------------------------------
+
+    def _report_mirror_problem(self, message: str) -> None:
+        if not self._mirror_error_reported:
+            self._mirror_error_reported = True
+            print(f"Checkpoint mirror {self.mirror_dir}: {message}. Training continues; "
+                  "checkpoints are still written locally.", file=sys.stderr)
+
+    def _start_mirror(self, path: Path) -> None:
+        if self.mirror_dir is None:
+            return
+        if self._mirror_thread is not None and self._mirror_thread.is_alive():
+            self._report_mirror_problem(f"the previous copy has not finished (hung?); skipped {path.name}")
+            return
+        keep = {p.name for p in self.checkpoints()}
+        self._mirror_thread = threading.Thread(
+            target=self._mirror_copy, args=(path, keep), name="checkpoint-mirror", daemon=True
+        )
+        self._mirror_thread.start()
+
+    def _mirror_copy(self, path: Path, keep: set[str]) -> None:
+        try:
+            self.mirror_dir.mkdir(parents=True, exist_ok=True)
+            dest = self.mirror_dir / path.name
+            tmp = self.mirror_dir / f"{path.name}{_TMP_MARK}{os.getpid()}"
+            shutil.copyfile(path, tmp)
+            if _sha256(tmp) != _sha256(path):
+                tmp.unlink(missing_ok=True)
+                raise OSError(f"hash mismatch after copying {path.name}")
+            os.replace(tmp, dest)
+            for p in self.mirror_dir.iterdir():
+                if _NAME.match(p.name) and p.name not in keep:
+                    p.unlink(missing_ok=True)
+        except OSError as e:
+            self._report_mirror_problem(f"copy failed ({e})")
+
+    def wait_for_mirror(self, timeout_s: float | None = None) -> bool:
+        """Wait for the pending mirror copy; False (and reported once) if it hangs."""
+        t = self._mirror_thread
+        if t is None:
+            return True
+        t.join(self.mirror_timeout_s if timeout_s is None else timeout_s)
+        if t.is_alive():
+            self._report_mirror_problem("a copy is still running at the end of training")
+            return False
+        return True

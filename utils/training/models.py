@@ -1,0 +1,122 @@
+"""The causal LM: a transformers model built from a TrainingConfig.
+
+Three families, all decoder-only and all loadable later with
+AutoModelForCausalLM.from_pretrained(dir):
+  gpt2   learned positions, LayerNorm, GELU MLP with d_ff = 4·d_model
+  llama  RoPE, RMSNorm, SwiGLU MLP with d_ff ≈ 8/3·d_model, grouped-query attention
+  qwen2  llama plus q/k/v biases
+Input and output embeddings are tied in every family (nanoGPT style): at small
+sizes the embedding is a large share of the parameters.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+FAMILIES = ("gpt2", "llama", "qwen2")
+
+
+def default_d_ff(family: str, d_model: int) -> int:
+    """The family's MLP width when config.d_ff is 0."""
+    if family == "gpt2":
+        return 4 * d_model
+    # SwiGLU has three matrices instead of two; 8/3·d keeps the parameter count of a
+    # 4·d GELU MLP. Rounded up to a multiple of 32 for friendly matmul shapes.
+    return int(math.ceil(8 * d_model / 3 / 32) * 32)
+
+
+def _hf_config(config):
+    """The transformers config object for config.model_family."""
+    family = config.model_family
+    d_ff = config.d_ff or default_d_ff(family, config.d_model)
+    common = dict(vocab_size=config.vocab_size, tie_word_embeddings=True, use_cache=True)
+    if family == "gpt2":
+        from transformers import GPT2Config
+
+        return GPT2Config(
+            n_positions=config.block_size, n_embd=config.d_model, n_layer=config.n_layer,
+            n_head=config.n_head, n_inner=d_ff, resid_pdrop=config.dropout,
+            embd_pdrop=config.dropout, attn_pdrop=config.dropout,
+            bos_token_id=None, eos_token_id=None, **common,
+        )
+    if family in ("llama", "qwen2"):
+        from transformers import LlamaConfig, Qwen2Config
+
+        cls = LlamaConfig if family == "llama" else Qwen2Config
+        return cls(
+            hidden_size=config.d_model, intermediate_size=d_ff, num_hidden_layers=config.n_layer,
+            num_attention_heads=config.n_head, num_key_value_heads=config.n_kv_head or config.n_head,
+            max_position_embeddings=config.block_size, attention_dropout=config.dropout,
+            bos_token_id=None, eos_token_id=None, **common,
+        )
+    raise ValueError(f"model_family: {family!r} is not one of {', '.join(FAMILIES)}")
+
+
+def build_model(config):
+    """A causal LM for `config`: random init seeded by config.random_seed, or the hub
+    weights named by config.pretrained. SDPA attention either way."""
+    if getattr(config, "pretrained", ""):
+        return _load_pretrained(config.pretrained)
+    from transformers import AutoModelForCausalLM
+
+    hf_config = _hf_config(config)
+    # The init must not depend on (nor disturb) whatever the global RNG did before.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.random_seed)
+        model = AutoModelForCausalLM.from_config(hf_config, attn_implementation="sdpa")
+    return model
+
+
+def _load_pretrained(name: str):
+    from transformers import AutoModelForCausalLM
+
+    try:
+        return AutoModelForCausalLM.from_pretrained(name, attn_implementation="sdpa")
+    except OSError as e:
+        raise OSError(
+            f"pretrained: could not load {name!r} from the Hugging Face Hub ({e.__class__.__name__}). "
+            "Pretrained weights need internet access (run in Colab), or a local folder path; "
+            "set pretrained='' to train a model from scratch."
+        ) from e
+
+
+def _embedding_params(model) -> int:
+    """Parameters of the token and position embedding tables (the lookups, no matmul)."""
+    n = 0
+    emb = model.get_input_embeddings()
+    if emb is not None:
+        n += emb.weight.numel()
+    wpe = getattr(getattr(model, "transformer", None), "wpe", None)  # gpt2's learned positions
+    if wpe is not None:
+        n += wpe.weight.numel()
+    return n
+
+
+def count_parameters(model) -> dict:
+    """{'total': unique parameters (tied ones once), 'non_embedding': total minus the
+    token and position tables (Kaplan et al. convention)}."""
+    seen, total = set(), 0
+    for p in model.parameters():
+        if id(p) not in seen:
+            seen.add(id(p))
+            total += p.numel()
+    return {"total": total, "non_embedding": total - _embedding_params(model)}
+
+
+def flops_per_token(config, n_params_non_embedding: int | None = None) -> float:
+    """Training FLOPs per token, PaLM appendix B: 6N + 12·L·H·Q·T.
+
+    N counts the weights that do a matmul per token: the non-embedding parameters plus
+    the output projection (vocab·d_model), which is computed even when it is tied to
+    the input embedding. L layers, H heads, Q head dim, T = block_size (the attention
+    term, forward+backward). Without N it is counted on a meta-device build (no memory).
+    """
+    if n_params_non_embedding is None:
+        with torch.device("meta"):
+            model = build_model(config.replace(pretrained="") if hasattr(config, "replace") else config)
+        n_params_non_embedding = count_parameters(model)["non_embedding"]
+    n = n_params_non_embedding + config.vocab_size * config.d_model
+    head_dim = config.d_model // config.n_head
+    return 6.0 * n + 12.0 * config.n_layer * config.n_head * head_dim * config.block_size
