@@ -1,0 +1,84 @@
+"""Where we run: Colab or not, which device, how much memory.
+
+Used by the notebooks' first cells, the summary card and the trainer's precision
+choice. Importing this module does not import torch; `detect_runtime` does.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import platform
+import sys
+from dataclasses import asdict, dataclass
+
+
+def in_colab() -> bool:
+    """True inside a Colab runtime (or a test that installs a fake google.colab)."""
+    if "google.colab" in sys.modules:
+        return True
+    try:
+        return importlib.util.find_spec("google.colab") is not None
+    except (ModuleNotFoundError, ValueError):  # no `google` package at all
+        return False
+
+
+@dataclass(frozen=True)
+class RuntimeInfo:
+    device: str  # "cuda" | "mps" | "cpu"
+    gpu_name: str  # "" on CPU
+    gpu_count: int
+    gpu_memory_gb: float  # per GPU, GiB; 0 on CPU
+    bf16_supported: bool
+    colab: bool
+    python: str
+    torch: str
+    cpu_count: int
+    ram_gb: float  # host memory, GiB
+
+    def describe(self) -> str:
+        where = "Colab" if self.colab else "local"
+        if self.device == "cuda":
+            dev = f"{self.gpu_count}x {self.gpu_name} ({self.gpu_memory_gb:.1f} GiB each, bf16={'yes' if self.bf16_supported else 'no'})"
+        else:
+            dev = f"{self.device.upper()} ({self.cpu_count} cores)"
+        return f"{where} runtime | {dev} | {self.ram_gb:.1f} GiB RAM | Python {self.python} | torch {self.torch}"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def detect_runtime() -> RuntimeInfo:
+    import torch
+
+    gpu_name, gpu_count, gpu_mem, bf16 = "", 0, 0.0, False
+    if torch.cuda.is_available():
+        device = "cuda"
+        gpu_count = torch.cuda.device_count()
+        props = torch.cuda.get_device_properties(0)
+        gpu_name, gpu_mem = props.name, props.total_memory / 2**30
+        bf16 = torch.cuda.is_bf16_supported()
+    elif getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        device = "mps"
+    else:
+        device = "cpu"
+    return RuntimeInfo(
+        device=device,
+        gpu_name=gpu_name,
+        gpu_count=gpu_count,
+        gpu_memory_gb=round(gpu_mem, 2),
+        bf16_supported=bf16,
+        colab=in_colab(),
+        python=platform.python_version(),
+        torch=torch.__version__,
+        cpu_count=os.cpu_count() or 1,
+        ram_gb=round(_host_memory_bytes() / 2**30, 1),
+    )
+
+
+def _host_memory_bytes() -> int:
+    try:
+        import psutil
+    except ImportError:  # psutil is in requirements-training.txt; stay usable without it
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else 0
+    return psutil.virtual_memory().total

@@ -1,0 +1,80 @@
+"""The workspace: where a run's files live, locally and (in Colab) on Google Drive.
+
+Outside Colab everything is under one folder. In Colab, the things that must be fast
+or that SQLite must own live on the VM's local disk (the experiment database, the
+primary checkpoint files) and the rest lives on Drive, which survives the runtime:
+
+    root/                 (Drive in Colab)   configs/ datasets/ results/ runs/NAME/{run.json,viz,model,...}
+    local/                (VM disk in Colab) experiments.db, runs/NAME/checkpoints/
+    root/experiments.db                      the database's backup copy (SQLite backup API)
+    root/runs/NAME/checkpoints/              the checkpoints' mirror (copy + hash check)
+
+When the runtime dies the local disk is gone; the next run restores the database
+from its backup and resumes from the mirrored checkpoints.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Workspace:
+    root: Path  # durable folder (Drive in Colab)
+    local: Path | None = None  # fast local folder; None = same as root
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root).expanduser().resolve())
+        if self.local is not None:
+            local = Path(self.local).expanduser().resolve()
+            object.__setattr__(self, "local", None if local == self.root else local)
+
+    # --- folders ---------------------------------------------------------------------
+    @property
+    def configs_dir(self) -> Path:
+        return self.root / "configs"
+
+    @property
+    def datasets_dir(self) -> Path:
+        return self.root / "datasets"
+
+    @property
+    def results_dir(self) -> Path:
+        return self.root / "results"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.root / "runs"
+
+    def run_dir(self, run_name: str) -> Path:
+        return self.runs_dir / run_name
+
+    # --- database --------------------------------------------------------------------
+    @property
+    def db_path(self) -> Path:
+        return (self.local or self.root) / "experiments.db"
+
+    @property
+    def db_mirror_path(self) -> Path | None:
+        return self.root / "experiments.db" if self.local else None
+
+    # --- checkpoints -----------------------------------------------------------------
+    def checkpoint_run_dir(self, run_name: str) -> Path:
+        """The run folder that holds the primary `checkpoints/` (local disk in Colab)."""
+        return (self.local or self.root) / "runs" / run_name
+
+    def checkpoint_mirror_dir(self, run_name: str) -> Path | None:
+        return self.run_dir(run_name) / "checkpoints" if self.local else None
+
+    def create(self) -> Workspace:
+        for d in (self.configs_dir, self.datasets_dir, self.results_dir, self.runs_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        if self.local:
+            (self.local / "runs").mkdir(parents=True, exist_ok=True)
+        return self
+
+    def describe(self) -> str:
+        if self.local:
+            return f"workspace {self.root} (durable) with local disk {self.local} for the database and checkpoints"
+        return f"workspace {self.root}"
