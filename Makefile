@@ -1,0 +1,58 @@
+# Every target does its own set-up: on a fresh machine `make run` and `make test` are enough.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+TORCH_SPEC := torch==2.13.0
+REQUIREMENTS := requirements-training.txt requirements-dev.txt
+# The stamp's name is a checksum of what is installed, so changed requirements reinstall
+# and an unchanged set-up is a no-op.
+SETUP_KEY := $(shell (echo '$(TORCH_SPEC)'; cat $(REQUIREMENTS)) | cksum | cut -d' ' -f1)
+STAMP := $(VENV)/.setup-$(SETUP_KEY)
+
+WORKSPACE := $(CURDIR)/workspace
+TEST_TIMEOUT ?= 1800
+BENCH_ARGS ?= --quick
+
+.PHONY: setup notebooks check test run bench clean distclean
+
+setup: $(STAMP)
+
+$(STAMP):
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install "$(TORCH_SPEC)"
+	$(PIP) install -r requirements-training.txt -r requirements-dev.txt
+	@rm -f $(VENV)/.setup-*
+	@touch $@
+
+notebooks: setup
+	$(PY) build_notebooks.py
+
+check: setup
+	$(PY) -m ruff check .
+	$(PY) build_notebooks.py --check
+
+test: setup check
+	$(PY) -m pytest --timeout=$(TEST_TIMEOUT)
+
+# The main job: the training notebook, headless, CPU preset; everything it writes lands in workspace/.
+run: setup notebooks
+	@mkdir -p "$(WORKSPACE)"
+	PYTHONPATH="$(CURDIR)" $(PY) -m utils.notebook_exec notebooks/training.ipynb \
+		--out "$(WORKSPACE)/training.executed.ipynb" --workdir "$(WORKSPACE)" \
+		-p preset=cpu -p workspace_dir="$(WORKSPACE)"
+
+bench: setup
+	@set -e; for script in bench/*.py; do \
+		[ -e "$$script" ] || { echo "no benchmarks in bench/"; break; }; \
+		echo "== $$script $(BENCH_ARGS)"; \
+		PYTHONPATH="$(CURDIR)" $(PY) "$$script" $(BENCH_ARGS); \
+	done
+
+clean:
+	rm -rf workspace .test-artifacts .pytest_cache .ruff_cache
+	find . -path ./$(VENV) -prune -o -type d -name __pycache__ -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV)

@@ -1,0 +1,190 @@
+"""Execute a notebook headless with injected parameters: the one executor of `make run` and the tests.
+
+Parameters follow the papermill convention without depending on papermill: a code cell
+tagged `injected-parameters` goes right after the cell tagged `parameters`, so the values
+it assigns override the form defaults. The kernel is this interpreter's own ipykernel
+(never a kernelspec found elsewhere on the machine), started in `workdir`.
+
+    python -m utils.notebook_exec notebooks/training.ipynb --out workspace/training.executed.ipynb \\
+        --workdir workspace -p preset=cpu -p workspace_dir=/abs/workspace
+
+This module must not import torch: the kernel does that, not the process driving it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+from pathlib import Path
+
+PARAMETERS_TAG = "parameters"
+INJECTED_TAG = "injected-parameters"
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+TRACEBACK_TAIL_LINES = 20
+CELL_HEAD_LINES = 5
+
+
+class NotebookExecutionError(RuntimeError):
+    """A cell failed, timed out or killed the kernel. The message says which and why."""
+
+    def __init__(self, notebook: str, cell_index: int | None, cell_source: str, error: str):
+        self.notebook = notebook
+        self.cell_index = cell_index
+        self.cell_source = cell_source
+        self.error = error
+        head = "\n".join("    " + line for line in cell_source.splitlines()[:CELL_HEAD_LINES])
+        where = f"cell {cell_index}" if cell_index is not None else "before the first cell"
+        super().__init__(f"{notebook}: {where} failed\n  cell starts with:\n{head}\n  error:\n{error}")
+
+
+def _tags(cell) -> list[str]:
+    return list(cell.get("metadata", {}).get("tags", []))
+
+
+def inject_parameters(nb, parameters: dict, notebook_name: str = "notebook"):
+    """Insert (or replace) the injected-parameters cell after the parameters cell, in place."""
+    import nbformat
+
+    nb.cells = [c for c in nb.cells if INJECTED_TAG not in _tags(c)]
+    if not parameters:
+        return nb
+    marked = [i for i, c in enumerate(nb.cells) if PARAMETERS_TAG in _tags(c)]
+    if len(marked) != 1:
+        raise ValueError(
+            f"{notebook_name}: parameters given ({', '.join(sorted(parameters))}) but the notebook has "
+            f"{len(marked)} cells tagged {PARAMETERS_TAG!r}; it needs exactly one"
+        )
+    for key in parameters:
+        if not key.isidentifier():
+            raise ValueError(f"{notebook_name}: parameter name {key!r} is not a Python identifier")
+    lines = ["# Parameters injected for this execution"]
+    lines += [f"{key} = {value!r}" for key, value in parameters.items()]
+    cell = nbformat.v4.new_code_cell("\n".join(lines), metadata={"tags": [INJECTED_TAG]})
+    # Ids derived from the parameters cell keep executed copies diffable run to run.
+    cell.id = f"{nb.cells[marked[0]].get('id', 'cell')}-injected"[:64]
+    nb.cells.insert(marked[0] + 1, cell)
+    return nb
+
+
+def _describe_error(err: BaseException) -> str:
+    from nbclient.exceptions import CellExecutionError
+
+    if isinstance(err, CellExecutionError):
+        lines = ANSI_ESCAPE.sub("", err.traceback or "").rstrip().splitlines()
+        tail = "\n".join("    " + line for line in lines[-TRACEBACK_TAIL_LINES:])
+        return f"    {err.ename}: {err.evalue}\n  traceback (last lines):\n{tail}"
+    return f"    {type(err).__name__}: {ANSI_ESCAPE.sub('', str(err)).strip()}"
+
+
+def _kernel_manager_class():
+    from jupyter_client.kernelspec import KernelSpecManager
+    from jupyter_client.manager import AsyncKernelManager
+    from traitlets import default
+
+    class ThisInterpreterKernelManager(AsyncKernelManager):
+        """Only the native ipykernel spec, which launches sys.executable (the venv's python3)."""
+
+        @default("kernel_spec_manager")
+        def _kernel_spec_manager_default(self):
+            return KernelSpecManager(kernel_dirs=[], ensure_native_kernel=True)
+
+    return ThisInterpreterKernelManager
+
+
+def execute_notebook(
+    path: str | Path,
+    parameters: dict,
+    *,
+    workdir: Path,
+    output_path: Path | None = None,
+    timeout_per_cell: int = 600,
+    env: dict | None = None,
+):
+    """Execute the notebook at `path` in `workdir` and return the executed NotebookNode.
+
+    `env` entries are added to this process's environment for the kernel. The executed
+    (or, on failure, partially executed) notebook is written to `output_path` when given.
+    Raises NotebookExecutionError naming the notebook, the cell and the error.
+    """
+    import nbformat
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellControlSignal, DeadKernelError
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"notebook not found: {path}")
+    workdir = Path(workdir)
+    if not workdir.is_dir():
+        raise NotADirectoryError(f"workdir is not a folder: {workdir}")
+    nb = nbformat.read(path, as_version=4)
+    inject_parameters(nb, dict(parameters), notebook_name=str(path))
+
+    client = NotebookClient(
+        nb,
+        timeout=timeout_per_cell,
+        startup_timeout=180,
+        kernel_name="python3",
+        kernel_manager_class=_kernel_manager_class(),
+        resources={"metadata": {"path": str(workdir)}},
+        allow_errors=False,
+    )
+    current = {"index": None}
+
+    def remember(cell, cell_index, **_):
+        current["index"] = cell_index
+
+    client.on_cell_start = remember
+    try:
+        client.execute(env={**os.environ, **(env or {})})
+    except (CellControlSignal, DeadKernelError, RuntimeError) as err:
+        index = current["index"]
+        source = nb.cells[index].source if index is not None else ""
+        raise NotebookExecutionError(str(path), index, source, _describe_error(err)) from err
+    finally:
+        if output_path is not None:
+            output_path = Path(output_path)
+            output_path.parent.mkdir(parents=True, exist_ok=True)
+            nbformat.write(nb, output_path)
+    return nb
+
+
+def _parse_parameter(item: str) -> tuple[str, object]:
+    """key=value; the value is read as JSON (numbers, true/false, null, lists) else kept as text."""
+    key, sep, text = item.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"parameter {item!r} must look like key=value")
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        value = text
+    return key, value
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m utils.notebook_exec", description=__doc__.split("\n\n")[0])
+    parser.add_argument("notebook", type=Path)
+    parser.add_argument("--out", type=Path, required=True, help="where the executed notebook is written")
+    parser.add_argument("--workdir", type=Path, default=Path.cwd(), help="the kernel's working folder")
+    parser.add_argument("-p", "--parameter", dest="parameters", action="append", default=[],
+                        type=_parse_parameter, metavar="KEY=VALUE", help="a parameter to inject; repeatable")
+    parser.add_argument("--timeout", type=int, default=3600, help="seconds allowed per cell (default 3600)")
+    args = parser.parse_args(argv)
+
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    try:
+        execute_notebook(args.notebook, dict(args.parameters), workdir=args.workdir,
+                         output_path=args.out, timeout_per_cell=args.timeout)
+    except (NotebookExecutionError, ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        if args.out.exists():
+            print(f"partially executed notebook: {args.out}", file=sys.stderr)
+        return 1
+    print(f"executed {args.notebook} -> {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
