@@ -1,0 +1,244 @@
+"""`python -m utils.training {train,runs,hpo}`: the notebooks' library on the command line.
+
+Exit codes: 0 completed or stopped early; 1 failure (the cause is printed); 2 bad
+arguments or config (the message names the field); 130 interrupted (Ctrl-C), after a
+checkpoint was written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .config import PRESETS, ConfigError, TrainingConfig, parse_overrides
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+# Data options that are TrainingConfig fields, offered as their own flags.
+_DATA_FLAGS = ("data_source", "data_path", "hf_dataset", "hf_config", "text_column", "tokenizer")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m utils.training", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train (or resume) one run")
+    t.add_argument("--workspace", default="workspace", help="workspace folder (default: workspace)")
+    t.add_argument("--run-name", help="run folder name under WORKSPACE/runs/ (default: the preset's)")
+    t.add_argument("--preset", choices=sorted(PRESETS), help="base settings (default: fast; --test: smoke)")
+    t.add_argument("--config", type=Path, help="a TrainingConfig JSON file (instead of a preset)")
+    t.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a TrainingConfig field; repeatable")
+    for name in _DATA_FLAGS:
+        t.add_argument(f"--{name.replace('_', '-')}", dest=name, help=f"TrainingConfig.{name}")
+    t.add_argument("--mode", choices=("packed", "sample", "chunk"), default="packed",
+                   help="packed windows (default), one document per row (sample), or streaming chunks (chunk)")
+    t.add_argument("--max-chunks", type=int, default=0, help="chunk mode: stop after this many chunks (0 = all)")
+    t.add_argument("--tokens-per-chunk", type=int, default=0, help="chunk mode: tokens per chunk (0 = default)")
+    t.add_argument("--viz-interval", type=int, default=0, help="write the 7-chart report every N steps (0 = off)")
+    t.add_argument("--checkpoint-interval", type=int, help="TrainingConfig.checkpoint_interval")
+    t.add_argument("--timeout", type=float, help="stop cleanly with a checkpoint after SECONDS (time_limit_s)")
+    t.add_argument("--test", action="store_true", help="the smoke preset on the built-in corpus: a quick check")
+    t.add_argument("--wandb-project", default="", help="also log to this W&B project")
+    t.add_argument("--wandb-entity", default="")
+    t.add_argument("--wandb-mode", choices=("online", "offline", "disabled"), default="online")
+    t.add_argument("--no-export", action="store_true", help="skip the save_pretrained export at the end")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    r = sub.add_parser("runs", help="list, plot and compare runs")
+    rsub = r.add_subparsers(dest="runs_command", required=True)
+    rl = rsub.add_parser("list", help="runs in WORKSPACE/experiments.db")
+    rl.add_argument("--workspace", default="workspace")
+    rp = rsub.add_parser("plot", help="the six-panel analysis of each RUN")
+    rp.add_argument("runs", nargs="+", metavar="RUN", help="a run log file, a folder of them, or db:NAME")
+    rp.add_argument("--workspace", default="workspace")
+    rp.add_argument("--out", type=Path, help="output folder (default: WORKSPACE/results)")
+    rc = rsub.add_parser("compare", help="one comparison figure and table for several RUNs")
+    rc.add_argument("runs", nargs="+", metavar="RUN")
+    rc.add_argument("--workspace", default="workspace")
+    rc.add_argument("--out", type=Path, required=True, help="figure file (.png/.pdf/.svg); the table goes beside it")
+
+    h = sub.add_parser("hpo", help="Optuna hyperparameter search")
+    from .hpo_cli import add_arguments
+
+    add_arguments(h)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)  # argparse exits 2 on bad arguments
+    try:
+        if args.command == "train":
+            return train_command(args)
+        if args.command == "runs":
+            return runs_command(args)
+        from .hpo_cli import run as run_hpo
+
+        return run_hpo(args)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted: the last checkpoint is kept; run the same command again to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def config_from_args(args: argparse.Namespace) -> TrainingConfig:
+    """--config or --preset, then the data flags, --checkpoint-interval, --timeout,
+    --run-name and the --set overrides, all validated together."""
+    if args.config and args.preset:
+        raise ConfigError([_problem("--config/--preset", "both", "give one of them")])
+    if args.config:
+        base = TrainingConfig.load(args.config).to_dict()
+    else:
+        base = TrainingConfig.preset("smoke" if args.test else args.preset or "fast").to_dict()
+    if args.test:
+        base.update(data_source="builtin")
+    changes = {name: getattr(args, name) for name in _DATA_FLAGS if getattr(args, name) is not None}
+    if args.checkpoint_interval is not None:
+        changes["checkpoint_interval"] = args.checkpoint_interval
+    if args.timeout is not None:
+        changes["time_limit_s"] = float(args.timeout)
+    if args.run_name:
+        changes["run_name"] = args.run_name
+    changes.update(parse_overrides(args.overrides))
+    return TrainingConfig.from_dict({**base, **changes})
+
+
+def _problem(field: str, value: object, message: str):
+    from .config import Problem
+
+    return Problem(field, value, message)
+
+
+def train_command(args: argparse.Namespace) -> int:
+    from .callbacks import RunStatus
+    from .data import DataError
+    from .distributed import DistributedContext
+    from .session import TrackingOptions, TrainingSession
+
+    config = config_from_args(args)
+    data_options = {"mode": args.mode}
+    if args.mode == "chunk":
+        data_options.update(max_chunks=args.max_chunks, tokens_per_chunk=args.tokens_per_chunk)
+    dist = DistributedContext.from_env()
+    tracking = TrackingOptions(
+        wandb_project=args.wandb_project,
+        wandb_entity=args.wandb_entity,
+        wandb_mode=args.wandb_mode,
+        viz_interval=args.viz_interval,
+        progress_bar=not args.no_progress,
+    )
+    session = TrainingSession(config, args.workspace, tracking=tracking, data_options=data_options, dist=dist,
+                              log=print if dist.is_main else (lambda _msg: None))
+    try:
+        session.prepare()
+        if dist.is_main:
+            s = session.summary()
+            print(f"{config.run_name}: {s['model_family']} {s['parameters'] / 1e6:.2f}M parameters, "
+                  f"{s['max_steps']} steps x {s['tokens_per_step']} tokens "
+                  f"({s['chinchilla_pct']:.0f}% of the Chinchilla-optimal {s['chinchilla_tokens'] / 1e6:.1f}M tokens)")
+        result = session.train()
+        if dist.is_main and result.status in (RunStatus.COMPLETED, RunStatus.STOPPED_EARLY):
+            if not args.no_export:
+                print(f"exported model and tokenizer to {session.export()}")
+            _write_dashboard(session)
+        if dist.is_main:
+            best = result.state.best_val_loss
+            print(f"{config.run_name}: {result.status} at step {result.state.step}, best val_loss "
+                  f"{best:.4f} (step {result.state.best_step}); run folder {session.run_dir}")
+        if result.status == RunStatus.INTERRUPTED:
+            return EXIT_INTERRUPTED
+        return EXIT_OK if result.status in (RunStatus.COMPLETED, RunStatus.STOPPED_EARLY) else EXIT_FAILED
+    except DataError as e:  # bad input data is a usage error: the message names the file
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except ConfigError:
+        raise
+    except (ValueError, OSError, RuntimeError) as e:
+        print(f"error: training failed: {type(e).__name__}: {e}", file=sys.stderr)
+        return EXIT_FAILED
+    finally:
+        session.close()
+        dist.cleanup()
+
+
+def _write_dashboard(session) -> None:
+    from .dashboard import TrainingDashboard
+
+    dash = TrainingDashboard.from_db(session.db, session.config.run_name)
+    path = dash.save(session.run_dir / "dashboard.png")
+    print(f"dashboard: {path}")
+
+
+def runs_command(args: argparse.Namespace) -> int:
+    from .experiment_db import ExperimentDB
+
+    workspace = Path(args.workspace)
+    db_path = workspace / "experiments.db"
+    if args.runs_command == "list":
+        if not db_path.exists():
+            print(f"no runs yet: {db_path} does not exist")
+            return EXIT_OK
+        with ExperimentDB(db_path) as db:
+            runs = db.list_runs()
+        if len(runs) == 0:
+            print("no runs yet")
+        else:
+            print(runs.to_string(index=False))
+        return EXIT_OK
+
+    records = _load_records(args.runs, db_path)
+    if args.runs_command == "plot":
+        from .analysis import plot_run
+
+        out_dir = args.out or workspace / "results"
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for record in records:
+            path = out_dir / f"{_safe(record.name)}_analysis.png"
+            plot_run(record, out_path=path)
+            print(path)
+        return EXIT_OK
+
+    from .analysis import compare_runs, write_summary_table
+
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    _, table = compare_runs(records, out_path=args.out)
+    csv_path, md_path = args.out.with_suffix(".csv"), args.out.with_suffix(".md")
+    write_summary_table(table, csv_path, md_path)
+    print(f"{args.out}\n{csv_path}\n{md_path}")
+    return EXIT_OK
+
+
+def _load_records(specs: list[str], db_path: Path) -> list:
+    """Each RUN: a run log file, a folder of run logs, or db:NAME."""
+    from .run_log import load_run, load_runs
+
+    db = None
+    records = []
+    try:
+        for spec in specs:
+            if spec.startswith("db:"):
+                if db is None:
+                    if not db_path.exists():
+                        raise ConfigError([_problem("RUN", spec, f"{db_path} does not exist")])
+                    from .experiment_db import ExperimentDB
+
+                    db = ExperimentDB(db_path)
+                records.append(load_run(spec, db=db))
+            elif Path(spec).is_dir():
+                records.extend(load_runs(spec))
+            elif Path(spec).is_file():
+                records.append(load_run(spec))
+            else:
+                raise ConfigError([_problem("RUN", spec, "is not a run log file, a folder of run logs, or db:NAME")])
+    finally:
+        if db is not None:
+            db.close()
+    return records
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "._-" else "_" for c in name)

@@ -1,0 +1,336 @@
+"""TrainingSession: one training run wired together.
+
+The notebook, the `train` command and every HPO trial run the same steps:
+
+    session = TrainingSession(config, workspace)   # nothing heavy yet
+    session.prepare()      # data + tokenizer (cached), the model, the run's database row
+    session.summary()      # parameters, FLOPs/token, tokens planned vs Chinchilla, memory
+    result = session.train()   # resumes from the newest valid checkpoint if there is one
+    session.export()       # save_pretrained model + tokenizer under runs/NAME/model
+
+The session only assembles: data.py makes batches, models.py the model, trainer.py
+runs the loop, and the callbacks (metrics sinks, plots, early stopping) do the rest.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .callbacks import TrainerCallback, TrainerControl, TrainerState
+from .config import TrainingConfig
+from .workspace import Workspace
+
+# Chinchilla's compute-optimal budget (Hoffmann et al. 2022, table 3): ~20 tokens per parameter.
+CHINCHILLA_TOKENS_PER_PARAM = 20
+
+
+@dataclass
+class TrackingOptions:
+    """Where metrics go besides SQLite (always on) and the JSON run log (always on)."""
+
+    wandb_project: str = ""  # "" = no W&B
+    wandb_entity: str = ""
+    wandb_mode: str = "online"  # online | offline | disabled (online falls back on its own)
+    wandb_tags: tuple[str, ...] = ()
+    wandb_init_timeout_s: float = 15.0
+    live_plot: bool = False  # LivePlotter in Jupyter/Colab (text table when headless)
+    live_plot_interval_s: float = 2.0
+    viz_interval: int = 0  # the seven-chart training report every N steps; 0 = off
+    progress_bar: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class TrainingSession:
+    def __init__(
+        self,
+        config: TrainingConfig,
+        workspace: Workspace | str | Path,
+        *,
+        tracking: TrackingOptions | None = None,
+        callbacks: list[TrainerCallback] | tuple[TrainerCallback, ...] = (),
+        db: Any = None,
+        data: Any = None,
+        data_options: dict[str, Any] | None = None,
+        dist: Any = None,
+        log: Callable[[str], None] = print,
+    ):
+        self.workspace = workspace if isinstance(workspace, Workspace) else Workspace(Path(workspace))
+        self.workspace.create()
+        self.requested_config = config
+        self.config = config  # becomes the resolved config (real vocab size) in prepare()
+        self.tracking = tracking or TrackingOptions()
+        self.extra_callbacks = list(callbacks)
+        self._db = db
+        self._owns_db = db is None
+        self.data = data
+        self.data_options = dict(data_options or {})
+        self.dist = dist
+        self.log = log
+        self.model = None
+        self.trainer = None
+        self.result = None
+        self.parameters: dict[str, int] = {}
+        self.flops_per_token = 0.0
+
+    # --- paths -----------------------------------------------------------------------
+    @property
+    def run_dir(self) -> Path:
+        return self.workspace.run_dir(self.config.run_name)
+
+    @property
+    def is_main(self) -> bool:
+        return self.dist is None or self.dist.is_main
+
+    @property
+    def db(self):
+        if self._db is None and self.is_main:
+            from .experiment_db import ExperimentDB
+
+            self._db = ExperimentDB.open_local(self.workspace.db_path, self.workspace.db_mirror_path)
+        return self._db
+
+    # --- steps -----------------------------------------------------------------------
+    def prepare(self) -> TrainingSession:
+        """Data (tokenizer and token files cached under datasets/), the resolved config
+        and the model. Safe to call twice."""
+        from .data import prepare_data
+        from .models import build_model, count_parameters, flops_per_token
+
+        if self.data is None:
+            rank = self.dist.rank if self.dist else 0
+            world = self.dist.world_size if self.dist else 1
+            self.data = prepare_data(
+                self.requested_config, self.workspace.datasets_dir, rank=rank, world_size=world, **self.data_options
+            )
+        # The tokenizer decides the real vocabulary (a BPE trained on a small corpus may
+        # stop short of the target; GPT-2's is 50257).
+        self.config = self.requested_config.replace(vocab_size=self.data.vocab_size)
+        if self.model is None:
+            self.model = build_model(self.config)
+        self.parameters = count_parameters(self.model)
+        self.flops_per_token = flops_per_token(self.config, self.parameters["non_embedding"])
+        return self
+
+    def summary(self) -> dict[str, Any]:
+        """The numbers of the notebook's summary card, all computed from this run's
+        config, model and data (no guesses)."""
+        if self.model is None:
+            self.prepare()
+        cfg = self.config
+        max_steps = cfg.resolve_max_steps(self.data.stats["train_tokens"])
+        planned = max_steps * cfg.tokens_per_step
+        optimal = CHINCHILLA_TOKENS_PER_PARAM * self.parameters["total"]
+        return {
+            "run_name": cfg.run_name,
+            "model_family": cfg.model_family,
+            "parameters": self.parameters["total"],
+            "non_embedding_parameters": self.parameters["non_embedding"],
+            "flops_per_token": self.flops_per_token,
+            "max_steps": max_steps,
+            "tokens_per_step": cfg.tokens_per_step,
+            "tokens_planned": planned,
+            "chinchilla_tokens": optimal,
+            "chinchilla_pct": 100.0 * planned / optimal,
+            "epochs_planned": planned / max(1, self.data.stats["train_tokens"]),
+            "memory_estimate_gb": estimate_training_memory_gb(cfg, self.parameters["total"]),
+            "train_tokens": self.data.stats["train_tokens"],
+            "bytes_per_token": self.data.bytes_per_token,
+            "synthetic_data": bool(self.data.stats.get("synthetic", False)),
+        }
+
+    def callbacks(self) -> list[TrainerCallback]:
+        """The default callbacks, in order: metrics (first: it enriches the logs), plots,
+        early stopping, database backup, then the caller's."""
+        from .metrics import MetricsTracker
+        from .run_log import RunLogWriter
+
+        cbs: list[TrainerCallback] = []
+        if self.is_main:
+            from .experiment_db import ExperimentDBSink
+
+            sinks: list[Any] = [
+                ExperimentDBSink(self.db, self.config.run_name, self.config.to_dict(), run_dir=str(self.run_dir)),
+                RunLogWriter(self.run_dir / "run.json"),
+            ]
+            t = self.tracking
+            if t.wandb_project and t.wandb_mode != "disabled":
+                from .wandb_logger import WandbSink
+
+                sinks.append(
+                    WandbSink(
+                        t.wandb_project,
+                        entity=t.wandb_entity or None,
+                        run_name=self.config.run_name,
+                        config=self.config.to_dict(),
+                        tags=t.wandb_tags,
+                        mode=t.wandb_mode,
+                        init_timeout_s=t.wandb_init_timeout_s,
+                        run_dir=str(self.run_dir),
+                    )
+                )
+            world = self.dist.world_size if self.dist else 1
+            cbs.append(MetricsTracker(sinks, flops_per_token=self.flops_per_token, world_size=world))
+            if t.live_plot:
+                from .live_plotting import LivePlotter
+
+                cbs.append(LivePlotter(min_interval_s=t.live_plot_interval_s, save_path=self.run_dir / "live.png"))
+            if t.viz_interval > 0:
+                from .report import TrainingReport
+
+                cbs.append(TrainingReport(self.run_dir, viz_interval=t.viz_interval))
+            if self.workspace.db_mirror_path is not None:
+                cbs.append(DatabaseBackup(self.db, self.workspace.db_mirror_path))
+        return cbs + self.extra_callbacks
+
+    def train(self):
+        """Run (or resume) training; returns the trainer's TrainResult."""
+        from .trainer import Trainer
+
+        if self.model is None:
+            self.prepare()
+        ckpt_run_dir = self.workspace.checkpoint_run_dir(self.config.run_name)
+        mirror = self.workspace.checkpoint_mirror_dir(self.config.run_name)
+        if self.is_main and mirror is not None:
+            restored = restore_checkpoints_from_mirror(ckpt_run_dir / "checkpoints", mirror, self.config.keep_checkpoints)
+            if restored:
+                self.log(f"Restored checkpoint {restored.name} from {mirror} (the local disk had none).")
+        if self.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            self.config.save(self.run_dir / "config.json")
+        self.trainer = Trainer(
+            self.config,
+            self.model,
+            self.data.train,
+            self.data.val,
+            run_dir=ckpt_run_dir,
+            callbacks=self.callbacks(),
+            tokenizer=self.data.tokenizer,
+            bytes_per_token=self.data.bytes_per_token,
+            sample_prompts=self.sample_prompts(),
+            sample_references=self.sample_references(),
+            mirror_dir=mirror,
+            dist=self.dist,
+            run_info=self.run_info(),
+            progress_bar=self.tracking.progress_bar,
+        )
+        self.result = self.trainer.train()
+        return self.result
+
+    def export(self, out_dir: str | Path | None = None) -> Path:
+        """save_pretrained of model and tokenizer (loadable by AutoModelForCausalLM)."""
+        if self.trainer is None:
+            raise RuntimeError("export() needs a trained model: call train() first")
+        out = Path(out_dir) if out_dir else self.run_dir / "model"
+        self.trainer.export(out)
+        return out
+
+    def close(self) -> None:
+        if self._owns_db and self._db is not None:
+            if self.workspace.db_mirror_path is not None:
+                self._db.backup_to(self.workspace.db_mirror_path)
+            self._db.close()
+            self._db = None
+
+    # --- pieces ----------------------------------------------------------------------
+    def run_info(self) -> dict[str, Any]:
+        from .runtime import detect_runtime
+
+        rt = detect_runtime()
+        return {
+            "run_name": self.config.run_name,
+            "config_hash": self.config.config_hash,
+            "model": {
+                "family": self.config.model_family,
+                "n_params": self.parameters.get("total", 0),
+                "n_params_non_embedding": self.parameters.get("non_embedding", 0),
+                "flops_per_token": self.flops_per_token,
+                "n_layer": self.config.n_layer,
+                "d_model": self.config.d_model,
+                "n_head": self.config.n_head,
+                "block_size": self.config.block_size,
+                "vocab_size": self.config.vocab_size,
+            },
+            "hardware": {
+                "device": rt.device,
+                "gpu_name": rt.gpu_name,
+                "n_gpus": self.dist.world_size if self.dist else max(1, rt.gpu_count) if rt.device == "cuda" else 0,
+                "gpu_memory_gb": rt.gpu_memory_gb,
+                "cpu_count": rt.cpu_count,
+                "ram_gb": rt.ram_gb,
+                "colab": rt.colab,
+                "torch": rt.torch,
+            },
+            "data": dict(self.data.stats),
+            "world_size": self.dist.world_size if self.dist else 1,
+        }
+
+    def sample_prompts(self, n: int = 3, prompt_chars: int = 24) -> list[str]:
+        """Fixed prompts: the first words of the first validation documents (held-out
+        text, so the continuation is a real test)."""
+        docs = list(getattr(self.data, "val_documents", []) or [])[:n]
+        return [_prefix(d, prompt_chars) for d in docs]
+
+    def sample_references(self, n: int = 3, prompt_chars: int = 24) -> list[str]:
+        docs = list(getattr(self.data, "val_documents", []) or [])[:n]
+        return [d[len(_prefix(d, prompt_chars)) :] for d in docs]
+
+
+def _prefix(doc: str, chars: int) -> str:
+    """Cut at a word boundary near `chars` characters so prompts end cleanly."""
+    if len(doc) <= chars:
+        return doc[: max(1, len(doc) // 2)]
+    cut = doc.rfind(" ", 0, chars)
+    return doc[: cut if cut > 0 else chars]
+
+
+class DatabaseBackup(TrainerCallback):
+    """Copies the live SQLite database to the durable folder (Drive) with the SQLite
+    backup API after every checkpoint and at the end, so a dead runtime loses at most
+    what happened since the last checkpoint."""
+
+    def __init__(self, db, mirror_path: Path):
+        self.db = db
+        self.mirror_path = Path(mirror_path)
+
+    def on_save(self, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
+        self.db.backup_to(self.mirror_path)
+
+    def on_train_end(self, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
+        self.db.backup_to(self.mirror_path)
+
+
+def restore_checkpoints_from_mirror(local_dir: Path, mirror_dir: Path, keep: int) -> Path | None:
+    """When the local checkpoint folder has no valid checkpoint (a fresh Colab VM) but
+    the mirror does, copy the mirror's newest valid one back. Returns the copied path."""
+    from .checkpoint import CheckpointManager
+
+    local_dir = Path(local_dir)
+    if not Path(mirror_dir).is_dir():
+        return None
+    local = CheckpointManager(local_dir, keep=keep)
+    if local.latest_valid() is not None:
+        return None
+    newest = CheckpointManager(mirror_dir, keep=keep).latest_valid()
+    if newest is None:
+        return None
+    target = local_dir / newest.name
+    tmp = target.with_name(target.name + ".restoring")
+    shutil.copy2(newest, tmp)
+    tmp.replace(target)
+    return target
+
+
+def estimate_training_memory_gb(cfg: TrainingConfig, n_params: int) -> float:
+    """Training memory, GiB: weights + gradients + AdamW moments in fp32 (16 bytes per
+    parameter) plus activations per layer of s·b·h·(34 + 5·a·s/h) bytes for 16-bit
+    activations without recomputation (Korthikanti et al. 2022, eq. 1), doubled for
+    fp32, plus the logits (b·s·V·4 bytes, twice for the loss and its gradient)."""
+    s, b, h, a, L, V = cfg.block_size, cfg.batch_size, cfg.d_model, cfg.n_head, cfg.n_layer, cfg.vocab_size
+    bytes_per_act = 1.0 if cfg.precision in ("bf16", "fp16", "auto") and cfg.use_amp else 2.0
+    activations = L * s * b * h * (34 + 5 * a * s / h) * bytes_per_act
+    logits = 2 * b * s * V * 4
+    return (16 * n_params + activations + logits) / 2**30
