@@ -101,3 +101,19 @@ def human(n: float) -> str:
         if abs(n) >= div:
             return f"{n / div:.3g}{suffix}"
     return f"{n:.3g}"
+
+
+def no_data(ax, text: str) -> None:
+    """Mark a panel whose metric the run did not measure (the panel stays, so layouts match)."""
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="#777777", wrap=True)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def time_unit(seconds: float) -> tuple[float, str]:
+    """(divisor, unit) to show a duration axis in s, min or h."""
+    if seconds >= 2 * 3600:
+        return 3600.0, "h"
+    if seconds >= 120:
+        return 60.0, "min"
+    return 1.0, "s"

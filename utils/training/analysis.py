@@ -1,0 +1,289 @@
+"""Per-run analysis (six panels) and comparison across runs (figure + summary table).
+
+Reads only `RunRecord` (run_log.py), so our run logs, ExperimentDB runs and the
+llm-foundry logs plot the same way. Model names and sizes come from the record.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .run_log import RunRecord
+from .style import PALETTE, human, new_figure, no_data, save_figure, time_unit
+
+CHINCHILLA_TOKENS_PER_PARAM = 20  # Hoffmann et al. 2022, compute-optimal tokens per parameter
+
+PLOT_RUN_TITLES = ("Loss", "Learning rate", "Tokens vs Chinchilla-optimal", "MFU", "Throughput", "Memory")
+
+
+def _derived(rec: RunRecord, column: str) -> str:
+    return " (derived)" if column in rec.derived else ""
+
+
+def run_title(rec: RunRecord) -> str:
+    """'llama-1.36b · llama · 1.29B params · 2x NVIDIA RTX A6000 · run_2025...'"""
+    parts = [rec.label]
+    if rec.model.get("family") and rec.model["family"] != rec.label:
+        parts.append(str(rec.model["family"]))
+    if not math.isnan(rec.n_params):
+        parts.append(f"{human(rec.n_params)} params")
+    hw = rec.hardware
+    if hw.get("gpu_name"):
+        parts.append(f"{hw.get('n_gpus') or 1}x {hw['gpu_name']}")
+    elif hw.get("device"):
+        parts.append(str(hw["device"]))
+    if rec.name != rec.label:
+        parts.append(rec.name)
+    return " · ".join(parts)
+
+
+def plot_run(record: RunRecord, out_path=None, dpi: int | None = None):
+    """Six panels of one run: loss (+perplexity), lr, tokens vs Chinchilla, MFU, throughput, memory."""
+    fig = new_figure((13, 7.5))
+    axes = fig.subplots(2, 3).ravel()
+    fig.suptitle(run_title(record), fontsize=12)
+    tr, ev = record.train, record.eval
+
+    ax = axes[0]
+    ax.set_title(PLOT_RUN_TITLES[0])
+    if record.col("train_loss") is not None:
+        ax.plot(tr["step"], tr["train_loss"], color=PALETTE["train"], label="train")
+    if record.col("val_loss", "eval") is not None:
+        ax.plot(ev["step"], ev["val_loss"], "o", color=PALETTE["val"], ms=6, label="val")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss (nats/token)")
+    # Perplexity = exp(loss): a second scale on the same line, not a second series.
+    sec = ax.secondary_yaxis("right", functions=(lambda x: np.exp(np.clip(x, -50, 50)), lambda p: np.log(np.clip(p, 1e-12, None))))
+    sec.set_ylabel("perplexity")
+    perplexity_ticks(ax, sec)
+    ax.legend(loc="upper right")
+
+    ax = axes[1]
+    ax.set_title(PLOT_RUN_TITLES[1] + (" (derived from config)" if record.lr_derived else ""))
+    if record.col("lr") is not None:
+        ax.plot(tr["step"], tr["lr"], color=PALETTE["lr"], label="lr" + _derived(record, "lr"))
+        ax.set_yscale("log")
+        if record.warmup_steps:
+            ax.axvline(record.warmup_steps, color=PALETTE["capacity"], ls="--", lw=1,
+                       label=f"warmup end (step {record.warmup_steps})")
+        ax.legend(loc="lower right")
+        ax.set_xlabel("step")
+        ax.set_ylabel("learning rate (log)")
+    else:
+        no_data(ax, "lr not logged")
+
+    ax = axes[2]
+    ax.set_title(PLOT_RUN_TITLES[2])
+    if record.col("tokens_seen") is not None:
+        ax.plot(tr["step"], tr["tokens_seen"], color=PALETTE["train"], label="tokens seen" + _derived(record, "tokens_seen"))
+        ax.set_xlabel("step")
+        ax.set_ylabel("tokens (log)")
+        ax.set_yscale("log")
+        if not math.isnan(record.n_params):
+            target = CHINCHILLA_TOKENS_PER_PARAM * record.n_params
+            seen = float(tr["tokens_seen"].dropna().iloc[-1])
+            ax.axhline(target, color=PALETTE["target"], ls="--", lw=1.2, label=f"20 tokens/param = {human(target)}")
+            # In the legend's title: it never collides with the curve.
+            ax.legend(loc="lower right", title=f"{100 * seen / target:.1f}% of Chinchilla-optimal\n"
+                      f"({human(seen)} of {human(target)} tokens)", title_fontsize=9)
+        else:
+            ax.legend(loc="lower right")
+    else:
+        no_data(ax, "tokens_seen not logged")
+
+    ax = axes[3]
+    _series_with_mean(ax, record, "mfu_pct", PALETTE["train"], "MFU (% of peak bf16)", "%",
+                      "MFU not measured (CPU run or unknown peak)")
+    ax.set_title(PLOT_RUN_TITLES[3] + ax.get_title())
+
+    ax = axes[4]
+    _series_with_mean(ax, record, "tokens_per_sec", PALETTE["throughput"], "tokens/s (all GPUs)", "tokens/s",
+                      "throughput not logged")
+    ax.set_title(PLOT_RUN_TITLES[4] + ax.get_title())
+
+    ax = axes[5]
+    ax.set_title(PLOT_RUN_TITLES[5])
+    _memory(ax, record)
+
+    if out_path is not None:
+        save_figure(fig, out_path, dpi=dpi)
+    return fig
+
+
+def perplexity_ticks(ax, sec) -> None:
+    """Perplexity ticks at 1-2-5 values inside the loss range; powers of ten only when crowded."""
+    from matplotlib.ticker import FixedLocator
+
+    lo, hi = ax.get_ylim()
+    lo_p, hi_p = math.exp(max(lo, -50)), math.exp(min(hi, 50))
+    cands = [m * 10**k for k in range(-2, 22) for m in (1, 2, 3, 5)]
+    ticks = [t for t in cands if lo_p <= t <= hi_p]
+    if len(ticks) > 7:
+        ticks = [t for t in ticks if str(int(t)).startswith("1") or t < 1]
+    sec.yaxis.set_major_locator(FixedLocator(ticks))
+    sec.yaxis.set_major_formatter(lambda v, _pos: human(v))
+
+
+def _series_with_mean(ax, rec: RunRecord, col: str, color: str, ylabel: str, unit: str, missing: str) -> None:
+    s = rec.col(col)
+    if s is None:
+        no_data(ax, missing)
+        return
+    tr = rec.train.dropna(subset=[col])
+    mean = float(tr[col].mean())
+    ax.plot(tr["step"], tr[col], color=color, label=col + _derived(rec, col))
+    ax.axhline(mean, color=PALETTE["best"], ls="--", lw=1.2, label=f"average {human(mean)} {unit}")
+    ax.set_title(f" (avg {human(mean)} {unit})")
+    ax.set_ylim(0, float(tr[col].max()) * 1.1)
+    ax.set_xlabel("step")
+    ax.set_ylabel(ylabel)
+    ax.legend(loc="best")
+
+
+def _memory(ax, rec: RunRecord) -> None:
+    tr = rec.train
+    gpu_cols = [c for c in ("memory_allocated_gb", "memory_peak_gb") if rec.col(c) is not None]
+    if gpu_cols:
+        for c, color, name in (("memory_allocated_gb", PALETTE["memory"], "allocated"),
+                               ("memory_peak_gb", PALETTE["peak"], "peak allocated")):
+            if c in gpu_cols:
+                d = tr.dropna(subset=[c])
+                ax.plot(d["step"], d[c], color=color, label=name)
+        cap = rec.hardware.get("gpu_memory_gib")
+        if cap:
+            ax.axhline(cap, color=PALETTE["capacity"], ls=":", lw=1.5, label=f"capacity {cap:.1f} GiB")
+            ax.set_ylim(0, cap * 1.08)
+        ax.set_ylabel("GPU memory per GPU (GiB)")
+    elif rec.col("cpu_rss_gb") is not None:
+        d = tr.dropna(subset=["cpu_rss_gb"])
+        ax.plot(d["step"], d["cpu_rss_gb"], color=PALETTE["memory"], label="process RSS")
+        ax.set_ylim(0, float(d["cpu_rss_gb"].max()) * 1.15)
+        ax.set_ylabel("CPU memory (GiB)")
+    else:
+        no_data(ax, "memory not logged")
+        return
+    ax.set_xlabel("step")
+    ax.legend(loc="lower right")
+
+
+# -- comparison --------------------------------------------------------------
+
+COMPARE_TITLES = ("Loss vs tokens", "Loss vs wall time", "Best val loss", "Mean MFU", "Mean throughput")
+
+
+def _labels(records) -> list[str]:
+    """Legend names: the run's model name, with the run name added where two share one."""
+    base = [r.label for r in records]
+    return [f"{b} ({r.name})" if base.count(b) > 1 else b for b, r in zip(base, records)]
+
+
+def summary_table(records) -> pd.DataFrame:
+    rows = []
+    for rec, label in zip(records, _labels(records)):
+        tr = rec.train
+        best, best_step = rec.best_val()
+        def last(c, rec=rec):
+            return float(rec.train[c].dropna().iloc[-1]) if rec.col(c) is not None else math.nan
+
+        def mean(c, rec=rec):
+            return float(rec.train[c].mean()) if rec.col(c) is not None else math.nan
+
+        tokens = last("tokens_seen")
+        rows.append({
+            "run": label,
+            "source": rec.source,
+            "family": rec.model.get("family"),
+            "n_params": rec.n_params,
+            "hardware": f"{rec.hardware.get('n_gpus') or 1}x {rec.hardware.get('gpu_name') or rec.hardware.get('device')}",
+            "steps": int(tr["step"].max()) if len(tr) else 0,
+            "tokens_seen": tokens,
+            "chinchilla_pct": 100 * tokens / (CHINCHILLA_TOKENS_PER_PARAM * rec.n_params),
+            "final_train_loss": last("train_loss"),
+            "best_val_loss": best,
+            "best_step": best_step if best_step is not None else pd.NA,
+            "mean_mfu_pct": mean("mfu_pct"),
+            "mean_tokens_per_sec": mean("tokens_per_sec"),
+            "wall_time_h": last("elapsed_s") / 3600,
+            "status": rec.status,
+            "lr_derived": rec.lr_derived,
+        })
+    return pd.DataFrame(rows)
+
+
+def compare_runs(records, out_path=None, dpi: int | None = None):
+    """(Figure, DataFrame): loss vs tokens and vs wall time, best val loss, MFU and throughput per run."""
+    records = list(records)
+    df = summary_table(records)
+    labels = list(df["run"])
+    colors = [PALETTE["cycle"][i % len(PALETTE["cycle"])] for i in range(len(records))]
+    fig = new_figure((13, 8))
+    gs = fig.add_gridspec(2, 6)
+    ax_tok, ax_time = fig.add_subplot(gs[0, :3]), fig.add_subplot(gs[0, 3:])
+    bars = [fig.add_subplot(gs[1, 2 * i:2 * i + 2]) for i in range(3)]
+    fig.suptitle(f"Comparison of {len(records)} runs", fontsize=12)
+
+    longest = max((float(r.train["elapsed_s"].max()) for r in records if r.col("elapsed_s") is not None), default=0.0)
+    div, unit = time_unit(longest)
+    any_derived_time = False
+    for rec, label, color in zip(records, labels, colors):
+        tr = rec.train.dropna(subset=["train_loss"]) if "train_loss" in rec.train else rec.train.iloc[0:0]
+        if "tokens_seen" in tr:
+            ax_tok.plot(tr["tokens_seen"], tr["train_loss"], color=color, label=label)
+        if "elapsed_s" in tr:
+            ax_time.plot(tr["elapsed_s"] / div, tr["train_loss"], color=color, label=label)
+            any_derived_time |= "elapsed_s" in rec.derived
+    ax_tok.set_title(COMPARE_TITLES[0])
+    ax_tok.set_xscale("log")
+    ax_tok.set_xlabel("tokens seen (log)")
+    ax_tok.set_ylabel("train loss (nats/token)")
+    ax_time.set_title(COMPARE_TITLES[1] + (" (derived for llm-foundry logs)" if any_derived_time else ""))
+    ends = [float(r.train["elapsed_s"].max()) / div for r in records if r.col("elapsed_s") is not None]
+    if ends and max(ends) > 100 * min(ends) > 0:  # a minutes-long run next to a day-long one
+        ax_time.set_xscale("log")
+        unit += ", log"
+    ax_time.set_xlabel(f"wall time ({unit})")
+    ax_time.set_ylabel("train loss (nats/token)")
+
+    for ax, col, title, ylabel in zip(
+        bars, ("best_val_loss", "mean_mfu_pct", "mean_tokens_per_sec"), COMPARE_TITLES[2:],
+        ("val loss (nats/token)", "MFU (% of peak)", "tokens/s (all GPUs)"),
+    ):
+        values = df[col].to_numpy(dtype=float)
+        x = np.arange(len(values))
+        ax.bar(x, np.nan_to_num(values), color=colors)
+        for xi, v in zip(x, values):
+            ax.annotate("n/a" if np.isnan(v) else human(v), (xi, 0 if np.isnan(v) else v), ha="center",
+                        va="bottom", fontsize=8, xytext=(0, 2), textcoords="offset points")
+        ax.set_xticks(x, [str(i + 1) for i in x])
+        ax.set_xlabel("run (numbered as in the legend above)")
+        ax.set_title(title)
+        ax.set_ylabel(ylabel)
+    # Bars are numbered; the legend maps numbers to runs once instead of rotated tick labels.
+    ax_tok.legend(handles=ax_tok.get_lines(), labels=[f"{i + 1}. {lb}" for i, lb in enumerate(labels)], fontsize=8)
+    if out_path is not None:
+        save_figure(fig, out_path, dpi=dpi)
+    return fig, df
+
+
+def _md_cell(v) -> str:
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "n/a"
+        return f"{v:,.4g}" if abs(v) < 1e6 else human(v)
+    return str(v).replace("|", "\\|")
+
+
+def write_summary_table(df: pd.DataFrame, csv_path, md_path) -> tuple[Path, Path]:
+    """The comparison table as CSV (full precision) and Markdown (4 significant digits)."""
+    csv_path, md_path = Path(csv_path), Path(md_path)
+    for p in (csv_path, md_path):
+        p.parent.mkdir(parents=True, exist_ok=True)
+    df.to_csv(csv_path, index=False)
+    lines = ["| " + " | ".join(df.columns) + " |", "|" + "---|" * len(df.columns)]
+    lines += ["| " + " | ".join(_md_cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    md_path.write_text("\n".join(lines) + "\n")
+    return csv_path, md_path
