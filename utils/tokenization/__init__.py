@@ -1,0 +1,1 @@
+"""The tokenizer tutorial's library: texts, the tokenizer zoo, metrics, impact, figures."""
