@@ -1,0 +1,561 @@
+"""SQLite run store: runs, their metrics, artifacts and Optuna trials. No torch import.
+
+Concurrency and safety
+- WAL journal, `busy_timeout`, every write in `BEGIN IMMEDIATE` (a writer takes the
+  lock up front, so two writers never deadlock on a read->write upgrade).
+- `synchronous=NORMAL`: in WAL mode a committed transaction survives a killed process;
+  only a power cut may roll back the last commits.
+- Every value is a bound parameter; column and sort names come from fixed lists.
+
+Metrics are buffered in memory and written in one transaction per `flush()` (called
+on evaluate and close, and automatically every `flush_rows` points or `flush_s`
+seconds), so logging never waits on the disk during a step.
+
+Storage of metric points (two tables, one transaction):
+- `metrics` long format (run_id, name, step, value, wall_time): the table to query
+  with SQL. SQLite stores NaN as NULL, so a NULL value there means NaN.
+- `metric_blocks`: the same points of one flush packed per (run, name) as float64 /
+  int64 arrays. `get_metrics` reads these, so reading back a 1M-point run costs a
+  few thousand rows instead of a million, and NaN/inf come back bit-exact.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import sqlite3
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+SCHEMA_VERSION = 1
+STATUSES = ("running", "completed", "stopped_early", "pruned", "failed", "interrupted")
+# Summary keys that have their own column on the run row; other keys go to summary_json.
+SUMMARY_COLUMNS = ("best_val_loss", "best_step", "tokens_seen", "final_step", "final_train_loss",
+                   "total_time", "wandb_run_id", "run_dir")
+RUN_COLUMNS = ("run_id", "run_name", "status", "created_at", "updated_at", *SUMMARY_COLUMNS, "config_hash")
+SORT_COLUMNS = ("run_id", "run_name", "status", "created_at", "updated_at", "best_val_loss", "tokens_seen",
+                "final_step")
+TRIAL_STATES = ("RUNNING", "COMPLETE", "PRUNED", "FAIL", "WAITING")
+
+_SCHEMA_V1 = """
+CREATE TABLE runs (
+    run_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_name TEXT NOT NULL UNIQUE,
+    status TEXT NOT NULL DEFAULT 'running',
+    created_at REAL NOT NULL,             -- unix seconds
+    updated_at REAL NOT NULL,
+    config_json TEXT NOT NULL,
+    config_hash TEXT NOT NULL,
+    run_info_json TEXT,
+    best_val_loss REAL, best_step INTEGER, tokens_seen INTEGER, final_step INTEGER,
+    final_train_loss REAL, total_time REAL, -- s
+    wandb_run_id TEXT, run_dir TEXT,
+    summary_json TEXT
+);
+CREATE TABLE metrics (
+    run_id INTEGER NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    step INTEGER NOT NULL,
+    value REAL,                           -- NULL means NaN
+    wall_time REAL NOT NULL               -- unix seconds
+);  -- append-only, no index: an index would halve the ingest rate, reads use metric_blocks
+CREATE TABLE metric_blocks (
+    run_id INTEGER NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    first_step INTEGER NOT NULL, last_step INTEGER NOT NULL, n INTEGER NOT NULL,
+    steps BLOB NOT NULL, vals BLOB NOT NULL, wall_times BLOB NOT NULL  -- int64 / float64 / float64
+);
+CREATE INDEX metric_blocks_run ON metric_blocks(run_id, name);
+CREATE TABLE artifacts (
+    artifact_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id INTEGER NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,
+    kind TEXT NOT NULL, path TEXT NOT NULL, step INTEGER,
+    created_at REAL NOT NULL, meta_json TEXT
+);
+CREATE INDEX artifacts_run ON artifacts(run_id);
+CREATE TABLE trials (
+    study_name TEXT NOT NULL, trial_number INTEGER NOT NULL,
+    run_id INTEGER REFERENCES runs(run_id) ON DELETE SET NULL,
+    state TEXT NOT NULL, value REAL, params_json TEXT NOT NULL,
+    created_at REAL NOT NULL, updated_at REAL NOT NULL,
+    PRIMARY KEY (study_name, trial_number)
+);
+"""
+# MIGRATIONS[v] brings a database from user_version v to v + 1.
+MIGRATIONS = {0: _SCHEMA_V1}
+
+
+class RunExistsError(ValueError):
+    """log_run was given a name that is already in the database."""
+
+
+def config_to_dict(config: Any) -> dict:
+    """A mapping, a dataclass, or an object with to_dict(); anything else is an error."""
+    if config is None:
+        return {}
+    if isinstance(config, Mapping):
+        return dict(config)
+    if hasattr(config, "to_dict"):
+        return dict(config.to_dict())
+    if dataclasses.is_dataclass(config) and not isinstance(config, type):
+        return dataclasses.asdict(config)
+    raise TypeError(f"config must be a dict, a dataclass or have to_dict(); got {type(config).__name__}")
+
+
+def _is_number(v: Any) -> bool:
+    try:
+        float(v)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _json(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, default=str)
+
+
+def _loads(text: str | None) -> Any:
+    return json.loads(text) if text else {}
+
+
+class ExperimentDB:
+    """The experiments database at `path` (created, or migrated, on open)."""
+
+    def __init__(self, path: str | os.PathLike, *, busy_timeout_s: float = 30.0, flush_rows: int = 10_000,
+                 flush_s: float = 5.0, mirror_path: str | os.PathLike | None = None):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.mirror_path = Path(mirror_path) if mirror_path else None
+        self.flush_rows, self.flush_s = flush_rows, flush_s  # points; seconds
+        # isolation_level=None: we issue BEGIN IMMEDIATE / COMMIT ourselves.
+        self.conn = sqlite3.connect(str(self.path), timeout=busy_timeout_s, isolation_level=None)
+        self.conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
+        self.conn.execute("PRAGMA journal_mode = WAL")
+        self.conn.execute("PRAGMA synchronous = NORMAL")
+        self.conn.execute("PRAGMA foreign_keys = ON")
+        # (run_id, step, wall_time, {name: value}) per log_metrics call; _buffered counts points.
+        self._buffer: list[tuple[int, int, float, dict[str, float]]] = []
+        self._buffered = 0
+        self._last_flush = time.monotonic()
+        self._migrate()
+
+    # -- schema --------------------------------------------------------------
+    def _migrate(self) -> None:
+        with self._write():
+            version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise RuntimeError(f"{self.path} has schema version {version}; this code reads up to "
+                                   f"{SCHEMA_VERSION}. Update the project, or open a copy made by this version.")
+            while version < SCHEMA_VERSION:
+                for stmt in MIGRATIONS[version].split(";"):
+                    if stmt.strip():
+                        self.conn.execute(stmt)
+                version += 1
+                self.conn.execute(f"PRAGMA user_version = {int(version)}")
+
+    def _write(self) -> _Transaction:
+        return _Transaction(self.conn)
+
+    @property
+    def schema_version(self) -> int:
+        return self.conn.execute("PRAGMA user_version").fetchone()[0]
+
+    # -- runs ------------------------------------------------------------------
+    def log_run(self, run_name: str, config: Any = None, *, run_dir: str | None = None,
+                wandb_run_id: str | None = None, run_info: dict | None = None) -> int:
+        """A new run row (status running); returns its run_id."""
+        if not isinstance(run_name, str) or not run_name.strip():
+            raise ValueError(f"run_name must be a non-empty string, got {run_name!r}")
+        cfg = _json(config_to_dict(config))
+        now = time.time()
+        try:
+            with self._write():
+                cur = self.conn.execute(
+                    "INSERT INTO runs (run_name, status, created_at, updated_at, config_json, config_hash, "
+                    "run_info_json, wandb_run_id, run_dir) VALUES (?, 'running', ?, ?, ?, ?, ?, ?, ?)",
+                    (run_name, now, now, cfg, hashlib.sha256(cfg.encode()).hexdigest()[:16],
+                     _json(run_info) if run_info else None, wandb_run_id, None if run_dir is None else str(run_dir)))
+        except sqlite3.IntegrityError as e:
+            raise RunExistsError(f"a run named {run_name!r} is already in {self.path}; pick another name, "
+                                 f"or continue it with find_run({run_name!r})") from e
+        return int(cur.lastrowid)
+
+    def find_run(self, run_name: str) -> int | None:
+        row = self.conn.execute("SELECT run_id FROM runs WHERE run_name = ?", (run_name,)).fetchone()
+        return None if row is None else int(row[0])
+
+    def _resolve(self, run: int | str) -> int:
+        if isinstance(run, (int, np.integer)) and not isinstance(run, bool):
+            if self.conn.execute("SELECT 1 FROM runs WHERE run_id = ?", (int(run),)).fetchone():
+                return int(run)
+        elif isinstance(run, str):
+            run_id = self.find_run(run)
+            if run_id is not None:
+                return run_id
+        raise KeyError(f"no run {run!r} in {self.path} (give a run_id or a run name; list_runs() shows them)")
+
+    def get_run(self, run: int | str) -> dict:
+        """The run row as a dict; `config`, `run_info` and `summary` parsed from JSON."""
+        run_id = self._resolve(run)
+        cur = self.conn.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,))
+        row = dict(zip([d[0] for d in cur.description], cur.fetchone()))
+        row["config"] = _loads(row.pop("config_json"))
+        row["run_info"] = _loads(row.pop("run_info_json"))
+        row["summary"] = _loads(row.pop("summary_json"))
+        return row
+
+    def update_run_status(self, run: int | str, status: str, **summary: Any) -> None:
+        """Set status and summary values (own columns for SUMMARY_COLUMNS, the rest in summary_json)."""
+        if status not in STATUSES:
+            raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
+        self.flush()
+        run_id = self._resolve(run)
+        cols = {k: summary.pop(k) for k in SUMMARY_COLUMNS if k in summary}
+        for k, v in cols.items():
+            if isinstance(v, float) and math.isnan(v):
+                cols[k] = None
+        with self._write():
+            sets = "".join(f", {k} = ?" for k in cols)  # names from SUMMARY_COLUMNS only
+            self.conn.execute(f"UPDATE runs SET status = ?, updated_at = ?{sets} WHERE run_id = ?",
+                              (status, time.time(), *cols.values(), run_id))
+            if summary:
+                old = self.conn.execute("SELECT summary_json FROM runs WHERE run_id = ?", (run_id,)).fetchone()[0]
+                merged = {**_loads(old), **summary}
+                self.conn.execute("UPDATE runs SET summary_json = ? WHERE run_id = ?", (_json(merged), run_id))
+
+    def list_runs(self, status: str | None = None, order_by: str = "created_at", descending: bool = True,
+                  limit: int | None = None) -> pd.DataFrame:
+        if order_by not in SORT_COLUMNS:
+            raise ValueError(f"order_by must be one of {SORT_COLUMNS}, got {order_by!r}")
+        sql = f"SELECT {', '.join(RUN_COLUMNS)} FROM runs"
+        params: list[Any] = []
+        if status is not None:
+            sql += " WHERE status = ?"
+            params.append(status)
+        sql += f" ORDER BY {order_by} {'DESC' if descending else 'ASC'}, run_id"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(int(limit))
+        return pd.DataFrame(self.conn.execute(sql, params).fetchall(), columns=list(RUN_COLUMNS))
+
+    def delete_run(self, run: int | str) -> None:
+        run_id = self._resolve(run)
+        self._buffer = [e for e in self._buffer if e[0] != run_id]
+        self._buffered = sum(len(e[3]) for e in self._buffer)
+        with self._write():
+            self.conn.execute("DELETE FROM runs WHERE run_id = ?", (run_id,))
+
+    # -- metrics -----------------------------------------------------------------
+    def log_metric(self, run_id: int, name: str, value: float, step: int) -> None:
+        self.log_metrics(run_id, {name: value}, step)
+
+    def log_metrics(self, run_id: int, metrics: Mapping[str, float], step: int) -> None:
+        """Buffer one step's values; written at the next flush. Non-numbers are an error."""
+        try:
+            values = {k: float(v) for k, v in metrics.items()}
+        except (TypeError, ValueError) as e:
+            bad = {k: v for k, v in metrics.items() if not _is_number(v)}
+            raise TypeError(f"metric values must be numbers; got {bad!r}") from e
+        for name in values:
+            if not isinstance(name, str) or not name:
+                raise ValueError(f"metric names must be non-empty strings, got {name!r}")
+        if values:
+            self._buffer.append((run_id, int(step), time.time(), values))
+            self._buffered += len(values)
+        if self._buffered >= self.flush_rows or time.monotonic() - self._last_flush >= self.flush_s:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the buffered points in one transaction (long rows + one block per run and name)."""
+        self._last_flush = time.monotonic()
+        entries, self._buffer, self._buffered = self._buffer, [], 0
+        if not entries:
+            return
+        rows = [(rid, n, s, v, w) for rid, s, w, d in entries for n, v in d.items()]
+        # Entries with the same run and the same names become one (steps x names) matrix.
+        groups: dict[tuple, list] = {}
+        for e in entries:
+            groups.setdefault((e[0], tuple(e[3])), []).append(e)
+        blocks = []
+        for (run_id, names), g in groups.items():
+            steps = np.array([e[1] for e in g], dtype=np.int64)
+            walls = np.array([e[2] for e in g], dtype=np.float64).tobytes()
+            vals = np.array([list(e[3].values()) for e in g], dtype=np.float64)
+            first, last, sb = int(steps.min()), int(steps.max()), steps.tobytes()
+            for j, name in enumerate(names):
+                blocks.append((run_id, name, first, last, len(g), sb, vals[:, j].tobytes(), walls))
+        try:
+            with self._write():
+                self.conn.executemany("INSERT INTO metrics VALUES (?, ?, ?, ?, ?)", rows)
+                self.conn.executemany("INSERT INTO metric_blocks VALUES (?, ?, ?, ?, ?, ?, ?, ?)", blocks)
+        except sqlite3.IntegrityError as e:
+            missing = sorted({r[0] for r in entries})
+            raise KeyError(f"metrics for run_id(s) {missing}, not all of which are in {self.path} "
+                           f"(log_run first)") from e
+
+    def truncate_after(self, run: int | str, step: int) -> None:
+        """Drop points after `step` (a run resumed from the checkpoint at `step` logs them again)."""
+        run_id = self._resolve(run)
+        self.flush()
+        with self._write():
+            self.conn.execute("DELETE FROM metrics WHERE run_id = ? AND step > ?", (run_id, int(step)))
+            cut = self.conn.execute("SELECT rowid, name, steps, vals, wall_times FROM metric_blocks "
+                                    "WHERE run_id = ? AND last_step > ?", (run_id, int(step))).fetchall()
+            for rowid, name, s, v, w in cut:
+                s, v, w = np.frombuffer(s, np.int64), np.frombuffer(v), np.frombuffer(w)
+                keep = s <= step
+                self.conn.execute("DELETE FROM metric_blocks WHERE rowid = ?", (rowid,))
+                if keep.any():
+                    self.conn.execute("INSERT INTO metric_blocks VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                                      (run_id, name, int(s[keep].min()), int(s[keep].max()), int(keep.sum()),
+                                       s[keep].tobytes(), v[keep].tobytes(), w[keep].tobytes()))
+
+    def get_metrics(self, run: int | str, name: str | None = None) -> pd.DataFrame:
+        """Columns step, metric_name, value, wall_time; sorted by metric_name then step."""
+        run_id = self._resolve(run)
+        self.flush()
+        sql = "SELECT name, steps, vals, wall_times FROM metric_blocks WHERE run_id = ?"
+        params: tuple = (run_id,)
+        if name is not None:
+            sql += " AND name = ?"
+            params += (name,)
+        per_name: dict[str, list] = {}
+        for n, s, v, w in self.conn.execute(sql + " ORDER BY rowid", params):
+            per_name.setdefault(n, []).append((s, v, w))
+        frames = []
+        for n in sorted(per_name):
+            parts = per_name[n]
+            s = np.frombuffer(b"".join(p[0] for p in parts), np.int64)
+            v = np.frombuffer(b"".join(p[1] for p in parts))
+            w = np.frombuffer(b"".join(p[2] for p in parts))
+            if len(s) > 1 and not (np.diff(s) > 0).all():
+                # A step written twice (log_metric again, or a resume): the last write wins.
+                order = np.argsort(s, kind="stable")
+                s, v, w = s[order], v[order], w[order]
+                last = np.append(s[1:] != s[:-1], True)
+                s, v, w = s[last], v[last], w[last]
+            frames.append((n, s, v, w))
+        if not frames:
+            return pd.DataFrame({"step": pd.Series(dtype="int64"), "metric_name": pd.Series(dtype=object),
+                                 "value": pd.Series(dtype="float64"), "wall_time": pd.Series(dtype="float64")})
+        names = np.repeat(np.array([f[0] for f in frames], dtype=object), [len(f[1]) for f in frames])
+        return pd.DataFrame({"step": np.concatenate([f[1] for f in frames]),
+                             "metric_name": pd.Series(names, dtype=object),
+                             "value": np.concatenate([f[2] for f in frames]),
+                             "wall_time": np.concatenate([f[3] for f in frames])})
+
+    def metric_names(self, run: int | str) -> list[str]:
+        run_id = self._resolve(run)
+        self.flush()
+        return [r[0] for r in self.conn.execute(
+            "SELECT DISTINCT name FROM metric_blocks WHERE run_id = ? ORDER BY name", (run_id,))]
+
+    def compare_runs(self, runs: Iterable[int | str], metric: str = "val_loss") -> pd.DataFrame:
+        """One column per run (its name), indexed by step, holding `metric`."""
+        cols = {}
+        for run in runs:
+            run_id = self._resolve(run)
+            name = self.conn.execute("SELECT run_name FROM runs WHERE run_id = ?", (run_id,)).fetchone()[0]
+            df = self.get_metrics(run_id, metric)
+            cols[name] = pd.Series(df["value"].to_numpy(), index=df["step"].to_numpy())
+        out = pd.DataFrame(cols)
+        out.index.name = "step"
+        return out
+
+    def get_best_run(self, metric: str = "val_loss", mode: str = "min") -> dict | None:
+        """The run with the lowest (mode="min") or highest ("max") value of `metric`, or None."""
+        if mode not in ("min", "max"):
+            raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
+        self.flush()
+        agg = "MIN" if mode == "min" else "MAX"  # from the fixed pair above
+        row = self.conn.execute(
+            f"SELECT run_id, {agg}(value) AS best FROM metrics WHERE name = ? AND value IS NOT NULL "
+            f"GROUP BY run_id ORDER BY best {'ASC' if mode == 'min' else 'DESC'}, run_id LIMIT 1",
+            (metric,)).fetchone()
+        if row is None:
+            return None
+        run = self.get_run(row[0])
+        run["best_value"] = row[1]
+        return run
+
+    # -- artifacts and trials ------------------------------------------------------
+    def log_artifact(self, run: int | str, kind: str, path: str | os.PathLike, step: int | None = None,
+                     **meta: Any) -> int:
+        run_id = self._resolve(run)
+        with self._write():
+            cur = self.conn.execute(
+                "INSERT INTO artifacts (run_id, kind, path, step, created_at, meta_json) VALUES (?, ?, ?, ?, ?, ?)",
+                (run_id, str(kind), str(path), None if step is None else int(step), time.time(),
+                 _json(meta) if meta else None))
+        return int(cur.lastrowid)
+
+    def get_artifacts(self, run: int | str, kind: str | None = None) -> pd.DataFrame:
+        run_id = self._resolve(run)
+        sql, params = "SELECT artifact_id, kind, path, step, created_at, meta_json FROM artifacts WHERE run_id = ?", [
+            run_id]
+        if kind is not None:
+            sql += " AND kind = ?"
+            params.append(kind)
+        cols = ["artifact_id", "kind", "path", "step", "created_at", "meta_json"]
+        return pd.DataFrame(self.conn.execute(sql + " ORDER BY artifact_id", params).fetchall(), columns=cols)
+
+    def log_trial(self, study_name: str, trial_number: int, *, state: str, value: float | None = None,
+                  params: dict | None = None, run: int | str | None = None) -> None:
+        """Insert or update an Optuna trial (state as Optuna names it: COMPLETE, PRUNED, ...)."""
+        if state not in TRIAL_STATES:
+            raise ValueError(f"trial state must be one of {TRIAL_STATES}, got {state!r}")
+        run_id = None if run is None else self._resolve(run)
+        now = time.time()
+        value = None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
+        with self._write():
+            self.conn.execute(
+                "INSERT INTO trials (study_name, trial_number, run_id, state, value, params_json, created_at, "
+                "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (study_name, trial_number) DO UPDATE SET "
+                "run_id = COALESCE(excluded.run_id, run_id), state = excluded.state, value = excluded.value, "
+                "params_json = excluded.params_json, updated_at = excluded.updated_at",
+                (study_name, int(trial_number), run_id, state, value, _json(params or {}), now, now))
+
+    def get_trials(self, study_name: str | None = None) -> pd.DataFrame:
+        cols = ["study_name", "trial_number", "run_id", "state", "value", "params_json", "created_at", "updated_at"]
+        sql, params = f"SELECT {', '.join(cols)} FROM trials", []
+        if study_name is not None:
+            sql += " WHERE study_name = ?"
+            params.append(study_name)
+        df = pd.DataFrame(self.conn.execute(sql + " ORDER BY study_name, trial_number", params).fetchall(),
+                          columns=cols)
+        df["params"] = [json.loads(p) for p in df.pop("params_json")]
+        return df
+
+    # -- health, backup, lifetime ------------------------------------------------------
+    def integrity_check(self) -> str:
+        return self.conn.execute("PRAGMA integrity_check").fetchone()[0]
+
+    def backup_to(self, path: str | os.PathLike | None = None) -> Path:
+        """Consistent copy via the SQLite backup API (never a file copy of a live WAL database)."""
+        dest = Path(path) if path else self.mirror_path
+        if dest is None:
+            raise ValueError("backup_to needs a path (or open the database with mirror_path=...)")
+        self.flush()
+        _backup(self.conn, dest)
+        return dest
+
+    @classmethod
+    def open_local(cls, local_path: str | os.PathLike, mirror_path: str | os.PathLike | None = None,
+                   **kwargs: Any) -> ExperimentDB:
+        """Open the live database on local disk; if it is missing and `mirror_path` (the Drive
+        copy) exists, restore it from there first. close() backs up to the mirror."""
+        local = Path(local_path)
+        if mirror_path is not None and not local.exists() and Path(mirror_path).exists():
+            src = sqlite3.connect(f"file:{Path(mirror_path)}?mode=ro", uri=True)
+            try:
+                _backup(src, local)
+            finally:
+                src.close()
+            print(f"experiments database restored from {mirror_path}")
+        return cls(local, mirror_path=mirror_path, **kwargs)
+
+    def close(self) -> None:
+        if self.conn is None:
+            return
+        try:
+            self.flush()
+            if self.mirror_path is not None:
+                self.backup_to()
+        finally:
+            self.conn.close()
+            self.conn = None
+
+    def __enter__(self) -> ExperimentDB:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def _backup(src: sqlite3.Connection, dest: Path) -> None:
+    """Copy through a temp file then rename, so `dest` is always a whole database."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+    out = sqlite3.connect(str(tmp))
+    try:
+        src.backup(out)
+    finally:
+        out.close()
+    os.replace(tmp, dest)
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE ... COMMIT, rolled back on error."""
+
+    def __init__(self, conn: sqlite3.Connection):
+        self.conn = conn
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.conn.execute("BEGIN IMMEDIATE")
+        return self.conn
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.conn.execute("COMMIT")
+        else:
+            self.conn.execute("ROLLBACK")
+
+
+class ExperimentDBSink:
+    """MetricsSink writing to an ExperimentDB (docs/ARCHITECTURE.md).
+
+    start() creates the run row, or continues the one in run_info["tracking"]["db_run_id"]
+    (resume) or `run_id`; it stores db_run_id in that tracking dict (the checkpoint's)."""
+
+    def __init__(self, db: ExperimentDB | str | os.PathLike, run_name: str, config_dict: Any = None,
+                 run_id: int | None = None):
+        self._own = not isinstance(db, ExperimentDB)
+        self.db = ExperimentDB(db) if self._own else db
+        self.run_name, self.config, self.run_id = run_name, config_dict, run_id
+
+    def start(self, run_info: dict) -> None:
+        tracking = run_info.get("tracking")
+        if tracking is None:
+            tracking = {}
+        run_id = self.run_id or tracking.get("db_run_id")
+        if run_id is not None:
+            run_id = self.db._resolve(int(run_id))
+            resumed = run_info.get("resumed_from_step")
+            if resumed is not None:
+                self.db.truncate_after(run_id, int(resumed))
+            self.db.update_run_status(run_id, "running")
+        else:
+            info = {k: v for k, v in run_info.items() if k not in ("tracking", "config")}
+            run_id = self.db.log_run(self.run_name, self.config if self.config is not None
+                                     else run_info.get("config"), run_info=info,
+                                     run_dir=run_info.get("run_dir"))
+        self.run_id = run_id
+        tracking["db_run_id"] = run_id
+
+    def write(self, step: int, metrics: dict[str, float], kind: str = "train") -> None:
+        self.db.log_metrics(self.run_id, {k: v for k, v in metrics.items() if k != "step" and v is not None}, step)
+
+    def add_samples(self, step: int, samples: list[dict]) -> None:
+        self.db.log_artifact(self.run_id, "samples", f"samples@{int(step)}", step=step, samples=samples)
+
+    def add_checkpoint(self, step: int, path: str) -> None:
+        self.db.log_artifact(self.run_id, "checkpoint", path, step=step)
+
+    def flush(self) -> None:
+        self.db.flush()
+
+    def close(self, status: str, summary: dict) -> None:
+        try:
+            if self.run_id is not None:
+                self.db.update_run_status(self.run_id, status, **dict(summary or {}))
+        finally:
+            if self._own:
+                self.db.close()
