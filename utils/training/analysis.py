@@ -107,7 +107,7 @@ def plot_run(record: RunRecord, out_path=None, dpi: int | None = None):
 
     ax = axes[5]
     ax.set_title(PLOT_RUN_TITLES[5])
-    _memory(ax, record)
+    memory_panel(ax, record)
 
     if out_path is not None:
         save_figure(fig, out_path, dpi=dpi)
@@ -144,7 +144,7 @@ def _series_with_mean(ax, rec: RunRecord, col: str, color: str, ylabel: str, uni
     ax.legend(loc="best")
 
 
-def _memory(ax, rec: RunRecord) -> None:
+def memory_panel(ax, rec: RunRecord) -> None:
     tr = rec.train
     gpu_cols = [c for c in ("memory_allocated_gb", "memory_peak_gb") if rec.col(c) is not None]
     if gpu_cols:
