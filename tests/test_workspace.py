@@ -25,3 +25,50 @@ def test_colab_layout_keeps_database_and_checkpoints_local(tmp_path):
 
 def test_local_equal_to_root_means_single_folder(tmp_path):
     assert Workspace(tmp_path, local=tmp_path).local is None
+
+
+def test_notebook_workspace_outside_colab_is_one_folder(tmp_path):
+    from utils.training.workspace import open_notebook_workspace
+
+    ws = open_notebook_workspace(tmp_path / "ws", use_drive=True, local_dir=tmp_path / "vm")
+    assert ws.root == (tmp_path / "ws").resolve() and ws.local is None
+
+
+def test_notebook_workspace_in_colab_mounts_drive(tmp_path, monkeypatch):
+    import sys
+    import types
+
+    from utils.training.workspace import open_notebook_workspace
+
+    mounted = []
+    google, colab, drive = (types.ModuleType(n) for n in ("google", "google.colab", "google.colab.drive"))
+    drive.mount = lambda mount_point: (mounted.append(mount_point), (tmp_path / "drive" / "MyDrive").mkdir(parents=True))
+    google.colab, colab.drive = colab, drive
+    for name, mod in (("google", google), ("google.colab", colab), ("google.colab.drive", drive)):
+        monkeypatch.setitem(sys.modules, name, mod)
+    ws = open_notebook_workspace(tmp_path / "ws", mount_point=tmp_path / "drive", local_dir=tmp_path / "vm",
+                                 drive_folder="slm")
+    assert mounted == [str(tmp_path / "drive")]
+    assert ws.root == (tmp_path / "drive" / "MyDrive" / "slm").resolve()
+    assert ws.db_path == (tmp_path / "vm" / "experiments.db").resolve()
+
+
+def test_notebook_workspace_falls_back_when_mount_fails(tmp_path, monkeypatch):
+    import sys
+    import types
+
+    from utils.training.workspace import open_notebook_workspace
+
+    google, colab, drive = (types.ModuleType(n) for n in ("google", "google.colab", "google.colab.drive"))
+
+    def refuse(mount_point):
+        raise ValueError("mount failed: no consent")
+
+    drive.mount = refuse
+    google.colab, colab.drive = colab, drive
+    for name, mod in (("google", google), ("google.colab", colab), ("google.colab.drive", drive)):
+        monkeypatch.setitem(sys.modules, name, mod)
+    lines = []
+    ws = open_notebook_workspace(tmp_path / "ws", mount_point=tmp_path / "d", local_dir=tmp_path / "vm", log=lines.append)
+    assert ws.local is None and ws.root == (tmp_path / "ws").resolve()
+    assert "Drive not mounted" in lines[0] and "no consent" in lines[0]

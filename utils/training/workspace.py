@@ -78,3 +78,30 @@ class Workspace:
         if self.local:
             return f"workspace {self.root} (durable) with local disk {self.local} for the database and checkpoints"
         return f"workspace {self.root}"
+
+
+def open_notebook_workspace(
+    workspace_dir: str | Path,
+    *,
+    use_drive: bool = True,
+    drive_folder: str = "slm-workspace",
+    mount_point: str | Path = "/content/drive",
+    local_dir: str | Path = "/content/local-workspace",
+    log=print,
+) -> Workspace:
+    """The notebook's workspace. In Colab with `use_drive`: Drive is mounted and holds
+    the durable folder, `local_dir` the database and checkpoints. If the mount fails
+    (no consent, no Drive), or outside Colab, everything is under `workspace_dir`."""
+    from .runtime import in_colab
+
+    if use_drive and in_colab():
+        try:
+            from google.colab import drive
+
+            drive.mount(str(mount_point))
+        except (ImportError, OSError, ValueError, RuntimeError) as e:
+            log(f"Drive not mounted ({type(e).__name__}: {e}); using local {workspace_dir} (lost with the runtime)")
+        else:
+            root = Path(mount_point) / "MyDrive" / drive_folder
+            return Workspace(root, local=Path(local_dir)).create()
+    return Workspace(Path(workspace_dir)).create()
