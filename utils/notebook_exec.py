@@ -25,18 +25,29 @@ INJECTED_TAG = "injected-parameters"
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 TRACEBACK_TAIL_LINES = 20
 CELL_HEAD_LINES = 5
+# Figures display as in Jupyter even when the driving process runs with MPLBACKEND=Agg (tests do).
+INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
 
 
 class NotebookExecutionError(RuntimeError):
     """A cell failed, timed out or killed the kernel. The message says which and why."""
 
-    def __init__(self, notebook: str, cell_index: int | None, cell_source: str, error: str):
+    def __init__(self, notebook: str, cell_index: int | None, cell_source: str, error: str,
+                 executed_index: int | None = None):
         self.notebook = notebook
-        self.cell_index = cell_index
+        self.cell_index = cell_index  # in the notebook file; None: the injected cell or kernel start-up
+        self.executed_index = executed_index  # in the executed copy, which holds the injected cell
         self.cell_source = cell_source
         self.error = error
         head = "\n".join("    " + line for line in cell_source.splitlines()[:CELL_HEAD_LINES])
-        where = f"cell {cell_index}" if cell_index is not None else "before the first cell"
+        if cell_index is not None:
+            where = f"cell {cell_index}"
+        elif executed_index is not None:
+            where = "the injected parameters cell"
+        else:
+            where = "kernel start-up"
+        if executed_index is not None and executed_index != cell_index:
+            where += f" (cell {executed_index} of the executed copy)"
         super().__init__(f"{notebook}: {where} failed\n  cell starts with:\n{head}\n  error:\n{error}")
 
 
@@ -69,14 +80,25 @@ def inject_parameters(nb, parameters: dict, notebook_name: str = "notebook"):
     return nb
 
 
-def _describe_error(err: BaseException) -> str:
+def _index_in_source(nb, executed_index: int | None) -> int | None:
+    """The failing cell's index in the notebook file: the injected cell is not there."""
+    if executed_index is None or INJECTED_TAG in _tags(nb.cells[executed_index]):
+        return None
+    return executed_index - sum(INJECTED_TAG in _tags(c) for c in nb.cells[:executed_index])
+
+
+def _describe_error(err: BaseException, cell) -> str:
     from nbclient.exceptions import CellExecutionError
 
-    if isinstance(err, CellExecutionError):
-        lines = ANSI_ESCAPE.sub("", err.traceback or "").rstrip().splitlines()
-        tail = "\n".join("    " + line for line in lines[-TRACEBACK_TAIL_LINES:])
-        return f"    {err.ename}: {err.evalue}\n  traceback (last lines):\n{tail}"
-    return f"    {type(err).__name__}: {ANSI_ESCAPE.sub('', str(err)).strip()}"
+    if not isinstance(err, CellExecutionError):  # timeout, dead kernel
+        return f"    {type(err).__name__}: {ANSI_ESCAPE.sub('', str(err)).strip()}"
+    # The kernel's own traceback (in the cell's error output) is the informative part of
+    # nbclient's message, which also repeats the cell source.
+    errors = [o for o in (cell.get("outputs", []) if cell else []) if o.get("output_type") == "error"]
+    traceback = "\n".join(errors[-1].get("traceback", [])) if errors else (err.traceback or "")
+    lines = [line for line in ANSI_ESCAPE.sub("", traceback).rstrip().splitlines() if line.strip()]
+    tail = "\n".join("    " + line for line in lines[-TRACEBACK_TAIL_LINES:])
+    return f"    {err.ename}: {err.evalue}\n  traceback (last lines):\n{tail}"
 
 
 def _kernel_manager_class():
@@ -105,7 +127,8 @@ def execute_notebook(
 ):
     """Execute the notebook at `path` in `workdir` and return the executed NotebookNode.
 
-    `env` entries are added to this process's environment for the kernel. The executed
+    `env` entries are added to this process's environment for the kernel (MPLBACKEND is
+    the inline backend unless `env` says otherwise). The executed
     (or, on failure, partially executed) notebook is written to `output_path` when given.
     Raises NotebookExecutionError naming the notebook, the cell and the error.
     """
@@ -138,11 +161,14 @@ def execute_notebook(
 
     client.on_cell_start = remember
     try:
-        client.execute(env={**os.environ, **(env or {})})
+        client.execute(env={**os.environ, "MPLBACKEND": INLINE_BACKEND, **(env or {})})
     except (CellControlSignal, DeadKernelError, RuntimeError) as err:
         index = current["index"]
-        source = nb.cells[index].source if index is not None else ""
-        raise NotebookExecutionError(str(path), index, source, _describe_error(err)) from err
+        cell = nb.cells[index] if index is not None else None
+        source = cell.source if cell is not None else ""
+        source_index = _index_in_source(nb, index)
+        raise NotebookExecutionError(str(path), source_index, source, _describe_error(err, cell),
+                                     executed_index=index) from err
     finally:
         if output_path is not None:
             output_path = Path(output_path)
