@@ -1,0 +1,128 @@
+"""Step times measured on this runtime, for choosing a training mode.
+
+Each preset's model is built and trained for a few real optimizer steps by the real
+Trainer (same precision, optimizer and loop as a run), on random token ids: the time
+of a step does not depend on which tokens it sees. The first steps warm up (allocator,
+kernels) and are not counted. The full run's time is extrapolated from the measured
+mean; nothing here is a guess or a table.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .callbacks import TrainerCallback, TrainerControl, TrainerState
+from .config import TrainingConfig
+
+
+@dataclass
+class PresetTiming:
+    name: str
+    parameters: int
+    tokens_per_step: int
+    max_steps: int
+    seconds_per_step: float  # NaN when it could not run (error says why)
+    error: str = ""
+
+    @property
+    def tokens_per_sec(self) -> float:
+        return self.tokens_per_step / self.seconds_per_step
+
+    @property
+    def estimated_total_s(self) -> float:
+        return self.max_steps * self.seconds_per_step
+
+
+class _StepClock(TrainerCallback):
+    """Wall time of each optimizer step (GPU work awaited, so the time is real)."""
+
+    def __init__(self) -> None:
+        self.stamps: list[float] = []
+
+    def on_step_end(self, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        self.stamps.append(time.perf_counter())
+
+
+class _RandomTokens:
+    """BatchSource of uniform random ids: for timing only, never for metrics."""
+
+    def __init__(self, vocab_size: int, batch_size: int, block_size: int, seed: int = 0):
+        self.vocab_size, self.batch_size, self.block_size = vocab_size, batch_size, block_size
+        self._rng = np.random.default_rng(seed)
+
+    def next_batch(self):
+        import torch
+
+        ids = torch.from_numpy(self._rng.integers(0, self.vocab_size, (self.batch_size, self.block_size + 1)))
+        return ids[:, :-1].long().contiguous(), ids[:, 1:].long().contiguous()
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+    def eval_batches(self, n: int):
+        for _ in range(n):
+            yield self.next_batch()
+
+
+def time_config(config: TrainingConfig, *, name: str = "", n_steps: int = 3, warmup_steps: int = 1) -> PresetTiming:
+    """Train `config`'s model for warmup_steps + n_steps steps and time the last n_steps."""
+    import torch
+
+    from .models import build_model, count_parameters
+    from .trainer import Trainer
+
+    label = name or config.run_name
+    probe = config.replace(max_steps=warmup_steps + n_steps, log_interval=warmup_steps + n_steps,
+                           eval_interval=10**6, eval_batches=1, checkpoint_interval=10**6,
+                           sample_interval=0, early_stopping_patience=0, time_limit_s=0.0)
+    model = build_model(probe)
+    params = count_parameters(model)["total"]
+    clock = _StepClock()
+    source = _RandomTokens(probe.vocab_size, probe.batch_size, probe.block_size, seed=probe.random_seed)
+    with tempfile.TemporaryDirectory(prefix="step-timing-") as tmp:
+        trainer = Trainer(probe, model, source, None, run_dir=tmp, callbacks=[clock], progress_bar=False)
+        try:
+            trainer.train()
+        except torch.cuda.OutOfMemoryError as e:
+            return PresetTiming(label, params, config.tokens_per_step, 0, float("nan"), f"out of GPU memory: {e}")
+    steps = np.diff(clock.stamps[warmup_steps - 1 :]) if warmup_steps else np.diff([clock.stamps[0], *clock.stamps])
+    per_step = float(np.mean(steps)) if len(steps) else float("nan")
+    return PresetTiming(label, params, config.tokens_per_step, config.max_steps, per_step)
+
+
+def time_presets(presets: list[str | TrainingConfig], *, vocab_size: int, n_steps: int = 3,
+                 warmup_steps: int = 1) -> list[PresetTiming]:
+    """Time each preset (by name) or config, with the corpus's vocabulary size."""
+    out = []
+    for p in presets:
+        if isinstance(p, TrainingConfig):
+            cfg, name = p.replace(vocab_size=vocab_size), f"{p.run_name} (this run)"
+        else:
+            cfg, name = TrainingConfig.preset(p, vocab_size=vocab_size), p
+        out.append(time_config(cfg, name=name, n_steps=n_steps, warmup_steps=warmup_steps))
+    return out
+
+
+def format_timings(timings: list[PresetTiming]) -> str:
+    lines = [f"{'mode':<22}{'params':>10}{'s/step':>9}{'tokens/s':>11}{'steps':>8}{'full run':>11}"]
+    for t in timings:
+        if t.error:
+            lines.append(f"{t.name:<22}{t.parameters / 1e6:>9.1f}M  {t.error}")
+            continue
+        total = t.estimated_total_s
+        total_txt = f"{total / 60:.1f} min" if total < 5400 else f"{total / 3600:.1f} h"
+        lines.append(f"{t.name:<22}{t.parameters / 1e6:>9.1f}M{t.seconds_per_step:>9.3f}"
+                     f"{t.tokens_per_sec:>11,.0f}{t.max_steps:>8}{total_txt:>11}")
+    return "\n".join(lines)
