@@ -54,6 +54,7 @@ class TrainingSession:
         callbacks: list[TrainerCallback] | tuple[TrainerCallback, ...] = (),
         db: Any = None,
         data: Any = None,
+        corpus: Any = None,
         data_options: dict[str, Any] | None = None,
         dist: Any = None,
         log: Callable[[str], None] = print,
@@ -67,6 +68,7 @@ class TrainingSession:
         self._db = db
         self._owns_db = db is None
         self.data = data
+        self.corpus = corpus  # a TextCorpus already loaded (e.g. uploaded files); None = from the config
         self.data_options = dict(data_options or {})
         self.dist = dist
         self.log = log
@@ -74,6 +76,7 @@ class TrainingSession:
         self.trainer = None
         self.result = None
         self.parameters: dict[str, int] = {}
+        self._samples = _LastSamples()
         self.flops_per_token = 0.0
 
     # --- paths -----------------------------------------------------------------------
@@ -104,7 +107,12 @@ class TrainingSession:
             rank = self.dist.rank if self.dist else 0
             world = self.dist.world_size if self.dist else 1
             self.data = prepare_data(
-                self.requested_config, self.workspace.datasets_dir, rank=rank, world_size=world, **self.data_options
+                self.requested_config,
+                self.workspace.root,
+                rank=rank,
+                world_size=world,
+                corpus=self.corpus,
+                **self.data_options,
             )
         # The tokenizer decides the real vocabulary (a BPE trained on a small corpus may
         # stop short of the target; GPT-2's is 50257).
@@ -141,6 +149,31 @@ class TrainingSession:
             "bytes_per_token": self.data.bytes_per_token,
             "synthetic_data": bool(self.data.stats.get("synthetic", False)),
         }
+
+    def resume_step(self) -> int | None:
+        """The step the next train() continues from (newest valid checkpoint, local or
+        mirrored), or None for a fresh start."""
+        from .checkpoint import CheckpointManager
+
+        for folder in (
+            self.workspace.checkpoint_run_dir(self.config.run_name) / "checkpoints",
+            self.workspace.checkpoint_mirror_dir(self.config.run_name),
+        ):
+            if folder is not None and Path(folder).is_dir():
+                path = CheckpointManager(folder, keep=self.config.keep_checkpoints).latest_valid()
+                if path is not None:
+                    return int(path.stem.split("_")[1])
+        return None
+
+    def resume_line(self) -> str:
+        step = self.resume_step()
+        if step is None:
+            return f"Starting run {self.config.run_name} from step 0 (no checkpoint in {self.run_dir})."
+        return f"Resuming run {self.config.run_name} from step {step} (newest valid checkpoint)."
+
+    def last_samples(self) -> list[dict]:
+        """The text samples of the final evaluation (empty before train())."""
+        return list(self._samples.samples)
 
     def callbacks(self) -> list[TrainerCallback]:
         """The default callbacks, in order: metrics (first: it enriches the logs), plots,
@@ -184,7 +217,7 @@ class TrainingSession:
                 cbs.append(TrainingReport(self.run_dir, viz_interval=t.viz_interval))
             if self.workspace.db_mirror_path is not None:
                 cbs.append(DatabaseBackup(self.db, self.workspace.db_mirror_path))
-        return cbs + self.extra_callbacks
+        return cbs + [self._samples] + self.extra_callbacks
 
     def train(self):
         """Run (or resume) training; returns the trainer's TrainResult."""
@@ -279,12 +312,39 @@ class TrainingSession:
         return [d[len(_prefix(d, prompt_chars)) :] for d in docs]
 
 
+def format_summary(s: dict[str, Any]) -> str:
+    """The summary card as aligned text (the notebook prints it; the CLI prints a line)."""
+    synthetic = "  (SYNTHETIC DATA: numbers are not about text)" if s["synthetic_data"] else ""
+    rows = [
+        ("run", f"{s['run_name']} ({s['model_family']}){synthetic}"),
+        ("parameters", f"{s['parameters']:,} ({s['non_embedding_parameters']:,} non-embedding)"),
+        ("FLOPs per token", f"{s['flops_per_token'] / 1e6:,.1f} M (6N + 12LHQT, PaLM appendix B)"),
+        ("steps", f"{s['max_steps']:,} x {s['tokens_per_step']:,} tokens"),
+        ("tokens planned", f"{s['tokens_planned']:,} = {s['epochs_planned']:.2f} epochs of {s['train_tokens']:,}"),
+        ("Chinchilla-optimal", f"{s['chinchilla_tokens']:,} tokens (20/parameter): plan is {s['chinchilla_pct']:.0f}%"),
+        ("memory estimate", f"{s['memory_estimate_gb']:.2f} GiB (weights, AdamW, activations, logits)"),
+        ("bytes per token", f"{s['bytes_per_token']:.3f}"),
+    ]
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
 def _prefix(doc: str, chars: int) -> str:
     """Cut at a word boundary near `chars` characters so prompts end cleanly."""
     if len(doc) <= chars:
         return doc[: max(1, len(doc) // 2)]
     cut = doc.rfind(" ", 0, chars)
     return doc[: cut if cut > 0 else chars]
+
+
+class _LastSamples(TrainerCallback):
+    """Keeps the most recent text samples for the notebook to print."""
+
+    def __init__(self) -> None:
+        self.samples: list[dict] = []
+
+    def on_sample(self, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
+        self.samples = list(kwargs.get("samples", []))
 
 
 class DatabaseBackup(TrainerCallback):
