@@ -1,0 +1,241 @@
+"""ExperimentDB: schema, round-trips, concurrency across processes, hostile names, backup."""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+import subprocess
+import sys
+import textwrap
+
+import pandas as pd
+import pytest
+
+from utils.training.experiment_db import (
+    SCHEMA_VERSION,
+    ExperimentDB,
+    ExperimentDBSink,
+    RunExistsError,
+)
+
+
+@pytest.fixture
+def db(tmp_path):
+    with ExperimentDB(tmp_path / "experiments.db") as d:
+        yield d
+
+
+def test_schema_pragmas_and_newer_version_refused(tmp_path):
+    path = tmp_path / "e.db"
+    with ExperimentDB(path) as d:
+        assert d.schema_version == SCHEMA_VERSION
+        assert d.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert d.conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+        assert d.conn.execute("PRAGMA busy_timeout").fetchone()[0] > 0
+    raw = sqlite3.connect(path)
+    raw.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    raw.close()
+    with pytest.raises(RuntimeError, match="schema version"):
+        ExperimentDB(path)
+
+
+def test_metrics_round_trip_with_nan_and_inf(db):
+    run_id = db.log_run("r1", {"lr": 1e-3, "n_layer": 2}, run_dir="/x/runs/r1")
+    db.log_metrics(run_id, {"train_loss": 2.5, "lr": 1e-3}, step=1)
+    db.log_metric(run_id, "val_loss", float("nan"), 1)
+    db.log_metrics(run_id, {"train_loss": math.inf, "grad_norm": -math.inf}, step=2)
+    df = db.get_metrics(run_id)
+    assert list(df.columns[:3]) == ["step", "metric_name", "value"] and "wall_time" in df
+    got = {(r.metric_name, r.step): r.value for r in df.itertuples()}
+    assert got[("train_loss", 1)] == 2.5 and got[("train_loss", 2)] == math.inf
+    assert got[("grad_norm", 2)] == -math.inf and math.isnan(got[("val_loss", 1)])
+    assert len(db.get_metrics(run_id, "train_loss")) == 2
+    # The long table has every point too (NaN as NULL, which SQLite makes of it).
+    assert db.conn.execute("SELECT COUNT(*) FROM metrics WHERE run_id = ?", (run_id,)).fetchone()[0] == 5
+    run = db.get_run("r1")
+    assert run["run_id"] == run_id and run["config"] == {"lr": 1e-3, "n_layer": 2}
+    assert run["status"] == "running" and run["run_dir"] == "/x/runs/r1" and len(run["config_hash"]) == 16
+
+
+def test_status_summary_best_run_and_compare(db):
+    a = db.log_run("a", {})
+    b = db.log_run("b", {})
+    for step, (va, vb) in enumerate([(3.0, 3.5), (2.0, 2.5)], start=1):
+        db.log_metrics(a, {"val_loss": va}, step)
+        db.log_metrics(b, {"val_loss": vb}, step)
+    db.update_run_status(a, "completed", best_val_loss=2.0, best_step=2, tokens_seen=100, note="ok")
+    run = db.get_run(a)
+    assert (run["status"], run["best_val_loss"], run["tokens_seen"]) == ("completed", 2.0, 100)
+    assert run["summary"] == {"note": "ok"}
+    assert db.get_best_run("val_loss", "min")["run_name"] == "a"
+    assert db.get_best_run("val_loss", "max")["run_name"] == "b"
+    assert db.get_best_run("no_such_metric") is None
+    cmp = db.compare_runs(["a", b], metric="val_loss")
+    assert list(cmp.columns) == ["a", "b"] and cmp.loc[2, "b"] == 2.5
+    assert list(db.list_runs(order_by="run_name", descending=False)["run_name"]) == ["a", "b"]
+    with pytest.raises(ValueError, match="status must be one of"):
+        db.update_run_status(a, "done")
+    with pytest.raises(ValueError, match="mode must be"):
+        db.get_best_run(mode="best")
+
+
+def test_bad_input_is_refused_and_loses_nothing(db):
+    run_id = db.log_run("keep", {"a": 1})
+    db.log_metrics(run_id, {"train_loss": 1.0}, 1)
+    db.flush()
+    with pytest.raises(RunExistsError, match="already"):
+        db.log_run("keep", {"a": 2})
+    with pytest.raises(TypeError, match="train_loss"):
+        db.log_metrics(run_id, {"train_loss": "high"}, 2)
+    with pytest.raises(ValueError, match="order_by must be one of"):
+        db.list_runs(order_by="run_name; DROP TABLE runs")
+    with pytest.raises(KeyError, match="no run"):
+        db.get_run("missing")
+    with pytest.raises(TypeError, match="config must be"):
+        db.log_run("bad-config", config=42)
+    assert db.get_run("keep")["config"] == {"a": 1}
+    assert list(db.get_metrics(run_id)["value"]) == [1.0]
+
+
+@pytest.mark.parametrize("hostile", [
+    "x'); DROP TABLE runs; --",
+    "\"; DELETE FROM metrics; --",
+    "Robert'); DROP TABLE metrics;--",
+    "name with 'quotes', \"double\" and ; semicolons",
+])
+def test_sql_injection_names_stored_verbatim(db, hostile):
+    other = db.log_run("bystander", {})
+    db.log_metrics(other, {"train_loss": 1.0}, 1)
+    run_id = db.log_run(hostile, {hostile: hostile})
+    db.log_metrics(run_id, {hostile: 0.5, "val_loss": 1.0}, 3)
+    db.log_artifact(run_id, hostile, hostile)
+    db.update_run_status(hostile, "completed", **{hostile: hostile})
+    assert db.find_run(hostile) == run_id and db.get_run(hostile)["config"] == {hostile: hostile}
+    assert db.get_run(run_id)["summary"] == {hostile: hostile}
+    assert db.get_metrics(run_id, hostile)["metric_name"].tolist() == [hostile]
+    assert db.get_artifacts(run_id)["path"].tolist() == [hostile]
+    assert set(db.list_runs()["run_name"]) == {"bystander", hostile}
+    assert len(db.get_metrics(other)) == 1 and db.integrity_check() == "ok"
+
+
+def test_delete_run_cascades_and_trials_keep_their_record(db):
+    run_id = db.log_run("t0", {})
+    db.log_metrics(run_id, {"val_loss": 1.0}, 1)
+    db.log_artifact(run_id, "checkpoint", "/c/step_1.pt", step=1)
+    db.log_trial("study", 0, state="RUNNING", params={"lr": 1e-3}, run=run_id)
+    db.log_trial("study", 0, state="COMPLETE", value=1.0, params={"lr": 1e-3})
+    t = db.get_trials("study")
+    assert t.loc[0, "state"] == "COMPLETE" and t.loc[0, "run_id"] == run_id and t.loc[0, "params"] == {"lr": 1e-3}
+    with pytest.raises(ValueError, match="trial state"):
+        db.log_trial("study", 1, state="done")
+    db.delete_run("t0")
+    assert db.find_run("t0") is None
+    for table in ("metrics", "metric_blocks", "artifacts"):
+        assert db.conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0] == 0
+    t = db.get_trials()
+    assert len(t) == 1 and pd.isna(t.loc[0, "run_id"])  # the trial stays, unlinked
+
+
+def test_buffer_flushes_in_batches(tmp_path):
+    with ExperimentDB(tmp_path / "e.db", flush_rows=100, flush_s=3600) as d:
+        run_id = d.log_run("r", {})
+        count = "SELECT COUNT(*) FROM metrics"
+        for step in range(49):
+            d.log_metrics(run_id, {"a": step, "b": step}, step)
+        assert d.conn.execute(count).fetchone()[0] == 0  # still buffered: 98 points
+        d.log_metrics(run_id, {"a": 49, "b": 49}, 49)
+        assert d.conn.execute(count).fetchone()[0] == 100
+    with ExperimentDB(tmp_path / "e.db") as d:  # close flushed the rest
+        assert len(d.get_metrics("r")) == 100
+
+
+def test_truncate_after_and_rewrite_keeps_the_last_value(db):
+    run_id = db.log_run("r", {})
+    for step in range(1, 11):
+        db.log_metrics(run_id, {"train_loss": float(step)}, step)
+    db.flush()
+    db.truncate_after(run_id, 6)
+    db.log_metrics(run_id, {"train_loss": 70.0}, 7)
+    db.log_metric(run_id, "train_loss", 60.0, 6)  # a step written again: the last write wins
+    df = db.get_metrics(run_id, "train_loss")
+    assert df["step"].tolist() == [1, 2, 3, 4, 5, 6, 7]
+    assert df["value"].tolist() == [1, 2, 3, 4, 5, 60, 70]
+
+
+def test_sink_creates_then_continues_the_run_on_resume(tmp_path):
+    path = tmp_path / "e.db"
+    tracking: dict = {}
+    sink = ExperimentDBSink(path, "resumable", {"lr": 1.0})
+    sink.start({"tracking": tracking, "resumed_from_step": None, "device": "cpu"})
+    for step in (2, 4, 6):
+        sink.write(step, {"step": step, "train_loss": 1.0 / step, "train_accuracy": None}, "train")
+    sink.add_checkpoint(4, "/ckpt/step_4.pt")
+    sink.close("interrupted", {"tokens_seen": 96})
+    run_id = tracking["db_run_id"]
+    # Resumed from the checkpoint at step 4: step 6 is logged again by the new process.
+    sink = ExperimentDBSink(path, "resumable", {"lr": 1.0})
+    sink.start({"tracking": tracking, "resumed_from_step": 4})
+    sink.write(6, {"train_loss": 0.5}, "train")
+    sink.write(8, {"val_loss": 0.4}, "eval")
+    sink.close("completed", {"best_val_loss": 0.4, "best_step": 8})
+    with ExperimentDB(path) as d:
+        assert d.list_runs()["run_id"].tolist() == [run_id]
+        run = d.get_run(run_id)
+        assert run["status"] == "completed" and run["best_step"] == 8 and run["run_info"]["device"] == "cpu"
+        df = d.get_metrics(run_id)
+        assert df[df.metric_name == "train_loss"]["value"].tolist() == [0.5, 0.25, 0.5]
+        assert d.get_artifacts(run_id, "checkpoint")["path"].tolist() == ["/ckpt/step_4.pt"]
+
+
+def test_backup_and_restore_from_mirror(tmp_path):
+    local, mirror = tmp_path / "local" / "experiments.db", tmp_path / "drive" / "experiments.db"
+    with ExperimentDB.open_local(local, mirror) as d:
+        run_id = d.log_run("colab", {})
+        d.log_metrics(run_id, {"train_loss": 1.5}, 1)
+    assert mirror.exists()
+    for suffix in ("", "-wal", "-shm"):  # the VM was recycled: local disk is empty
+        local.with_name(local.name + suffix).unlink(missing_ok=True)
+    with ExperimentDB.open_local(local, mirror) as d:
+        assert d.get_metrics("colab")["value"].tolist() == [1.5]
+        assert d.integrity_check() == "ok"
+    with pytest.raises(ValueError, match="backup_to needs a path"):
+        ExperimentDB(tmp_path / "x.db").backup_to()
+
+
+def test_no_torch_import():
+    code = "import sys; import utils.training.experiment_db; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=str(__import__("pathlib").Path(__file__).resolve().parents[1]))
+    assert out.stdout.strip() == "False"
+
+
+WRITER = textwrap.dedent("""
+    import sys
+    sys.path.insert(0, sys.argv[3])
+    from utils.training.experiment_db import ExperimentDB
+    worker = int(sys.argv[2])
+    with ExperimentDB(sys.argv[1], flush_rows=1000) as db:
+        for i in range(500):
+            run_id = db.log_run(f"w{worker}-r{i}", {"worker": worker, "i": i})
+            for step in range(4):
+                db.log_metrics(run_id, {"train_loss": 1.0 / (step + 1), "lr": 1e-3, "step_time_ms": 5.0}, step)
+            db.flush()
+            db.update_run_status(run_id, "completed", final_step=3)
+""")
+
+
+def test_four_processes_write_2000_runs_at_once(tmp_path, project_root):
+    path = tmp_path / "shared.db"
+    ExperimentDB(path).close()  # schema first, so the writers race only on data
+    procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(path), str(w), str(project_root)],
+                              stderr=subprocess.PIPE, text=True) for w in range(4)]
+    for p in procs:
+        _, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+    with ExperimentDB(path) as d:
+        q = d.conn.execute
+        assert q("SELECT COUNT(*) FROM runs").fetchone()[0] == 2000
+        assert q("SELECT COUNT(*) FROM runs WHERE status = 'completed'").fetchone()[0] == 2000
+        assert q("SELECT COUNT(*) FROM metrics").fetchone()[0] == 2000 * 12
+        assert q("SELECT SUM(n) FROM metric_blocks").fetchone()[0] == 2000 * 12
+        assert d.integrity_check() == "ok"
