@@ -1,0 +1,203 @@
+"""A live figure that updates in place in Jupyter and Colab, or a text table elsewhere.
+
+Events only append to lists (cheap). A redraw happens at a log or eval event when
+at least `min_interval_s` seconds have passed since the last one, and never more
+often than keeps drawing under `max_overhead` of wall time (a slow draw stretches
+the interval). The figure goes out through one IPython display handle, first with
+display(..., display_id=True) then handle.update(...), so the cell shows one image
+that changes, and an executed notebook embeds it once.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+
+from .callbacks import TrainerCallback
+from .style import PALETTE, figure_png, new_figure
+
+FULL_TITLES = ("Loss", "Perplexity", "Learning rate", "Throughput")
+COMPACT_TITLES = ("Loss", "Throughput")
+LIVE_DPI = 80  # low dpi keeps a redraw cheap; the final figure is saved at the style's dpi
+
+
+def _in_notebook() -> bool:
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and hasattr(shell, "kernel")  # Jupyter and Colab kernels; not terminal IPython
+
+
+def _display(obj):
+    """Show `obj` in a new output with a display id; returns its handle."""
+    from IPython.display import display
+
+    return display(obj, display_id=True)
+
+
+def _png_image(png: bytes):
+    from IPython.display import Image
+
+    return Image(data=png, format="png")
+
+
+class LivePlotter(TrainerCallback):
+    def __init__(self, min_interval_s: float = 2.0, compact: bool = False, save_path=None, mode: str = "auto",
+                 max_overhead: float = 0.01, stream=None):
+        if mode not in ("auto", "figure", "text"):
+            raise ValueError(f"mode must be auto, figure or text, not {mode!r}")
+        self.min_interval_s = float(min_interval_s)  # s between two redraws at least
+        self.max_overhead = float(max_overhead)  # fraction of wall time drawing may take
+        self.compact, self.save_path, self.mode, self.stream = compact, save_path, mode, stream
+        self.train = {"step": [], "train_loss": [], "lr": [], "tokens_per_sec": []}
+        self.val = {"step": [], "val_loss": []}
+        self.best = (math.inf, None)  # (val_loss, step)
+        self.handle = None
+        self.fig = None
+        self.redraws = 0
+        self.draw_s = 0.0  # total seconds spent drawing
+        self._last_draw = -math.inf
+        self._last_cost = 0.0
+        self._header_done = False
+
+    # -- events ----------------------------------------------------------------
+    def on_train_begin(self, state, control, **kwargs) -> None:
+        if self.mode == "auto":
+            try:
+                import matplotlib  # noqa: F401
+
+                self.mode = "figure" if _in_notebook() else "text"
+            except ImportError:
+                self.mode = "text"
+        self._last_draw = time.monotonic()  # first redraw one interval in, not at step 1
+
+    def on_log(self, state, control, logs=None, **kwargs) -> None:
+        logs = logs or {}
+        self.train["step"].append(state.step)
+        for k in ("train_loss", "lr", "tokens_per_sec"):
+            self.train[k].append(float(logs.get(k, math.nan)))
+        self._maybe_draw()
+
+    def on_evaluate(self, state, control, metrics=None, **kwargs) -> None:
+        metrics = metrics or {}
+        if "val_loss" not in metrics:
+            return
+        step, loss = int(metrics.get("step", state.step)), float(metrics["val_loss"])
+        self.val["step"].append(step)
+        self.val["val_loss"].append(loss)
+        if loss < self.best[0]:
+            self.best = (loss, step)
+        self._maybe_draw()
+
+    def on_train_end(self, state, control, **kwargs) -> None:
+        self.draw(final=True)
+        if self.save_path is not None:
+            try:
+                from .style import save_figure
+
+                if self.fig is None or self.mode == "text":
+                    self._draw_figure(final=True)  # in text mode: built for the file only, not shown
+                save_figure(self.fig, self.save_path)
+            except ImportError:
+                print(f"LivePlotter: matplotlib not installed, {self.save_path} not written", file=self.stream or sys.stdout)
+
+    # -- drawing ----------------------------------------------------------------
+    def _maybe_draw(self) -> None:
+        now = time.monotonic()
+        wait = max(self.min_interval_s, self._last_cost / self.max_overhead if self.max_overhead > 0 else 0.0)
+        if now - self._last_draw >= wait:
+            self.draw()
+
+    def draw(self, final: bool = False) -> None:
+        t0 = time.perf_counter()
+        if self.mode == "figure":
+            self._draw_figure(final)
+        else:
+            self._draw_text(final)
+        self._last_cost = time.perf_counter() - t0
+        self.draw_s += self._last_cost
+        self._last_draw = time.monotonic()
+        self.redraws += 1
+
+    def _build(self) -> None:
+        if self.compact:
+            self.fig = new_figure((10, 3.2))
+            axes = list(self.fig.subplots(1, 2))
+            titles = COMPACT_TITLES
+        else:
+            self.fig = new_figure((10, 6))
+            axes = list(self.fig.subplots(2, 2).ravel())
+            titles = FULL_TITLES
+        self.axes = dict(zip(titles, axes))
+        ylabels = {"Loss": "loss (nats/token)", "Perplexity": "perplexity (log)", "Learning rate": "learning rate",
+                   "Throughput": "tokens/s (all GPUs)"}
+        for title, ax in self.axes.items():
+            ax.set_title(title)
+            ax.set_xlabel("step")
+            ax.set_ylabel(ylabels[title])
+        loss = self.axes["Loss"]
+        self.lines = {
+            "train_loss": loss.plot([], [], color=PALETTE["train"], label="train")[0],
+            "val_loss": loss.plot([], [], "o-", color=PALETTE["val"], ms=4, label="val")[0],
+            "best": loss.plot([], [], "*", color=PALETTE["best"], ms=13, label="best val")[0],
+            "tokens_per_sec": self.axes["Throughput"].plot([], [], color=PALETTE["throughput"], label="tokens/s")[0],
+        }
+        loss.legend(loc="upper right")
+        if not self.compact:
+            ppl = self.axes["Perplexity"]
+            self.lines["train_ppl"] = ppl.plot([], [], color=PALETTE["train"], label="train")[0]
+            self.lines["val_ppl"] = ppl.plot([], [], "o-", color=PALETTE["val"], ms=4, label="val")[0]
+            ppl.set_yscale("log")
+            ppl.legend(loc="upper right")
+            self.lines["lr"] = self.axes["Learning rate"].plot([], [], color=PALETTE["lr"])[0]
+            self.axes["Learning rate"].ticklabel_format(axis="y", style="sci", scilimits=(-2, 3))
+
+    def _draw_figure(self, final: bool) -> None:
+        if self.fig is None:
+            self._build()
+        t, v = self.train, self.val
+        self.lines["train_loss"].set_data(t["step"], t["train_loss"])
+        self.lines["val_loss"].set_data(v["step"], v["val_loss"])
+        self.lines["best"].set_data([self.best[1]] if self.best[1] is not None else [],
+                                    [self.best[0]] if self.best[1] is not None else [])
+        self.lines["tokens_per_sec"].set_data(t["step"], t["tokens_per_sec"])
+        if not self.compact:
+            self.lines["train_ppl"].set_data(t["step"], [math.exp(min(x, 50)) for x in t["train_loss"]])
+            self.lines["val_ppl"].set_data(v["step"], [math.exp(min(x, 50)) for x in v["val_loss"]])
+            self.lines["lr"].set_data(t["step"], t["lr"])
+        for ax in self.axes.values():
+            ax.relim()
+            ax.autoscale_view()
+        if self.best[1] is not None:
+            self.axes["Loss"].set_title(f"Loss (best val {self.best[0]:.3f} at step {self.best[1]})")
+        if self.mode == "figure":
+            image = _png_image(figure_png(self.fig, dpi=None if final else LIVE_DPI))
+            if self.handle is None:
+                self.handle = _display(image)
+            else:
+                self.handle.update(image)
+
+    def _row(self) -> str:
+        t = self.train
+        step = t["step"][-1] if t["step"] else 0
+        loss = t["train_loss"][-1] if t["train_loss"] else math.nan
+        val = self.val["val_loss"][-1] if self.val["val_loss"] else math.nan
+        lr = t["lr"][-1] if t["lr"] else math.nan
+        tps = t["tokens_per_sec"][-1] if t["tokens_per_sec"] else math.nan
+        ppl = math.exp(min(loss, 50)) if not math.isnan(loss) else math.nan
+        return f"{step:>8d} {loss:>10.4f} {val:>10.4f} {ppl:>10.2f} {lr:>10.2e} {tps:>12,.0f}"
+
+    def _draw_text(self, final: bool) -> None:
+        out = self.stream or sys.stdout
+        if not self._header_done:
+            print(f"{'step':>8} {'train_loss':>10} {'val_loss':>10} {'perplexity':>10} {'lr':>10} {'tokens/s':>12}",
+                  file=out)
+            self._header_done = True
+        if self.train["step"]:
+            print(self._row(), file=out)
+        if final and self.best[1] is not None:
+            print(f"best val loss {self.best[0]:.4f} at step {self.best[1]}", file=out)
+

@@ -1,0 +1,184 @@
+"""The seven-chart training report (the seed scripts' VisualizationManager), as a callback.
+
+Events append to in-memory lists. Every `viz_interval` steps (at the first log
+event at or after it) and at the end it writes, under run_dir:
+  viz/step_NNNNNN.png, viz/latest.png   the seven charts
+  metrics_history.json                  the logged train and eval metrics
+  text_samples.json                     every sample batch (prompt, output, accuracy)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from .callbacks import TrainerCallback
+from .style import PALETTE, new_figure, no_data, save_figure
+
+REPORT_TITLES = ("Loss", "Token accuracy", "Throughput", "Learning rate", "Loss vs accuracy", "Recent window",
+                 "Latest text samples")
+MA_WINDOW = 50  # steps in the moving average of loss and accuracy
+RECENT = 200  # steps in the recent-window chart
+
+
+def moving_average(steps, values, window_steps: int = MA_WINDOW) -> np.ndarray:
+    """Mean of the values logged in the last `window_steps` steps (a step window, not a record window)."""
+    steps, values = np.asarray(steps, float), np.asarray(values, float)
+    out = np.empty_like(values)
+    for i, s in enumerate(steps):
+        w = values[(steps > s - window_steps) & (steps <= s)]
+        w = w[~np.isnan(w)]
+        out[i] = w.mean() if w.size else np.nan
+    return out
+
+
+def _write_json(path: Path, obj) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=1))
+    os.replace(tmp, path)
+
+
+class TrainingReport(TrainerCallback):
+    def __init__(self, run_dir, viz_interval: int = 500, max_samples_shown: int = 4):
+        self.run_dir = Path(run_dir)
+        self.viz_interval = int(viz_interval)
+        self.max_samples_shown = max_samples_shown
+        self.history = {"train": [], "eval": []}
+        self.samples: list[dict] = []
+        self._next_viz = self.viz_interval
+        self.written: list[Path] = []
+        self._rendered_step: int | None = None
+
+    # -- events ----------------------------------------------------------------
+    def on_train_begin(self, state, control, **kwargs) -> None:
+        self._next_viz = (state.step // self.viz_interval + 1) * self.viz_interval  # after a resume too
+
+    def on_log(self, state, control, logs=None, **kwargs) -> None:
+        self.history["train"].append({"step": state.step, **{k: float(v) for k, v in (logs or {}).items()
+                                                             if isinstance(v, (int, float))}})
+        if state.step >= self._next_viz:
+            self.render(state.step)
+            self._next_viz = (state.step // self.viz_interval + 1) * self.viz_interval
+
+    def on_evaluate(self, state, control, metrics=None, **kwargs) -> None:
+        self.history["eval"].append({"step": state.step, **{k: float(v) for k, v in (metrics or {}).items()}})
+
+    def on_sample(self, state, control, samples=None, **kwargs) -> None:
+        for s in samples or []:
+            self.samples.append({"step": state.step, "prompt": s.get("prompt"), "output": s.get("output"),
+                                 "accuracy": s.get("accuracy")})
+
+    def on_train_end(self, state, control, **kwargs) -> None:
+        if self.history["train"] and self._rendered_step != state.step:
+            self.render(state.step)
+
+    # -- output ----------------------------------------------------------------
+    def render(self, step: int) -> Path:
+        viz = self.run_dir / "viz"
+        viz.mkdir(parents=True, exist_ok=True)
+        path = save_figure(self.figure(), viz / f"step_{step:06d}.png")
+        shutil.copyfile(path, viz / ".latest.png.tmp")
+        os.replace(viz / ".latest.png.tmp", viz / "latest.png")
+        _write_json(self.run_dir / "metrics_history.json", self.history)
+        _write_json(self.run_dir / "text_samples.json", self.samples)
+        self.written.append(path)
+        self._rendered_step = step
+        return path
+
+    def _series(self, key: str):
+        rows = [r for r in self.history["train"] if key in r and not math.isnan(r[key])]
+        return np.array([r["step"] for r in rows], float), np.array([r[key] for r in rows], float)
+
+    def figure(self):
+        fig = new_figure((14, 10))
+        gs = fig.add_gridspec(3, 3, height_ratios=[1, 1, 0.55])
+        axes = [fig.add_subplot(gs[i // 3, i % 3]) for i in range(6)] + [fig.add_subplot(gs[2, :])]
+        last = self.history["train"][-1]["step"] if self.history["train"] else 0
+        fig.suptitle(f"Training report at step {last}", fontsize=12)
+        for ax, title in zip(axes, REPORT_TITLES):
+            ax.set_title(title)
+
+        def with_ma(ax, key, color, ylabel):
+            s, v = self._series(key)
+            if not s.size:
+                no_data(ax, f"{key} not logged")
+                return
+            ax.plot(s, v, color=color, alpha=0.45, lw=1, label=key)
+            ax.plot(s, moving_average(s, v), color=color, lw=2, label=f"{MA_WINDOW}-step moving average")
+            ax.set_xlabel("step")
+            ax.set_ylabel(ylabel)
+            ax.legend(loc="best")
+
+        with_ma(axes[0], "train_loss", PALETTE["train"], "loss (nats/token)")
+        ev = [r for r in self.history["eval"] if "val_loss" in r]
+        if ev and axes[0].lines:
+            axes[0].plot([r["step"] for r in ev], [r["val_loss"] for r in ev], "o", color=PALETTE["val"], label="val")
+            axes[0].legend(loc="best")
+        with_ma(axes[1], "train_accuracy", PALETTE["accuracy"], "next-token accuracy (fraction)")
+
+        for ax, key, color, ylabel, log in ((axes[2], "tokens_per_sec", PALETTE["throughput"], "tokens/s (all GPUs)", False),
+                                            (axes[3], "lr", PALETTE["lr"], "learning rate (log)", True)):
+            s, v = self._series(key)
+            if not s.size:
+                no_data(ax, f"{key} not logged")
+                continue
+            ax.plot(s, v, color=color)
+            ax.set_xlabel("step")
+            ax.set_ylabel(ylabel)
+            if log:
+                ax.set_yscale("log")
+            else:
+                ax.set_ylim(0, v.max() * 1.1)
+
+        ax = axes[4]
+        rows = [r for r in self.history["train"] if "train_loss" in r and "train_accuracy" in r]
+        if rows:
+            sc = ax.scatter([r["train_accuracy"] for r in rows], [r["train_loss"] for r in rows],
+                            c=[r["step"] for r in rows], cmap="viridis", s=18)
+            fig.colorbar(sc, ax=ax, label="step")
+            ax.set_xlabel("next-token accuracy (fraction)")
+            ax.set_ylabel("loss (nats/token)")
+        else:
+            no_data(ax, "needs train_loss and train_accuracy")
+
+        ax = axes[5]
+        s, v = self._series("train_loss")
+        if s.size:
+            keep = s > s[-1] - RECENT
+            ax.plot(s[keep], v[keep], color=PALETTE["train"], label="loss")
+            ax.set_xlabel(f"step (last {RECENT})")
+            ax.set_ylabel("loss (nats/token)", color=PALETTE["train"])
+            sa, va = self._series("train_accuracy")
+            if sa.size:
+                ax2 = ax.twinx()
+                k2 = sa > sa[-1] - RECENT
+                ax2.plot(sa[k2], va[k2], color=PALETTE["accuracy"], label="accuracy")
+                ax2.set_ylabel("accuracy (fraction)", color=PALETTE["accuracy"])
+                ax2.grid(False)
+        else:
+            no_data(ax, "train_loss not logged")
+
+        ax = axes[6]
+        ax.axis("off")
+        shown = self.samples[-self.max_samples_shown:]
+        if shown:
+            cell = [[str(r["step"]), _clip(r["prompt"], 45), _clip(r["output"], 70),
+                     "n/a" if r["accuracy"] is None else f"{r['accuracy']:.2f}"] for r in shown]
+            table = ax.table(cellText=cell, colLabels=["step", "prompt", "output", "accuracy"], loc="upper center",
+                             cellLoc="left", colWidths=[0.06, 0.34, 0.5, 0.08])
+            table.auto_set_font_size(False)
+            table.set_fontsize(9)
+            table.scale(1, 1.4)
+        else:
+            no_data(ax, "no samples yet")
+        return fig
+
+
+def _clip(text, n: int) -> str:
+    text = " ".join(str(text or "").split())  # newlines would break the table rows
+    return text if len(text) <= n else text[: n - 1] + "…"
