@@ -16,6 +16,7 @@ import os
 import random
 import re
 import socket
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,9 @@ class TextCorpus:
 @functools.lru_cache(maxsize=1)
 def _builtin_tuple() -> tuple[str, ...]:
     try:
-        import simple_icd_10_cm as icd
+        with warnings.catch_warnings():  # it loads its data at import with deprecated importlib calls
+            warnings.simplefilter("ignore", DeprecationWarning)
+            import simple_icd_10_cm as icd
     except ImportError as e:  # pragma: no cover - installed with the project
         raise ImportError(
             "the builtin corpus needs the simple-icd-10-cm package: pip install simple-icd-10-cm"
