@@ -1,0 +1,373 @@
+"""utils/training/hpo.py, hpo_storage.py, hpo_figures.py.
+
+The study machinery (workers, claim lock, dead workers, pruning, results) runs here on
+a cheap real training loop: gradient descent on a linear regression that speaks the
+callback contract exactly as the trainer does (events, control.stop, on_train_end in
+finally). The last tests run real trials of the engine on the built-in corpus.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import optuna
+import pandas as pd
+import pytest
+from optuna.trial import TrialState
+
+from utils.training.callbacks import CallbackHandler, RunStatus, TrainerCallback, TrainerControl, TrainerState
+from utils.training.config import TrainingConfig
+from utils.training.hpo import (
+    OptunaPruningCallback,
+    SearchSpace,
+    SearchSpaceError,
+    create_study,
+    run_study,
+    write_study_results,
+)
+from utils.training.hpo_storage import StorageSpecError, open_storage
+
+ROOT = Path(__file__).resolve().parents[1]
+TESTS = Path(__file__).resolve().parent
+
+SPACE = {
+    "learning_rate": {"type": "float", "low": 1e-3, "high": 0.3, "log": True},
+    "weight_decay": {"type": "float", "low": 0.0, "high": 0.2},
+    "schedule": {"type": "categorical", "choices": ["cosine", "linear"]},
+}
+
+
+def toy_config(**kw) -> TrainingConfig:
+    return TrainingConfig.preset("smoke", max_steps=kw.pop("max_steps", 12), eval_interval=kw.pop("eval_interval", 3),
+                                 **kw)
+
+
+# --------------------------------------------------------------------------- a cheap real loop
+
+
+class Teardown(TrainerCallback):
+    """Writes runs/NAME/teardown.json from on_train_end: proof that teardown ran, and how."""
+
+    def __init__(self, workspace: Path):
+        self.workspace = Path(workspace)
+
+    def on_train_end(self, state, control, **kw):
+        d = self.workspace / "runs" / state.run_name
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "teardown.json").write_text(json.dumps({"status": kw["status"], "step": state.step}))
+
+
+def toy_train(config: TrainingConfig, callbacks: list, workspace_dir: Path, hook=None) -> SimpleNamespace:
+    """Linear regression by gradient descent, evaluated every eval_interval steps."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 4))
+    y = x @ np.array([1.0, -2.0, 0.5, 3.0]) + 0.1 * rng.normal(size=64)
+    w = np.zeros(4)
+    handler = CallbackHandler([*callbacks, Teardown(workspace_dir)])
+    state, control = TrainerState(run_name=config.run_name, max_steps=config.max_steps), TrainerControl()
+    run_dir = Path(workspace_dir) / "runs" / config.run_name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(Path(workspace_dir) / "executions.log", "a") as f:  # one line per execution of a trial
+        f.write(config.run_name + "\n")
+    status, error, val = RunStatus.COMPLETED, None, math.nan
+    handler.call("on_train_begin", state, control, config=config, model=None, run_info={})
+    try:
+        for step in range(1, config.max_steps + 1):
+            grad = 2 * x.T @ (x @ w - y) / len(y) + config.weight_decay * w
+            w = w - config.learning_rate * grad
+            state.step = step
+            handler.call("on_step_end", state, control)
+            if step % config.eval_interval == 0 or step == config.max_steps:
+                val = float(np.mean((x @ w - y) ** 2))
+                state.last_val_loss = val
+                handler.call("on_evaluate", state, control, metrics={"step": step, "val_loss": val})
+            if hook is not None:
+                hook(config, state)
+            if control.should_stop:
+                status = control.stop_status
+                break
+    except BaseException as e:
+        status, error = RunStatus.FAILED, e
+        raise
+    finally:
+        handler.call("on_train_end", state, control, status=status, error=error)
+    return SimpleNamespace(status=status, state=state, final_metrics={"val_loss": val})
+
+
+def _trial_number(config) -> int:
+    return int(config.run_name.rsplit("-t", 1)[1])
+
+
+def worker_main(argv: list[str]) -> None:
+    """One worker process: `python -c ... worker_main([journal, workspace, n_trials, index, mode])`."""
+    journal, workspace, n_trials, index, mode = argv
+    workspace = Path(workspace)
+
+    def hook(config, state):
+        number = _trial_number(config)
+        if mode == "kill":
+            # Trial 1 hangs until the test kills its worker; trials 2+ wait for the kill so
+            # that the surviving workers still have slots to claim afterwards.
+            if number == 1:
+                time.sleep(600)
+            if number >= 2:
+                while not (workspace / "killed").exists():
+                    time.sleep(0.05)
+        elif state.step == 1 and int(n_trials) - 4 <= number <= int(n_trials) - 2:
+            # A barrier: these three trials end together, so that all three workers race
+            # for the last slot at the same moment (without the claim lock they overshoot).
+            (workspace / f"barrier-{number}").touch()
+            deadline = time.monotonic() + 60
+            while len(list(workspace.glob("barrier-*"))) < 3 and time.monotonic() < deadline:
+                time.sleep(0.01)
+
+    if mode == "plain":
+        # A slow storage: 0.2 s between counting the trials and creating the next one,
+        # the window in which unlocked workers would all take the last slot.
+        pop = optuna.Study._pop_waiting_trial_id
+
+        def slow_pop(self):
+            time.sleep(0.2)
+            return pop(self)
+
+        optuna.Study._pop_waiting_trial_id = slow_pop
+    run_study(toy_config(), SearchSpace.from_dict(SPACE), n_trials=int(n_trials), storage=journal,
+              study_name="par", workspace_dir=workspace, worker_index=int(index), pruner="none",
+              train_fn=lambda c, cbs, ws: toy_train(c, cbs, ws, hook=hook))
+
+
+def _spawn_worker(journal: Path, workspace: Path, n_trials: int, index: int, mode: str) -> subprocess.Popen:
+    code = (f"import sys; sys.path[:0] = [{str(ROOT)!r}, {str(TESTS)!r}]; import test_hpo; "
+            f"test_hpo.worker_main({[str(journal), str(workspace), str(n_trials), str(index), mode]!r})")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def _finish(procs: list[subprocess.Popen], timeout: float = 120) -> None:
+    for p in procs:
+        out, _ = p.communicate(timeout=timeout)
+        assert p.returncode in (0, -signal.SIGKILL), out.decode(errors="replace")[-3000:]
+
+
+# --------------------------------------------------------------------------- search space
+
+
+def test_search_space_from_json_dict_and_form_agree(tmp_path):
+    path = tmp_path / "space.json"
+    path.write_text(json.dumps(SPACE))
+    a = SearchSpace.from_json(path)
+    b = SearchSpace.from_dict(SPACE)
+    c = SearchSpace.from_form(learning_rate="1e-3:0.3:log", weight_decay="0:0.2", schedule="cosine,linear",
+                              dropout="", n_layer=None)
+    assert a == b == c
+    assert SearchSpace.from_json(a.to_json(tmp_path / "again.json")) == a
+    int_space = SearchSpace.from_form(n_layer="1:4", d_model=[64, 128])
+    assert int_space.to_dict() == {"n_layer": {"type": "int", "low": 1, "high": 4},
+                                   "d_model": {"type": "categorical", "choices": [64, 128]}}
+
+
+def test_the_example_search_space_file_is_valid():
+    space = SearchSpace.from_json(ROOT / "examples" / "search_space.json")
+    TrainingConfig.preset("smoke").replace(**{p.name: (p.low if p.choices == () else p.choices[0]) for p in space})
+
+
+def test_suggest_returns_config_overrides_within_bounds():
+    space = SearchSpace.from_dict({**SPACE, "n_layer": {"type": "int", "low": 1, "high": 3}})
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(20):
+        trial = study.ask()
+        o = space.suggest(trial)
+        assert set(o) == {"learning_rate", "weight_decay", "schedule", "n_layer"}
+        assert 1e-3 <= o["learning_rate"] <= 0.3 and 0 <= o["weight_decay"] <= 0.2
+        assert o["schedule"] in ("cosine", "linear") and o["n_layer"] in (1, 2, 3) and isinstance(o["n_layer"], int)
+        toy_config().replace(**o)  # every suggestion is a valid config
+        study.tell(trial, 0.0)
+
+
+@pytest.mark.parametrize(
+    "space, names",
+    [
+        ({"learnin_rate": {"type": "float", "low": 1e-4, "high": 1e-3}}, ["learnin_rate", "did you mean 'learning_rate'"]),
+        ({"n_layer": {"type": "int", "low": 4, "high": 1}}, ["n_layer", "low (4) > high (1)"]),
+        ({"n_layer": {"type": "uniform", "low": 1, "high": 2}}, ["n_layer", "unknown type 'uniform'", "categorical"]),
+        ({"n_layer": {"type": "float", "low": 1, "high": 2}}, ["n_layer", "use 'int'"]),
+        ({"learning_rate": {"type": "float", "low": 0, "high": 1e-3, "log": True}}, ["learning_rate", "log scale"]),
+        ({"learning_rate": {"type": "float", "low": 1e-4, "hi": 1e-3}}, ["learning_rate", "'high'", "unknown key"]),
+        ({"schedule": {"type": "categorical", "choices": []}}, ["schedule", "non-empty"]),
+        ({"schedule": {"type": "categorical", "choices": ["cosine", "zigzag"]}}, ["schedule", "zigzag", "cosine"]),
+        ({"dropout": {"type": "float", "low": 0.0, "high": 1.5}}, ["dropout", "1.5"]),
+        ({"run_name": {"type": "categorical", "choices": ["a", "b"]}}, ["run_name", "cannot be searched"]),
+        ({"n_layer": [1, 2]}, ["n_layer", "must be an object"]),
+        ({}, ["empty"]),
+    ],
+)
+def test_bad_search_spaces_are_rejected_naming_the_parameter(space, names):
+    with pytest.raises(SearchSpaceError) as e:
+        SearchSpace.from_dict(space)
+    for text in names:
+        assert text in str(e.value)
+
+
+def test_bad_form_values_and_files_are_rejected(tmp_path):
+    with pytest.raises(SearchSpaceError, match="schedule: a range needs a numeric field"):
+        SearchSpace.from_form(schedule="a:b")
+    with pytest.raises(SearchSpaceError, match="learning_rate: a range is"):
+        SearchSpace.from_form(learning_rate="1:2:3:4")
+    with pytest.raises(SearchSpaceError, match="does not exist"):
+        SearchSpace.from_json(tmp_path / "missing.json")
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(SearchSpaceError, match="not valid JSON"):
+        SearchSpace.from_json(tmp_path / "bad.json")
+
+
+# --------------------------------------------------------------------------- storage
+
+
+def test_open_storage_accepts_the_documented_specs_and_names_them_when_wrong(tmp_path):
+    assert isinstance(open_storage(tmp_path / "a" / "s.journal"), optuna.storages.JournalStorage)
+    assert isinstance(open_storage(str(tmp_path / "s.log")), optuna.storages.JournalStorage)
+    assert isinstance(open_storage(f"sqlite:///{tmp_path}/s.db"), optuna.storages.RDBStorage)
+    with pytest.raises(StorageSpecError, match=r"\.journal.*sqlite:///.*postgresql://"):
+        open_storage(tmp_path / "study.txt")
+
+
+@pytest.mark.parametrize("kind", ["journal", "sqlite"])
+def test_an_interrupted_study_resumes_to_exactly_n_trials(tmp_path, kind):
+    storage = tmp_path / "s.journal" if kind == "journal" else f"sqlite:///{tmp_path}/s.db"
+    kw = dict(storage=storage, study_name="resume", workspace_dir=tmp_path, pruner="none", train_fn=toy_train)
+    run_study(toy_config(), SearchSpace.from_dict(SPACE), n_trials=2, **kw)
+    study = run_study(toy_config(), SearchSpace.from_dict(SPACE), n_trials=5, **kw)
+    assert [t.number for t in study.trials] == [0, 1, 2, 3, 4]
+    assert all(t.state == TrialState.COMPLETE for t in study.trials)
+    # Nothing left to do: a third call runs no trial.
+    assert len(run_study(toy_config(), SearchSpace.from_dict(SPACE), n_trials=5, **kw).trials) == 5
+    # A different search space under the same name is refused, not mixed in.
+    with pytest.raises(SearchSpaceError, match="another search space"):
+        run_study(toy_config(), SearchSpace.from_form(n_layer="1:2"), n_trials=6, **kw)
+
+
+def test_three_workers_create_exactly_n_trials_none_lost_or_duplicated(tmp_path):
+    journal, n = tmp_path / "par.journal", 12
+    _finish([_spawn_worker(journal, tmp_path, n, i, "plain") for i in range(3)])
+    study = optuna.load_study(study_name="par", storage=open_storage(journal))
+    trials = study.get_trials()
+    assert sorted(t.number for t in trials) == list(range(n))
+    assert all(t.state == TrialState.COMPLETE for t in trials)
+    # Each trial trained exactly once, under its own run folder.
+    executions = (tmp_path / "executions.log").read_text().split()
+    assert sorted(executions) == sorted(f"par-t{i}" for i in range(n))
+    assert len({t.user_attrs["run_name"] for t in trials}) == n
+    # Different seeds per worker: the start-up trials are not copies of each other.
+    assert len({json.dumps(t.params, sort_keys=True) for t in trials}) == n
+
+
+def test_a_killed_workers_trial_is_failed_and_the_study_continues(tmp_path):
+    journal, n = tmp_path / "par.journal", 7
+    procs = [_spawn_worker(journal, tmp_path, n, i, "kill") for i in range(3)]
+    storage = open_storage(journal)
+    deadline = time.monotonic() + 90
+    victim = None
+    while victim is None and time.monotonic() < deadline:
+        try:
+            study = optuna.load_study(study_name="par", storage=storage)
+        except KeyError:  # not created yet
+            time.sleep(0.1)
+            continue
+        running = [t for t in study.get_trials(states=(TrialState.RUNNING,)) if t.number == 1]
+        if running and "worker_pid" in running[0].user_attrs and (tmp_path / "runs" / "par-t1").exists():
+            victim = running[0].user_attrs["worker_pid"]
+        time.sleep(0.1)
+    assert victim is not None, "trial 1 never started"
+    proc = next(p for p in procs if p.pid == victim)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    (tmp_path / "killed").touch()
+    _finish([p for p in procs if p is not proc])
+
+    study = optuna.load_study(study_name="par", storage=open_storage(journal))
+    by_number = {t.number: t for t in study.get_trials()}
+    assert sorted(by_number) == list(range(n))
+    assert by_number[1].state == TrialState.FAIL
+    assert by_number[1].user_attrs["fail_reason"] == "worker process died"
+    assert not (tmp_path / "runs" / "par-t1" / "teardown.json").exists()  # SIGKILL: no teardown possible
+    assert all(t.state == TrialState.COMPLETE for k, t in by_number.items() if k != 1)
+
+
+# --------------------------------------------------------------------------- pruning
+
+
+def test_pruning_callback_stops_through_the_control_object():
+    study = optuna.create_study(pruner=optuna.pruners.ThresholdPruner(upper=1.0))
+    trial = study.ask()
+    cb = OptunaPruningCallback(trial)
+    state, control = TrainerState(step=5), TrainerControl()
+    cb.on_evaluate(state, control, metrics={"val_loss": 0.5})
+    assert not control.should_stop
+    state.step = 10
+    cb.on_evaluate(state, control, metrics={"val_loss": 2.0})
+    assert control.should_stop and control.stop_status == RunStatus.PRUNED and cb.pruned_at_step == 10
+    assert trial.storage.get_trial(trial._trial_id).intermediate_values == {5: 0.5, 10: 2.0}
+
+
+def test_a_pruned_trial_ends_pruned_after_its_teardown_ran(tmp_path):
+    # Trials whose loss is still above 1.0 at an evaluation are pruned: a tiny learning
+    # rate keeps trial 1 there, a good one takes trial 0 below it.
+    space = SearchSpace.from_form(learning_rate=[0.3, 1e-4])
+    study = create_study("prune", tmp_path / "p.journal", sampler_seed=0, pruner="none")
+    study.enqueue_trial({"learning_rate": 0.3})
+    study.enqueue_trial({"learning_rate": 1e-4})
+    study = run_study(toy_config(), space, n_trials=2, storage=tmp_path / "p.journal", study_name="prune",
+                      workspace_dir=tmp_path, pruner=optuna.pruners.ThresholdPruner(upper=1.0), train_fn=toy_train)
+    good, pruned = study.trials
+    assert good.state == TrialState.COMPLETE and good.params == {"learning_rate": 0.3}
+    assert pruned.state == TrialState.PRUNED and pruned.params == {"learning_rate": 1e-4}
+    assert pruned.user_attrs["run_status"] == RunStatus.PRUNED
+    teardown = json.loads((tmp_path / "runs" / "prune-t1" / "teardown.json").read_text())
+    assert teardown == {"status": "pruned", "step": 3}  # stopped at its first evaluation
+    assert list(pruned.intermediate_values) == [3]
+
+
+# --------------------------------------------------------------------------- results
+
+
+def test_results_files_are_written(tmp_path):
+    study = run_study(toy_config(), SearchSpace.from_dict(SPACE), n_trials=6, storage=tmp_path / "r.journal",
+                      study_name="res", workspace_dir=tmp_path, pruner="median", train_fn=toy_train)
+    summary = write_study_results(study, tmp_path / "out")
+    out = tmp_path / "out"
+    table = pd.read_csv(out / "trials.csv")
+    assert len(table) == 6 and set(table["number"]) == set(range(6))
+    best = json.loads((out / "best.json").read_text())
+    assert best["best_value"] == pytest.approx(study.best_value)
+    assert best["best_params"] == study.best_params and best["n_trials"] == 6
+    for name in ("optimization_history", "intermediate_values", "param_importances", "parallel_coordinate"):
+        png = out / f"{name}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", summary["skipped"]
+    assert summary["skipped"] == {}
+
+
+def test_results_say_why_a_figure_is_skipped(tmp_path, monkeypatch, capsys):
+    import utils.training.hpo_figures as figures
+
+    empty = write_study_results(optuna.create_study(), tmp_path / "empty")
+    assert set(empty["skipped"]) == {"optimization_history", "intermediate_values", "param_importances",
+                                     "parallel_coordinate"}
+    assert (tmp_path / "empty" / "best.json").exists() and (tmp_path / "empty" / "trials.csv").exists()
+
+    monkeypatch.setattr(figures, "_importance_evaluator", lambda: None)  # as if scikit-learn were absent
+    study = run_study(toy_config(), SearchSpace.from_dict(SPACE), n_trials=3, storage=None, study_name="nosk",
+                      workspace_dir=tmp_path, pruner="none", train_fn=toy_train)
+    summary = write_study_results(study, tmp_path / "out")
+    assert "scikit-learn is not installed" in summary["skipped"]["param_importances"]
+    assert "param_importances.png skipped: scikit-learn is not installed" in capsys.readouterr().out
+    assert not (tmp_path / "out" / "param_importances.png").exists()
+    assert (tmp_path / "out" / "optimization_history.png").exists()

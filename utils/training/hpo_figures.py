@@ -1,0 +1,158 @@
+"""What a study leaves behind in WORKSPACE/results/hpo/STUDY/.
+
+    best.json                    best params, value, trial number and run; trial counts by state
+    trials.csv                   one row per trial (optuna's trials_dataframe: number, state,
+                                 value, params_*, user_attrs_* incl. run_name and db_run_id)
+    optimization_history.png     objective value per trial and the best so far
+    intermediate_values.png      val_loss reported at each evaluation, per trial (pruning view)
+    param_importances.png        fANOVA importances (needs scikit-learn)
+    parallel_coordinate.png      every completed trial across the searched parameters
+
+A figure that cannot be drawn (too few completed trials, scikit-learn missing) is
+skipped with one line saying why; the reasons are in the returned dict and best.json.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+logger = logging.getLogger(__name__)
+
+FIGURES = ("optimization_history", "intermediate_values", "param_importances", "parallel_coordinate")
+
+
+def _json_safe(x: Any) -> Any:
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {str(k): _json_safe(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_json_safe(v) for v in x]
+    return x
+
+
+def study_summary(study: optuna.Study) -> dict[str, Any]:
+    trials = study.get_trials(deepcopy=False)
+    counts = {state.name.lower(): sum(t.state == state for t in trials) for state in TrialState}
+    summary: dict[str, Any] = {
+        "study_name": study.study_name,
+        "direction": study.direction.name.lower(),
+        "metric": study.user_attrs.get("metric", "value"),
+        "n_trials": len(trials),
+        "trial_counts": counts,
+        "search_space": study.user_attrs.get("search_space"),
+        "best_value": None,
+        "best_params": None,
+        "best_trial": None,
+    }
+    if counts["complete"]:
+        best = study.best_trial
+        summary.update(
+            best_value=best.value,
+            best_params=best.params,
+            best_trial=best.number,
+            best_run_name=best.user_attrs.get("run_name"),
+            best_db_run_id=best.user_attrs.get("db_run_id"),
+        )
+    return summary
+
+
+def _importance_evaluator() -> Any:
+    """fANOVA (a random forest from scikit-learn); None when scikit-learn is missing."""
+    try:
+        import sklearn  # noqa: F401
+    except ImportError:
+        return None
+    return optuna.importance.FanovaImportanceEvaluator(seed=0)
+
+
+def write_study_results(study: optuna.Study, out_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """Write best.json, trials.csv and the PNG figures to `out_dir`; return the summary
+    with `files` (name -> path) and `skipped` (figure -> reason)."""
+    import matplotlib.pyplot as plt
+    from optuna.visualization import matplotlib as ovm
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = study_summary(study)
+    files: dict[str, str] = {}
+    skipped: dict[str, str] = {}
+
+    csv_path = out / "trials.csv"
+    study.trials_dataframe().to_csv(csv_path, index=False)
+    files["trials.csv"] = str(csv_path)
+
+    complete = summary["trial_counts"]["complete"]
+    evaluator = _importance_evaluator()
+    plots = {
+        "optimization_history": lambda: ovm.plot_optimization_history(study),
+        "intermediate_values": lambda: ovm.plot_intermediate_values(study),
+        "param_importances": lambda: ovm.plot_param_importances(study, evaluator=evaluator),
+        "parallel_coordinate": lambda: ovm.plot_parallel_coordinate(study),
+    }
+    has_intermediate = any(t.intermediate_values for t in study.get_trials(deepcopy=False))
+    n_params = len({p for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) for p in t.params})
+    for name, draw in plots.items():
+        reason = None
+        if complete == 0 and name != "intermediate_values":
+            reason = "no completed trial yet"
+        elif name == "intermediate_values" and not has_intermediate:
+            reason = "no trial reported an intermediate value"
+        elif name == "param_importances" and evaluator is None:
+            reason = "scikit-learn is not installed (pip install scikit-learn) - parameter importances skipped"
+        elif name == "param_importances" and (complete < 2 or n_params < 1):
+            reason = f"needs at least 2 completed trials with parameters (have {complete})"
+        if reason is None:
+            try:
+                with optuna_quiet():
+                    ax = draw()
+                fig = _figure_of(ax)
+                path = out / f"{name}.png"
+                fig.savefig(path, dpi=110, bbox_inches="tight")
+                plt.close(fig)
+                files[f"{name}.png"] = str(path)
+                continue
+            except (ValueError, RuntimeError, ZeroDivisionError) as e:
+                reason = f"could not be drawn: {e}"
+                plt.close("all")
+        skipped[name] = reason
+        print(f"[hpo] {name}.png skipped: {reason}")
+
+    summary["files"] = files
+    summary["skipped"] = skipped
+    best_path = out / "best.json"
+    best_path.write_text(json.dumps(_json_safe(summary), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    files["best.json"] = str(best_path)
+    return summary
+
+
+def _figure_of(ax: Any) -> Any:
+    # The plot functions return an Axes, or an array of Axes for several subplots.
+    import numpy as np
+
+    if isinstance(ax, np.ndarray):
+        ax = ax.flat[0]
+    return ax.get_figure()
+
+
+class optuna_quiet:
+    """Silence Optuna's ExperimentalWarning for the matplotlib backend (it still carries
+    the flag; the message is noise for our users)."""
+
+    def __enter__(self) -> None:
+        import warnings
+
+        self._ctx = warnings.catch_warnings()
+        self._ctx.__enter__()
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+
+    def __exit__(self, *exc: object) -> None:
+        self._ctx.__exit__(*exc)
