@@ -87,12 +87,14 @@ def load_corpus(test_split: float = 0.1, seed: int = 0, max_docs: int | None = N
 
 
 def load_hf_texts(dataset: str, split: str = "train", column: str = "text", max_docs: int = 2000) -> list[str]:
-    """An optional HF dataset as an extra text (online only, e.g. in Colab)."""
+    """An optional HF dataset as an extra text (online only, e.g. in Colab).
+    `dataset` is "name" or "name:config", e.g. "wikitext:wikitext-2-raw-v1"."""
     try:
         from datasets import load_dataset
     except ImportError as e:
         raise ImportError("HF datasets need: pip install datasets") from e
-    ds = load_dataset(dataset, split=f"{split}[:{max_docs}]")
+    name, _, config = dataset.partition(":")
+    ds = load_dataset(name, config or None, split=f"{split}[:{max_docs}]")
     return [t for t in ds[column] if t and t.strip()]
 
 

@@ -3,8 +3,9 @@ same number of training bytes and compare validation bits per byte.
 
 Perplexity is per token, so it cannot compare tokenizers whose tokens cover different
 amounts of text; bits per byte (val_loss / ln 2 / bytes_per_token) can. Both runs use the
-engine (`utils.training.session.TrainingSession`) on the same documents, split and
-model shape; only the tokenizer and hence the number of optimizer steps differ:
+engine (`prepare_data`, `build_model`, `Trainer`) on the same documents, split and model
+shape, without the experiment database or run log (a tutorial comparison, not a run to
+keep); only the tokenizer and hence the number of optimizer steps differ:
 steps = ceil(train_bytes / (bytes_per_token * tokens_per_step)).
 """
 
@@ -66,7 +67,8 @@ def compare_tokenizers_by_training(documents: list[str], workspace: str | Path, 
     """
     from utils.training.config import TrainingConfig
     from utils.training.data import TextCorpus, prepare_data
-    from utils.training.session import TrackingOptions, TrainingSession
+    from utils.training.models import build_model
+    from utils.training.trainer import Trainer
 
     tokenizers = tokenizers or {"domain BPE": {"tokenizer": "bpe"}, "GPT-2 BPE": {"tokenizer": "gpt2"}}
     corpus = TextCorpus(documents=list(documents), name="tokenizer-tutorial", source="builtin")
@@ -77,20 +79,20 @@ def compare_tokenizers_by_training(documents: list[str], workspace: str | Path, 
         data = prepare_data(cfg, workspace, corpus=corpus)
         bytes_per_step = data.bytes_per_token * cfg.tokens_per_step
         steps = max(1, math.ceil(train_mb * 1e6 / bytes_per_step))
-        cfg = cfg.replace(max_steps=steps, eval_interval=max(1, steps // evals),
+        cfg = cfg.replace(max_steps=steps, eval_interval=max(1, steps // evals), vocab_size=data.vocab_size,
                           checkpoint_interval=steps, log_interval=max(1, min(cfg.log_interval, steps // evals)))
         run = TokenizerRun(label, cfg.tokenizer, data.vocab_size, data.bytes_per_token, steps,
                            steps * bytes_per_step / 1e6)
         rec = _recorder(run, bytes_per_step)
-        session = TrainingSession(cfg, workspace, data=data, callbacks=[rec], log=lambda *_: None,
-                                  tracking=TrackingOptions(progress_bar=False))
+        trainer = Trainer(cfg, build_model(cfg), data.train, data.val, run_dir=Path(workspace) / "runs" / run_name,
+                          callbacks=[rec], tokenizer=data.tokenizer, bytes_per_token=data.bytes_per_token,
+                          progress_bar=False)
         t0 = time.perf_counter()
-        try:
-            result = session.train()
-        finally:
-            session.close()
+        result = trainer.train()
         run.seconds = time.perf_counter() - t0
-        run.status = str(getattr(result, "status", ""))
+        run.status = str(result.status)
+        if result.error:
+            raise RuntimeError(f"{label}: training {result.status}: {result.error}")
         if rec.tps:
             run.tokens_per_sec = sum(rec.tps) / len(rec.tps)
         runs.append(run)
