@@ -149,3 +149,76 @@ class CallbackHandler:
         if first_error is not None:
             raise first_error
         return control
+
+
+# ---------------------------------------------------------------------------------------
+# Concrete callbacks the trainer adds by default. They keep no state of their own beyond
+# handles: what must survive a resume lives in TrainerState (saved in checkpoints).
+# ---------------------------------------------------------------------------------------
+
+
+class CheckpointCallback(TrainerCallback):
+    """Asks for a checkpoint every `interval` optimizer steps (the trainer writes it)."""
+
+    def __init__(self, interval: int):
+        if interval < 1:
+            raise ValueError(f"checkpoint_interval must be >= 1, got {interval}")
+        self.interval = interval
+
+    def on_step_end(self, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
+        if state.step % self.interval == 0:
+            control.should_save = True
+
+
+class EarlyStoppingCallback(TrainerCallback):
+    """Stops with `stopped_early` after `patience` evaluations without a new best
+    val_loss. The trainer keeps the count in state.evals_without_improvement, so the
+    patience carries over a resume."""
+
+    def __init__(self, patience: int):
+        if patience < 1:
+            raise ValueError(f"early_stopping_patience must be >= 1 to stop early, got {patience}")
+        self.patience = patience
+
+    def on_evaluate(self, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
+        if state.evals_without_improvement >= self.patience:
+            control.stop(
+                RunStatus.STOPPED_EARLY,
+                f"val_loss has not improved for {state.evals_without_improvement} evaluations "
+                f"(best {state.best_val_loss:.4f} at step {state.best_step})",
+            )
+
+
+class ProgressBarCallback(TrainerCallback):
+    """A tqdm.auto bar over optimizer steps with loss and tokens/s. Updated from
+    host-side counters only: the loss shown is the one logged at the last log step."""
+
+    def __init__(self, disable: bool | None = None):
+        self.disable = disable
+        self.bar = None
+
+    def on_train_begin(self, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=state.max_steps, initial=state.step, desc=state.run_name, unit="step",
+                        dynamic_ncols=True, disable=self.disable)
+
+    def on_step_end(self, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def on_log(self, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
+        logs = kwargs.get("logs") or {}
+        if self.bar is not None and "train_loss" in logs:
+            self.bar.set_postfix(loss=f"{logs['train_loss']:.4f}",
+                                 tok_s=f"{logs.get('tokens_per_sec', 0.0):,.0f}", refresh=False)
+
+    def on_evaluate(self, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
+        metrics = kwargs.get("metrics") or {}
+        if self.bar is not None and "val_loss" in metrics:
+            self.bar.write(f"step {state.step}: val_loss {metrics['val_loss']:.4f}")
+
+    def on_train_end(self, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None

@@ -1,0 +1,125 @@
+"""Small real fixtures for the engine tests: a token array with learnable structure,
+a minimal BatchSource, the tiny config every engine test shares, and a command-line
+entry point that the subprocess tests (resume after SIGKILL, DDP) run.
+
+    python tests/engine_fixtures.py RUN_DIR [--max-steps N] [--ckpt-every K] [--nan-at S] [--ddp]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from utils.training.config import TrainingConfig  # noqa: E402
+
+VOCAB = 300
+
+
+def make_tokens(n: int = 20_000, vocab: int = VOCAB, seed: int = 0) -> np.ndarray:
+    """A noisy affine chain: t[i+1] = (7·t[i] + 3) mod vocab, re-drawn at random 10% of
+    the time. Learnable in a few dozen steps, never trivially so."""
+    rng = np.random.default_rng(seed)
+    out = np.empty(n, dtype=np.int64)
+    out[0] = 1
+    resets = rng.random(n) < 0.1
+    draws = rng.integers(0, vocab, size=n)
+    for i in range(1, n):
+        out[i] = draws[i] if resets[i] else (7 * out[i - 1] + 3) % vocab
+    return out
+
+
+class ArrayBatches:
+    """The BatchSource protocol over a 1-D token array: batch i is drawn from a
+    generator seeded by (seed, rank, i), so the position is the whole state."""
+
+    def __init__(self, tokens, batch_size: int, block_size: int, seed: int = 0, rank: int = 0):
+        self.tokens = torch.as_tensor(tokens, dtype=torch.int64)
+        self.batch_size, self.block_size, self.seed, self.rank = batch_size, block_size, seed, rank
+        self.position = 0
+
+    def _gather(self, starts: torch.Tensor):
+        idx = starts[:, None] + torch.arange(self.block_size + 1)[None, :]
+        win = self.tokens[idx]
+        return win[:, :-1].contiguous(), win[:, 1:].contiguous()
+
+    def next_batch(self):
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.rank * 7919 + self.position)
+        self.position += 1
+        starts = torch.randint(0, len(self.tokens) - self.block_size - 1, (self.batch_size,), generator=g)
+        return self._gather(starts)
+
+    def state_dict(self) -> dict:
+        return {"position": self.position}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.position = int(state["position"])
+
+    def eval_batches(self, n: int):
+        span = len(self.tokens) - self.block_size - 1
+        for j in range(n):
+            yield self._gather(torch.linspace(0, span, self.batch_size * n).long()[j::n])
+
+
+def tiny_config(**overrides) -> TrainingConfig:
+    """1 layer, 32 wide, vocab 300, 16-token blocks: a step takes milliseconds."""
+    base = dict(run_name="tiny", n_layer=1, n_head=2, n_kv_head=2, d_model=32, block_size=16,
+                vocab_size=VOCAB, batch_size=4, max_steps=12, learning_rate=3e-3, warmup_ratio=0.1,
+                log_interval=2, eval_interval=4, eval_batches=2, checkpoint_interval=3, keep_checkpoints=2,
+                dropout=0.1)
+    base.update(overrides)
+    return TrainingConfig.from_dict(base)
+
+
+def main(argv=None) -> int:
+    from utils.training.distributed import DistributedContext
+    from utils.training.models import build_model
+    from utils.training.trainer import Trainer
+
+    p = argparse.ArgumentParser()
+    p.add_argument("run_dir")
+    p.add_argument("--max-steps", type=int, default=40)
+    p.add_argument("--ckpt-every", type=int, default=1)
+    p.add_argument("--accum", type=int, default=1)
+    p.add_argument("--nan-at", type=int, default=0)
+    p.add_argument("--ddp", action="store_true")
+    p.add_argument("--step-sleep", type=float, default=0.0)
+    a = p.parse_args(argv)
+    torch.set_num_threads(1)
+    dist = DistributedContext.from_env(device="cpu") if a.ddp else None
+    rank = dist.rank if dist else 0
+    cfg = tiny_config(max_steps=a.max_steps, checkpoint_interval=a.ckpt_every, keep_checkpoints=2,
+                      gradient_accumulation_steps=a.accum, log_interval=5, eval_interval=10)
+    model = build_model(cfg)
+    callbacks = []
+    if a.step_sleep:
+        import time
+
+        from utils.training.callbacks import TrainerCallback
+
+        class Slow(TrainerCallback):  # widens the window in which a SIGKILL lands mid-step
+            def on_step_end(self, state, control, **kw):
+                time.sleep(a.step_sleep)
+
+        callbacks.append(Slow())
+    trainer = Trainer(cfg, model, ArrayBatches(make_tokens(), cfg.batch_size, cfg.block_size, seed=1, rank=rank),
+                      ArrayBatches(make_tokens(seed=5), cfg.batch_size, cfg.block_size, rank=rank),
+                      run_dir=a.run_dir, dist=dist, callbacks=callbacks, progress_bar=False)
+    result = trainer.train()
+    if rank == 0:
+        torch.save({k: v.detach().clone() for k, v in model.state_dict().items()}, Path(a.run_dir) / "final.pt")
+        print(f"STATUS {result.status} STEP {result.state.step}", flush=True)
+    if dist:
+        dist.cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
