@@ -118,6 +118,7 @@ def train_command(args: argparse.Namespace) -> int:
     from .data import DataError
     from .distributed import DistributedContext
     from .session import TrackingOptions, TrainingSession
+    from .trainer import ResumeError
 
     config = config_from_args(args)
     data_options = {"mode": args.mode}
@@ -152,7 +153,7 @@ def train_command(args: argparse.Namespace) -> int:
         if result.status == RunStatus.INTERRUPTED:
             return EXIT_INTERRUPTED
         return EXIT_OK if result.status in (RunStatus.COMPLETED, RunStatus.STOPPED_EARLY) else EXIT_FAILED
-    except DataError as e:  # bad input data is a usage error: the message names the file
+    except (DataError, ResumeError) as e:  # bad data, or a config that cannot resume: usage errors
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
     except ConfigError:

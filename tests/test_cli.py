@@ -1,0 +1,148 @@
+"""`python -m utils.training`: every command through a real subprocess, on the built-in
+corpus with the smoke preset. One workspace per module so the tokenizer and token
+files are built once."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+
+def cli(*args: str, timeout: float = 240, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "utils.training", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("cli-workspace")
+
+
+def db_rows(ws: Path, sql: str, *params) -> list[tuple]:
+    with sqlite3.connect(ws / "experiments.db") as con:
+        return con.execute(sql, params).fetchall()
+
+
+def test_train_then_the_same_command_resumes(workspace):
+    # A 0.001 s time limit stops after the first step with a checkpoint (exit 0: stopped early).
+    first = cli("train", "--test", "--workspace", str(workspace), "--run-name", "resumable", "--timeout", "0.001",
+                "--no-progress")
+    assert first.returncode == 0, first.stderr
+    assert "stopped_early at step 1" in first.stdout
+    ckpts = sorted((workspace / "runs" / "resumable" / "checkpoints").glob("step_*.pt"))
+    assert [p.name for p in ckpts] == ["step_00000001.pt"]
+
+    second = cli("train", "--test", "--workspace", str(workspace), "--run-name", "resumable", "--no-progress",
+                 "--viz-interval", "10")
+    assert second.returncode == 0, second.stderr
+    assert "Resuming" in second.stdout and "from step 1" in second.stdout
+    assert "completed at step 30" in second.stdout
+    run_dir = workspace / "runs" / "resumable"
+    for name in ("run.json", "config.json", "metrics_history.json", "text_samples.json", "dashboard.png",
+                 "viz/latest.png", "model/config.json", "model/tokenizer.json"):
+        assert (run_dir / name).exists(), name
+    # One database row for the run, continued across the restart, with metrics up to step 30.
+    rows = db_rows(workspace, "SELECT run_id, status FROM runs WHERE run_name = ?", "resumable")
+    assert len(rows) == 1 and rows[0][1] == "completed"
+    steps = db_rows(workspace, "SELECT MAX(step) FROM metrics WHERE run_id = ? AND name = 'val_loss'", rows[0][0])
+    assert steps[0][0] == 30
+    log = json.loads((run_dir / "run.json").read_text())
+    assert log["status"] == "completed"
+
+
+def test_bad_override_exits_2_naming_the_field(workspace):
+    r = cli("train", "--test", "--workspace", str(workspace), "--set", "learning_rate=fast", "--set", "n_layr=2")
+    assert r.returncode == 2
+    assert "learning_rate" in r.stderr and "n_layr" in r.stderr and "did you mean 'n_layer'" in r.stderr
+
+
+def test_bad_argument_and_bad_data_exit_2(workspace, tmp_path):
+    assert cli("train", "--preset", "huge").returncode == 2
+    r = cli("train", "--test", "--workspace", str(workspace), "--run-name", "nodata", "--data-source", "local",
+            "--data-path", str(tmp_path / "missing.txt"))
+    assert r.returncode == 2
+    assert "missing.txt" in r.stderr
+
+
+def test_config_that_changes_training_refuses_to_resume_with_exit_2(workspace):
+    r = cli("train", "--test", "--workspace", str(workspace), "--run-name", "resumable", "--set", "learning_rate=1e-3")
+    assert r.returncode == 2
+    assert "learning_rate" in r.stderr
+
+
+def test_ctrl_c_checkpoints_and_exits_130(workspace):
+    ckpt_dir = workspace / "runs" / "interrupted" / "checkpoints"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "utils.training", "train", "--test", "--workspace", str(workspace), "--run-name",
+         "interrupted", "--set", "max_steps=100000", "--set", "checkpoint_interval=5", "--no-progress"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    deadline = time.time() + 180
+    while not list(ckpt_dir.glob("step_*.pt")) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    assert proc.poll() is None, proc.communicate()[1]
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err.lower()
+    steps = sorted(int(p.stem.split("_")[1]) for p in ckpt_dir.glob("step_*.pt"))
+    assert steps and steps[-1] >= 5
+    status = db_rows(workspace, "SELECT status FROM runs WHERE run_name = ?", "interrupted")
+    assert status == [("interrupted",)]
+
+
+def test_runs_list_plot_and_compare(workspace, tmp_path):
+    listed = cli("runs", "list", "--workspace", str(workspace))
+    assert listed.returncode == 0, listed.stderr
+    assert "resumable" in listed.stdout
+
+    run_log = workspace / "runs" / "resumable" / "run.json"
+    plotted = cli("runs", "plot", str(run_log), "db:resumable", "--workspace", str(workspace), "--out", str(tmp_path))
+    assert plotted.returncode == 0, plotted.stderr
+    pngs = sorted(tmp_path.glob("*_analysis.png"))
+    assert len(pngs) >= 1 and all(p.stat().st_size > 10_000 for p in pngs)
+
+    out = tmp_path / "cmp" / "compare.png"
+    compared = cli("runs", "compare", str(run_log), "db:resumable", "--workspace", str(workspace), "--out", str(out))
+    assert compared.returncode == 0, compared.stderr
+    assert out.exists() and out.with_suffix(".csv").exists() and out.with_suffix(".md").exists()
+    assert len(out.with_suffix(".csv").read_text().strip().splitlines()) == 3  # header + 2 runs
+
+
+def test_runs_with_an_unknown_run_exits_2(workspace):
+    r = cli("runs", "plot", "db:nope", "--workspace", str(workspace))
+    assert r.returncode != 0
+    assert "nope" in r.stderr
+
+
+def test_torchrun_two_processes_on_cpu_logs_once(workspace):
+    r = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+         "-m", "utils.training", "train", "--test", "--workspace", str(workspace), "--run-name", "ddp",
+         "--set", "gradient_accumulation_steps=2", "--set", "max_steps=10", "--no-progress", "--no-export"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.count("ddp: completed at step 10") == 1
+    rows = db_rows(workspace, "SELECT run_id FROM runs WHERE run_name = ?", "ddp")
+    assert len(rows) == 1
+    n_logs = db_rows(workspace, "SELECT COUNT(*) FROM metrics WHERE run_id = ? AND name = 'train_loss'", rows[0][0])
+    assert n_logs[0][0] == 10 // 5  # log_interval 5: one row per log step, not one per rank
