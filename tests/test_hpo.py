@@ -371,3 +371,55 @@ def test_results_say_why_a_figure_is_skipped(tmp_path, monkeypatch, capsys):
     assert "param_importances.png skipped: scikit-learn is not installed" in capsys.readouterr().out
     assert not (tmp_path / "out" / "param_importances.png").exists()
     assert (tmp_path / "out" / "optimization_history.png").exists()
+
+
+# --------------------------------------------------------------------------- real trials
+
+
+class PruneTrial(optuna.pruners.BasePruner):
+    """Prunes the given trial numbers at their first report (a pruner decision we control)."""
+
+    def __init__(self, numbers):
+        self.numbers = set(numbers)
+
+    def prune(self, study, trial) -> bool:
+        return trial.number in self.numbers
+
+
+@pytest.fixture(scope="session")
+def real_workspace(tmp_path_factory) -> Path:
+    # One workspace for the engine tests of the hpo modules: the tokenizer and token
+    # files of the built-in corpus are prepared once and cached under datasets/.
+    return tmp_path_factory.getbasetemp() / "hpo-real-workspace"
+
+
+def real_config(**kw) -> TrainingConfig:
+    return TrainingConfig.preset("smoke", max_steps=4, eval_interval=2, log_interval=2, checkpoint_interval=1000,
+                                 **kw)
+
+
+def test_real_trials_on_the_builtin_corpus_link_runs_and_prune_with_teardown(real_workspace):
+    from utils.training.experiment_db import ExperimentDB
+
+    space = SearchSpace.from_form(learning_rate="1e-3:1e-2:log", schedule="cosine,linear")
+    db = ExperimentDB(real_workspace / "experiments.db")
+    study = run_study(real_config(), space, n_trials=2, study_name="real", workspace_dir=real_workspace, db=db,
+                      pruner=PruneTrial([1]), callbacks=[Teardown(real_workspace)])
+    done, pruned = study.trials
+    assert done.state == TrialState.COMPLETE and math.isfinite(done.value)
+    assert pruned.state == TrialState.PRUNED and list(pruned.intermediate_values) == [2]
+    # Teardown ran for the pruned trial: our callback, the run log and the database all closed it as pruned.
+    assert json.loads((real_workspace / "runs" / "real-t1" / "teardown.json").read_text()) == {"status": "pruned",
+                                                                                               "step": 2}
+    assert json.loads((real_workspace / "runs" / "real-t1" / "run.json").read_text())["status"] == "pruned"
+    # Each trial is linked to its ExperimentDB run.
+    trials = db.get_trials("real")
+    assert list(trials["state"]) == ["COMPLETE", "PRUNED"]
+    for t, row in zip(study.trials, trials.itertuples()):
+        run = db.get_run(t.user_attrs["db_run_id"])
+        assert run["run_name"] == f"real-t{t.number}" and row.run_id == t.user_attrs["db_run_id"]
+        assert run["status"] == ("completed" if t.number == 0 else "pruned")
+        assert run["config"]["learning_rate"] == pytest.approx(t.params["learning_rate"])
+    db.close()
+    summary = write_study_results(study, real_workspace / "results" / "hpo" / "real")
+    assert summary["best_trial"] == 0 and (real_workspace / "results" / "hpo" / "real" / "trials.csv").exists()

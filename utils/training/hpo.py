@@ -499,7 +499,14 @@ def run_study(
         trial.set_user_attr("run_name", run_name)
         config = base_config.replace(**overrides, run_name=run_name)  # ConfigError -> FAIL trial
         pruning = OptunaPruningCallback(trial, metric=metric)
-        result = train(config, [pruning, *extra], workspace_dir)
+        try:
+            result = train(config, [pruning, *extra], workspace_dir)
+        except RuntimeError as e:
+            # A configuration too big for the device is a result of the search (FAIL),
+            # not a reason to stop the worker; other errors are bugs and propagate.
+            if type(e).__name__ == "OutOfMemoryError" or "out of memory" in str(e).lower():
+                raise TrialFailed(f"run {run_name}: out of memory ({e})") from e
+            raise
         status = getattr(result, "status", RunStatus.COMPLETED)
         state = getattr(result, "state", None)
         tracking = dict(getattr(state, "tracking", {}) or {})

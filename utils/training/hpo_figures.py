@@ -144,8 +144,8 @@ def _figure_of(ax: Any) -> Any:
 
 
 class optuna_quiet:
-    """Silence Optuna's ExperimentalWarning for the matplotlib backend (it still carries
-    the flag; the message is noise for our users)."""
+    """Silence warnings that are noise for our users: Optuna's ExperimentalWarning on its
+    matplotlib backend, and matplotlib's note on a zero-height axis."""
 
     def __enter__(self) -> None:
         import warnings
@@ -153,6 +153,8 @@ class optuna_quiet:
         self._ctx = warnings.catch_warnings()
         self._ctx.__enter__()
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        # One completed trial gives a parameter axis of zero height; matplotlib widens it.
+        warnings.filterwarnings("ignore", message="Attempting to set identical", category=UserWarning)
 
     def __exit__(self, *exc: object) -> None:
         self._ctx.__exit__(*exc)
