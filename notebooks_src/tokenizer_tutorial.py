@@ -14,7 +14,11 @@
 # %%
 import sys
 import time
+import warnings
 from pathlib import Path
+
+# tqdm (imported by transformers) warns when ipywidgets is missing; progress bars are off here
+warnings.filterwarnings("ignore", message="IProgress not found")
 
 # Run from notebooks/, the repository root, or a temp folder with the root on PYTHONPATH.
 for candidate in (Path.cwd(), *Path.cwd().parents):

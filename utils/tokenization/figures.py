@@ -126,7 +126,7 @@ def dashboard(df, measurements, buckets, impact, path, medical="medical test", c
 
     # 7 per-record token counts
     ax = axes[2, 0]
-    ax.boxplot([measurements[(n, medical)].per_doc_tokens for n in names], vert=False, showfliers=False)
+    ax.boxplot([measurements[(n, medical)].per_doc_tokens for n in names], orientation="horizontal", showfliers=False)
     ax.set_yticks(range(1, len(names) + 1), names, fontsize=7)
     ax.invert_yaxis()
     ax.set_xscale("log")

@@ -61,7 +61,8 @@ class HFTokenizer(ZooTokenizer):
         return self.backend.encode(text, add_special_tokens=False).ids
 
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
-        return [e.ids for e in self.backend.encode_batch(texts, add_special_tokens=False)]
+        # the fast batch call skips offsets, which only `pieces` needs
+        return [e.ids for e in self.backend.encode_batch_fast(texts, add_special_tokens=False)]
 
     def pieces(self, text: str) -> list[str]:
         enc = self.backend.encode(text, add_special_tokens=False)
