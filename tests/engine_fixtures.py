@@ -2,7 +2,8 @@
 a minimal BatchSource, the tiny config every engine test shares, and a command-line
 entry point that the subprocess tests (resume after SIGKILL, DDP) run.
 
-    python tests/engine_fixtures.py RUN_DIR [--max-steps N] [--ckpt-every K] [--nan-at S] [--ddp]
+    python tests/engine_fixtures.py RUN_DIR [--max-steps N] [--ckpt-every K] [--ddp] ...
+    python tests/engine_fixtures.py --zygote     # fork server, see `zygote`
 """
 
 from __future__ import annotations
@@ -88,7 +89,6 @@ def main(argv=None) -> int:
     p.add_argument("--max-steps", type=int, default=40)
     p.add_argument("--ckpt-every", type=int, default=1)
     p.add_argument("--accum", type=int, default=1)
-    p.add_argument("--nan-at", type=int, default=0)
     p.add_argument("--ddp", action="store_true")
     p.add_argument("--step-sleep", type=float, default=0.0)
     a = p.parse_args(argv)
@@ -113,13 +113,80 @@ def main(argv=None) -> int:
                       ArrayBatches(make_tokens(seed=5), cfg.batch_size, cfg.block_size, rank=rank),
                       run_dir=a.run_dir, dist=dist, callbacks=callbacks, progress_bar=False)
     result = trainer.train()
+    final = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    torch.save(final, Path(a.run_dir) / ("final.pt" if rank == 0 else f"final_rank{rank}.pt"))
     if rank == 0:
-        torch.save({k: v.detach().clone() for k, v in model.state_dict().items()}, Path(a.run_dir) / "final.pt")
-        print(f"STATUS {result.status} STEP {result.state.step}", flush=True)
+        print(f"STATUS {result.status} STEP {result.state.step} TOKENS {result.state.tokens_seen}", flush=True)
     if dist:
         dist.cleanup()
     return 0
 
 
+def zygote() -> None:
+    """A fork server for the kill tests: it imports torch and transformers once (tens
+    of seconds on a busy 2-core machine), then forks one training process per line
+    of arguments on stdin. Protocol on stdout: "PID n" when a child starts, the
+    child's own prints, "EXIT n code" when it ends (code -9 after SIGKILL).
+    The parent never runs a multi-threaded op, so forking it is safe."""
+    import os
+    import traceback
+
+    from utils.training.models import build_model
+    from utils.training.trainer import Trainer  # noqa: F401 - imported for the children
+
+    torch.set_num_threads(1)
+    build_model(tiny_config())  # pulls in transformers' lazily imported model code
+    print("READY", flush=True)
+    for line in sys.stdin:
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                code = main(line.split())
+            except BaseException:  # noqa: BLE001 - a child must never return into the server loop
+                traceback.print_exc()
+            finally:
+                sys.stdout.flush()
+                os._exit(code)
+        print(f"PID {pid}", flush=True)
+        _, status = os.waitpid(pid, 0)
+        print(f"EXIT {pid} {os.waitstatus_to_exitcode(status)}", flush=True)
+
+
+class Zygote:
+    """The test side of `zygote`."""
+
+    def __init__(self):
+        import subprocess
+
+        self.proc = subprocess.Popen([sys.executable, str(Path(__file__)), "--zygote"], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True, bufsize=1)
+        self._expect("READY")
+
+    def _expect(self, prefix: str) -> tuple[str, list[str]]:
+        seen = []
+        for line in self.proc.stdout:
+            if line.startswith(prefix):
+                return line.strip(), seen
+            seen.append(line.rstrip("\n"))
+        raise RuntimeError(f"fork server ended before {prefix!r}; output: {seen[-20:]}")
+
+    def start(self, *args: str) -> int:
+        self.proc.stdin.write(" ".join(args) + "\n")
+        self.proc.stdin.flush()
+        return int(self._expect("PID ")[0].split()[1])
+
+    def wait(self) -> tuple[int, list[str]]:
+        line, output = self._expect("EXIT ")
+        return int(line.split()[2]), output
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait(timeout=60)
+
+
 if __name__ == "__main__":
+    if sys.argv[1:] == ["--zygote"]:
+        zygote()
+        sys.exit(0)
     sys.exit(main())
