@@ -13,7 +13,12 @@ from __future__ import annotations
 
 import getpass
 import os
+import secrets
+import socket
+import string
 import sys
+import threading
+import urllib.parse
 from typing import Any
 
 MODES = ("online", "offline", "disabled")
@@ -68,15 +73,29 @@ class WandbSink:
         self.init_timeout_s, self.resume_id = float(init_timeout_s), resume_id  # s
         self.run_dir = None if run_dir is None else str(run_dir)
         self._key, self._interactive = api_key, interactive
-        self.run = None
+        self.run = None  # the wandb Run once the background init succeeded
+        self.run_id: str | None = None
+        self._thread: threading.Thread | None = None
         self.mode_used, self.reason = "disabled", "not started"
 
-    # -- start: online -> offline -> disabled ------------------------------------------
+    # -- start: online -> offline -> disabled, in the background -----------------------------
     def start(self, run_info: dict) -> None:
+        """Returns at once: import and init run in a thread while training goes on; points
+        logged meanwhile are queued. The run id is chosen here and stored in `tracking`
+        right away, so even the first checkpoint resumes the same W&B run."""
         tracking = run_info.get("tracking")
         if tracking is None:
             tracking = {}
-        resume_id = self.resume_id or tracking.get("wandb_run_id")
+        self.run_id = self.resume_id or tracking.get("wandb_run_id") or _new_run_id()
+        self._resuming = bool(self.resume_id or tracking.get("wandb_run_id"))
+        if self.mode != "disabled":
+            tracking["wandb_run_id"] = self.run_id
+        self._pending: list[tuple[str, Any]] = []
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._init, args=(dict(run_info),), name="wandb-init", daemon=True)
+        self._thread.start()
+
+    def _init(self, run_info: dict) -> None:
         try:
             import wandb
         except ImportError:
@@ -84,8 +103,7 @@ class WandbSink:
             return
         failures = (wandb.errors.Error, OSError, TimeoutError)
         reasons = []
-        order = list(MODES[MODES.index(self.mode):])
-        for mode in order[:-1]:  # "disabled" is what is left when the others fail
+        for mode in MODES[MODES.index(self.mode):-1]:  # "disabled" is what is left when the others fail
             settings: dict[str, Any] = {"init_timeout": self.init_timeout_s, "silent": True}
             if mode == "online":
                 key = self._key or resolve_wandb_key(self._interactive)
@@ -93,65 +111,119 @@ class WandbSink:
                     reasons.append("online: no API key (Colab secret or WANDB_API_KEY)")
                     continue
                 settings["api_key"] = key
+                unreachable = _unreachable(os.environ.get("WANDB_BASE_URL") or wandb.Settings().base_url,
+                                           self.init_timeout_s)
+                if unreachable:  # seconds saved: no wandb service round of retries
+                    reasons.append(f"online: {unreachable}")
+                    continue
             try:
-                self.run = wandb.init(
+                run = wandb.init(
                     project=self.project, entity=self.entity, name=self.run_name or run_info.get("run_name"),
                     config=_plain_config(self.config if self.config is not None else run_info.get("config")),
-                    tags=list(self.tags), dir=self.run_dir, mode=mode, id=resume_id,
-                    resume="allow" if resume_id else None, settings=wandb.Settings(**settings))
+                    tags=list(self.tags), dir=self.run_dir, mode=mode, id=self.run_id,
+                    resume="allow" if self._resuming else None, settings=wandb.Settings(**settings))
             except failures as e:
                 reasons.append(f"{mode}: {_short(e)}")
+                # A failed init leaves the run id claimed in wandb's service; a fresh
+                # service lets the next mode reuse it (and re-reads WANDB_* variables).
+                wandb.teardown()
                 continue
             # Our step is a metric; W&B's own step only increases, so a resumed run that
             # logs earlier steps again is still accepted.
-            self.run.define_metric("step")
-            self.run.define_metric("*", step_metric="step")
-            tracking["wandb_run_id"] = self.run.id
+            run.define_metric("step")
+            run.define_metric("*", step_metric="step")
+            with self._lock:
+                for kind, payload in self._pending:
+                    self._apply(run, kind, payload)
+                self._pending.clear()
+                self.run = run
             self._report(mode, "; ".join(reasons) or "as asked")
             return
         self._report("disabled", "; ".join(reasons) or "as asked")
 
     def _report(self, mode: str, reason: str) -> None:
         self.mode_used, self.reason = mode, reason
-        print(f"W&B: {mode} ({reason})")
+        print(f"W&B: {mode} ({reason})", flush=True)
+
+    def wait_ready(self, timeout_s: float | None = None) -> None:
+        """Block until the background init has finished (or `timeout_s` passed)."""
+        if getattr(self, "_thread", None) is not None:
+            self._thread.join(timeout_s)
 
     # -- MetricsSink ---------------------------------------------------------------------
+    def _send(self, kind: str, payload: Any) -> None:
+        with self._lock:
+            if self.run is not None:
+                self._apply(self.run, kind, payload)
+            elif self._thread.is_alive():
+                self._pending.append((kind, payload))  # init still running: replayed when it ends
+
+    @staticmethod
+    def _apply(run, kind: str, payload: Any) -> None:
+        if kind == "log":
+            run.log(payload)
+        elif kind == "samples":
+            import wandb
+
+            step, samples = payload
+            data = [[step, s.get("prompt"), s.get("output"), s.get("accuracy")] for s in samples]
+            run.log({"samples": wandb.Table(columns=["step", "prompt", "output", "accuracy"], data=data),
+                     "step": step})
+        elif kind == "summary":
+            run.summary.update(payload)
+
     def write(self, step: int, metrics: dict[str, float], kind: str = "train") -> None:
-        if self.run is not None:
-            self.run.log({**{k: v for k, v in metrics.items() if v is not None}, "step": int(step)})
+        self._send("log", {**{k: v for k, v in metrics.items() if v is not None}, "step": int(step)})
 
     def add_samples(self, step: int, samples: list[dict]) -> None:
-        if self.run is None or not samples:
-            return
-        import wandb
-
-        cols = ["step", "prompt", "output", "accuracy"]
-        table = wandb.Table(columns=cols, data=[[int(step), s.get("prompt"), s.get("output"), s.get("accuracy")]
-                                                for s in samples])
-        self.run.log({"samples": table, "step": int(step)})
+        if samples:
+            self._send("samples", (int(step), [dict(s) for s in samples]))
 
     def add_checkpoint(self, step: int, path: str) -> None:
-        if self.run is not None:
-            self.run.summary["last_checkpoint"] = str(path)
-            self.run.summary["last_checkpoint_step"] = int(step)
+        self._send("summary", {"last_checkpoint": str(path), "last_checkpoint_step": int(step)})
 
     def flush(self) -> None:
         """Nothing to do: wandb sends in the background."""
 
     def close(self, status: str, summary: dict) -> None:
-        if self.run is None:
+        """Wait for a pending init (at most its timeout and a margin), then finish the run."""
+        if getattr(self, "_thread", None) is None:
+            return
+        self._thread.join(self.init_timeout_s * 2 + 30)  # s: online try + offline init
+        with self._lock:
+            run, self.run = self.run, None
+        if run is None:
             return
         import wandb
 
-        run, self.run = self.run, None
         try:
             run.summary.update({k: v for k, v in (summary or {}).items() if v is not None})
             run.summary["status"] = status
         finally:
             try:
                 run.finish(exit_code=0 if status in ("completed", "stopped_early", "pruned") else 1)
+                wandb.teardown()  # the next run reads WANDB_* settings afresh
             except (wandb.errors.Error, OSError) as e:
                 print(f"W&B: finish failed ({_short(e)}); metrics are in the experiments database")
+
+
+def _unreachable(base_url: str, timeout_s: float) -> str | None:
+    """Why the W&B server at `base_url` cannot be reached by TCP within `timeout_s`, or None."""
+    parts = urllib.parse.urlsplit(base_url)
+    host, port = parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
+    if not host:
+        return f"bad WANDB_BASE_URL {base_url!r}"
+    try:
+        socket.create_connection((host, port), timeout=timeout_s).close()
+    except OSError as e:
+        return f"cannot reach {host}:{port} ({type(e).__name__}: {e})"
+    return None
+
+
+def _new_run_id() -> str:
+    """8 characters of [a-z0-9], the shape of wandb's own ids."""
+    alphabet = string.ascii_lowercase + string.digits
+    return "".join(secrets.choice(alphabet) for _ in range(8))
 
 
 def _plain_config(config: Any) -> dict:

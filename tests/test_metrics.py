@@ -1,0 +1,114 @@
+"""MetricsTracker: peak-FLOPS lookup, derived metrics in place, GPU/CPU selection, sinks."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from utils.training.callbacks import TrainerControl, TrainerState
+from utils.training.metrics import PEAK_FLOPS, MetricsTracker, peak_flops
+
+
+@pytest.mark.parametrize("name,key", [
+    ("Tesla T4", "T4"), ("NVIDIA L4", "L4"), ("Tesla V100-SXM2-16GB", "V100"),
+    ("NVIDIA A100-SXM4-40GB", "A100 40GB"), ("NVIDIA A100 80GB PCIe", "A100 80GB"),
+    ("NVIDIA RTX A6000", "A6000"), ("NVIDIA GeForce RTX 4090", "RTX 4090"),
+    ("NVIDIA H100 80GB HBM3", "H100 SXM"), ("NVIDIA H100 PCIe", "H100 PCIe"),
+    ("NVIDIA H200", "H200"), ("NVIDIA B200", "B200"),
+])
+def test_peak_flops_by_device_name(name, key):
+    flops, source, estimated = peak_flops(name)
+    assert (flops, source, estimated) == (*PEAK_FLOPS[key], False)
+    assert 50e12 < flops < 5e15 and source
+
+
+def test_unknown_gpu_is_estimated_and_cpu_has_none():
+    flops, source, estimated = peak_flops("NVIDIA L40S")  # not an L4
+    assert estimated and flops > 0 and "estimate" in source
+    assert peak_flops("cpu") == (None, "no GPU: MFU not reported", False)
+
+
+class ListSink:
+    def __init__(self):
+        self.calls = []
+
+    def start(self, run_info):
+        self.calls.append(("start", dict(run_info)))
+        run_info["tracking"]["list_id"] = 7
+
+    def write(self, step, metrics, kind):
+        self.calls.append(("write", step, dict(metrics), kind))
+
+    def add_samples(self, step, samples):
+        self.calls.append(("samples", step, samples))
+
+    def add_checkpoint(self, step, path):
+        self.calls.append(("checkpoint", step, path))
+
+    def flush(self):
+        self.calls.append(("flush",))
+
+    def close(self, status, summary):
+        self.calls.append(("close", status, summary))
+
+
+def test_cpu_run_enriches_logs_and_fans_out():
+    sink = ListSink()
+    tracker = MetricsTracker([sink], flops_per_token=6e6, world_size=2)
+    state, control = TrainerState(run_name="r", step=10, tokens_seen=640, world_size=2), TrainerControl()
+    tracker.on_train_begin(state, control, config={"lr": 1}, run_info={"device": "cpu"})
+    assert state.tracking == {"list_id": 7} and sink.calls[0][1]["peak_flops_per_gpu"] is None
+    logs = {"train_loss": 2.0, "tokens_per_sec": 1000.0, "lr": 1e-3}  # no train_accuracy: fine
+    tracker.on_log(state, control, logs=logs)
+    assert logs["tokens_per_sec_per_gpu"] == 500.0 and logs["train_perplexity"] == pytest.approx(math.exp(2))
+    assert "mfu_pct" not in logs and "memory_allocated_gb" not in logs and logs["cpu_rss_gb"] > 0
+    assert logs["step"] == 10 and logs["tokens_seen"] == 640
+    metrics = {"step": 10, "val_loss": 1.0}
+    tracker.on_evaluate(state, control, metrics=metrics)
+    assert metrics["val_perplexity"] == pytest.approx(math.e)
+    tracker.on_sample(state, control, samples=[{"prompt": "a", "output": "b", "accuracy": None}])
+    tracker.on_save(state, control, checkpoint_path="/c/step_10.pt")
+    state.best_val_loss, state.best_step = 1.0, 10
+    tracker.on_train_end(state, control, status="completed", error=None)
+    kinds = [c[0] for c in sink.calls]
+    assert kinds == ["start", "write", "write", "flush", "samples", "checkpoint", "close"]
+    assert sink.calls[2][3] == "eval" and sink.calls[-1][1] == "completed"
+    assert sink.calls[-1][2]["best_val_loss"] == 1.0 and sink.calls[-1][2]["final_step"] == 10
+
+
+def test_cuda_path_reports_memory_and_mfu(monkeypatch):
+    """The GPU selection logic, with torch.cuda's answers stubbed (no GPU here)."""
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda i=None: "NVIDIA A100-SXM4-80GB")
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda i=None: 2 * 2**30)
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda i=None: 3 * 2**30)
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda i=None: 4 * 2**30)
+    monkeypatch.setattr("utils.training.metrics._nvml_handle", lambda index: None)
+    sink = ListSink()
+    tracker = MetricsTracker([sink], flops_per_token=1e9, device="cuda:0")
+    state = TrainerState(world_size=4)
+    tracker.on_train_begin(state, TrainerControl(), run_info={"world_size": 4})
+    logs = {"tokens_per_sec": 4 * 31_200.0}
+    tracker.on_log(state, TrainerControl(), logs=logs)
+    # 124.8k tok/s x 1e9 FLOP/tok over 4 x 312 TFLOP/s = 10 %
+    assert logs["mfu_pct"] == pytest.approx(10.0) and logs["tokens_per_sec_per_gpu"] == 31_200.0
+    assert (logs["memory_allocated_gb"], logs["memory_reserved_gb"], logs["memory_peak_gb"]) == (2, 3, 4)
+    assert "gpu_util_pct" not in logs and "cpu_rss_gb" not in logs
+
+
+def test_other_ranks_do_not_write_and_every_sink_closes():
+    class Failing(ListSink):
+        def close(self, status, summary):
+            raise OSError("disk full")
+
+    bad, good = Failing(), ListSink()
+    tracker = MetricsTracker([bad, good])
+    rank1 = TrainerState(is_world_process_zero=False)
+    tracker.on_train_begin(rank1, TrainerControl(), run_info={"device": "cpu"})
+    tracker.on_log(rank1, TrainerControl(), logs={"train_loss": 1.0})
+    assert bad.calls == [] and good.calls == []
+    state = TrainerState()
+    with pytest.raises(OSError, match="disk full"):
+        tracker.on_train_end(state, TrainerControl(), status="failed", error=RuntimeError("x"))
+    assert good.calls[-1][0] == "close" and good.calls[-1][2]["error"] == "RuntimeError: x"

@@ -1,0 +1,125 @@
+"""W&B sink: key resolution, fallback online -> offline -> disabled, resume id, no key leaks."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from utils.training import wandb_logger
+from utils.training.experiment_db import ExperimentDB, ExperimentDBSink
+from utils.training.wandb_logger import WandbSink, resolve_wandb_key
+
+CANARY = "canary" + "0123456789abcdef" * 3  # 54 characters: wandb accepts its length
+
+
+def test_key_from_env_then_prompt(monkeypatch):
+    monkeypatch.setenv("WANDB_API_KEY", " from-env ")
+    assert resolve_wandb_key(interactive=False) == "from-env"
+    monkeypatch.delenv("WANDB_API_KEY")
+    assert resolve_wandb_key(interactive=False) is None
+    prompts = []
+    monkeypatch.setattr(wandb_logger.getpass, "getpass", lambda p: prompts.append(p) or "typed")
+    assert resolve_wandb_key(interactive=True) == "typed" and "hidden" in prompts[0]
+
+
+def test_bad_mode_and_disabled_mode(capsys):
+    with pytest.raises(ValueError, match="mode must be one of"):
+        WandbSink("p", mode="sometimes")
+    sink = WandbSink("p", mode="disabled")
+    tracking: dict = {}
+    sink.start({"tracking": tracking})
+    sink.write(1, {"train_loss": 1.0})
+    sink.close("completed", {})
+    assert sink.mode_used == "disabled" and tracking == {}
+    assert capsys.readouterr().out.strip() == "W&B: disabled (as asked)"
+
+
+def test_online_without_key_goes_offline_and_resume_keeps_the_id(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    tracking: dict = {}
+    sink = WandbSink("p", run_name="r", mode="online", run_dir=tmp_path, interactive=False)
+    sink.start({"tracking": tracking, "config": {"lr": 1}})
+    first_id = tracking["wandb_run_id"]  # chosen before init ends: the first checkpoint has it
+    sink.wait_ready()
+    assert sink.run.id == first_id and sink.mode_used == "offline" and "no API key" in sink.reason
+    sink.write(5, {"train_loss": 1.0})
+    sink.close("interrupted", {"tokens_seen": 10})
+    sink = WandbSink("p", run_name="r", mode="offline", run_dir=tmp_path)
+    sink.start({"tracking": tracking})
+    sink.wait_ready()
+    assert sink.run.id == first_id
+    sink.write(3, {"train_loss": 0.9})  # an earlier step after the resume is accepted
+    sink.close("completed", {})
+    out = capsys.readouterr().out
+    assert "W&B: offline (online: no API key" in out
+
+
+class TimedSink:
+    """Wraps a sink and sums the seconds its methods block the caller."""
+
+    def __init__(self, inner):
+        self.inner, self.seconds = inner, 0.0
+
+    def __getattr__(self, name):
+        method = getattr(self.inner, name)
+
+        def timed(*args, **kwargs):
+            t0 = time.perf_counter()
+            try:
+                return method(*args, **kwargs)
+            finally:
+                self.seconds += time.perf_counter() - t0
+
+        return timed
+
+
+def _train(tmp_path, name, sinks):
+    import torch
+
+    from tests.engine_fixtures import ArrayBatches, make_tokens, tiny_config
+    from utils.training.metrics import MetricsTracker
+    from utils.training.models import build_model
+    from utils.training.trainer import Trainer
+
+    torch.manual_seed(0)
+    cfg = tiny_config(run_name=name, max_steps=12, log_interval=2, eval_interval=4)
+    trainer = Trainer(cfg, build_model(cfg), ArrayBatches(make_tokens(), cfg.batch_size, cfg.block_size),
+                      ArrayBatches(make_tokens(seed=5), cfg.batch_size, cfg.block_size),
+                      run_dir=tmp_path / "runs" / name, callbacks=[MetricsTracker(sinks)], progress_bar=False)
+    t0 = time.perf_counter()
+    result = trainer.train()
+    return result, time.perf_counter() - t0
+
+
+def test_unreachable_server_training_completes_and_key_never_leaks(tmp_path, monkeypatch, capfd):
+    timeout_s = 3.0
+    monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")  # nothing listens on the discard port
+    monkeypatch.setenv("WANDB_API_KEY", CANARY)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    db_path = tmp_path / "experiments.db"
+    base, base_s = _train(tmp_path, "base", [ExperimentDBSink(db_path, "base", {})])
+    wb = WandbSink("p", run_name="wb", mode="online", init_timeout_s=timeout_s, run_dir=tmp_path / "wandb-dir")
+    timed = TimedSink(wb)
+    result, wb_s = _train(tmp_path, "wb", [ExperimentDBSink(db_path, "wb", {}), timed])
+    assert result.status == base.status == "completed" and result.state.step == 12
+    assert wb.mode_used == "offline" and "online:" in wb.reason
+    assert result.state.tracking["wandb_run_id"] and result.state.tracking["db_run_id"]
+    # The time the training loop spent in W&B calls (wall-clock differences between two
+    # runs on a shared 2-core machine vary by more than the bound).
+    print(f"run without W&B {base_s:.2f} s, with {wb_s:.2f} s, in W&B calls {timed.seconds:.2f} s")
+    assert timed.seconds <= timeout_s + 2.0
+    with ExperimentDB(db_path) as db:
+        df = db.get_metrics("wb")
+        assert db.get_run("wb")["status"] == "completed"
+        for step in (2, 4, 6, 8, 10, 12):
+            assert {"train_loss", "lr", "tokens_per_sec_per_gpu"} <= set(df[df.step == step].metric_name)
+        for step in (4, 8, 12):
+            assert {"val_loss", "val_perplexity"} <= set(df[df.step == step].metric_name)
+        assert len(df) == len(db.get_metrics("base"))  # W&B's failure cost no SQLite row
+    out, err = capfd.readouterr()
+    assert CANARY not in out + err and "W&B: offline" in out
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            assert CANARY.encode() not in path.read_bytes(), path
