@@ -4,8 +4,10 @@ to callbacks and its metrics to a RunLogWriter through the MetricsSink methods."
 
 from __future__ import annotations
 
+import functools
 import json
 import math
+import tempfile
 import time
 from pathlib import Path
 
@@ -133,9 +135,15 @@ def smoke_training(run_dir: Path, callbacks=(), steps: int = 60, log_interval: i
     return path
 
 
+@functools.lru_cache(maxsize=1)
+def shared_smoke_run() -> Path:
+    """One smoke run per test session, shared by the figure tests (read-only for them)."""
+    return smoke_training(Path(tempfile.mkdtemp(prefix="smoke-run-")) / "smoke")
+
+
 @pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory) -> Path:
-    return smoke_training(tmp_path_factory.mktemp("runs") / "smoke")
+def smoke_run() -> Path:
+    return shared_smoke_run()
 
 
 def test_writer_round_trip_from_a_real_run(smoke_run):

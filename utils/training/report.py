@@ -53,6 +53,7 @@ class TrainingReport(TrainerCallback):
         self._next_viz = self.viz_interval
         self.written: list[Path] = []
         self._rendered_step: int | None = None
+        self._rendered_counts = (0, 0, 0)
 
     # -- events ----------------------------------------------------------------
     def on_train_begin(self, state, control, **kwargs) -> None:
@@ -74,7 +75,8 @@ class TrainingReport(TrainerCallback):
                                  "accuracy": s.get("accuracy")})
 
     def on_train_end(self, state, control, **kwargs) -> None:
-        if self.history["train"] and self._rendered_step != state.step:
+        seen = (len(self.history["train"]), len(self.history["eval"]), len(self.samples))
+        if self.history["train"] and (self._rendered_step != state.step or seen != self._rendered_counts):
             self.render(state.step)
 
     # -- output ----------------------------------------------------------------
@@ -88,6 +90,7 @@ class TrainingReport(TrainerCallback):
         _write_json(self.run_dir / "text_samples.json", self.samples)
         self.written.append(path)
         self._rendered_step = step
+        self._rendered_counts = (len(self.history["train"]), len(self.history["eval"]), len(self.samples))
         return path
 
     def _series(self, key: str):

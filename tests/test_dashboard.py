@@ -1,0 +1,62 @@
+"""The six-panel dashboard from a run log, an llm-foundry log and a DataFrame."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from test_run_log import foundry_logs, needs_foundry, shared_smoke_run
+
+from utils.training.dashboard import PANEL_TITLES, TrainingDashboard
+from utils.training.run_log import load_run
+
+
+@pytest.fixture(scope="module")
+def smoke_path():
+    return shared_smoke_run()
+
+
+def _panels(fig):
+    return [ax for ax in fig.axes if ax.get_title()]
+
+
+def test_dashboard_from_a_smoke_run(smoke_path, tmp_path):
+    rec = load_run(smoke_path)
+    dash = TrainingDashboard.from_run(smoke_path)
+    fig = dash.figure()
+    axes = _panels(fig)
+    assert [ax.get_title() for ax in axes] == list(PANEL_TITLES)
+    best, best_step = rec.best_val()
+    assert f"best val loss {best:.4f} at step {best_step}" in fig.get_suptitle()
+    loss = axes[0].get_lines()
+    np.testing.assert_array_equal(loss[0].get_ydata(), rec.train["train_loss"])
+    np.testing.assert_array_equal(loss[1].get_ydata(), rec.eval["val_loss"])
+    assert list(loss[2].get_xdata()) == [best_step]
+    np.testing.assert_allclose(axes[1].get_lines()[0].get_ydata(), np.exp(rec.train["train_loss"]))
+    np.testing.assert_array_equal(axes[3].get_lines()[0].get_ydata(), rec.train["grad_norm"])
+    assert axes[3].get_lines()[1].get_ydata()[0] == rec.config["grad_clip"]
+    assert len(axes[2].patches) == 1  # the warmup span
+    for ax in axes:
+        assert ax.get_xlabel() == "step" and ax.get_ylabel()
+    for suffix in ("png", "svg"):
+        assert dash.save(tmp_path / f"d.{suffix}", dpi=50).stat().st_size > 5_000
+
+
+@needs_foundry
+def test_dashboard_from_an_llm_foundry_log(tmp_path):
+    log = foundry_logs()[1]
+    rec = load_run(log)
+    fig = TrainingDashboard.from_run(rec).figure()
+    axes = _panels(fig)
+    assert len(axes) == 6 and "derived" in axes[2].get_title()
+    np.testing.assert_array_equal(axes[0].get_lines()[0].get_ydata(), rec.train["train_loss"])
+    assert axes[3].texts and not axes[3].get_lines()  # llm-foundry logs no grad norm
+    assert rec.label in fig.get_suptitle()
+
+
+def test_dashboard_from_a_dataframe(smoke_path):
+    rec = load_run(smoke_path)
+    df = rec.train.merge(rec.eval[["step", "val_loss"]], on="step", how="left")
+    fig = TrainingDashboard.from_dataframe(df, config=rec.config, name="frame").figure()
+    axes = _panels(fig)
+    np.testing.assert_array_equal(axes[0].get_lines()[1].get_ydata(), rec.eval["val_loss"])
+    np.testing.assert_array_equal(axes[2].get_lines()[0].get_ydata(), rec.train["lr"])

@@ -1,0 +1,47 @@
+"""TrainingReport: seven charts every viz_interval steps, history and samples as JSON."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from test_live_plotting import replay
+from test_run_log import shared_smoke_run
+
+from utils.training.report import REPORT_TITLES, TrainingReport, moving_average
+
+
+def test_report_writes_charts_history_and_samples(tmp_path):
+    rep = TrainingReport(tmp_path, viz_interval=30)
+    doc = replay(shared_smoke_run(), [rep])
+    viz = sorted(p.name for p in (tmp_path / "viz").iterdir())
+    assert viz == ["latest.png", "step_000030.png", "step_000060.png"]
+    assert (tmp_path / "viz" / "latest.png").read_bytes() == (tmp_path / "viz" / "step_000060.png").read_bytes()
+    hist = json.loads((tmp_path / "metrics_history.json").read_text())
+    assert [r["train_loss"] for r in hist["train"]] == [r["train_loss"] for r in doc["train"]]
+    assert [r["val_loss"] for r in hist["eval"]] == [r["val_loss"] for r in doc["eval"]]
+    samples = json.loads((tmp_path / "text_samples.json").read_text())
+    assert [(s["prompt"], s["output"], s["accuracy"]) for s in samples] == [
+        (s["prompt"], s["output"], s["accuracy"]) for s in doc["samples"]]
+
+    fig = rep.figure()
+    panels = [ax for ax in fig.axes if ax.get_title()]
+    assert [ax.get_title() for ax in panels] == list(REPORT_TITLES)
+    steps = [r["step"] for r in doc["train"]]
+    loss = [r["train_loss"] for r in doc["train"]]
+    raw, ma = panels[0].get_lines()[:2]
+    np.testing.assert_array_equal(raw.get_ydata(), loss)
+    np.testing.assert_allclose(ma.get_ydata(), moving_average(steps, loss))
+    np.testing.assert_array_equal(panels[1].get_lines()[0].get_ydata(), [r["train_accuracy"] for r in doc["train"]])
+    np.testing.assert_array_equal(panels[3].get_lines()[0].get_ydata(), [r["lr"] for r in doc["train"]])
+    assert panels[3].get_yscale() == "log"
+    offsets = panels[4].collections[0].get_offsets()
+    np.testing.assert_array_equal(offsets[:, 1], loss)
+    table = panels[6].tables[0]
+    assert table.get_celld()[(1, 2)].get_text().get_text().startswith(doc["samples"][0]["output"].split()[0][:5])
+    for ax in panels[:6]:
+        assert ax.get_xlabel() and ax.get_ylabel()
+
+
+def test_moving_average_uses_a_step_window():
+    np.testing.assert_allclose(moving_average([10, 20, 30, 80], [1.0, 2.0, 3.0, 5.0], 50), [1, 1.5, 2, 5])
