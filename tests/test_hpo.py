@@ -256,7 +256,7 @@ def test_an_interrupted_study_resumes_to_exactly_n_trials(tmp_path, kind):
 
 
 def test_three_workers_create_exactly_n_trials_none_lost_or_duplicated(tmp_path):
-    journal, n = tmp_path / "par.journal", 12
+    journal, n = tmp_path / "par.journal", 9
     _finish([_spawn_worker(journal, tmp_path, n, i, "plain") for i in range(3)])
     study = optuna.load_study(study_name="par", storage=open_storage(journal))
     trials = study.get_trials()

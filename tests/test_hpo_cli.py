@@ -1,0 +1,98 @@
+"""`python -m utils.training hpo` (utils/training/hpo_cli.py), driven through a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def hpo(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "MPLBACKEND": "Agg"}
+    return subprocess.run([sys.executable, "-m", "utils.training", "hpo", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def real_workspace(tmp_path_factory) -> Path:
+    # Shared with tests/test_hpo.py: the built-in corpus is tokenized once per session.
+    return tmp_path_factory.getbasetemp() / "hpo-real-workspace"
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--param", "learnin_rate=1e-4:1e-3"], ["learnin_rate", "did you mean 'learning_rate'"]),
+        (["--param", "n_layer=4:1"], ["n_layer", "low (4) > high (1)"]),
+        (["--param", "schedule=cosine,zigzag"], ["schedule", "zigzag"]),
+        (["--param", "n_layer=1:2", "--set", "n_layr=2"], ["n_layr"]),
+        (["--param", "n_layer=1:2", "--storage", "study.txt"], ["study.txt", ".journal", "postgresql://"]),
+        (["--param", "n_layer=1:2", "--storage", "postgresql://u@h/db", "--workers", "2"], ["--workers 2"]),
+        ([], ["no search space"]),
+    ],
+)
+def test_bad_input_exits_2_naming_the_parameter(tmp_path, args, words):
+    r = hpo("--workspace", str(tmp_path), *args)
+    assert r.returncode == 2, r.stdout + r.stderr
+    for w in words:
+        assert w in r.stderr
+    assert not (tmp_path / "results").exists()  # nothing started
+
+
+def test_bad_space_file_exits_2(tmp_path):
+    space = tmp_path / "space.json"
+    space.write_text(json.dumps({"n_layer": {"type": "normal", "low": 1, "high": 2}}))
+    r = hpo("--workspace", str(tmp_path), "--space", str(space))
+    assert r.returncode == 2 and "n_layer: unknown type 'normal'" in r.stderr
+
+
+def test_a_study_runs_writes_results_and_resumes(real_workspace):
+    ws = str(real_workspace)
+    common = ["--workspace", ws, "--study-name", "cli", "--preset", "smoke", "--param", "learning_rate=1e-3:1e-2:log",
+              "--set", "max_steps=4", "--set", "eval_interval=2", "--set", "checkpoint_interval=1000"]
+    r = hpo(*common, "--n-trials", "1")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    out = real_workspace / "results" / "hpo" / "cli"
+    table = pd.read_csv(out / "trials.csv")
+    assert list(table["number"]) == [0] and list(table["state"]) == ["COMPLETE"]
+    best = json.loads((out / "best.json").read_text())
+    assert best["best_trial"] == 0 and set(best["best_params"]) == {"learning_rate"}
+    assert (out / "optimization_history.png").exists() and (out / "intermediate_values.png").exists()
+    assert "best val_loss" in r.stdout
+    assert (real_workspace / "results" / "hpo" / "cli.journal").exists()  # the default storage
+
+    # The same command again: the study is loaded, already has its trial, and runs none.
+    again = hpo(*common, "--n-trials", "1")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "cli: 1 trials (complete 1)" in again.stdout
+    assert not (real_workspace / "runs" / "cli-t1").exists()
+    # --results-only needs no search space.
+    only = hpo("--workspace", ws, "--study-name", "cli", "--results-only")
+    assert only.returncode == 0 and "results in" in only.stdout
+    missing = hpo("--workspace", ws, "--study-name", "nope", "--results-only")
+    assert missing.returncode == 2 and "no study 'nope'" in missing.stderr
+
+
+def test_workers_are_started_with_the_same_study_arguments():
+    import argparse
+
+    from utils.training.hpo_cli import _child_argv, add_arguments
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(["--workspace", "W", "--space", "s.json", "--param", "n_layer=1:2", "--study-name", "s",
+                              "--n-trials", "9", "--workers", "3", "--preset", "fast", "--set", "max_steps=5",
+                              "--pruner", "hyperband", "--seed", "4"])
+    children = [parser.parse_args(_child_argv(args, "W/s.journal", i)[3:]) for i in range(3)]
+    for i, child in enumerate(children):
+        assert child.worker_index == i and child.workers == 1 and child.no_results
+        assert child.storage == "W/s.journal"
+        for name in ("workspace", "space", "params", "study_name", "n_trials", "preset", "overrides", "pruner", "seed"):
+            assert getattr(child, name) == getattr(args, name), name
