@@ -13,7 +13,7 @@ STAMP := $(VENV)/.setup-$(SETUP_KEY)
 
 WORKSPACE := $(CURDIR)/workspace
 TEST_TIMEOUT ?= 1800
-BENCH_ARGS ?= --quick
+QUICK ?= 1
 
 .PHONY: setup notebooks check test run bench clean distclean
 
@@ -43,11 +43,13 @@ run: setup notebooks
 		--out "$(WORKSPACE)/training.executed.ipynb" --workdir "$(WORKSPACE)" \
 		-p preset=cpu -p workspace_dir="$(WORKSPACE)"
 
+# Short runs by default: --quick goes to every script that declares it (QUICK= for full runs).
 bench: setup
 	@set -e; for script in bench/*.py; do \
 		[ -e "$$script" ] || { echo "no benchmarks in bench/"; break; }; \
-		echo "== $$script $(BENCH_ARGS)"; \
-		PYTHONPATH="$(CURDIR)" $(PY) "$$script" $(BENCH_ARGS); \
+		args=""; if [ -n "$(QUICK)" ] && grep -q -- '"--quick"' "$$script"; then args="--quick"; fi; \
+		echo "== $$script $$args"; \
+		PYTHONPATH="$(CURDIR)" $(PY) "$$script" $$args; \
 	done
 
 clean:
