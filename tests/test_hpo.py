@@ -142,6 +142,7 @@ def worker_main(argv: list[str]) -> None:
         optuna.Study._pop_waiting_trial_id = slow_pop
     run_study(toy_config(), SearchSpace.from_dict(SPACE), n_trials=int(n_trials), storage=journal,
               study_name="par", workspace_dir=workspace, worker_index=int(index), pruner="none",
+              db=str(workspace / "experiments.db") if mode == "kill" else None,
               train_fn=lambda c, cbs, ws: toy_train(c, cbs, ws, hook=hook))
 
 
@@ -300,6 +301,24 @@ def test_a_killed_workers_trial_is_failed_and_the_study_continues(tmp_path):
     assert by_number[1].user_attrs["fail_reason"] == "worker process died"
     assert not (tmp_path / "runs" / "par-t1" / "teardown.json").exists()  # SIGKILL: no teardown possible
     assert all(t.state == TrialState.COMPLETE for k, t in by_number.items() if k != 1)
+    # The ExperimentDB's trial table agrees, the dead one included.
+    from utils.training.experiment_db import ExperimentDB
+
+    with ExperimentDB(tmp_path / "experiments.db") as db:
+        rows = db.get_trials("par")
+    assert list(rows["trial_number"]) == list(range(n))
+    assert list(rows["state"]) == ["COMPLETE", "FAIL", *["COMPLETE"] * (n - 2)]
+
+
+def test_an_invalid_combination_fails_its_trial_and_the_study_goes_on(tmp_path):
+    # d_model 64 is not divisible by 3 heads: that trial's config is refused (FAIL), the rest run.
+    space = SearchSpace.from_dict({"n_head": {"type": "categorical", "choices": [4, 3]}})
+    study = create_study("combo", tmp_path / "c.journal")
+    for heads in (4, 3, 4):
+        study.enqueue_trial({"n_head": heads})
+    study = run_study(toy_config(n_kv_head=1), space, n_trials=3, storage=tmp_path / "c.journal",
+                      study_name="combo", workspace_dir=tmp_path, pruner="none", train_fn=toy_train)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE]
 
 
 # --------------------------------------------------------------------------- pruning

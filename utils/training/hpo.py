@@ -43,6 +43,7 @@ import json
 import logging
 import math
 import os
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -204,17 +205,21 @@ def _type_for(field_type: type) -> str:
 
 def _probe(params: Iterable[Param]) -> list[str]:
     """Ask TrainingConfig itself whether each bound/choice is a legal value of its field
-    (ranges and allowed strings live there, not here)."""
-    from .config import ConfigError, TrainingConfig
+    (ranges and allowed strings live there, not here). Only rules about the field alone
+    count: a rule that names another field (n_head divides d_model...) depends on the
+    rest of the config, so a combination it forbids fails its trial instead."""
+    from .config import FIELD_NAMES, ConfigError, TrainingConfig
 
     problems = []
     for p in params:
+        others = [f for f in FIELD_NAMES if f != p.name]
         values = list(p.choices) if p.type == "categorical" else [p.low, p.high]
         for v in values:
             try:
                 TrainingConfig(**{p.name: v})
             except ConfigError as e:
-                own = [q for q in e.problems if q.field == p.name]
+                own = [q for q in e.problems
+                       if q.field == p.name and not any(re.search(rf"\b{f}\b", q.message) for f in others)]
                 problems += [f"{p.name}: value {v!r} is not allowed: {q.message}" for q in own]
     return problems
 
