@@ -45,17 +45,22 @@ NOTEBOOK_METADATA = {
 class StructureSpec:
     """What a notebook must look like beyond nbformat's schema.
 
-    Every notebook opens with a markdown title cell and has exactly one parameters cell.
+    Every notebook opens with a markdown title cell. Its `#@param` cells (Colab forms, and
+    the cells parameters are injected after) hold only assignments, and no name is a
+    parameter of two cells, so an injected value always lands after the one form that
+    owns it. `parameter_cells` is their exact number (None: one or more).
     `sections`, when given, is the number of cells in each section 0..N-1; each section
     opens with a markdown cell carrying the anchor <a id="section-N"></a> and a heading.
     """
 
     sections: tuple[int, ...] | None = None
+    parameter_cells: int | None = 1
 
 
 SPECS: dict[str, StructureSpec] = {
-    "training": StructureSpec(sections=(3, 4, 6, 4, 2, 4, 5, 4, 4)),
-    "tokenizer_tutorial": StructureSpec(),
+    # Five forms: setup, data, configuration, tracking, export, search space.
+    "training": StructureSpec(sections=(3, 4, 6, 4, 2, 4, 5, 4, 4), parameter_cells=None),
+    "tokenizer_tutorial": StructureSpec(parameter_cells=1),
 }
 
 
@@ -88,6 +93,26 @@ def is_parameters_source(source: str) -> bool:
     return bool(PARAM_MARK.search(source))
 
 
+def parameter_assignments(source: str) -> tuple[list[str], list[str]]:
+    """(names assigned at top level, first lines of the statements that are not simple
+    assignments). Unparseable source counts as one such statement."""
+    import ast
+
+    try:
+        body = ast.parse(source).body
+    except SyntaxError as e:
+        return [], [f"syntax error: {e.msg}"]
+    names, other = [], []
+    for node in body:
+        if isinstance(node, ast.Assign) and all(isinstance(t, ast.Name) for t in node.targets):
+            names += [t.id for t in node.targets]
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            names.append(node.target.id)
+        else:
+            other.append(ast.get_source_segment(source, node).splitlines()[0])
+    return names, other
+
+
 def check_structure(name: str, cells: list[dict], spec: StructureSpec) -> list[Problem]:
     problems: list[Problem] = []
 
@@ -96,12 +121,27 @@ def check_structure(name: str, cells: list[dict], spec: StructureSpec) -> list[P
         problems.append(Problem(name, 0, "title", "the first cell must be a markdown cell with a heading"))
 
     param_cells = [i for i, c in enumerate(cells) if c["cell_type"] == "code" and is_parameters_source(c["source"])]
-    if len(param_cells) != 1:
+    wanted = spec.parameter_cells
+    if (wanted is not None and len(param_cells) != wanted) or not param_cells:
         found = ", ".join(map(str, param_cells)) or "none"
+        expected = f"exactly {wanted}" if wanted is not None else "at least one"
+        rule = "one-parameters-cell" if wanted == 1 else "parameters-cells"
         problems.append(
-            Problem(name, None, "one-parameters-cell",
-                    f"exactly one code cell must hold '#@param' lines; found {len(param_cells)} (cells: {found})")
+            Problem(name, None, rule,
+                    f"{expected} code cell(s) must hold '#@param' lines; found {len(param_cells)} (cells: {found})")
         )
+    owner: dict[str, int] = {}
+    for i in param_cells:
+        names, other = parameter_assignments(cells[i]["source"])
+        if other:
+            problems.append(Problem(name, i, "parameters-only",
+                                    f"a '#@param' cell may hold only assignments (parameters are injected after "
+                                    f"it); move {other[0]!r} to the next cell"))
+        for n in names:
+            if n in owner:
+                problems.append(Problem(name, i, "parameters-unique",
+                                        f"{n!r} is already a parameter of cell {owner[n]}"))
+            owner.setdefault(n, i)
 
     if spec.sections is None:
         return problems

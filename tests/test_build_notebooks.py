@@ -187,3 +187,21 @@ def test_a_notebook_needs_exactly_one_parameters_cell():
     with pytest.raises(BuildError) as info:
         build_notebook("mini", text)
     assert rules(info.value) == ["one-parameters-cell"]
+
+
+def test_a_parameters_cell_holds_only_assignments():
+    text = MINI_SOURCE.replace('name = "mini"  #@param ["mini", "other"]\n',
+                               'name = "mini"  #@param ["mini", "other"]\nprint(name)\n')
+    with pytest.raises(BuildError) as info:
+        build_notebook("mini", text)
+    assert rules(info.value) == ["parameters-only"]
+    assert "print(name)" in str(info.value)
+
+
+def test_a_name_belongs_to_one_form(monkeypatch):
+    monkeypatch.setitem(build_notebooks.SPECS, "mini", build_notebooks.StructureSpec(parameter_cells=None))
+    text = MINI_SOURCE.replace("print(name * steps)", 'steps = 4  #@param {type:"integer"}')
+    with pytest.raises(BuildError) as info:
+        build_notebook("mini", text)
+    assert rules(info.value) == ["parameters-unique"]
+    assert "'steps' is already a parameter of cell 1" in str(info.value)

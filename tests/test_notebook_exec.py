@@ -38,7 +38,8 @@ def outputs_text(cell) -> str:
 
 
 def test_injected_cell_follows_the_parameters_cell(tmp_path):
-    nb = nbformat.read(tiny_notebook(tmp_path / "t.ipynb", "print(greeting)"), as_version=4)
+    params = 'greeting = "hello"\nsteps = 1\nflags = []'
+    nb = nbformat.read(tiny_notebook(tmp_path / "t.ipynb", "print(greeting)", parameters=params), as_version=4)
     inject_parameters(nb, {"greeting": "hi", "steps": 3, "flags": [True, None]})
     injected = nb.cells[2]
     assert injected.metadata.tags == [INJECTED_TAG]
@@ -64,6 +65,20 @@ def test_parameters_without_a_parameters_cell_are_refused(tmp_path):
     with_params = nbformat.read(tiny_notebook(tmp_path / "p.ipynb", "print(1)"), as_version=4)
     with pytest.raises(ValueError, match="not a Python identifier"):
         inject_parameters(with_params, {"bad-name": 1})
+
+
+def test_each_form_gets_its_own_values_and_unknown_names_are_refused(tmp_path):
+    nb = nbformat.read(tiny_notebook(tmp_path / "t.ipynb", "print(greeting)"), as_version=4)
+    second = nbformat.v4.new_code_cell('steps = 3  #@param {type:"integer"}', metadata={"tags": ["parameters"]})
+    second.id = "tiny-form-2"
+    nb.cells.append(second)
+    inject_parameters(nb, {"greeting": "hi", "steps": 7})
+    kinds = [(c.id, c.source.splitlines()[-1]) for c in nb.cells if c.cell_type == "code"]
+    assert kinds == [("tiny-1", 'greeting = "hello"'), ("tiny-1-injected", "greeting = 'hi'"),
+                     ("tiny-2", "print(greeting)"), ("tiny-form-2", 'steps = 3  #@param {type:"integer"}'),
+                     ("tiny-form-2-injected", "steps = 7")]
+    with pytest.raises(ValueError, match="stepz not assigned in any parameters cell"):
+        inject_parameters(nb, {"stepz": 1})
 
 
 def test_command_line_values_are_read_as_json_else_text():

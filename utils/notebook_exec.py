@@ -1,8 +1,9 @@
 """Execute a notebook headless with injected parameters: the one executor of `make run` and the tests.
 
 Parameters follow the papermill convention without depending on papermill: a code cell
-tagged `injected-parameters` goes right after the cell tagged `parameters`, so the values
-it assigns override the form defaults. The kernel is this interpreter's own ipykernel
+tagged `injected-parameters` goes right after each cell tagged `parameters` (a notebook
+may have several forms), holding the values of the names that cell assigns, so they
+override the form defaults. The kernel is this interpreter's own ipykernel
 (never a kernelspec found elsewhere on the machine), started in `workdir`.
 
     python -m utils.notebook_exec notebooks/training.ipynb --out workspace/training.executed.ipynb \\
@@ -55,28 +56,54 @@ def _tags(cell) -> list[str]:
     return list(cell.get("metadata", {}).get("tags", []))
 
 
+def parameter_names(source: str) -> list[str]:
+    """Names a parameters cell assigns at top level (`x = 1`, `x: int = 1`)."""
+    import ast
+
+    names: list[str] = []
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.Assign):
+            names += [t.id for t in node.targets if isinstance(t, ast.Name)]
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            names.append(node.target.id)
+    return names
+
+
 def inject_parameters(nb, parameters: dict, notebook_name: str = "notebook"):
-    """Insert (or replace) the injected-parameters cell after the parameters cell, in place."""
+    """Insert (or replace) an injected-parameters cell after each parameters cell, holding
+    the given values of the names that cell assigns. A notebook may have several forms
+    (parameters cells); a name no parameters cell assigns is an error, naming it."""
     import nbformat
 
     nb.cells = [c for c in nb.cells if INJECTED_TAG not in _tags(c)]
     if not parameters:
         return nb
-    marked = [i for i, c in enumerate(nb.cells) if PARAMETERS_TAG in _tags(c)]
-    if len(marked) != 1:
-        raise ValueError(
-            f"{notebook_name}: parameters given ({', '.join(sorted(parameters))}) but the notebook has "
-            f"{len(marked)} cells tagged {PARAMETERS_TAG!r}; it needs exactly one"
-        )
     for key in parameters:
         if not key.isidentifier():
             raise ValueError(f"{notebook_name}: parameter name {key!r} is not a Python identifier")
-    lines = ["# Parameters injected for this execution"]
-    lines += [f"{key} = {value!r}" for key, value in parameters.items()]
-    cell = nbformat.v4.new_code_cell("\n".join(lines), metadata={"tags": [INJECTED_TAG]})
-    # Ids derived from the parameters cell keep executed copies diffable run to run.
-    cell.id = f"{nb.cells[marked[0]].get('id', 'cell')}-injected"[:64]
-    nb.cells.insert(marked[0] + 1, cell)
+    marked = [i for i, c in enumerate(nb.cells) if PARAMETERS_TAG in _tags(c)]
+    if not marked:
+        raise ValueError(
+            f"{notebook_name}: parameters given ({', '.join(sorted(parameters))}) but the notebook has "
+            f"0 cells tagged {PARAMETERS_TAG!r}; it needs at least one"
+        )
+    owner: dict[str, int] = {}
+    for i in marked:
+        for name in parameter_names(nb.cells[i].source):
+            owner.setdefault(name, i)
+    unknown = sorted(set(parameters) - set(owner))
+    if unknown:
+        raise ValueError(f"{notebook_name}: {', '.join(unknown)} not assigned in any parameters cell; "
+                         f"the parameters are {', '.join(sorted(owner))}")
+    for i in reversed(marked):  # from the end, so earlier indices stay valid
+        mine = {k: v for k, v in parameters.items() if owner[k] == i}
+        if not mine:
+            continue
+        lines = ["# Parameters injected for this execution"] + [f"{k} = {v!r}" for k, v in mine.items()]
+        cell = nbformat.v4.new_code_cell("\n".join(lines), metadata={"tags": [INJECTED_TAG]})
+        # Ids derived from the parameters cell keep executed copies diffable run to run.
+        cell.id = f"{nb.cells[i].get('id', 'cell')}-injected"[:64]
+        nb.cells.insert(i + 1, cell)
     return nb
 
 
