@@ -210,3 +210,16 @@ def test_prepare_builtin_smoke_preset(tmp_path):
 def test_prepare_bad_mode(tmp_path, small_corpus):
     with pytest.raises(DataError, match="mode must be one of"):
         prepare_data(make_config(), tmp_path, mode="bogus", corpus=small_corpus)
+
+
+def test_unigram_entropy_on_countable_tokens():
+    import math
+
+    import numpy as np
+
+    from utils.training.data import unigram_entropy
+
+    assert unigram_entropy(np.array([0, 1, 2, 3] * 5, dtype=np.uint16), 8) == pytest.approx(math.log(4))
+    assert unigram_entropy(np.array([7, 7, 7], dtype=np.uint16), 8) == 0.0
+    # p = (1/2, 1/4, 1/4): H = 1.5 bits
+    assert unigram_entropy(np.array([0, 0, 1, 2]), 3) == pytest.approx(1.5 * math.log(2))

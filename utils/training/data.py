@@ -463,5 +463,15 @@ def prepare_data(config, workspace_dir, *, rank: int = 0, world_size: int = 1, m
         "tokens": len(train_tokens) + len(val_tokens), "bytes_per_token": bpt,
         "train_tokens": len(train_tokens), "val_tokens": len(val_tokens), "synthetic": corpus.synthetic,
         "tokenizer": tok_id, "vocab_size": len(tokenizer), "mode": mode, "cached": cached,
+        "unigram_entropy": unigram_entropy(train_tokens, len(tokenizer)),
     }
     return PreparedData(train, val, tokenizer, len(tokenizer), bpt, stats, val_docs[:8])
+
+
+def unigram_entropy(tokens, vocab_size: int) -> float:
+    """Entropy of the token frequency distribution, nats/token: the cross-entropy of the
+    best model that ignores context. A language model has learned something from context
+    only once its val_loss is below this."""
+    counts = np.bincount(np.asarray(tokens), minlength=vocab_size).astype(np.float64)
+    p = counts[counts > 0] / counts.sum()
+    return float(-(p * np.log(p)).sum())
