@@ -223,3 +223,22 @@ def test_unigram_entropy_on_countable_tokens():
     assert unigram_entropy(np.array([7, 7, 7], dtype=np.uint16), 8) == 0.0
     # p = (1/2, 1/4, 1/4): H = 1.5 bits
     assert unigram_entropy(np.array([0, 0, 1, 2]), 3) == pytest.approx(1.5 * math.log(2))
+
+
+def test_builtin_corpus_cache_matches_the_package_and_survives_damage(tmp_path, monkeypatch):
+    from utils.training import data
+
+    monkeypatch.setenv("SLM_CACHE_DIR", str(tmp_path))
+    data._builtin_tuple.cache_clear()
+    try:
+        first = data.builtin_corpus()
+        cached = list(tmp_path.glob("slm-notebooks/icd10cm-*.json.gz"))
+        assert len(cached) == 1
+        assert first == data._parse_builtin()
+        cached[0].write_bytes(b"not gzip")  # a damaged cache is parsed again and rewritten
+        data._builtin_tuple.cache_clear()
+        assert data.builtin_corpus() == first
+        data._builtin_tuple.cache_clear()
+        assert data.builtin_corpus() == first  # read from the rewritten cache
+    finally:
+        data._builtin_tuple.cache_clear()

@@ -41,8 +41,13 @@ class TextCorpus:
         return sum(len(d.encode("utf-8")) for d in self.documents)
 
 
-@functools.lru_cache(maxsize=1)
-def _builtin_tuple() -> tuple[str, ...]:
+def _cache_dir() -> Path:
+    """Per-user cache for derived data ($SLM_CACHE_DIR, else $XDG_CACHE_HOME or ~/.cache)."""
+    base = os.environ.get("SLM_CACHE_DIR") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    return Path(base) / "slm-notebooks"
+
+
+def _parse_builtin() -> list[str]:
     try:
         with warnings.catch_warnings():  # it loads its data at import with deprecated importlib calls
             warnings.simplefilter("ignore", DeprecationWarning)
@@ -58,6 +63,36 @@ def _builtin_tuple() -> tuple[str, ...]:
         if text and text not in seen:
             seen.add(text)
             docs.append(text)
+    return docs
+
+
+@functools.lru_cache(maxsize=1)
+def _builtin_tuple() -> tuple[str, ...]:
+    """Parsing the package's XML takes seconds; the parsed list is kept as gzipped JSON
+    in the user cache, keyed by the package version, and read back in ~0.1 s."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        key = version("simple-icd-10-cm")
+    except PackageNotFoundError:
+        key = "unknown"
+    path = _cache_dir() / f"icd10cm-{key}.json.gz"
+    try:
+        with gzip.open(path, "rt", encoding="utf-8") as f:
+            docs = json.load(f)
+        if isinstance(docs, list) and docs and all(isinstance(d, str) for d in docs[:10]):
+            return tuple(docs)
+    except (OSError, EOFError, json.JSONDecodeError):
+        pass  # no cache yet, or a damaged one: parse again and rewrite it below
+    docs = _parse_builtin()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        with gzip.open(tmp, "wt", encoding="utf-8") as f:
+            json.dump(docs, f)
+        os.replace(tmp, path)
+    except OSError as e:  # a read-only home folder only costs the parse next time
+        warnings.warn(f"could not cache the builtin corpus at {path}: {e}", stacklevel=2)
     return tuple(docs)
 
 
