@@ -186,7 +186,7 @@ class TrainingSession:
             from .experiment_db import ExperimentDBSink
 
             sinks: list[Any] = [
-                ExperimentDBSink(self.db, self.config.run_name, self.config.to_dict(), run_dir=str(self.run_dir)),
+                ExperimentDBSink(self.db, self.config.run_name, self.config.to_dict()),
                 RunLogWriter(self.run_dir / "run.json"),
             ]
             t = self.tracking
@@ -276,6 +276,7 @@ class TrainingSession:
         return {
             "run_name": self.config.run_name,
             "config_hash": self.config.config_hash,
+            "run_dir": str(self.run_dir),
             "model": {
                 "family": self.config.model_family,
                 "n_params": self.parameters.get("total", 0),
