@@ -193,7 +193,8 @@ class ProgressBarCallback(TrainerCallback):
     """A tqdm.auto bar over optimizer steps with loss and tokens/s. Updated from
     host-side counters only: the loss shown is the one logged at the last log step."""
 
-    def __init__(self, disable: bool | None = None):
+    def __init__(self, disable: bool = False):
+        # Not tqdm's None ("off unless a TTY"): a notebook's output stream is no TTY.
         self.disable = disable
         self.bar = None
 

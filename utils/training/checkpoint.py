@@ -83,7 +83,7 @@ class CheckpointManager:
     one is kept on top of those); mirror_dir: a second folder that receives copies.
     """
 
-    def __init__(self, ckpt_dir, keep: int = 3, mirror_dir=None, mirror_timeout_s: float = 300.0):
+    def __init__(self, ckpt_dir, keep: int = 3, mirror_dir=None, mirror_timeout_s: float = 120.0):
         if not isinstance(keep, int) or isinstance(keep, bool) or keep < 1:
             raise ValueError(f"keep_checkpoints: {keep!r} is not allowed; use an integer >= 1")
         self.dir = Path(ckpt_dir)
