@@ -220,3 +220,10 @@ def test_config_is_immutable():
     cfg = TrainingConfig.preset("smoke")
     with pytest.raises(AttributeError):
         cfg.learning_rate = 1.0  # type: ignore[misc]
+
+
+def test_config_error_renders_as_its_problems_in_ipython():
+    with pytest.raises(ConfigError) as info:
+        TrainingConfig.preset("smoke", learning_rate=-1.0)
+    lines = info.value._render_traceback_()
+    assert "learning_rate = -1.0" in lines[0] and "must be in" in lines[0]

@@ -8,7 +8,17 @@ See docs/ARCHITECTURE.md for what each module holds.
 from __future__ import annotations
 
 import importlib
+import warnings
 from typing import Any
+
+# tqdm.auto warns once, when first imported in a notebook without ipywidgets, and then
+# uses text progress bars anyway; import it quietly so that fallback leaves no stderr.
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    try:
+        import tqdm.auto  # noqa: F401
+    except ImportError:  # tqdm is a requirement; without it the trainer says so when it needs it
+        pass
 
 _EXPORTS = {
     "TrainingConfig": "config",

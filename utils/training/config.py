@@ -293,6 +293,11 @@ class ConfigError(ValueError):
     def fields(self) -> list[str]:
         return [p.field for p in self.problems]
 
+    def _render_traceback_(self) -> list[str]:
+        """IPython shows this instead of a traceback: in a notebook a bad form value reads
+        as the list of problems, not as a stack of library frames."""
+        return [f"ConfigError: {self}", "Fix the form values above and run the cell again."]
+
 
 FIELD_NAMES = tuple(f.name for f in fields(TrainingConfig))
 FIELD_DEFAULTS = {f.name: f.default for f in fields(TrainingConfig)}

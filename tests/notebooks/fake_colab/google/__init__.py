@@ -1,0 +1,1 @@
+"""Test stand-in for the `google` namespace (only `google.colab` is provided)."""

@@ -1,0 +1,3 @@
+"""Test stand-in for Colab's `google.colab`: drive, userdata and files, driven by env vars."""
+
+from . import drive, files, userdata  # noqa: F401
