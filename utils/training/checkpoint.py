@@ -170,7 +170,7 @@ class CheckpointManager:
         if self.mirror_dir is not None:
             candidates += [(s, self.mirror_dir / checkpoint_name(s)) for s in self._steps(self.mirror_dir)]
         for step, path in sorted(candidates, key=lambda c: (c[0], c[1].parent == self.dir), reverse=True):
-            state = self._read(path)
+            state = self._read(path, keep=True)
             if state is not None and state.get("step") == step:
                 return path
             print(f"Skipping unreadable checkpoint {path}", file=sys.stderr)
@@ -184,7 +184,9 @@ class CheckpointManager:
             return state
         return torch.load(path, map_location="cpu", weights_only=True)
 
-    def _read(self, path: Path) -> dict | None:
+    def _read(self, path: Path, keep: bool = False) -> dict | None:
+        """The state in `path`, or None if it does not load. keep: hold it for the
+        load() that follows latest_valid() (one read, not two)."""
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except (RuntimeError, OSError, EOFError, ValueError, KeyError, AttributeError, TypeError) as e:
@@ -193,7 +195,7 @@ class CheckpointManager:
             return None
         if not isinstance(state, dict):
             return None
-        self._cache = (path, state)
+        self._cache = (path, state) if keep else None
         return state
 
     def _read_best(self) -> int | None:

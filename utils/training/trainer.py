@@ -335,6 +335,7 @@ class Trainer:
         self.state = TrainerState.from_dict(ckpt["trainer_state"])
         self.state.tracking = {**ckpt["trainer_state"].get("tracking", {}), **tracking}
         self.state.resumed_from_step = ckpt["step"]
+        self.state.run_name = self.config.run_name  # resume-safe: the run may have been renamed
         self.state.world_size = self.dist.world_size
         self.state.is_world_process_zero = self.dist.is_main
         self.state.max_steps = self.max_steps
