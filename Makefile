@@ -41,10 +41,21 @@ run: setup notebooks
 	@mkdir -p "$(WORKSPACE)"
 	PYTHONPATH="$(CURDIR)" $(PY) -m utils.notebook_exec notebooks/training.ipynb \
 		--out "$(WORKSPACE)/training.executed.ipynb" --workdir "$(WORKSPACE)" \
-		-p preset=cpu -p workspace_dir="$(WORKSPACE)"
+		-p preset=cpu -p vocab_size=2048 -p time_presets=cpu,fast -p viz_interval=100 \
+		-p workspace_dir="$(WORKSPACE)"
+
+# The stores and trainers the benchmarks compare against, installed only for `make bench`,
+# with torch, numpy, pandas and protobuf held at the versions already installed.
+BENCH_STAMP := $(VENV)/.bench-$(shell cat requirements-bench.txt | cksum | cut -d' ' -f1)
+
+$(BENCH_STAMP): $(STAMP)
+	$(PY) -m pip freeze | grep -iE '^(torch|numpy|pandas|protobuf)==' > $(VENV)/bench-constraints.txt
+	$(PIP) install -r requirements-bench.txt -c $(VENV)/bench-constraints.txt
+	@rm -f $(VENV)/.bench-*
+	@touch $@
 
 # Short runs by default: --quick goes to every script that declares it (QUICK= for full runs).
-bench: setup
+bench: setup $(BENCH_STAMP)
 	@set -e; for script in bench/*.py; do \
 		[ -e "$$script" ] || { echo "no benchmarks in bench/"; break; }; \
 		args=""; if [ -n "$(QUICK)" ] && grep -q -- '"--quick"' "$$script"; then args="--quick"; fi; \
