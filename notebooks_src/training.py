@@ -76,7 +76,6 @@ local_dir = "/content/local-workspace"  #@param {type:"string"}
 # %%
 # Install only what the runtime lacks, then import the library and check it is whole.
 import importlib
-import os
 import subprocess
 from pathlib import Path
 
@@ -104,8 +103,9 @@ if REPO_ROOT is None:
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-import utils.training as lib  # noqa: E402
 from transformers.utils import logging as hf_logging  # noqa: E402
+
+import utils.training as lib  # noqa: E402
 
 hf_logging.disable_progress_bar()  # transformers' save/load bars would fill the cells' stderr
 
@@ -122,7 +122,7 @@ print(f"library at {REPO_ROOT}: {len(lib.__all__)} names import | " + " | ".join
 
 # %%
 # The workspace (Drive in Colab, with a local fallback) and the experiment database.
-from utils.training import ExperimentDB, Workspace, detect_runtime
+from utils.training import ExperimentDB, detect_runtime
 from utils.training.workspace import open_notebook_workspace
 
 RUNTIME = detect_runtime()
@@ -261,7 +261,7 @@ print(format_summary(session.summary()))
 # %%
 # Training modes: a few real optimizer steps of each preset's model on this runtime,
 # timed, and the full run's time extrapolated from them (not guessed).
-from utils.training.timing import format_timings, time_presets as measure_presets
+from utils.training.timing import format_timings, measure_presets
 
 timings = measure_presets([p.strip() for p in time_presets.split(",") if p.strip()] + [config],
                           vocab_size=session.config.vocab_size)
@@ -456,7 +456,7 @@ if run_search:
     print(f"{len(study.trials)} trials; best val_loss {study.best_value:.4f} with {study.best_params}")
     best_config = base.replace(**study.best_params, run_name=f"{study_name}-best")
     print("best config:", best_config.save(workspace.configs_dir / f"{study_name}-best.json"))
-    for name, path in results["files"].items():
+    for path in results["files"].values():
         if str(path).endswith(".png"):
             display(Image(filename=str(path)))
 else:

@@ -102,7 +102,7 @@ def time_config(config: TrainingConfig, *, name: str = "", n_steps: int = 3, war
     return PresetTiming(label, params, config.tokens_per_step, config.max_steps, per_step)
 
 
-def time_presets(presets: list[str | TrainingConfig], *, vocab_size: int, n_steps: int = 3,
+def measure_presets(presets: list[str | TrainingConfig], *, vocab_size: int, n_steps: int = 3,
                  warmup_steps: int = 1) -> list[PresetTiming]:
     """Time each preset (by name) or config, with the corpus's vocabulary size."""
     out = []
