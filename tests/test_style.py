@@ -9,7 +9,9 @@ from utils.training.style import PALETTE, apply_style, human, new_figure, save_f
 
 def test_apply_style_sets_the_theme_and_palette():
     import matplotlib as mpl
+    import matplotlib.style
 
+    matplotlib.style.use("ggplot")  # as optuna's plots do, globally
     apply_style()
     assert mpl.rcParams["axes.prop_cycle"].by_key()["color"][:3] == PALETTE["cycle"][:3]
     assert mpl.rcParams["savefig.bbox"] == "tight"

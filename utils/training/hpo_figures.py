@@ -77,6 +77,7 @@ def _importance_evaluator() -> Any:
 def write_study_results(study: optuna.Study, out_dir: str | os.PathLike[str]) -> dict[str, Any]:
     """Write best.json, trials.csv and the PNG figures to `out_dir`; return the summary
     with `files` (name -> path) and `skipped` (figure -> reason)."""
+    import matplotlib as mpl
     import matplotlib.pyplot as plt
     from optuna.visualization import matplotlib as ovm
 
@@ -112,11 +113,12 @@ def write_study_results(study: optuna.Study, out_dir: str | os.PathLike[str]) ->
             reason = f"needs at least 2 completed trials with parameters (have {complete})"
         if reason is None:
             try:
-                with optuna_quiet():
+                # optuna's plots switch the global style to ggplot: keep that inside.
+                with optuna_quiet(), mpl.rc_context():
                     ax = draw()
-                fig = _figure_of(ax)
-                path = out / f"{name}.png"
-                fig.savefig(path, dpi=110, bbox_inches="tight")
+                    fig = _figure_of(ax)
+                    path = out / f"{name}.png"
+                    fig.savefig(path, dpi=110, bbox_inches="tight")
                 plt.close(fig)
                 files[f"{name}.png"] = str(path)
                 continue

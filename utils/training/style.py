@@ -31,14 +31,11 @@ DPI = 110  # screen dpi: a 12-inch-wide figure fits a notebook cell at about 130
 EXPORT_DPI = 300  # dpi for files meant for papers and slides
 FONT_SIZE = 10
 
-_applied = False
 
 
 def apply_style() -> None:
-    """Set the shared theme once per process (seaborn when installed, else plain rcParams)."""
-    global _applied
-    if _applied:
-        return
+    """Set the shared theme (seaborn when installed, else plain rcParams). Applied on every
+    figure, not once: other libraries (optuna's plots) change the global style."""
     import matplotlib as mpl
 
     rc = {
@@ -64,7 +61,6 @@ def apply_style() -> None:
         mpl.rcParams.update({"axes.grid": True, "grid.alpha": 0.3})
     # seaborn's context scales fonts; pin ours back after it.
     mpl.rcParams.update({k: v for k, v in rc.items() if k.endswith("size")})
-    _applied = True
 
 
 def new_figure(figsize: tuple[float, float]):
