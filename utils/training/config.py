@@ -342,7 +342,9 @@ _CHOICES = {
 }
 
 
-def _type_ok(value: Any, kind: type) -> bool:
+def type_matches(value: Any, kind: type) -> bool:
+    """The one type rule of every field: a bool is not an int, an int is a float, a
+    string is only a string. (Finiteness is checked separately.)"""
     if kind is bool:
         return isinstance(value, bool)
     if kind is int:
@@ -356,7 +358,7 @@ def _check_types(cfg: TrainingConfig) -> list[Problem]:
     problems = []
     for name in FIELD_NAMES:
         kind, value = FIELD_TYPES[name], getattr(cfg, name)
-        if not _type_ok(value, kind):
+        if not type_matches(value, kind):
             problems.append(Problem(name, value, f"must be {kind.__name__}, got {type(value).__name__}"))
         elif kind is float and not math.isfinite(value):
             problems.append(Problem(name, value, "must be a finite number (NaN and infinity are not allowed)"))

@@ -190,13 +190,9 @@ def _check_entry(name: str, entry: Any, field_type: type) -> tuple[Param | None,
 
 
 def _fits(value: Any, field_type: type) -> bool:
-    if field_type is bool:
-        return isinstance(value, bool)
-    if field_type is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if field_type is float:
-        return _is_number(value)
-    return isinstance(value, field_type)
+    from .config import type_matches
+
+    return type_matches(value, field_type) and (field_type is not float or math.isfinite(value))
 
 
 def _type_for(field_type: type) -> str:

@@ -28,7 +28,34 @@ def _gather(tokens: np.ndarray, starts: np.ndarray, block_size: int) -> tuple[to
     return win[:, :-1].contiguous(), win[:, 1:].contiguous()
 
 
-class RandomBatchSampler:
+class _PositionedSampler:
+    """What every sampler shares: batch i is a pure function of (seed, rank, i), so the
+    number of batches drawn is the whole resumable state. Subclasses define batch_at."""
+
+    kind = "positioned"
+    position = 0  # batches drawn so far by this rank
+
+    def batch_at(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        batch = self.batch_at(self.position)
+        self.position += 1
+        return batch
+
+    def state_dict(self) -> dict:
+        state = {"kind": self.kind, "position": self.position, "rank": self.rank}
+        if getattr(self, "seed", None) is not None:
+            state["seed"] = self.seed
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        if "position" not in state:
+            raise ValueError(f"sampler state has no 'position' (keys: {sorted(state)})")
+        self.position = int(state["position"])
+
+
+class RandomBatchSampler(_PositionedSampler):
     """Random (x, y) windows; each DDP rank draws its own seeded stream."""
 
     kind = "random"
@@ -59,19 +86,6 @@ class RandomBatchSampler:
         starts = rng.integers(0, self.num_windows, size=self.batch_size)
         return _gather(self.tokens, starts, self.block_size)
 
-    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
-        batch = self.batch_at(self.position)
-        self.position += 1
-        return batch
-
-    def state_dict(self) -> dict:
-        return {"kind": self.kind, "position": self.position, "seed": self.seed, "rank": self.rank}
-
-    def load_state_dict(self, state: dict) -> None:
-        if "position" not in state:
-            raise ValueError(f"sampler state has no 'position' (keys: {sorted(state)})")
-        self.position = int(state["position"])
-
     def eval_batches(self, n: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """n fixed batches: windows evenly spaced over the whole array (same every call,
         independent of seed and position); ranks take interleaved windows."""
@@ -85,7 +99,7 @@ class RandomBatchSampler:
         return max(1, self.num_windows // (self.batch_size * self.block_size))
 
 
-class SequentialBatchSampler:
+class SequentialBatchSampler(_PositionedSampler):
     """Consecutive non-overlapping windows in file order (wrapping at the end).
 
     Batch i, rank r takes windows (i * world_size + r) * B ... + B - 1 of the array;
@@ -107,19 +121,6 @@ class SequentialBatchSampler:
         windows = (first + np.arange(self.batch_size)) % self.n_windows
         return _gather(self.tokens, windows * self.block_size, self.block_size)
 
-    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
-        batch = self.batch_at(self.position)
-        self.position += 1
-        return batch
-
-    def state_dict(self) -> dict:
-        return {"kind": self.kind, "position": self.position, "rank": self.rank}
-
-    def load_state_dict(self, state: dict) -> None:
-        if "position" not in state:
-            raise ValueError(f"sampler state has no 'position' (keys: {sorted(state)})")
-        self.position = int(state["position"])
-
     def eval_batches(self, n: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for j in range(n):
             yield self.batch_at(j)
@@ -128,7 +129,7 @@ class SequentialBatchSampler:
 IGNORE_INDEX = -100  # targets at padding: skipped by F.cross_entropy's default ignore_index
 
 
-class DocumentBatchSampler:
+class DocumentBatchSampler(_PositionedSampler):
     """Sample mode: one document per row, truncated to block_size or padded.
 
     Documents are the eos-terminated runs of `tokens` (the packed array). Each row is the
@@ -169,19 +170,6 @@ class DocumentBatchSampler:
     def batch_at(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         rng = np.random.default_rng([self.seed, self.rank, i])
         return self._rows(rng.integers(0, len(self.starts), size=self.batch_size))
-
-    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
-        batch = self.batch_at(self.position)
-        self.position += 1
-        return batch
-
-    def state_dict(self) -> dict:
-        return {"kind": self.kind, "position": self.position, "seed": self.seed, "rank": self.rank}
-
-    def load_state_dict(self, state: dict) -> None:
-        if "position" not in state:
-            raise ValueError(f"sampler state has no 'position' (keys: {sorted(state)})")
-        self.position = int(state["position"])
 
     def eval_batches(self, n: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """The first documents in order (rank-interleaved), wrapping: same every call."""
