@@ -206,6 +206,7 @@ print(f"  documents       {stats['documents']:>14,}")
 print(f"  bytes           {stats['bytes']:>14,}")
 print(f"  tokens          {stats['tokens']:>14,}   (train {stats['train_tokens']:,} / val {stats['val_tokens']:,})")
 print(f"  bytes per token {preview.bytes_per_token:>14.3f}   (tokenizer {tokenizer}, vocabulary {preview.vocab_size:,})")
+print(f"  unigram entropy {stats['unigram_entropy']:>14.3f}   nats/token: the loss of the best model that ignores context")
 for doc in preview.val_documents[:3]:
     print("  e.g.", doc[:100])
 
@@ -321,6 +322,9 @@ result = session.train()
 state = result.state
 print(f"{result.status} at step {state.step}: best val_loss {state.best_val_loss:.4f} at step {state.best_step}, "
       f"{state.tokens_seen:,} tokens in {state.elapsed_s:.0f} s")
+entropy = session.data.stats["unigram_entropy"]
+print(f"val_loss {state.best_val_loss:.3f} against the corpus's unigram entropy {entropy:.3f} nats/token: "
+      + ("below it, so the model uses context" if state.best_val_loss < entropy else "not below it yet"))
 for sample in session.last_samples():
     print(f"\n> {sample['prompt']}\n{sample['output']}")
 
