@@ -82,12 +82,13 @@ def save_figure(fig, path, dpi: int | None = None) -> Path:
     return path
 
 
-def figure_png(fig, dpi: int | None = None) -> bytes:
-    """PNG bytes of a figure, for IPython display handles."""
+def figure_png(fig, dpi: int | None = None, tight: bool = True) -> bytes:
+    """PNG bytes of a figure, for IPython display handles. tight=False skips the tight
+    bounding box, which renders the figure twice."""
     import io
 
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi or DPI, facecolor="white")
+    fig.savefig(buf, format="png", dpi=dpi or DPI, facecolor="white", bbox_inches="tight" if tight else None)
     return buf.getvalue()
 
 
