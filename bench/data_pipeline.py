@@ -25,19 +25,26 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+# Peak RSS from /proc/self/status VmHWM: it belongs to this process's own address space.
+# (ru_maxrss would not do: Linux keeps it across exec, so the child would report the
+# parent's high-water mark.)
 CHILD = r"""
-import json, resource, sys, time
+import json, sys, time
 sys.path.insert(0, sys.argv[1])
 from pathlib import Path
 from utils.training.streaming import ChunkedTokenWriter
 from utils.training.tokenizer import load_gpt2_tokenizer
+def hwm_mb():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
 tok = load_gpt2_tokenizer()
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+base = hwm_mb()
 t = time.perf_counter()
 tf = ChunkedTokenWriter(Path(sys.argv[3]), tok).write_files([Path(sys.argv[2])], tokens_per_chunk=int(sys.argv[4]),
                                                            doc_split="line")
 print(json.dumps({"tokens": len(tf), "seconds": time.perf_counter() - t, "baseline_rss_mb": base,
-                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                  "peak_rss_mb": hwm_mb()}))
 """
 
 
