@@ -28,7 +28,7 @@ import warnings
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-# bench/ itself must not be on the path (bench/tokenizers.py would shadow the package).
+# The repository root first, and bench/ off the path: a script here must never shadow a package.
 sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 import torch  # noqa: E402
