@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +41,6 @@ class TrackingOptions:
     live_plot_interval_s: float = 2.0
     viz_interval: int = 0  # the seven-chart training report every N steps; 0 = off
     progress_bar: bool = True
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class TrainingSession:
@@ -128,7 +127,13 @@ class TrainingSession:
         config, model and data (no guesses)."""
         if self.model is None:
             self.prepare()
+        from .runtime import detect_runtime
+        from .trainer import resolve_precision
+
         cfg = self.config
+        rt = detect_runtime()
+        precision = resolve_precision(cfg.precision, cfg.use_amp, "cuda" if rt.device == "cuda" else "cpu",
+                                      rt.bf16_supported)
         max_steps = cfg.resolve_max_steps(self.data.stats["train_tokens"])
         planned = max_steps * cfg.tokens_per_step
         optimal = CHINCHILLA_TOKENS_PER_PARAM * self.parameters["total"]
@@ -144,7 +149,8 @@ class TrainingSession:
             "chinchilla_tokens": optimal,
             "chinchilla_pct": 100.0 * planned / optimal,
             "epochs_planned": planned / max(1, self.data.stats["train_tokens"]),
-            "memory_estimate_gb": estimate_training_memory_gb(cfg, self.parameters["total"]),
+            "precision": precision,
+            "memory_estimate_gb": estimate_training_memory_gb(cfg, self.parameters["total"], precision),
             "train_tokens": self.data.stats["train_tokens"],
             "bytes_per_token": self.data.bytes_per_token,
             "synthetic_data": bool(self.data.stats.get("synthetic", False)),
@@ -323,7 +329,8 @@ def format_summary(s: dict[str, Any]) -> str:
         ("steps", f"{s['max_steps']:,} x {s['tokens_per_step']:,} tokens"),
         ("tokens planned", f"{s['tokens_planned']:,} = {s['epochs_planned']:.2f} epochs of {s['train_tokens']:,}"),
         ("Chinchilla-optimal", f"{s['chinchilla_tokens']:,} tokens (20/parameter): plan is {s['chinchilla_pct']:.0f}%"),
-        ("memory estimate", f"{s['memory_estimate_gb']:.2f} GiB (weights, AdamW, activations, logits)"),
+        ("memory estimate", f"{s['memory_estimate_gb']:.2f} GiB in {s['precision']} (weights, AdamW, activations, "
+                            "logits)"),
         ("bytes per token", f"{s['bytes_per_token']:.3f}"),
     ]
     width = max(len(k) for k, _ in rows)
@@ -385,13 +392,13 @@ def restore_checkpoints_from_mirror(local_dir: Path, mirror_dir: Path, keep: int
     return target
 
 
-def estimate_training_memory_gb(cfg: TrainingConfig, n_params: int) -> float:
+def estimate_training_memory_gb(cfg: TrainingConfig, n_params: int, precision: str) -> float:
     """Training memory, GiB: weights + gradients + AdamW moments in fp32 (16 bytes per
     parameter) plus activations per layer of s·b·h·(34 + 5·a·s/h) bytes for 16-bit
-    activations without recomputation (Korthikanti et al. 2022, eq. 1), doubled for
-    fp32, plus the logits (b·s·V·4 bytes, twice for the loss and its gradient)."""
+    activations without recomputation (Korthikanti et al. 2022, eq. 1), doubled when
+    `precision` is fp32, plus the logits (b·s·V·4 bytes, twice for the loss and its gradient)."""
     s, b, h, a, L, V = cfg.block_size, cfg.batch_size, cfg.d_model, cfg.n_head, cfg.n_layer, cfg.vocab_size
-    bytes_per_act = 1.0 if cfg.precision in ("bf16", "fp16", "auto") and cfg.use_amp else 2.0
+    bytes_per_act = 2.0 if precision == "fp32" else 1.0
     activations = L * s * b * h * (34 + 5 * a * s / h) * bytes_per_act
     logits = 2 * b * s * V * 4
     return (16 * n_params + activations + logits) / 2**30

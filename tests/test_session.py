@@ -1,0 +1,98 @@
+"""TrainingSession: the summary card's numbers, resume detection, mirror restore, training
+and export, on a small slice of the built-in corpus with the smoke preset."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from utils.training.config import TrainingConfig
+from utils.training.data import TextCorpus, builtin_corpus
+from utils.training.session import (
+    CHINCHILLA_TOKENS_PER_PARAM,
+    TrackingOptions,
+    TrainingSession,
+    estimate_training_memory_gb,
+    format_summary,
+    restore_checkpoints_from_mirror,
+)
+from utils.training.workspace import Workspace
+
+
+@pytest.fixture(scope="module")
+def corpus() -> TextCorpus:
+    return TextCorpus(builtin_corpus()[:4000], name="icd10cm-slice", source="builtin")
+
+
+def session_for(ws, corpus, **overrides) -> TrainingSession:
+    config = TrainingConfig.preset("smoke", max_steps=6, eval_interval=3, checkpoint_interval=3, **overrides)
+    return TrainingSession(config, ws, corpus=corpus, tracking=TrackingOptions(progress_bar=False), log=lambda _m: None)
+
+
+def test_summary_numbers_follow_from_config_model_and_data(tmp_path, corpus):
+    s = session_for(tmp_path, corpus)
+    card = s.summary()
+    cfg = s.config
+    assert cfg.vocab_size == s.data.vocab_size  # the tokenizer decides the real vocabulary
+    assert card["tokens_planned"] == 6 * cfg.batch_size * cfg.block_size
+    assert card["chinchilla_tokens"] == CHINCHILLA_TOKENS_PER_PARAM * card["parameters"]
+    assert card["chinchilla_pct"] == pytest.approx(100 * card["tokens_planned"] / card["chinchilla_tokens"])
+    assert card["precision"] == "fp32"  # CPU
+    assert card["memory_estimate_gb"] == estimate_training_memory_gb(cfg, card["parameters"], "fp32")
+    assert card["synthetic_data"] is False
+    text = format_summary(card)
+    assert f"{card['parameters']:,}" in text and "Chinchilla" in text
+    s.close()
+
+
+def test_memory_estimate_grows_with_batch_and_halves_activations_in_16_bit():
+    cfg = TrainingConfig.preset("smoke")
+    n = 100_000
+    fp32, bf16 = estimate_training_memory_gb(cfg, n, "fp32"), estimate_training_memory_gb(cfg, n, "bf16")
+    weights = 16 * n / 2**30
+    logits = 2 * cfg.batch_size * cfg.block_size * cfg.vocab_size * 4 / 2**30
+    assert fp32 - weights - logits == pytest.approx(2 * (bf16 - weights - logits))
+    assert estimate_training_memory_gb(cfg.replace(batch_size=16), n, "fp32") > fp32
+
+
+def test_train_resume_line_and_export(tmp_path, corpus):
+    s = session_for(tmp_path, corpus)
+    assert s.resume_line().startswith("Starting run smoke from step 0")
+    result = s.train()
+    assert result.status == "completed" and result.state.step == 6
+    assert s.last_samples() and {"prompt", "output"} <= set(s.last_samples()[0])
+    exported = s.export()
+    assert (exported / "config.json").is_file() and (exported / "tokenizer.json").is_file()
+    assert (s.run_dir / "run.json").is_file() and (s.run_dir / "config.json").is_file()
+    s.close()
+    again = session_for(tmp_path, corpus)
+    again.prepare()
+    assert again.resume_step() == 6
+    assert again.resume_line() == "Resuming run smoke from step 6 (newest valid checkpoint)."
+    again.close()
+
+
+def test_restore_from_mirror_only_when_local_has_none(tmp_path, corpus):
+    # A Colab-style workspace: checkpoints on "local disk", mirrored to "Drive".
+    ws = Workspace(tmp_path / "drive", local=tmp_path / "vm")
+    s = session_for(ws, corpus)
+    s.train()
+    s.close()
+    local = ws.checkpoint_run_dir("smoke") / "checkpoints"
+    mirror = ws.checkpoint_mirror_dir("smoke")
+    assert sorted(p.name for p in mirror.glob("step_*.pt")) == sorted(p.name for p in local.glob("step_*.pt"))
+    assert restore_checkpoints_from_mirror(local, mirror, keep=2) is None  # local has one: nothing to do
+
+    shutil.rmtree(tmp_path / "vm")  # the runtime died
+    restored = restore_checkpoints_from_mirror(local, mirror, keep=2)
+    assert restored is not None and restored.name == "step_00000006.pt"
+    assert (local / restored.name).read_bytes() == (mirror / restored.name).read_bytes()
+
+
+def test_sample_prompts_are_prefixes_of_held_out_documents(tmp_path, corpus):
+    s = session_for(tmp_path, corpus)
+    s.prepare()
+    for prompt, reference, doc in zip(s.sample_prompts(), s.sample_references(), s.data.val_documents):
+        assert doc == prompt + reference and 0 < len(prompt) < len(doc)
+    s.close()

@@ -1,0 +1,30 @@
+"""Step timing: real optimizer steps of the real trainer, timed, and extrapolated."""
+
+import math
+
+from utils.training.config import TrainingConfig
+from utils.training.timing import format_timings, measure_presets, time_config
+
+
+def test_a_preset_is_timed_with_real_steps():
+    (t,) = measure_presets(["smoke"], vocab_size=512, n_steps=2)
+    cfg = TrainingConfig.preset("smoke")
+    assert t.name == "smoke" and t.error == ""
+    assert t.tokens_per_step == cfg.tokens_per_step and t.max_steps == cfg.max_steps
+    assert 0 < t.seconds_per_step < 60
+    assert math.isclose(t.estimated_total_s, cfg.max_steps * t.seconds_per_step)
+    assert math.isclose(t.tokens_per_sec, cfg.tokens_per_step / t.seconds_per_step)
+
+
+def test_a_config_is_labelled_as_this_run_and_formatted():
+    cfg = TrainingConfig.preset("smoke", run_name="mine", n_layer=1)
+    timings = measure_presets([cfg], vocab_size=512, n_steps=2)
+    assert timings[0].name == "mine (this run)"
+    table = format_timings(timings)
+    assert "mine (this run)" in table and "s/step" in table
+
+
+def test_time_config_does_not_touch_the_budget_of_the_config():
+    cfg = TrainingConfig.preset("smoke", max_steps=1000)
+    t = time_config(cfg, n_steps=1)
+    assert t.max_steps == 1000  # extrapolated to the real budget, measured on 2 steps
