@@ -60,3 +60,27 @@ def test_dashboard_from_a_dataframe(smoke_path):
     axes = _panels(fig)
     np.testing.assert_array_equal(axes[0].get_lines()[1].get_ydata(), rec.eval["val_loss"])
     np.testing.assert_array_equal(axes[2].get_lines()[0].get_ydata(), rec.train["lr"])
+
+
+def test_dashboard_of_a_real_session_run_draws_our_clip_and_warmup(tmp_path):
+    from utils.training.config import TrainingConfig
+    from utils.training.data import TextCorpus, builtin_corpus
+    from utils.training.experiment_db import ExperimentDB
+    from utils.training.session import TrackingOptions, TrainingSession
+
+    config = TrainingConfig.preset("smoke", max_steps=20, warmup_ratio=0.2, max_grad_norm=0.5, eval_interval=10)
+    corpus = TextCorpus(builtin_corpus()[:3000], name="slice", source="builtin")
+    session = TrainingSession(config, tmp_path, corpus=corpus, tracking=TrackingOptions(progress_bar=False))
+    session.train()
+    session.close()
+    with ExperimentDB(tmp_path / "experiments.db") as db:
+        from_db = TrainingDashboard.from_db(db, "smoke").figure()
+    from_log = TrainingDashboard.from_run(tmp_path / "runs" / "smoke" / "run.json").figure()
+    for fig in (from_db, from_log):
+        axes = _panels(fig)
+        clip_lines = [ln for ln in axes[3].get_lines() if ln.get_label().startswith("clip at")]
+        assert len(clip_lines) == 1 and clip_lines[0].get_ydata()[0] == 0.5
+        lo, hi = axes[3].get_ylim()
+        assert lo < 0.5 < hi  # the threshold is inside the frame
+        spans = axes[2].patches
+        assert len(spans) == 1 and spans[0].get_label() == "warmup (4 steps)"

@@ -201,12 +201,21 @@ class TrainingConfig:
     def head_dim(self) -> int:
         return self.d_model // self.n_head
 
+    def warmup_steps(self, max_steps: int) -> int:
+        """Steps of linear warmup: warmup_ratio of the run's step budget."""
+        return warmup_steps_for(self.warmup_ratio, max_steps)
+
     def resolve_max_steps(self, train_tokens: int) -> int:
         """The step budget: max_steps, else max_tokens, else epochs over the corpus."""
         if self.max_steps > 0:
             return self.max_steps
         tokens = self.max_tokens if self.max_tokens > 0 else self.epochs * train_tokens
         return max(1, math.ceil(tokens / self.tokens_per_step))
+
+
+def warmup_steps_for(warmup_ratio: float, max_steps: int) -> int:
+    """The one rule for the warmup length (the scheduler and the plots both use it)."""
+    return int(warmup_ratio * max_steps)
 
 
 # Changing these between a checkpoint and its resume does not change what is trained.

@@ -8,7 +8,7 @@ import math
 
 import pandas as pd
 
-from .run_log import RunRecord, load_run
+from .run_log import RunRecord, _first, load_run
 from .style import EXPORT_DPI, PALETTE, human, new_figure, no_data, save_figure, time_unit
 
 PANEL_TITLES = ("Loss", "Perplexity", "Learning rate", "Gradient norm (pre-clip)", "Throughput and step time", "Memory")
@@ -122,9 +122,11 @@ class TrainingDashboard:
         if rec.col("grad_norm") is not None:
             d = tr.dropna(subset=["grad_norm"])
             ax.plot(d["step"], d["grad_norm"], color=PALETTE["grad"], label="grad norm")
-            clip = rec.config.get("grad_clip")
+            clip = _first(rec.config, "max_grad_norm", "grad_clip")  # ours, or llm-foundry's
             if clip:
                 ax.axhline(float(clip), color=PALETTE["best"], ls="--", lw=1.2, label=f"clip at {clip}")
+                lo, hi = ax.get_ylim()  # keep the threshold inside the frame, not on its edge
+                ax.set_ylim(min(lo, 0.9 * float(clip)), max(hi, 1.1 * float(clip)))
             ax.set_xlabel("step")
             ax.set_ylabel("global L2 norm")
             ax.legend(loc="upper right")

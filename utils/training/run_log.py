@@ -221,6 +221,19 @@ def _first(d: dict, *keys, default=None):
     return default
 
 
+def _warmup_steps(config: dict, info: dict) -> int | None:
+    """Warmup length as the run had it: given outright, or our warmup_ratio of max_steps."""
+    given = _first(config, "warmup_steps", "warmup_iters")
+    if given is not None:
+        return int(given)
+    max_steps = _first(info, "max_steps") or _first(config, "max_steps")
+    if config.get("warmup_ratio") is None or not max_steps:
+        return None
+    from .config import warmup_steps_for
+
+    return warmup_steps_for(float(config["warmup_ratio"]), int(max_steps))
+
+
 def _from_run_log(doc: dict, path: Path) -> RunRecord:
     config, info = doc.get("config") or {}, doc.get("run_info") or {}
     model = {
@@ -248,7 +261,7 @@ def _from_run_log(doc: dict, path: Path) -> RunRecord:
         samples=list(doc.get("samples", [])),
         summary=dict(doc.get("summary") or {}),
         status=doc.get("status", "unknown"),
-        warmup_steps=_first(config, "warmup_steps", "warmup_iters"),
+        warmup_steps=_warmup_steps(config, info),
         path=str(path),
     )
 

@@ -128,7 +128,7 @@ def build_scheduler(optimizer, config, max_steps: int):
     min_lr_ratio·peak (transformers' LambdaLR schedules; state_dict-able)."""
     from transformers import optimization as opt
 
-    warmup = int(config.warmup_ratio * max_steps)
+    warmup = config.warmup_steps(max_steps)
     if config.schedule == "constant" or config.min_lr_ratio >= 1.0:  # no decay to do
         return opt.get_constant_schedule_with_warmup(optimizer, num_warmup_steps=warmup)
     if config.schedule == "cosine":
