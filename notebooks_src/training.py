@@ -306,7 +306,12 @@ print(model.config.__class__.__name__, {k: getattr(model.config, k) for k in ("n
 
 # %%
 # Set up the run: tracking options, and where training starts (fresh, or resumed).
+from utils.training.wandb_logger import resolve_wandb_key
+
+# Colab Secrets, then the environment, then (in Colab) a hidden prompt. Never printed.
+wandb_key = resolve_wandb_key(interactive=IN_COLAB) if use_wandb else None
 session.tracking = TrackingOptions(
+    wandb_api_key=wandb_key,
     wandb_project=wandb_project if use_wandb else "",
     wandb_entity=wandb_entity,
     wandb_mode=wandb_mode,

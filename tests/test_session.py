@@ -96,3 +96,8 @@ def test_sample_prompts_are_prefixes_of_held_out_documents(tmp_path, corpus):
     for prompt, reference, doc in zip(s.sample_prompts(), s.sample_references(), s.data.val_documents):
         assert doc == prompt + reference and 0 < len(prompt) < len(doc)
     s.close()
+
+
+def test_tracking_options_never_show_the_key():
+    options = TrackingOptions(wandb_project="p", wandb_api_key="canary-key-0123456789")
+    assert "canary-key" not in repr(options) and "canary-key" not in str(options)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,10 @@ class TrackingOptions:
     wandb_mode: str = "online"  # online | offline | disabled (online falls back on its own)
     wandb_tags: tuple[str, ...] = ()
     wandb_init_timeout_s: float = 15.0
+    # The key itself, when the caller resolved it (the notebook does, in the foreground, so a
+    # hidden prompt can work); None = the sink looks in Colab Secrets and the environment.
+    # Never shown: excluded from repr.
+    wandb_api_key: str | None = field(default=None, repr=False)
     live_plot: bool = False  # LivePlotter in Jupyter/Colab (text table when headless)
     live_plot_interval_s: float = 2.0
     viz_interval: int = 0  # the seven-chart training report every N steps; 0 = off
@@ -209,6 +213,7 @@ class TrainingSession:
                         mode=t.wandb_mode,
                         init_timeout_s=t.wandb_init_timeout_s,
                         run_dir=str(self.run_dir),
+                        api_key=t.wandb_api_key,
                     )
                 )
             world = self.dist.world_size if self.dist else 1
