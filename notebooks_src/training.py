@@ -66,6 +66,7 @@ print(f"Colab: {IN_COLAB} | Python {sys.version.split()[0]} | torch {torch.__ver
 
 # %%
 repo_url = "https://github.com/slm-notebooks/slm-notebooks.git"  #@param {type:"string"}
+# A tag or commit as repo_ref pins the code, for runs that can be reproduced.
 repo_ref = "main"  #@param {type:"string"}
 workspace_dir = "workspace"  #@param {type:"string"}
 use_drive = True  #@param {type:"boolean"}
@@ -92,6 +93,8 @@ if REPO_ROOT is None and IN_COLAB:
     target = Path("/content/slm-notebooks")
     if not target.exists():
         subprocess.run(["git", "clone", "--quiet", repo_url, str(target)], check=True)
+    else:  # a second Run all: the ref may have moved
+        subprocess.run(["git", "-C", str(target), "fetch", "--quiet", "--tags", "origin"], check=True)
     subprocess.run(["git", "-C", str(target), "checkout", "--quiet", repo_ref], check=True)
     # torch and numpy are not pinned there: pip keeps Colab's versions.
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "-r",
@@ -131,10 +134,10 @@ workspace = open_notebook_workspace(workspace_dir, use_drive=use_drive, drive_fo
                                     mount_point=drive_mount_point, local_dir=local_dir)
 print(workspace.describe())
 db = ExperimentDB.open_local(workspace.db_path, workspace.db_mirror_path)
-recent = db.list_runs()
+recent = db.list_runs()  # newest first
 if len(recent):
-    print(f"{len(recent)} earlier runs; the last ones:")
-    print(recent.tail(5).to_string(index=False))
+    print(f"{len(recent)} earlier runs; the newest:")
+    print(recent.head(5)[["run_name", "status", "best_val_loss", "best_step", "tokens_seen"]].to_string(index=False))
 else:
     print("no earlier runs in this workspace")
 
@@ -415,7 +418,7 @@ if download_zip:
 from utils.training import compare_runs
 from utils.training.analysis import write_summary_table
 
-names = [n for n in db.list_runs()["run_name"].tolist()][-5:]
+names = db.list_runs()["run_name"].head(5).tolist()[::-1]  # the 5 newest, this run last
 records = [load_run(f"db:{n}", db=db) for n in names]
 comparison_path = workspace.results_dir / "comparison.png"
 fig, summary = compare_runs(records, out_path=comparison_path)
