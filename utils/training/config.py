@@ -127,7 +127,7 @@ class TrainingConfig:
                 problems.append(_unknown_key(key))
                 continue
             try:
-                parsed[key] = _parse_value(key, value) if isinstance(value, str) else value
+                parsed[key] = parse_value(key, value) if isinstance(value, str) else value
             except ValueError as e:
                 problems.append(Problem(key, value, str(e)))
         merged = {**base, **parsed}
@@ -418,7 +418,7 @@ def _unknown_key(key: str) -> Problem:
     return Problem(key, "(unknown key)", f"is not a TrainingConfig field{hint}")
 
 
-def _parse_value(name: str, text: str) -> Any:
+def parse_value(name: str, text: str) -> Any:
     """Parse a string from a form or the command line into the field's type."""
     kind = FIELD_TYPES[name]
     s = text.strip()
@@ -427,7 +427,7 @@ def _parse_value(name: str, text: str) -> Any:
             return True
         if s.lower() in ("false", "0", "no", "off"):
             return False
-        raise ValueError("must be true or false")
+        raise ValueError(f"must be true or false, got {text!r}")
     if kind is int:
         try:
             f = float(s)
@@ -441,7 +441,7 @@ def _parse_value(name: str, text: str) -> Any:
             return float(s)
         except ValueError:
             raise ValueError(f"must be a number, got {text!r}") from None
-    return text
+    return s
 
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:
@@ -457,7 +457,7 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
             problems.append(_unknown_key(key))
         else:
             try:
-                out[key] = _parse_value(key, value)
+                out[key] = parse_value(key, value)
             except ValueError as e:
                 problems.append(Problem(key, value, str(e)))
     if problems:

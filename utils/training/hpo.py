@@ -322,24 +322,9 @@ class SearchSpace:
         return f"SearchSpace({self.to_dict()!r})"
 
 
-def _parse_scalar(text: str, field_type: type) -> Any:
-    s = text.strip()
-    if field_type is bool:
-        if s.lower() in ("true", "1", "yes", "on"):
-            return True
-        if s.lower() in ("false", "0", "no", "off"):
-            return False
-        raise ValueError(f"{text!r} is not true or false")
-    if field_type in (int, float):
-        try:
-            f = float(s)
-        except ValueError:
-            raise ValueError(f"{text!r} is not a number") from None
-        return int(f) if field_type is int and f == int(f) else f
-    return s
-
-
 def _parse_form_value(name: str, value: Any, field_type: type) -> dict[str, Any]:
+    from .config import parse_value
+
     if isinstance(value, tuple) and len(value) == 2:
         return {"type": _type_for(field_type), "low": value[0], "high": value[1]}
     if isinstance(value, list):
@@ -354,12 +339,12 @@ def _parse_form_value(name: str, value: Any, field_type: type) -> dict[str, Any]
         if field_type not in (int, float):
             raise ValueError(f"a range needs a numeric field ({field_type.__name__} is not); "
                              f"list the choices with commas instead")
-        entry = {"type": _type_for(field_type), "low": _parse_scalar(parts[0], field_type),
-                 "high": _parse_scalar(parts[1], field_type)}
+        entry = {"type": _type_for(field_type), "low": parse_value(name, parts[0]),
+                 "high": parse_value(name, parts[1])}
         if len(parts) == 3:
             entry["log"] = True
         return entry
-    return {"type": "categorical", "choices": [_parse_scalar(c, field_type) for c in value.split(",") if c.strip()]}
+    return {"type": "categorical", "choices": [parse_value(name, c) for c in value.split(",") if c.strip()]}
 
 
 # --------------------------------------------------------------------------- pruning
