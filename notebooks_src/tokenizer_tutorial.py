@@ -159,22 +159,17 @@ from utils.tokenization.tokenizer_training import compare_tokenizers_by_training
 
 t_stage = time.perf_counter()
 bpe_vocab = max(sizes)
-try:
-    runs = compare_tokenizers_by_training(
-        corpus.train + corpus.test, Path(workspace_dir) / "tokenizer_runs", train_model_mb,
-        {f"domain BPE ({bpe_vocab})": {"tokenizer": "bpe", "vocab_size": bpe_vocab},
-         "GPT-2 BPE": {"tokenizer": "gpt2"}},
-        preset=train_preset, evals=train_evals)
-except ImportError as e:  # the training engine is not installed in this checkout
-    runs = []
-    print(f"training comparison skipped: {e}")
-if runs:
-    runs_df = runs_table(runs)
-    print(runs_df.round(4).to_string(index=False))
-    fig, text = bpb_curves({r.label: r.curve for r in runs}, out_dir / "val_bpb.png",
-                           f"Same model ({train_preset} preset), same {train_model_mb} MB of training text")
-    plt.show()
-    print(text)
+runs = compare_tokenizers_by_training(
+    corpus.train + corpus.test, Path(workspace_dir) / "tokenizer_runs", train_model_mb,
+    {f"domain BPE ({bpe_vocab})": {"tokenizer": "bpe", "vocab_size": bpe_vocab},
+     "GPT-2 BPE": {"tokenizer": "gpt2"}},
+    preset=train_preset, evals=train_evals)
+runs_df = runs_table(runs)
+print(runs_df.round(4).to_string(index=False))
+fig, text = bpb_curves({r.label: r.curve for r in runs}, out_dir / "val_bpb.png",
+                       f"Same model ({train_preset} preset), same {train_model_mb} MB of training text")
+plt.show()
+print(text)
 stages["train models"] = time.perf_counter() - t_stage
 
 # %% [markdown]

@@ -2,17 +2,17 @@
 same number of training bytes and compare validation bits per byte.
 
 Perplexity is per token, so it cannot compare tokenizers whose tokens cover different
-amounts of text; bits per byte (val_loss / ln 2 / bytes_per_token) can. Both runs use the
-engine (`prepare_data`, `build_model`, `Trainer`) on the same documents, split and model
-shape, without the experiment database or run log (a tutorial comparison, not a run to
-keep); only the tokenizer and hence the number of optimizer steps differ:
-steps = ceil(train_bytes / (bytes_per_token * tokens_per_step)).
+amounts of text; bits per byte (val_loss / ln 2 / bytes_per_token) can. Both runs are
+ordinary training runs (`TrainingSession`: the experiment database and a run log, resumable)
+on the same documents, split and model shape; only the tokenizer and hence the number of
+optimizer steps differ: steps = ceil(train_bytes / (bytes_per_token * tokens_per_step)).
+The curves are read back from each run's log, so running the tutorial again on the same
+workspace shows the stored runs instead of empty curves.
 """
 
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,27 +36,6 @@ class TokenizerRun:
         return {k: v for k, v in self.__dict__.items() if k != "curve"}
 
 
-def _recorder(run: TokenizerRun, bytes_per_step: float):
-    from utils.training.callbacks import TrainerCallback
-
-    class Recorder(TrainerCallback):
-        def __init__(self):
-            self.tps: list[float] = []
-
-        def on_log(self, state, control, **kw):
-            v = kw.get("logs", {}).get("tokens_per_sec")
-            if v:
-                self.tps.append(float(v))
-
-        def on_evaluate(self, state, control, **kw):
-            m = kw.get("metrics", {})
-            if "val_bpb" in m:
-                run.curve.append((m["step"] * bytes_per_step / 1e6, float(m["val_bpb"])))
-                run.final_val_bpb, run.final_val_loss = float(m["val_bpb"]), float(m["val_loss"])
-
-    return Recorder()
-
-
 def compare_tokenizers_by_training(documents: list[str], workspace: str | Path, train_mb: float,
                                    tokenizers: dict[str, dict] | None = None, preset: str = "smoke",
                                    evals: int = 5, **overrides) -> list[TokenizerRun]:
@@ -67,8 +46,8 @@ def compare_tokenizers_by_training(documents: list[str], workspace: str | Path, 
     """
     from utils.training.config import TrainingConfig
     from utils.training.data import TextCorpus, prepare_data
-    from utils.training.models import build_model
-    from utils.training.trainer import Trainer
+    from utils.training.run_log import load_run
+    from utils.training.session import TrackingOptions, TrainingSession
 
     tokenizers = tokenizers or {"domain BPE": {"tokenizer": "bpe"}, "GPT-2 BPE": {"tokenizer": "gpt2"}}
     corpus = TextCorpus(documents=list(documents), name="tokenizer-tutorial", source="builtin")
@@ -77,25 +56,28 @@ def compare_tokenizers_by_training(documents: list[str], workspace: str | Path, 
         run_name = "tok-" + "".join(c if c.isalnum() else "-" for c in label.lower())
         cfg = TrainingConfig.preset(preset, run_name=run_name, **{**overrides, **tok_over})
         data = prepare_data(cfg, workspace, corpus=corpus)
-        bytes_per_step = data.bytes_per_token * cfg.tokens_per_step
+        bytes_per_step = data.bytes_per_token * cfg.tokens_per_step  # training bytes per optimizer step
         steps = max(1, math.ceil(train_mb * 1e6 / bytes_per_step))
-        cfg = cfg.replace(max_steps=steps, eval_interval=max(1, steps // evals), vocab_size=data.vocab_size,
-                          checkpoint_interval=steps, log_interval=max(1, min(cfg.log_interval, steps // evals)))
-        run = TokenizerRun(label, cfg.tokenizer, data.vocab_size, data.bytes_per_token, steps,
-                           steps * bytes_per_step / 1e6)
-        rec = _recorder(run, bytes_per_step)
-        trainer = Trainer(cfg, build_model(cfg), data.train, data.val, run_dir=Path(workspace) / "runs" / run_name,
-                          callbacks=[rec], tokenizer=data.tokenizer, bytes_per_token=data.bytes_per_token,
-                          progress_bar=False)
-        t0 = time.perf_counter()
-        result = trainer.train()
-        run.seconds = time.perf_counter() - t0
-        run.status = str(result.status)
+        cfg = cfg.replace(max_steps=steps, eval_interval=max(1, steps // evals), checkpoint_interval=steps,
+                          log_interval=max(1, min(cfg.log_interval, steps // evals)))
+        session = TrainingSession(cfg, workspace, data=data, tracking=TrackingOptions(progress_bar=False),
+                                  log=lambda _msg: None)
+        try:
+            result = session.train()
+        finally:
+            session.close()
         if result.error:
             raise RuntimeError(f"{label}: training {result.status}: {result.error}")
-        if rec.tps:
-            run.tokens_per_sec = sum(rec.tps) / len(rec.tps)
-        runs.append(run)
+        record = load_run(session.run_dir / "run.json")
+        ev = record.eval.dropna(subset=["val_bpb"])
+        tps = record.col("tokens_per_sec")
+        runs.append(TokenizerRun(
+            label, cfg.tokenizer, data.vocab_size, data.bytes_per_token, steps, steps * bytes_per_step / 1e6,
+            curve=[(int(st) * bytes_per_step / 1e6, float(b)) for st, b in zip(ev["step"], ev["val_bpb"])],
+            final_val_bpb=float(ev["val_bpb"].iloc[-1]), final_val_loss=float(ev["val_loss"].iloc[-1]),
+            tokens_per_sec=float(tps.mean()) if tps is not None else float("nan"),
+            seconds=result.state.elapsed_s, status=str(result.status),
+        ))
     return runs
 
 
