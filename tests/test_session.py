@@ -101,3 +101,30 @@ def test_sample_prompts_are_prefixes_of_held_out_documents(tmp_path, corpus):
 def test_tracking_options_never_show_the_key():
     options = TrackingOptions(wandb_project="p", wandb_api_key="canary-key-0123456789")
     assert "canary-key" not in repr(options) and "canary-key" not in str(options)
+
+
+def test_a_resumed_run_continues_the_same_wandb_run(tmp_path, corpus, monkeypatch):
+    pytest.importorskip("wandb")
+    monkeypatch.delenv("WANDB_MODE", raising=False)  # tests default to disabled; this one runs W&B offline
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb-home"))
+    tracking = TrackingOptions(wandb_project="resume-test", wandb_mode="offline", progress_bar=False)
+
+    def run(time_limit_s: float):
+        config = TrainingConfig.preset("smoke", max_steps=6, eval_interval=3, checkpoint_interval=3,
+                                       time_limit_s=time_limit_s)
+        s = TrainingSession(config, tmp_path, corpus=corpus, tracking=tracking, log=lambda _m: None)
+        result = s.train()
+        s.close()
+        return result
+
+    first = run(time_limit_s=0.001)  # stops after one step, with a checkpoint
+    assert first.status == "stopped_early" and first.state.step == 1
+    wandb_id = first.state.tracking["wandb_run_id"]
+    second = run(time_limit_s=0.0)
+    assert second.status == "completed" and second.state.resumed_from_step == 1
+    assert second.state.tracking["wandb_run_id"] == wandb_id
+    from utils.training.experiment_db import ExperimentDB
+
+    with ExperimentDB(tmp_path / "experiments.db") as db:
+        row = db.get_run("smoke")
+    assert row["wandb_run_id"] == wandb_id

@@ -522,6 +522,7 @@ class ExperimentDBSink:
         self._own = not isinstance(db, ExperimentDB)
         self.db = ExperimentDB(db) if self._own else db
         self.run_name, self.config, self.run_id = run_name, config_dict, run_id
+        self.tracking: dict = {}  # set by start(): the checkpoint's ids (db_run_id, wandb_run_id)
 
     def start(self, run_info: dict) -> None:
         tracking = run_info.get("tracking")
@@ -541,6 +542,7 @@ class ExperimentDBSink:
                                      run_dir=run_info.get("run_dir"))
         self.run_id = run_id
         tracking["db_run_id"] = run_id
+        self.tracking = tracking  # the checkpoint's ids; the W&B sink adds its id after this one starts
 
     def write(self, step: int, metrics: dict[str, float], kind: str = "train") -> None:
         self.db.log_metrics(self.run_id, {k: v for k, v in metrics.items() if k != "step" and v is not None}, step)
@@ -557,7 +559,11 @@ class ExperimentDBSink:
     def close(self, status: str, summary: dict) -> None:
         try:
             if self.run_id is not None:
-                self.db.update_run_status(self.run_id, status, **dict(summary or {}))
+                summary = dict(summary or {})
+                wandb_id = self.tracking.get("wandb_run_id")
+                if wandb_id and "wandb_run_id" not in summary:
+                    summary["wandb_run_id"] = wandb_id  # so the database row links to the W&B run
+                self.db.update_run_status(self.run_id, status, **summary)
         finally:
             if self._own:
                 self.db.close()
