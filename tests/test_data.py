@@ -242,3 +242,15 @@ def test_builtin_corpus_cache_matches_the_package_and_survives_damage(tmp_path, 
         assert data.builtin_corpus() == first  # read from the rewritten cache
     finally:
         data._builtin_tuple.cache_clear()
+
+
+def test_a_config_with_default_text_column_detects_the_csv_column(tmp_path):
+    from utils.training.config import TrainingConfig
+    from utils.training.data import builtin_corpus, prepare_data
+
+    csv_path = tmp_path / "notes.csv"
+    docs = builtin_corpus()[:3000]
+    csv_path.write_text("id,description\n" + "".join(f'{i},"{d}"\n' for i, d in enumerate(docs)))
+    cfg = TrainingConfig.preset("smoke", data_source="local", data_path=str(csv_path))  # text_column "" = detect
+    data = prepare_data(cfg, tmp_path)
+    assert data.stats["documents"] == len(docs) and data.stats["source"] == "local"

@@ -324,6 +324,11 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
         return False
 
 
+def hf_offline_message(name: str) -> str:
+    return (f"cannot reach the Hugging Face Hub for dataset {name!r}. Offline, use "
+            "data_source='builtin' (ICD-10-CM text, shipped) or data_source='local' with data_path")
+
+
 def load_hf(name: str | None, config: str | None = None, split: str = "train", text_column: str | None = None,
             streaming: bool = False, max_documents: int | None = None) -> TextCorpus:
     """`datasets.load_dataset(name, config, split=split)`, e.g. ("wikitext", "wikitext-2-raw-v1").
@@ -333,8 +338,7 @@ def load_hf(name: str | None, config: str | None = None, split: str = "train", t
     """
     if not name:
         raise DataError("data_source='hf' needs hf_dataset (e.g. 'wikitext' with hf_config 'wikitext-2-raw-v1')")
-    offline = (f"cannot reach the Hugging Face Hub for dataset {name!r}. Offline, use "
-               "data_source='builtin' (ICD-10-CM text, shipped) or data_source='local' with data_path")
+    offline = hf_offline_message(name)
     if not _hub_reachable():
         raise DataError(offline)
     try:
@@ -408,9 +412,9 @@ def _cfg(config, name: str, default=None):
 def _source_options(config, kind: str, overrides: dict) -> dict:
     if kind == "hf":
         opts = {"name": _cfg(config, "hf_dataset"), "config": _cfg(config, "hf_config"),
-                "text_column": _cfg(config, "text_column")}
+                "text_column": _cfg(config, "text_column") or None}
     elif kind in ("local", "drive", "upload"):
-        opts = {"path": _cfg(config, "data_path"), "text_column": _cfg(config, "text_column")}
+        opts = {"path": _cfg(config, "data_path"), "text_column": _cfg(config, "text_column") or None}
     elif kind == "synthetic":
         opts = {"seed": _cfg(config, "random_seed", 0)}
     else:
