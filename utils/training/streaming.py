@@ -283,6 +283,52 @@ class ChunkStream:
         return sampler.eval_batches(n)
 
 
+def spool_hf_to_text(name: str, config: str | None, split: str, text_column: str | None, out_dir: Path, *,
+                     max_documents: int | None = None, check_hub: bool = True, **load_kwargs) -> Path:
+    """Stream a Hugging Face dataset row by row (`streaming=True`) into a text file, one
+    document per line, under out_dir: constant memory whatever the dataset size, once per
+    (name, config, split, column, cap). Chunk mode then reads that file with its cursor, so a
+    resumed run continues where it stopped without streaming the dataset again.
+    `load_kwargs` go to `datasets.load_dataset` (e.g. data_files for a local json dataset)."""
+    import hashlib
+
+    from .data import _hub_reachable, _pick_column, hf_offline_message
+
+    if check_hub and not _hub_reachable():
+        raise DataError(hf_offline_message(name))
+    try:
+        import datasets
+    except ImportError as e:
+        raise ImportError("data_source='hf' needs the datasets package: pip install datasets") from e
+    key = json.dumps([name, config, split, text_column, max_documents, sorted(map(str, load_kwargs.items()))])
+    path = Path(out_dir) / f"hf-{hashlib.sha256(key.encode()).hexdigest()[:16]}.txt"
+    if path.exists():
+        return path
+    try:
+        ds = datasets.load_dataset(name, config, split=split, streaming=True, **load_kwargs)
+    except (OSError, ConnectionError) as e:
+        raise DataError(f"{hf_offline_message(name)} ({type(e).__name__}: {e})") from e
+    except ValueError as e:  # unknown config or split
+        raise DataError(f"hf dataset {name!r} config {config!r} split {split!r}: {e}") from e
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp, col, n = path.with_name(path.name + ".tmp"), None, 0
+    with open(tmp, "w", encoding="utf-8") as f:
+        for row in ds:
+            if col is None:
+                col = _pick_column(Path(f"hf:{name}"), list(row.keys()), text_column)
+            text = " ".join(str(row[col] or "").split())  # one document per line
+            if text:
+                f.write(text + "\n")
+                n += 1
+                if max_documents is not None and n >= max_documents:
+                    break
+    if n == 0:
+        tmp.unlink()
+        raise DataError(f"hf dataset {name!r} split {split!r} has no text in column {col!r}")
+    tmp.replace(path)  # complete or absent: a killed spool is redone, not half-used
+    return path
+
+
 def prepare_chunks(config, datasets_dir: Path, *, rank: int = 0, world_size: int = 1, corpus=None,
                    tokens_per_chunk: int = 1 << 20, max_chunks: int | None = None,
                    bpe_sample_bytes: int = 8 << 20, **source_options):
@@ -298,7 +344,7 @@ def prepare_chunks(config, datasets_dir: Path, *, rank: int = 0, world_size: int
 
     kind = _cfg(config, "data_source", "builtin")
     B, T, seed = int(_cfg(config, "batch_size")), int(_cfg(config, "block_size")), int(_cfg(config, "random_seed", 0))
-    text_column = _cfg(config, "text_column")
+    text_column = _cfg(config, "text_column") or None  # "" in a config means: detect it
     doc_split = source_options.pop("doc_split", "paragraph")
     synthetic = False
     if corpus is None and kind in ("local", "drive", "upload"):
@@ -311,6 +357,13 @@ def prepare_chunks(config, datasets_dir: Path, *, rank: int = 0, world_size: int
         if not path:
             raise DataError(f"data_source={kind!r} needs data_path (a file or folder)")
         files, name = list_data_files(path), Path(path).name
+    elif corpus is None and kind == "hf":
+        hf_name, hf_config = _cfg(config, "hf_dataset"), _cfg(config, "hf_config") or None
+        hf_opts = {k: v for k, v in source_options.items() if k in ("split", "max_documents", "check_hub")}
+        load_kwargs = {k: v for k, v in source_options.items() if k == "data_files"}
+        files = [spool_hf_to_text(hf_name, hf_config, hf_opts.pop("split", "train"), text_column,
+                                  datasets_dir / "text", **hf_opts, **load_kwargs)]
+        name, doc_split, text_column = f"{hf_name}/{hf_config}" if hf_config else hf_name, "line", None
     else:
         corpus = corpus or load_source(kind, **_source_options(config, kind, source_options))
         synthetic, name, kind, doc_split = corpus.synthetic, corpus.name, corpus.source, "line"
