@@ -49,8 +49,7 @@ def test_train_then_the_same_command_resumes(workspace):
     ckpts = sorted((workspace / "runs" / "resumable" / "checkpoints").glob("step_*.pt"))
     assert [p.name for p in ckpts] == ["step_00000001.pt"]
 
-    second = cli("train", "--test", "--workspace", str(workspace), "--run-name", "resumable", "--no-progress",
-                 "--viz-interval", "10")
+    second = cli("train", "--test", "--workspace", str(workspace), "--run-name", "resumable", "--no-progress")
     assert second.returncode == 0, second.stderr
     assert "Resuming" in second.stdout and "from step 1" in second.stdout
     assert "completed at step 30" in second.stdout

@@ -36,7 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="packed windows (default), one document per row (sample), or streaming chunks (chunk)")
     t.add_argument("--max-chunks", type=int, default=0, help="chunk mode: stop after this many chunks (0 = all)")
     t.add_argument("--tokens-per-chunk", type=int, default=0, help="chunk mode: tokens per chunk (0 = default)")
-    t.add_argument("--viz-interval", type=int, default=0, help="write the 7-chart report every N steps (0 = off)")
+    t.add_argument("--viz-interval", type=int, default=None,
+                   help="write the 7-chart report (viz/) every N steps (default: every eval_interval; 0 = off)")
     t.add_argument("--checkpoint-interval", type=int, help="TrainingConfig.checkpoint_interval")
     t.add_argument("--timeout", type=float, help="stop cleanly with a checkpoint after SECONDS (time_limit_s)")
     t.add_argument("--test", action="store_true", help="the smoke preset on the built-in corpus: a quick check")
@@ -129,7 +130,7 @@ def train_command(args: argparse.Namespace) -> int:
         wandb_project=args.wandb_project,
         wandb_entity=args.wandb_entity,
         wandb_mode=args.wandb_mode,
-        viz_interval=args.viz_interval,
+        viz_interval=config.eval_interval if args.viz_interval is None else args.viz_interval,
         progress_bar=not args.no_progress,
     )
     session = TrainingSession(config, args.workspace, tracking=tracking, data_options=data_options, dist=dist,
