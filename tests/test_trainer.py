@@ -342,3 +342,15 @@ def test_gradient_accumulation_matches_the_whole_batch(tmp_path):
         assert result.final_metrics[key] == pytest.approx(expected[key], rel=1e-4)
     for a, b in zip(whole.raw_model.parameters(), acc.raw_model.parameters()):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_samples_are_generated_once_per_step(tmp_path):
+    """sample_interval dividing max_steps: the last step is sampled by the interval, not again at the end."""
+    steps: list[int] = []
+
+    class Count(TrainerCallback):
+        def on_sample(self, state, control, **kw):
+            steps.append(state.step)
+
+    make_trainer(tmp_path, tiny_config(max_steps=6, sample_interval=3), [Count()]).train()
+    assert steps == [3, 6]

@@ -101,7 +101,7 @@ class TrainingReport(TrainerCallback):
         fig = new_figure((14, 10))
         gs = fig.add_gridspec(3, 3, height_ratios=[1, 1, 0.55])
         axes = [fig.add_subplot(gs[i // 3, i % 3]) for i in range(6)] + [fig.add_subplot(gs[2, :])]
-        last = self.history["train"][-1]["step"] if self.history["train"] else 0
+        last = int(self.history["train"][-1]["step"]) if self.history["train"] else 0
         fig.suptitle(f"Training report at step {last}", fontsize=12)
         for ax, title in zip(axes, REPORT_TITLES):
             ax.set_title(title)

@@ -461,6 +461,7 @@ class Trainer:
     def train(self) -> TrainResult:
         self._setup()
         self._saved_step = -1
+        self._sampled_step = -1  # the last step whose samples this process generated
         self._maybe_resume()
         self._elapsed_base = self.state.elapsed_s
         self._t_start = self._t_interval = time.perf_counter()
@@ -530,6 +531,7 @@ class Trainer:
             self._evaluate()
         if cfg.sample_interval and state.step % cfg.sample_interval == 0 and self.dist.is_main:
             self.callbacks.call("on_sample", state, control, samples=self.generate_samples())
+            self._sampled_step = state.step
         if self.dist.is_distributed:
             c = self.dist.broadcast_object((control.should_stop, control.stop_status, control.stop_reason,
                                             control.should_save))
@@ -560,7 +562,7 @@ class Trainer:
         if status != RunStatus.PRUNED:
             if self.val_batches is not None and self.last_eval.get("step") != state.step:
                 self._evaluate()
-            if self.dist.is_main:
+            if self.dist.is_main and self._sampled_step != state.step:  # not twice at one step
                 self.callbacks.call("on_sample", state, self.control, samples=self.generate_samples())
         if self._saved_step != state.step and state.step > 0:
             self._save_checkpoint()
