@@ -79,6 +79,10 @@ def test_restore_from_mirror_only_when_local_has_none(tmp_path, corpus):
     s = session_for(ws, corpus)
     s.train()
     s.close()
+    from utils.training.experiment_db import ExperimentDB
+
+    with ExperimentDB(ws.db_path) as db:  # the row points at the durable run folder, not the VM's checkpoints
+        assert db.get_run("smoke")["run_dir"] == str(ws.run_dir("smoke"))
     local = ws.checkpoint_run_dir("smoke") / "checkpoints"
     mirror = ws.checkpoint_mirror_dir("smoke")
     assert sorted(p.name for p in mirror.glob("step_*.pt")) == sorted(p.name for p in local.glob("step_*.pt"))
@@ -128,3 +132,20 @@ def test_a_resumed_run_continues_the_same_wandb_run(tmp_path, corpus, monkeypatc
     with ExperimentDB(tmp_path / "experiments.db") as db:
         row = db.get_run("smoke")
     assert row["wandb_run_id"] == wandb_id
+
+
+def test_chunk_mode_session_summarises_and_trains_without_a_corpus_size(tmp_path, corpus):
+    from utils.training.config import ConfigError
+
+    options = {"mode": "chunk", "tokens_per_chunk": 4096}
+    s = TrainingSession(TrainingConfig.preset("smoke", max_steps=4, eval_interval=2), tmp_path, corpus=corpus,
+                        data_options=options, tracking=TrackingOptions(progress_bar=False), log=lambda _m: None)
+    card = s.summary()
+    assert card["train_tokens"] is None and card["epochs_planned"] is None and card["max_steps"] == 4
+    assert "size unknown" in format_summary(card)
+    assert s.train().state.step == 4
+    s.close()
+    by_epochs = TrainingSession(TrainingConfig.preset("smoke", max_steps=0, run_name="epochs"), tmp_path,
+                                corpus=corpus, data_options=options, log=lambda _m: None)
+    with pytest.raises(ConfigError, match="max_steps"):
+        by_epochs.summary()

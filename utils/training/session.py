@@ -3,7 +3,7 @@
 The notebook, the `train` command and every HPO trial run the same steps:
 
     session = TrainingSession(config, workspace)   # nothing heavy yet
-    session.prepare()      # data + tokenizer (cached), the model, the run's database row
+    session.prepare()      # data + tokenizer (cached) and the model (the database row comes with train())
     session.summary()      # parameters, FLOPs/token, tokens planned vs Chinchilla, memory
     result = session.train()   # resumes from the newest valid checkpoint if there is one
     session.export()       # save_pretrained model + tokenizer under runs/NAME/model
@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .callbacks import TrainerCallback, TrainerControl, TrainerState
-from .config import TrainingConfig
+from .config import ConfigError, Problem, TrainingConfig
 from .workspace import Workspace
 
 # Chinchilla's compute-optimal budget (Hoffmann et al. 2022, table 3): ~20 tokens per parameter.
@@ -138,7 +138,11 @@ class TrainingSession:
         rt = detect_runtime()
         precision = resolve_precision(cfg.precision, cfg.use_amp, "cuda" if rt.device == "cuda" else "cpu",
                                       rt.bf16_supported)
-        max_steps = cfg.resolve_max_steps(self.data.stats["train_tokens"])
+        train_tokens = self.data.stats.get("train_tokens")  # None when streaming (mode chunk): size unknown
+        if train_tokens is None and not (cfg.max_steps or cfg.max_tokens):
+            raise ConfigError([Problem("max_steps", cfg.max_steps, "streaming (mode chunk) does not know the corpus "
+                                       "size, so epochs cannot set the budget: set max_steps or max_tokens")])
+        max_steps = cfg.resolve_max_steps(train_tokens or 0)
         planned = max_steps * cfg.tokens_per_step
         optimal = CHINCHILLA_TOKENS_PER_PARAM * self.parameters["total"]
         return {
@@ -152,10 +156,10 @@ class TrainingSession:
             "tokens_planned": planned,
             "chinchilla_tokens": optimal,
             "chinchilla_pct": 100.0 * planned / optimal,
-            "epochs_planned": planned / max(1, self.data.stats["train_tokens"]),
+            "epochs_planned": planned / train_tokens if train_tokens else None,
             "precision": precision,
             "memory_estimate_gb": estimate_training_memory_gb(cfg, self.parameters["total"], precision),
-            "train_tokens": self.data.stats["train_tokens"],
+            "train_tokens": train_tokens,
             "bytes_per_token": self.data.bytes_per_token,
             "synthetic_data": bool(self.data.stats.get("synthetic", False)),
         }
@@ -284,10 +288,11 @@ class TrainingSession:
         from .runtime import detect_runtime
 
         rt = detect_runtime()
+        on_gpu = rt.device == "cuda"
+        # The trainer adds run_name, config_hash, world_size, parameters, precision, ...
         return {
-            "run_name": self.config.run_name,
-            "config_hash": self.config.config_hash,
-            "run_dir": str(self.run_dir),
+            "run_dir": str(self.run_dir),  # the durable run folder (run.json, viz, model), not the checkpoints'
+            "train_tokens": self.data.stats.get("train_tokens"),
             "model": {
                 "family": self.config.model_family,
                 "n_params": self.parameters.get("total", 0),
@@ -302,7 +307,7 @@ class TrainingSession:
             "hardware": {
                 "device": rt.device,
                 "gpu_name": rt.gpu_name,
-                "n_gpus": self.dist.world_size if self.dist else max(1, rt.gpu_count) if rt.device == "cuda" else 0,
+                "n_gpus": (self.dist.world_size if self.dist else 1) if on_gpu else 0,  # one GPU per rank
                 "gpu_memory_gb": rt.gpu_memory_gb,
                 "cpu_count": rt.cpu_count,
                 "ram_gb": rt.ram_gb,
@@ -310,18 +315,20 @@ class TrainingSession:
                 "torch": rt.torch,
             },
             "data": dict(self.data.stats),
-            "world_size": self.dist.world_size if self.dist else 1,
         }
 
-    def sample_prompts(self, n: int = 3, prompt_chars: int = 24) -> list[str]:
+    def sample_prompts(self, n: int = 3) -> list[str]:
         """Fixed prompts: the first words of the first validation documents (held-out
         text, so the continuation is a real test)."""
-        docs = list(getattr(self.data, "val_documents", []) or [])[:n]
-        return [_prefix(d, prompt_chars) for d in docs]
+        return [prompt for prompt, _ in self._sample_pairs(n)]
 
-    def sample_references(self, n: int = 3, prompt_chars: int = 24) -> list[str]:
+    def sample_references(self, n: int = 3) -> list[str]:
+        """What follows each prompt in its document: greedy samples are scored against it."""
+        return [reference for _, reference in self._sample_pairs(n)]
+
+    def _sample_pairs(self, n: int, prompt_chars: int = 24) -> list[tuple[str, str]]:
         docs = list(getattr(self.data, "val_documents", []) or [])[:n]
-        return [d[len(_prefix(d, prompt_chars)) :] for d in docs]
+        return [(p, d[len(p):]) for d in docs for p in [_prefix(d, prompt_chars)]]
 
 
 def format_summary(s: dict[str, Any]) -> str:
@@ -332,7 +339,8 @@ def format_summary(s: dict[str, Any]) -> str:
         ("parameters", f"{s['parameters']:,} ({s['non_embedding_parameters']:,} non-embedding)"),
         ("FLOPs per token", f"{s['flops_per_token'] / 1e6:,.1f} M (6N + 12LHQT, PaLM appendix B)"),
         ("steps", f"{s['max_steps']:,} x {s['tokens_per_step']:,} tokens"),
-        ("tokens planned", f"{s['tokens_planned']:,} = {s['epochs_planned']:.2f} epochs of {s['train_tokens']:,}"),
+        ("tokens planned", f"{s['tokens_planned']:,}" + (f" = {s['epochs_planned']:.2f} epochs of {s['train_tokens']:,}"
+                                                         if s["train_tokens"] else " (streamed corpus: size unknown)")),
         ("Chinchilla-optimal", f"{s['chinchilla_tokens']:,} tokens (20/parameter): plan is {s['chinchilla_pct']:.0f}%"),
         ("memory estimate", f"{s['memory_estimate_gb']:.2f} GiB in {s['precision']} (weights, AdamW, activations, "
                             "logits)"),

@@ -265,7 +265,7 @@ class Trainer:
         counts = count_parameters(self.raw_model)
         name = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else self.device.type
         info = {
-            "run_name": self.config.run_name, "run_dir": str(self.run_dir),
+            "run_name": self.config.run_name, "checkpoint_dir": str(self.checkpoints.dir),
             "model_family": getattr(self.raw_model.config, "model_type", self.config.model_family),
             "parameters": counts["total"], "non_embedding_parameters": counts["non_embedding"],
             "flops_per_token": flops_per_token(self.config, counts["non_embedding"]),
@@ -274,7 +274,8 @@ class Trainer:
             "tokens_per_step": self.config.tokens_per_step, "config_hash": self.config.config_hash,
             "resumed_from_step": self.state.resumed_from_step,
         }
-        return {**self.user_run_info, **info}  # the caller's extras (data stats, hardware) plus these facts
+        # The caller's extras (data stats, hardware, the durable run_dir) plus these facts.
+        return {**self.user_run_info, **info}
 
     # -- checkpoints -----------------------------------------------------------------
 
