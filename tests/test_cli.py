@@ -145,3 +145,14 @@ def test_torchrun_two_processes_on_cpu_logs_once(workspace):
     assert len(rows) == 1
     n_logs = db_rows(workspace, "SELECT COUNT(*) FROM metrics WHERE run_id = ? AND name = 'train_loss'", rows[0][0])
     assert n_logs[0][0] == 10 // 5  # log_interval 5: one row per log step, not one per rank
+
+
+def test_chunk_mode_streams_the_corpus(workspace):
+    r = cli("train", "--test", "--workspace", str(workspace), "--run-name", "chunked", "--mode", "chunk",
+            "--tokens-per-chunk", "65536", "--max-chunks", "3", "--no-progress", "--no-export", "--viz-interval", "0")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "chunked: completed at step 30" in r.stdout
+    (status, info), = db_rows(workspace, "SELECT status, run_info_json FROM runs WHERE run_name = ?", "chunked")
+    data = json.loads(info)["data"]
+    assert status == "completed" and data["mode"] == "chunk" and data["tokens_per_chunk"] == 65536
+    assert data["train_tokens"] is None  # streamed: the corpus size is not known up front

@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .config import PRESETS, ConfigError, TrainingConfig, parse_overrides
+from .config import PRESETS, ConfigError, Problem, TrainingConfig, parse_overrides
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -90,7 +90,7 @@ def config_from_args(args: argparse.Namespace) -> TrainingConfig:
     """--config or --preset, then the data flags, --checkpoint-interval, --timeout,
     --run-name and the --set overrides, all validated together."""
     if args.config and args.preset:
-        raise ConfigError([_problem("--config/--preset", "both", "give one of them")])
+        raise ConfigError([Problem("--config/--preset", "both", "give one of them")])
     if args.config:
         base = TrainingConfig.load(args.config).to_dict()
     else:
@@ -108,12 +108,6 @@ def config_from_args(args: argparse.Namespace) -> TrainingConfig:
     return TrainingConfig.from_dict({**base, **changes})
 
 
-def _problem(field: str, value: object, message: str):
-    from .config import Problem
-
-    return Problem(field, value, message)
-
-
 def train_command(args: argparse.Namespace) -> int:
     from .callbacks import RunStatus
     from .data import DataError
@@ -123,8 +117,11 @@ def train_command(args: argparse.Namespace) -> int:
 
     config = config_from_args(args)
     data_options = {"mode": args.mode}
-    if args.mode == "chunk":
-        data_options.update(max_chunks=args.max_chunks, tokens_per_chunk=args.tokens_per_chunk)
+    if args.mode == "chunk":  # 0 on the command line means: the streaming module's default
+        if args.tokens_per_chunk > 0:
+            data_options["tokens_per_chunk"] = args.tokens_per_chunk
+        if args.max_chunks > 0:
+            data_options["max_chunks"] = args.max_chunks
     dist = DistributedContext.from_env()
     tracking = TrackingOptions(
         wandb_project=args.wandb_project,
@@ -151,8 +148,7 @@ def train_command(args: argparse.Namespace) -> int:
             best = result.state.best_val_loss
             print(f"{config.run_name}: {result.status} at step {result.state.step}, best val_loss "
                   f"{best:.4f} (step {result.state.best_step}); run folder {session.run_dir}")
-        if result.status == RunStatus.INTERRUPTED:
-            return EXIT_INTERRUPTED
+        # Ctrl-C: the trainer checkpoints and re-raises KeyboardInterrupt; main() returns 130.
         return EXIT_OK if result.status in (RunStatus.COMPLETED, RunStatus.STOPPED_EARLY) else EXIT_FAILED
     except (DataError, ResumeError) as e:  # bad data, or a config that cannot resume: usage errors
         print(f"error: {e}", file=sys.stderr)
@@ -225,7 +221,7 @@ def _load_records(specs: list[str], db_path: Path) -> list:
             if spec.startswith("db:"):
                 if db is None:
                     if not db_path.exists():
-                        raise ConfigError([_problem("RUN", spec, f"{db_path} does not exist")])
+                        raise ConfigError([Problem("RUN", spec, f"{db_path} does not exist")])
                     from .experiment_db import ExperimentDB
 
                     db = ExperimentDB(db_path)
@@ -235,7 +231,7 @@ def _load_records(specs: list[str], db_path: Path) -> list:
             elif Path(spec).is_file():
                 records.append(load_run(spec))
             else:
-                raise ConfigError([_problem("RUN", spec, "is not a run log file, a folder of run logs, or db:NAME")])
+                raise ConfigError([Problem("RUN", spec, "is not a run log file, a folder of run logs, or db:NAME")])
     finally:
         if db is not None:
             db.close()
