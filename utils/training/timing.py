@@ -52,37 +52,17 @@ class _StepClock(TrainerCallback):
         self.stamps.append(time.perf_counter())
 
 
-class _RandomTokens:
-    """BatchSource of uniform random ids: for timing only, never for metrics."""
-
-    def __init__(self, vocab_size: int, batch_size: int, block_size: int, seed: int = 0):
-        self.vocab_size, self.batch_size, self.block_size = vocab_size, batch_size, block_size
-        self._rng = np.random.default_rng(seed)
-
-    def next_batch(self):
-        import torch
-
-        ids = torch.from_numpy(self._rng.integers(0, self.vocab_size, (self.batch_size, self.block_size + 1)))
-        return ids[:, :-1].long().contiguous(), ids[:, 1:].long().contiguous()
-
-    def state_dict(self) -> dict:
-        return {}
-
-    def load_state_dict(self, state: dict) -> None:
-        pass
-
-    def eval_batches(self, n: int):
-        for _ in range(n):
-            yield self.next_batch()
-
-
 def time_config(config: TrainingConfig, *, name: str = "", n_steps: int = 3, warmup_steps: int = 1) -> PresetTiming:
-    """Train `config`'s model for warmup_steps + n_steps steps and time the last n_steps."""
+    """Train `config`'s model for warmup_steps + n_steps steps and time the last n_steps
+    (from the end of the last warmup step to the end of the last step)."""
     import torch
 
     from .models import build_model, count_parameters
+    from .sampler import RandomBatchSampler
     from .trainer import Trainer
 
+    if warmup_steps < 1 or n_steps < 1:
+        raise ValueError(f"warmup_steps and n_steps must be >= 1, got {warmup_steps} and {n_steps}")
     label = name or config.run_name
     probe = config.replace(max_steps=warmup_steps + n_steps, log_interval=warmup_steps + n_steps,
                            eval_interval=10**6, eval_batches=1, checkpoint_interval=10**6,
@@ -90,15 +70,16 @@ def time_config(config: TrainingConfig, *, name: str = "", n_steps: int = 3, war
     model = build_model(probe)
     params = count_parameters(model)["total"]
     clock = _StepClock()
-    source = _RandomTokens(probe.vocab_size, probe.batch_size, probe.block_size, seed=probe.random_seed)
+    # Random token ids: a step costs the same whatever tokens it sees (for timing only).
+    ids = np.random.default_rng(probe.random_seed).integers(0, probe.vocab_size, 4 * probe.tokens_per_step + 1)
+    source = RandomBatchSampler(ids, probe.batch_size, probe.block_size, probe.random_seed)
     with tempfile.TemporaryDirectory(prefix="step-timing-") as tmp:
         trainer = Trainer(probe, model, source, None, run_dir=tmp, callbacks=[clock], progress_bar=False)
         try:
             trainer.train()
         except torch.cuda.OutOfMemoryError as e:
             return PresetTiming(label, params, config.tokens_per_step, 0, float("nan"), f"out of GPU memory: {e}")
-    steps = np.diff(clock.stamps[warmup_steps - 1 :]) if warmup_steps else np.diff([clock.stamps[0], *clock.stamps])
-    per_step = float(np.mean(steps)) if len(steps) else float("nan")
+    per_step = float(np.mean(np.diff(clock.stamps[warmup_steps - 1 :])))
     return PresetTiming(label, params, config.tokens_per_step, config.max_steps, per_step)
 
 
