@@ -78,6 +78,7 @@ def test_restore_from_mirror_only_when_local_has_none(tmp_path, corpus):
     ws = Workspace(tmp_path / "drive", local=tmp_path / "vm")
     s = session_for(ws, corpus)
     s.train()
+    assert ws.db_mirror_path.is_file()  # backed up after checkpoints by the callback, before close()
     s.close()
     from utils.training.experiment_db import ExperimentDB
 

@@ -230,8 +230,8 @@ class TrainingSession:
                 from .report import TrainingReport
 
                 cbs.append(TrainingReport(self.run_dir, viz_interval=t.viz_interval))
-            if self.workspace.db_mirror_path is not None:
-                cbs.append(DatabaseBackup(self.db, self.workspace.db_mirror_path))
+            if self.db.mirror_path is not None:
+                cbs.append(DatabaseBackup(self.db))
         return cbs + [self._samples] + self.extra_callbacks
 
     def train(self):
@@ -278,9 +278,7 @@ class TrainingSession:
 
     def close(self) -> None:
         if self._owns_db and self._db is not None:
-            if self.workspace.db_mirror_path is not None:
-                self._db.backup_to(self.workspace.db_mirror_path)
-            self._db.close()
+            self._db.close()  # opened with open_local: closing also backs up to the mirror
             self._db = None
 
     # --- pieces ----------------------------------------------------------------------
@@ -373,15 +371,14 @@ class DatabaseBackup(TrainerCallback):
     backup API after every checkpoint and at the end, so a dead runtime loses at most
     what happened since the last checkpoint."""
 
-    def __init__(self, db, mirror_path: Path):
-        self.db = db
-        self.mirror_path = Path(mirror_path)
+    def __init__(self, db):
+        self.db = db  # an ExperimentDB opened with a mirror_path
 
     def on_save(self, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
-        self.db.backup_to(self.mirror_path)
+        self.db.backup_to()
 
     def on_train_end(self, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
-        self.db.backup_to(self.mirror_path)
+        self.db.backup_to()
 
 
 def restore_checkpoints_from_mirror(local_dir: Path, mirror_dir: Path, keep: int) -> Path | None:
