@@ -354,3 +354,25 @@ def test_samples_are_generated_once_per_step(tmp_path):
 
     make_trainer(tmp_path, tiny_config(max_steps=6, sample_interval=3), [Count()]).train()
     assert steps == [3, 6]
+
+
+def test_padding_is_neither_loss_nor_accuracy_in_sample_mode(tmp_path):
+    """Short documents padded to the block (DocumentBatchSampler): an untrained model's
+    val_loss is ~ln(vocab) per real token, whatever the amount of padding."""
+    import numpy as np
+
+    from utils.training.sampler import IGNORE_INDEX, DocumentBatchSampler
+
+    cfg = tiny_config(max_steps=1, block_size=32)
+    rng = np.random.default_rng(0)
+    docs = [rng.integers(1, cfg.vocab_size, size=rng.integers(3, 8)) for _ in range(400)]
+    tokens = np.concatenate([np.append(d, 0) for d in docs]).astype(np.int64)  # eos id 0 ends each document
+    val = DocumentBatchSampler(tokens, 0, cfg.batch_size, cfg.block_size, seed=0)
+    _, y = next(iter(val.eval_batches(1)))
+    assert (y == IGNORE_INDEX).float().mean() > 0.5  # mostly padding: the case that was wrong
+    trainer = make_trainer(tmp_path, cfg)
+    trainer.val_batches = val
+    trainer._setup()
+    metrics = trainer.evaluate()
+    assert abs(metrics["val_loss"] - math.log(cfg.vocab_size)) < 0.5
+    assert 0.0 <= metrics["val_accuracy"] <= 0.2

@@ -44,6 +44,7 @@ from .callbacks import (
 from .checkpoint import CheckpointManager
 from .distributed import DistributedContext
 from .models import count_parameters, flops_per_token
+from .sampler import IGNORE_INDEX
 
 CHECKPOINT_FORMAT = 1
 
@@ -357,10 +358,11 @@ class Trainer:
             x, y = x.to(self.device), y.to(self.device)
             with autocast_context(self.device.type, self.precision):
                 logits = model(input_ids=x, use_cache=False).logits
-            logits = logits.float().view(-1, logits.size(-1))
-            sums[0] += F.cross_entropy(logits, y.view(-1), reduction="sum")
-            sums[1] += (logits.argmax(-1) == y.view(-1)).sum()
-            sums[2] += y.numel()
+            logits, y = logits.float().view(-1, logits.size(-1)), y.view(-1)
+            real = y != IGNORE_INDEX  # padding targets (sample mode) are neither loss nor accuracy
+            sums[0] += F.cross_entropy(logits, y, reduction="sum", ignore_index=IGNORE_INDEX)
+            sums[1] += ((logits.argmax(-1) == y) & real).sum()
+            sums[2] += real.sum()
         model.train(was_training)
         loss_sum, correct, count = self.dist.all_reduce_sum(sums).tolist()
         val_loss = loss_sum / max(count, 1)
@@ -446,7 +448,8 @@ class Trainer:
                 self.scaler.scale(loss / accum if accum > 1 else loss).backward()
             total = loss.detach() if total is None else total + loss.detach()
         if want_accuracy:
-            self._accuracy = (logits.detach().argmax(-1) == y).float().mean()
+            real = y != IGNORE_INDEX
+            self._accuracy = ((logits.detach().argmax(-1) == y) & real).sum() / real.sum().clamp(min=1)
         self.scaler.unscale_(self.optimizer)
         if self.config.max_grad_norm > 0:
             self._grad_norm = torch.nn.utils.clip_grad_norm_(self.raw_model.parameters(), self.config.max_grad_norm)
