@@ -376,3 +376,16 @@ def test_padding_is_neither_loss_nor_accuracy_in_sample_mode(tmp_path):
     metrics = trainer.evaluate()
     assert abs(metrics["val_loss"] - math.log(cfg.vocab_size)) < 0.5
     assert 0.0 <= metrics["val_accuracy"] <= 0.2
+
+
+def test_train_loss_is_the_mean_over_the_whole_log_interval(tmp_path):
+    """A checkpoint between two log steps must not cut the interval: the logged train_loss
+    is the same whether checkpoints fall on log steps or between them."""
+
+    def logged(checkpoint_interval: int, where: str) -> list[tuple[int, float]]:
+        rec = Recorder()
+        cfg = tiny_config(max_steps=8, log_interval=4, eval_interval=100, checkpoint_interval=checkpoint_interval)
+        make_trainer(tmp_path / where, cfg, [rec]).train()
+        return [(logs["step"], logs["train_loss"]) for logs in rec.logs]
+
+    assert logged(3, "misaligned") == logged(100, "aligned")

@@ -404,23 +404,24 @@ class Trainer:
         return self._elapsed_base + (time.perf_counter() - self._t_start)
 
     def _check_finite(self) -> None:
-        """One host sync: the first non-finite step loss since the last check."""
-        if not self._pending:
+        """One host sync: the first non-finite step loss among those not checked yet."""
+        if len(self._pending) == self._checked:
             return
-        losses = torch.stack(self._pending)
+        losses = torch.stack(self._pending[self._checked:])
         finite = torch.isfinite(losses)
         if not bool(finite.all()):
-            first = self._pending_first_step + int((~finite).nonzero()[0, 0])
+            first = self._pending_first_step + self._checked + int((~finite).nonzero()[0, 0])
             self._pending.clear()
             raise NonFiniteLossError(
                 f"training loss became {losses[~finite][0].item()} at step {first}: stopping before anything "
                 "non-finite is saved. Try a lower learning_rate, max_grad_norm > 0, or precision='fp32'."
             )
+        self._checked = len(self._pending)
 
     def _logs(self) -> dict[str, float]:
         losses = torch.stack(self._pending)
         steps = len(self._pending)
-        dt = time.perf_counter() - self._t_interval
+        dt = time.perf_counter() - self._t_interval - self._paused_s  # eval, samples, saves excluded
         tokens = steps * self.config.tokens_per_step
         logs = {
             "step": self.state.step, "train_loss": losses.mean().item(), "lr": self.scheduler.get_last_lr()[0],
@@ -469,7 +470,9 @@ class Trainer:
         self._maybe_resume()
         self._elapsed_base = self.state.elapsed_s
         self._t_start = self._t_interval = time.perf_counter()
-        self._pending: list[torch.Tensor] = []
+        self._pending: list[torch.Tensor] = []  # step losses since the last log, on the device
+        self._checked = 0  # how many of them passed the finiteness check
+        self._paused_s = 0.0  # seconds of eval, samples and saving since the last log
         self._pending_first_step = self.state.step + 1
         self._grad_norm, self._accuracy = torch.zeros(()), None
         state, control, cfg = self.state, self.control, self.config
@@ -524,13 +527,16 @@ class Trainer:
     def _sync_point(self) -> None:
         state, control, cfg = self.state, self.control, self.config
         self._check_finite()
-        if state.step % cfg.log_interval == 0 or control.should_log or state.step >= self.max_steps:
+        logged = state.step % cfg.log_interval == 0 or control.should_log or state.step >= self.max_steps
+        if logged:  # the mean over every step since the last log, whatever synced in between
             self.last_logs = self._logs()
             self.callbacks.call("on_log", state, control, logs=self.last_logs)
             control.should_log = False
-        self._pending.clear()
-        self._pending_first_step = state.step + 1
-        self._accuracy = None
+            self._pending.clear()
+            self._checked = 0
+            self._pending_first_step = state.step + 1
+            self._accuracy = None
+        t_work = time.perf_counter()
         if self.val_batches is not None and (state.step % cfg.eval_interval == 0 or control.should_evaluate):
             self._evaluate()
         if cfg.sample_interval and state.step % cfg.sample_interval == 0 and self.dist.is_main:
@@ -543,7 +549,10 @@ class Trainer:
         if control.should_save and state.step < self.max_steps and not control.should_stop:
             self._save_checkpoint()
             control.should_save = False
-        self._t_interval = time.perf_counter()  # eval, samples and saving are not step time
+        if logged:  # the next interval starts after this sync point's work
+            self._t_interval, self._paused_s = time.perf_counter(), 0.0
+        else:  # eval, samples and saving are not step time
+            self._paused_s += time.perf_counter() - t_work
 
     def _evaluate(self) -> None:
         state = self.state
