@@ -15,7 +15,6 @@ from utils.training.session import (
     TrainingSession,
     estimate_training_memory_gb,
     format_summary,
-    restore_checkpoints_from_mirror,
 )
 from utils.training.workspace import Workspace
 
@@ -73,11 +72,11 @@ def test_train_resume_line_and_export(tmp_path, corpus):
     again.close()
 
 
-def test_restore_from_mirror_only_when_local_has_none(tmp_path, corpus):
+def test_a_fresh_vm_resumes_from_the_mirrored_checkpoints(tmp_path, corpus):
     # A Colab-style workspace: checkpoints on "local disk", mirrored to "Drive".
     ws = Workspace(tmp_path / "drive", local=tmp_path / "vm")
-    s = session_for(ws, corpus)
-    s.train()
+    s = session_for(ws, corpus, time_limit_s=0.001)  # stops after step 1, with a checkpoint
+    assert s.train().state.step == 1
     assert ws.db_mirror_path.is_file()  # backed up after checkpoints by the callback, before close()
     s.close()
     from utils.training.experiment_db import ExperimentDB
@@ -87,12 +86,13 @@ def test_restore_from_mirror_only_when_local_has_none(tmp_path, corpus):
     local = ws.checkpoint_run_dir("smoke") / "checkpoints"
     mirror = ws.checkpoint_mirror_dir("smoke")
     assert sorted(p.name for p in mirror.glob("step_*.pt")) == sorted(p.name for p in local.glob("step_*.pt"))
-    assert restore_checkpoints_from_mirror(local, mirror, keep=2) is None  # local has one: nothing to do
 
-    shutil.rmtree(tmp_path / "vm")  # the runtime died
-    restored = restore_checkpoints_from_mirror(local, mirror, keep=2)
-    assert restored is not None and restored.name == "step_00000006.pt"
-    assert (local / restored.name).read_bytes() == (mirror / restored.name).read_bytes()
+    shutil.rmtree(tmp_path / "vm")  # the runtime died: local disk gone, Drive kept
+    again = session_for(ws, corpus)  # no time limit (a resume-safe change): continue to step 6
+    assert again.resume_step() == 1
+    result = again.train()
+    assert result.state.resumed_from_step == 1 and result.state.step == 6
+    again.close()
 
 
 def test_sample_prompts_are_prefixes_of_held_out_documents(tmp_path, corpus):

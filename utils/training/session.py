@@ -14,7 +14,6 @@ runs the loop, and the callbacks (metrics sinks, plots, early stopping) do the r
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -169,15 +168,11 @@ class TrainingSession:
         mirrored), or None for a fresh start."""
         from .checkpoint import CheckpointManager
 
-        for folder in (
-            self.workspace.checkpoint_run_dir(self.config.run_name) / "checkpoints",
-            self.workspace.checkpoint_mirror_dir(self.config.run_name),
-        ):
-            if folder is not None and Path(folder).is_dir():
-                path = CheckpointManager(folder, keep=self.config.keep_checkpoints).latest_valid()
-                if path is not None:
-                    return int(path.stem.split("_")[1])
-        return None
+        name = self.config.run_name
+        path = CheckpointManager(self.workspace.checkpoint_run_dir(name) / "checkpoints",
+                                 keep=self.config.keep_checkpoints,
+                                 mirror_dir=self.workspace.checkpoint_mirror_dir(name)).latest_valid()
+        return None if path is None else int(path.stem.split("_")[1])
 
     def resume_line(self) -> str:
         step = self.resume_step()
@@ -240,12 +235,10 @@ class TrainingSession:
 
         if self.model is None:
             self.prepare()
+        # The trainer resumes from the newest valid checkpoint here or in the mirror (Drive),
+        # so a fresh Colab VM continues from Drive.
         ckpt_run_dir = self.workspace.checkpoint_run_dir(self.config.run_name)
         mirror = self.workspace.checkpoint_mirror_dir(self.config.run_name)
-        if self.is_main and mirror is not None:
-            restored = restore_checkpoints_from_mirror(ckpt_run_dir / "checkpoints", mirror, self.config.keep_checkpoints)
-            if restored:
-                self.log(f"Restored checkpoint {restored.name} from {mirror} (the local disk had none).")
         if self.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             self.config.save(self.run_dir / "config.json")
@@ -379,27 +372,6 @@ class DatabaseBackup(TrainerCallback):
 
     def on_train_end(self, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
         self.db.backup_to()
-
-
-def restore_checkpoints_from_mirror(local_dir: Path, mirror_dir: Path, keep: int) -> Path | None:
-    """When the local checkpoint folder has no valid checkpoint (a fresh Colab VM) but
-    the mirror does, copy the mirror's newest valid one back. Returns the copied path."""
-    from .checkpoint import CheckpointManager
-
-    local_dir = Path(local_dir)
-    if not Path(mirror_dir).is_dir():
-        return None
-    local = CheckpointManager(local_dir, keep=keep)
-    if local.latest_valid() is not None:
-        return None
-    newest = CheckpointManager(mirror_dir, keep=keep).latest_valid()
-    if newest is None:
-        return None
-    target = local_dir / newest.name
-    tmp = target.with_name(target.name + ".restoring")
-    shutil.copy2(newest, tmp)
-    tmp.replace(target)
-    return target
 
 
 def estimate_training_memory_gb(cfg: TrainingConfig, n_params: int, precision: str) -> float:
