@@ -78,6 +78,10 @@ def test_a_study_runs_writes_results_and_resumes(real_workspace):
     assert only.returncode == 0 and "results in" in only.stdout
     missing = hpo("--workspace", ws, "--study-name", "nope", "--results-only")
     assert missing.returncode == 2 and "no study 'nope'" in missing.stderr
+    # Resuming the study with another search space is a usage error, not a failure.
+    other = [a if a != "learning_rate=1e-3:1e-2:log" else "learning_rate=1e-4:1e-3:log" for a in common]
+    changed = hpo(*other, "--n-trials", "2")
+    assert changed.returncode == 2 and "another search space" in changed.stderr
 
 
 def test_workers_are_started_with_the_same_study_arguments():

@@ -392,7 +392,7 @@ def make_pruner(pruner: str | optuna.pruners.BasePruner | None, *, n_startup_tri
     if isinstance(pruner, optuna.pruners.BasePruner):
         return pruner
     if pruner in (None, "median"):
-        # No pruning until a few trials finished, and never at a trial's first report.
+        # No pruning until n_startup_trials trials finished; after that any report may prune.
         return optuna.pruners.MedianPruner(n_startup_trials=n_startup_trials, n_warmup_steps=0, interval_steps=1)
     if pruner == "hyperband":
         return optuna.pruners.HyperbandPruner()

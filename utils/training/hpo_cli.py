@@ -125,6 +125,9 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("interrupted: the study is kept; run the same command again to resume it", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except (SearchSpaceError, ConfigError) as e:  # e.g. resuming a study with another search space
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USAGE
     except (OSError, RuntimeError, ValueError, ImportError) as e:
         print(f"hpo failed: {type(e).__name__}: {e}", file=sys.stderr)
         return EXIT_FAILED

@@ -108,6 +108,10 @@ class TrainingSession:
         if self.data is None:
             rank = self.dist.rank if self.dist else 0
             world = self.dist.world_size if self.dist else 1
+            # Under DDP rank 0 builds the tokenizer and token caches first; the others then read them.
+            ddp = self.dist is not None and self.dist.is_distributed
+            if ddp and not self.dist.is_main:
+                self.dist.barrier()
             self.data = prepare_data(
                 self.requested_config,
                 self.workspace.root,
@@ -116,6 +120,8 @@ class TrainingSession:
                 corpus=self.corpus,
                 **self.data_options,
             )
+            if ddp and self.dist.is_main:
+                self.dist.barrier()
         # The tokenizer decides the real vocabulary (a BPE trained on a small corpus may
         # stop short of the target; GPT-2's is 50257).
         self.config = self.requested_config.replace(vocab_size=self.data.vocab_size)
