@@ -253,3 +253,22 @@ def test_load_run_rejects_unknown_json(tmp_path):
         load_run(tmp_path / "x.json")
     with pytest.raises(ValueError):
         load_run("db:some-run")
+
+
+def test_session_hardware_reaches_the_record(tmp_path):
+    """run_info as TrainingSession writes it: hardware facts nested under "hardware"."""
+    from utils.training.analysis import summary_table
+
+    def record(hardware: dict, device: str):
+        w = RunLogWriter(tmp_path / f"{device}.json")
+        w.start({"run_dir": str(tmp_path), "device": device, "world_size": 1, "hardware": hardware})
+        w.write(1, {"train_loss": 3.0, "tokens_seen": 10}, "train")
+        w.close("completed", {})
+        return load_run(tmp_path / f"{device}.json")
+
+    gpu = record({"device": "cuda", "gpu_name": "NVIDIA H100 80GB HBM3", "gpu_memory_gb": 79.1}, "cuda:0")
+    assert gpu.hardware["gpu_memory_gib"] == 79.1 and gpu.hardware["gpu_name"] == "NVIDIA H100 80GB HBM3"
+    cpu = record({"device": "cpu", "gpu_name": "", "gpu_memory_gb": 0.0}, "cpu")
+    assert cpu.hardware["gpu_name"] is None and cpu.hardware["gpu_memory_gib"] is None
+    table = summary_table([gpu, cpu])
+    assert list(table["hardware"]) == ["1x NVIDIA H100 80GB HBM3", "cpu"]

@@ -198,7 +198,8 @@ def summary_table(records) -> pd.DataFrame:
             "source": rec.source,
             "family": rec.model.get("family"),
             "n_params": rec.n_params,
-            "hardware": f"{rec.hardware.get('n_gpus') or 1}x {rec.hardware.get('gpu_name') or rec.hardware.get('device')}",
+            "hardware": (f"{rec.hardware.get('n_gpus') or 1}x {rec.hardware['gpu_name']}" if rec.hardware.get("gpu_name")
+                         else rec.hardware.get("device") or "unknown"),
             "steps": int(tr["step"].max()) if len(tr) else 0,
             "tokens_seen": tokens,
             "chinchilla_pct": 100 * tokens / (CHINCHILLA_TOKENS_PER_PARAM * rec.n_params),

@@ -236,6 +236,7 @@ def _warmup_steps(config: dict, info: dict) -> int | None:
 
 def _from_run_log(doc: dict, path: Path) -> RunRecord:
     config, info = doc.get("config") or {}, doc.get("run_info") or {}
+    hw = info.get("hardware") or {}  # the session's hardware facts (runtime.detect_runtime)
     model = {
         "name": _first(info, "model_name", default=None) or _first(config, "model_name", default=None),
         "family": _first(info, "model_family", "family", default=None) or config.get("model_family"),
@@ -244,10 +245,11 @@ def _from_run_log(doc: dict, path: Path) -> RunRecord:
     }
     hardware = {
         "device": _first(info, "device", "device_name"),
-        "gpu_name": _first(info, "gpu_name", "device_name"),
+        # No GPU name on CPU runs: plots then say "cpu", never "1x cpu" as if it were a GPU.
+        "gpu_name": _first(info, "gpu_name") or hw.get("gpu_name") or None,
         "n_gpus": _first(info, "world_size", "n_gpus", default=1),
         "peak_flops": _first(info, "peak_flops", "peak_flops_per_gpu"),
-        "gpu_memory_gib": _first(info, "gpu_memory_gb", "gpu_memory_gib"),
+        "gpu_memory_gib": _first(info, "gpu_memory_gb", "gpu_memory_gib") or hw.get("gpu_memory_gb") or None,
     }
     return RunRecord(
         name=doc.get("name") or path.stem,
