@@ -272,3 +272,14 @@ def test_session_hardware_reaches_the_record(tmp_path):
     assert cpu.hardware["gpu_name"] is None and cpu.hardware["gpu_memory_gib"] is None
     table = summary_table([gpu, cpu])
     assert list(table["hardware"]) == ["1x NVIDIA H100 80GB HBM3", "cpu"]
+
+
+def test_flush_respects_the_throttle_and_close_always_writes(tmp_path):
+    path = tmp_path / "run.json"
+    w = RunLogWriter(path, min_interval_s=3600)
+    w.start({"device": "cpu"})
+    w.write(1, {"train_loss": 3.0}, "train")
+    w.flush()  # as MetricsTracker does at every evaluation: within the interval, nothing is rewritten
+    assert json.loads(path.read_text())["train"] == []
+    w.close("completed", {})
+    assert [r["step"] for r in json.loads(path.read_text())["train"]] == [1]

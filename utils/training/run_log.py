@@ -101,7 +101,7 @@ class RunLogWriter:
             self.doc["run_info"] = info
         self.doc["status"] = "running"
         self.doc["ended_at"] = None
-        self.flush()
+        self._write()
 
     def write(self, step: int, metrics: dict[str, float], kind: str = "train") -> None:
         if kind not in ("train", "eval"):
@@ -128,22 +128,27 @@ class RunLogWriter:
         self._touch()
 
     def flush(self) -> None:
-        self.doc["updated_at"] = _now_iso()
-        _atomic_write_json(self.path, self.doc)
-        self._last_write = time.monotonic()
-        self._dirty = False
+        """Write what is new, at most every min_interval_s: the tracker flushes at every
+        evaluation, and rewriting the whole file each time would grow with the run."""
+        if self._dirty and time.monotonic() - self._last_write >= self.min_interval_s:
+            self._write()
 
     def close(self, status: str, summary: dict) -> None:
         self.doc["status"] = str(status)
         self.doc["summary"] = _plain(dict(summary or {}))
         self.doc["ended_at"] = _now_iso()
-        self.flush()
+        self._write()  # complete at the end, whatever the throttle
 
     # -- internals ---------------------------------------------------------
     def _touch(self) -> None:
         self._dirty = True
-        if time.monotonic() - self._last_write >= self.min_interval_s:
-            self.flush()
+        self.flush()
+
+    def _write(self) -> None:
+        self.doc["updated_at"] = _now_iso()
+        _atomic_write_json(self.path, self.doc)
+        self._last_write = time.monotonic()
+        self._dirty = False
 
 
 def _atomic_write_json(path: Path, doc: dict) -> None:
