@@ -45,3 +45,16 @@ def test_report_writes_charts_history_and_samples(tmp_path):
 
 def test_moving_average_uses_a_step_window():
     np.testing.assert_allclose(moving_average([10, 20, 30, 80], [1.0, 2.0, 3.0, 5.0], 50), [1, 1.5, 2, 5])
+
+
+def test_moving_average_is_a_step_window_skipping_nan():
+    import numpy as np
+
+    from utils.training.report import moving_average
+
+    steps = [10, 20, 30, 40, 50]
+    values = [1.0, 3.0, float("nan"), 5.0, 7.0]
+    # window of 25 steps: (s-25, s]
+    got = moving_average(steps, values, window_steps=25)
+    np.testing.assert_allclose(got, [1.0, 2.0, 3.0, 5.0, 6.0])
+    assert np.isnan(moving_average([1, 2], [float("nan"), float("nan")], window_steps=5)).all()
