@@ -56,5 +56,5 @@ def test_moving_average_is_a_step_window_skipping_nan():
     values = [1.0, 3.0, float("nan"), 5.0, 7.0]
     # window of 25 steps: (s-25, s]
     got = moving_average(steps, values, window_steps=25)
-    np.testing.assert_allclose(got, [1.0, 2.0, 3.0, 5.0, 6.0])
+    np.testing.assert_allclose(got, [1.0, 2.0, 2.0, 4.0, 6.0])  # e.g. step 40: steps 20, 30 (NaN), 40
     assert np.isnan(moving_average([1, 2], [float("nan"), float("nan")], window_steps=5)).all()
