@@ -94,7 +94,7 @@ def test_prepare_data_chunk_mode_on_local_folder(tmp_path, text_file):
     assert isinstance(data.train, ChunkStream) and data.train.start != (0, 0)  # val chunk held out
     x, y = data.train.next_batch()
     assert x.shape == (4, 16) and torch.equal(x[:, 1:], y[:, :-1])
-    with pytest.raises(DataError, match="fits in one chunk"):
+    with pytest.raises(DataError, match="fits in its validation region"):
         prepare_data(cfg, tmp_path / "ws", mode="chunk", tokens_per_chunk=10**8, doc_split="line")
 
 
@@ -131,3 +131,28 @@ def test_hf_chunk_mode_spools_a_streamed_dataset_and_resumes(tmp_path):
     for x, y in expected:
         x2, y2 = again.train.next_batch()
         assert torch.equal(x, x2) and torch.equal(y, y2)
+
+
+def test_chunk_mode_tokenizer_never_sees_validation_text(tmp_path, monkeypatch):
+    """The built-in corpus gives ~5.6 bytes per BPE token: a held-out region sized by a token
+    guess used to leak validation documents into the tokenizer's training sample."""
+    from utils.training import tokenizer as tokenizer_module
+    from utils.training.config import TrainingConfig
+    from utils.training.data import TextCorpus, builtin_corpus, prepare_data
+
+    seen: list[str] = []
+    real = tokenizer_module.load_tokenizer
+
+    def spy(spec, texts=None, **kw):
+        seen.extend(texts or [])
+        return real(spec, texts=texts, **kw)
+
+    monkeypatch.setattr(tokenizer_module, "load_tokenizer", spy)
+    corpus = TextCorpus(builtin_corpus()[:20000], name="slice", source="builtin")
+    cfg = TrainingConfig.preset("smoke", vocab_size=8192)
+    data = prepare_data(cfg, tmp_path, mode="chunk", corpus=corpus, tokens_per_chunk=20000)
+    assert seen, "the BPE trained on a sample"
+    val_docs = set(data.val_documents)
+    assert val_docs and not val_docs & set(seen)
+    # and the validation set is the corpus's head, held out whole
+    assert data.val_documents == corpus.documents[: len(data.val_documents)]

@@ -131,9 +131,9 @@ def _read_piece(path: Path, offset: int, max_bytes: int, text_column: str | None
     raise DataError(f"{path}: unsupported in chunk mode; use .txt/.jsonl/.csv/.parquet (optionally .gz)")
 
 
-def sample_documents(files: Sequence[Path], cursor: Cursor, max_bytes: int, text_column: str | None = None,
-                     doc_split: str = "paragraph") -> list[str]:
-    """About max_bytes of documents from `cursor` (e.g. to train a BPE tokenizer on)."""
+def read_documents(files: Sequence[Path], cursor: Cursor, max_bytes: int, text_column: str | None = None,
+                   doc_split: str = "paragraph") -> tuple[list[str], Cursor | None]:
+    """About max_bytes of documents from `cursor`, and the cursor after them (None at the end)."""
     docs, size, (file_i, offset) = [], 0, cursor
     while size < max_bytes and file_i < len(files):
         piece, offset, eof = _read_piece(files[file_i], offset, max_bytes - size, text_column, doc_split)
@@ -141,7 +141,13 @@ def sample_documents(files: Sequence[Path], cursor: Cursor, max_bytes: int, text
         size += sum(len(d) for d in piece)
         if eof:
             file_i, offset = file_i + 1, 0
-    return docs
+    return docs, ((file_i, offset) if file_i < len(files) else None)
+
+
+def sample_documents(files: Sequence[Path], cursor: Cursor, max_bytes: int, text_column: str | None = None,
+                     doc_split: str = "paragraph") -> list[str]:
+    """About max_bytes of documents from `cursor` (e.g. to train a BPE tokenizer on)."""
+    return read_documents(files, cursor, max_bytes, text_column, doc_split)[0]
 
 
 def read_chunk(files: Sequence[Path], cursor: Cursor, tokenizer, tokens_per_chunk: int,
@@ -332,11 +338,12 @@ def spool_hf_to_text(name: str, config: str | None, split: str, text_column: str
 def prepare_chunks(config, datasets_dir: Path, *, rank: int = 0, world_size: int = 1, corpus=None,
                    tokens_per_chunk: int = 1 << 20, max_chunks: int | None = None,
                    bpe_sample_bytes: int = 8 << 20, **source_options):
-    """prepare_data(mode="chunk"): the first chunk is held out as val, training streams the rest.
+    """prepare_data(mode="chunk"): the corpus's first tokens_per_chunk x 4 bytes of documents
+    are held out as val, training streams the rest.
 
     File sources stream from their files; builtin/synthetic/in-memory corpora are first
     written once to datasets/text/<hash>.txt (one document per line). The BPE tokenizer
-    trains on up to `bpe_sample_bytes` of text after the val chunk (training text only).
+    trains on up to `bpe_sample_bytes` of text after the held-out region (training text only).
     """
     from .data import PreparedData, _cfg, _check_block, _source_options, load_source
     from .sampler import RandomBatchSampler
@@ -376,28 +383,26 @@ def prepare_chunks(config, datasets_dir: Path, *, rank: int = 0, world_size: int
         files = [text_path]
     where = f"{kind} corpus {name!r}"
     spec = _cfg(config, "tokenizer", "bpe")
-    # The val chunk's extent depends on the tokenizer; BPE trains on text after a val region
-    # estimated at 4 bytes/token (small-vocab BPE gives ~2-3), so it does not see val text.
-    sample = None
-    if spec == "bpe":
-        held_out = len(sample_documents(files, (0, 0), tokens_per_chunk * 4, text_column, doc_split))
-        sample = sample_documents(files, (0, 0), tokens_per_chunk * 4 + bpe_sample_bytes, text_column, doc_split)
-        sample = sample[held_out:] or sample
+    # Validation is the corpus's first ~tokens_per_chunk tokens' worth of text, held out by
+    # bytes (4 per token, generous for BPE): training chunks and the BPE sample both start
+    # after it, so the tokenizer never sees validation text.
+    val_docs, start = read_documents(files, (0, 0), tokens_per_chunk * 4, text_column, doc_split)
+    if start is None:
+        raise DataError(f"{where} fits in its validation region ({tokens_per_chunk * 4} bytes): use mode='packed' "
+                        "or a smaller tokens_per_chunk")
+    sample = sample_documents(files, start, bpe_sample_bytes, text_column, doc_split) if spec == "bpe" else None
     tokenizer = load_tokenizer(spec, texts=sample, vocab_size=int(_cfg(config, "vocab_size", 8192)),
                                cache_dir=datasets_dir / "tokenizers")
     del sample
-    val_tokens, val_info, start = read_chunk(files, (0, 0), tokenizer, tokens_per_chunk, text_column, doc_split)
-    if start is None:
-        raise DataError(f"{where} fits in one chunk of {tokens_per_chunk} tokens: use mode='packed' "
-                        "or a smaller tokens_per_chunk")
+    val_tokens = encode_documents(tokenizer, val_docs).astype(dtype_for_vocab(len(tokenizer)))
+    val_bytes = sum(len(d.encode("utf-8")) for d in val_docs) + len(val_docs)  # eos counts as one byte
     _check_block(len(val_tokens), T, "val", where)
     train = ChunkStream(files, tokenizer, B, T, seed, rank, world_size, tokens_per_chunk=tokens_per_chunk,
                         max_chunks=max_chunks, start=start, text_column=text_column, doc_split=doc_split)
     val = RandomBatchSampler(val_tokens, B, T, seed, rank, world_size)
-    bpt = val_info["bytes"] / max(1, len(val_tokens))
-    val_docs = sample_documents(files, (0, 0), 4096, text_column, doc_split)[:8]
+    bpt = val_bytes / max(1, len(val_tokens))
     stats = {"source": kind, "name": name, "documents": None, "bytes": sum(f.stat().st_size for f in files),
              "tokens": None, "bytes_per_token": bpt, "train_tokens": None, "val_tokens": len(val_tokens),
              "synthetic": synthetic, "tokenizer": tokenizer_id(tokenizer), "vocab_size": len(tokenizer),
              "mode": "chunk", "tokens_per_chunk": tokens_per_chunk, "max_chunks": max_chunks}
-    return PreparedData(train, val, tokenizer, len(tokenizer), bpt, stats, val_docs)
+    return PreparedData(train, val, tokenizer, len(tokenizer), bpt, stats, val_docs[:8])
