@@ -196,7 +196,9 @@ impact = impact_table({n: measurements[(n, "medical test")].per_doc_tokens for n
 print(impact.round(3).to_string(index=False))
 print(f"\nprices (USD per 1M input tokens): {PRICES}\n{PRICE_SOURCE}")
 if tps:
-    print(f"training throughput: {tps:,.0f} tokens/s, measured by the engine in section 5")
+    print(f"training throughput: {tps:,.0f} tokens/s, measured by the engine in section 5 (the {train_preset} "
+          "model with the domain BPE); the hours column applies that one speed to every tokenizer, although a "
+          "larger vocabulary trains slower (GPT-2's run above was slower per token)")
 
 # %% [markdown]
 # ## 7. The dashboard
