@@ -82,7 +82,9 @@ def test_a_fresh_vm_resumes_from_the_mirrored_checkpoints(tmp_path, corpus):
     from utils.training.experiment_db import ExperimentDB
 
     with ExperimentDB(ws.db_path) as db:  # the row points at the durable run folder, not the VM's checkpoints
-        assert db.get_run("smoke")["run_dir"] == str(ws.run_dir("smoke"))
+        row = db.get_run("smoke")
+    assert row["run_dir"] == str(ws.run_dir("smoke"))
+    assert row["config_hash"] == s.config.config_hash  # one hash for the run everywhere
     local = ws.checkpoint_run_dir("smoke") / "checkpoints"
     mirror = ws.checkpoint_mirror_dir("smoke")
     assert sorted(p.name for p in mirror.glob("step_*.pt")) == sorted(p.name for p in local.glob("step_*.pt"))

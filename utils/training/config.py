@@ -177,9 +177,8 @@ class TrainingConfig:
 
     @property
     def config_hash(self) -> str:
-        """Stable 12-hex-digit id of the full config (sorted-key JSON, sha256)."""
-        blob = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+        """Stable 12-hex-digit id of the full config (see config_dict_hash)."""
+        return config_dict_hash(self.to_dict())
 
     # --- comparing -------------------------------------------------------------------
     def diff(self, other: TrainingConfig) -> dict[str, tuple[Any, Any]]:
@@ -211,6 +210,13 @@ class TrainingConfig:
             return self.max_steps
         tokens = self.max_tokens if self.max_tokens > 0 else self.epochs * train_tokens
         return max(1, math.ceil(tokens / self.tokens_per_step))
+
+
+def config_dict_hash(d: dict) -> str:
+    """The one hash of a config: sha256 of its sorted-key compact JSON, 12 hex digits. The
+    experiment database hashes stored configs with it too, so a run has one hash everywhere."""
+    blob = json.dumps(d, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
 def warmup_steps_for(warmup_ratio: float, max_steps: int) -> int:

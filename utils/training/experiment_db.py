@@ -22,7 +22,6 @@ Storage of metric points (two tables, one transaction):
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 import os
@@ -174,14 +173,17 @@ class ExperimentDB:
         """A new run row (status running); returns its run_id."""
         if not isinstance(run_name, str) or not run_name.strip():
             raise ValueError(f"run_name must be a non-empty string, got {run_name!r}")
-        cfg = _json(config_to_dict(config))
+        from .config import config_dict_hash  # no torch: config.py is plain Python
+
+        as_dict = config_to_dict(config)
+        cfg, config_hash = _json(as_dict), config_dict_hash(as_dict)
         now = time.time()
         try:
             with self._write():
                 cur = self.conn.execute(
                     "INSERT INTO runs (run_name, status, created_at, updated_at, config_json, config_hash, "
                     "run_info_json, wandb_run_id, run_dir) VALUES (?, 'running', ?, ?, ?, ?, ?, ?, ?)",
-                    (run_name, now, now, cfg, hashlib.sha256(cfg.encode()).hexdigest()[:16],
+                    (run_name, now, now, cfg, config_hash,
                      _json(run_info) if run_info else None, wandb_run_id, None if run_dir is None else str(run_dir)))
         except sqlite3.IntegrityError as e:
             raise RunExistsError(f"a run named {run_name!r} is already in {self.path}; pick another name, "
