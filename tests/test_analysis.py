@@ -82,3 +82,19 @@ def test_compare_runs_and_summary_table(smoke_record, tmp_path):
     lines = md.read_text().splitlines()
     assert len(lines) == 2 + len(df) and "llama3-2.2b-chinchilla" in md.read_text()
     assert csv.read_text().count("\n") == 1 + len(df)
+
+
+def test_mfu_against_an_estimated_peak_says_so(tmp_path):
+    from utils.training.run_log import RunLogWriter
+
+    def record(estimated: bool):
+        path = tmp_path / f"est-{estimated}.json"
+        w = RunLogWriter(path)
+        w.start({"device": "cuda:0", "world_size": 1, "gpu_name": "NVIDIA A10G", "peak_flops_estimated": estimated})
+        for step in (1, 2, 3):
+            w.write(step, {"train_loss": 3.0, "tokens_seen": 100 * step, "mfu_pct": 30.0 + step}, "train")
+        w.close("completed", {})
+        return load_run(path)
+
+    titles = [plot_run(record(flag)).axes[3].get_title() for flag in (True, False)]
+    assert "ESTIMATED" in titles[0] and "ESTIMATED" not in titles[1]

@@ -99,6 +99,8 @@ def plot_run(record: RunRecord, out_path=None, dpi: int | None = None):
     _series_with_mean(ax, record, "mfu_pct", PALETTE["train"], "MFU (% of peak bf16)", "%",
                       "MFU not measured (CPU run or unknown peak)")
     ax.set_title(PLOT_RUN_TITLES[3] + ax.get_title())
+    if record.hardware.get("peak_estimated") and record.col("mfu_pct") is not None:
+        ax.set_title(ax.get_title() + "\npeak ESTIMATED: GPU not in the peak table")
 
     ax = axes[4]
     _series_with_mean(ax, record, "tokens_per_sec", PALETTE["throughput"], "tokens/s (all GPUs)", "tokens/s",

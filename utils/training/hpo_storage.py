@@ -377,7 +377,7 @@ def optimize_exactly(
                 lock.__exit__(None, None, None)
                 return objective(trial)
 
-            study.optimize(claimed, n_trials=1, callbacks=list(callbacks), catch=catch, gc_after_trial=False)
+            study.optimize(claimed, n_trials=1, callbacks=list(callbacks), catch=catch, gc_after_trial=True)  # a failed (OOM) trial frees its tensors
             ran += 1
         finally:
             if held:

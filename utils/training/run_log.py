@@ -254,6 +254,8 @@ def _from_run_log(doc: dict, path: Path) -> RunRecord:
         "gpu_name": _first(info, "gpu_name") or hw.get("gpu_name") or None,
         "n_gpus": _first(info, "world_size", "n_gpus", default=1),
         "peak_flops": _first(info, "peak_flops", "peak_flops_per_gpu"),
+        # True when the GPU was not in the peak table and a stand-in peak was used for MFU.
+        "peak_estimated": bool(info.get("peak_flops_estimated", False)),
         "gpu_memory_gib": _first(info, "gpu_memory_gb", "gpu_memory_gib") or hw.get("gpu_memory_gb") or None,
     }
     return RunRecord(
