@@ -266,7 +266,11 @@ def compare_runs(records, out_path=None, dpi: int | None = None):
         ax.set_title(title)
         ax.set_ylabel(ylabel)
     # Bars are numbered; the legend maps numbers to runs once instead of rotated tick labels.
-    ax_tok.legend(handles=ax_tok.get_lines(), labels=[f"{i + 1}. {lb}" for i, lb in enumerate(labels)], fontsize=8)
+    # Runs without tokens_seen (imported from the seed's database) have lines on the time axis only.
+    legend_ax = ax_tok if ax_tok.get_lines() else ax_time
+    if legend_ax.get_lines():
+        legend_ax.legend(handles=legend_ax.get_lines(), labels=[f"{i + 1}. {lb}" for i, lb in enumerate(labels)],
+                         fontsize=8)
     if out_path is not None:
         save_figure(fig, out_path, dpi=dpi)
     return fig, df

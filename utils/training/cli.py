@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from .config import PRESETS, ConfigError, Problem, TrainingConfig, parse_overrides
+from .experiment_db import DatabaseFileError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -55,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("runs", nargs="+", metavar="RUN", help="a run log file, a folder of them, or db:NAME")
     rp.add_argument("--workspace", default="workspace")
     rp.add_argument("--out", type=Path, help="output folder (default: WORKSPACE/results)")
+    ri = rsub.add_parser("import", help="copy a seed notebook experiments.db into WORKSPACE/experiments.db")
+    ri.add_argument("path", type=Path, metavar="PATH", help="the seed's experiments.db (read only, left unchanged)")
+    ri.add_argument("--workspace", default="workspace")
     rc = rsub.add_parser("compare", help="one comparison figure and table for several RUNs")
     rc.add_argument("runs", nargs="+", metavar="RUN")
     rc.add_argument("--workspace", default="workspace")
@@ -78,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         from .hpo_cli import run as run_hpo
 
         return run_hpo(args)
-    except ConfigError as e:
+    except (ConfigError, DatabaseFileError) as e:  # bad input: a usage error, nothing written
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
@@ -133,6 +137,8 @@ def train_command(args: argparse.Namespace) -> int:
     session = TrainingSession(config, args.workspace, tracking=tracking, data_options=data_options, dist=dist,
                               log=print if dist.is_main else (lambda _msg: None))
     try:
+        if dist.is_main:
+            session.db  # noqa: B018 - open (and check) the database before data and model are built
         session.prepare()
         if dist.is_main:
             s = session.summary()
@@ -153,7 +159,7 @@ def train_command(args: argparse.Namespace) -> int:
     except (DataError, ResumeError) as e:  # bad data, or a config that cannot resume: usage errors
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
-    except ConfigError:
+    except (ConfigError, DatabaseFileError):  # usage errors: main() prints them and exits 2
         raise
     except (ValueError, OSError, RuntimeError) as e:
         print(f"error: training failed: {type(e).__name__}: {e}", file=sys.stderr)
@@ -176,6 +182,13 @@ def runs_command(args: argparse.Namespace) -> int:
 
     workspace = Path(args.workspace)
     db_path = workspace / "experiments.db"
+    if args.runs_command == "import":
+        if not args.path.exists():
+            raise ConfigError([Problem("PATH", str(args.path), "does not exist")])
+        with ExperimentDB(db_path) as db:
+            print(db.import_db(args.path))
+            print(f"into {db_path}; see them with: python -m utils.training runs list --workspace {workspace}")
+        return EXIT_OK
     if args.runs_command == "list":
         if not db_path.exists():
             print(f"no runs yet: {db_path} does not exist")

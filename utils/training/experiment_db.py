@@ -96,6 +96,101 @@ class RunExistsError(ValueError):
     """log_run was given a name that is already in the database."""
 
 
+class RunNotFoundError(KeyError, ValueError):
+    """No run with that id or name. A KeyError (our callers) and a ValueError (the seed's)."""
+
+    def __str__(self) -> str:  # KeyError would show the message in quotes
+        return str(self.args[0]) if self.args else ""
+
+
+class DatabaseFileError(ValueError):
+    """The file at the database path is not one this class may open: not SQLite, truncated,
+    a directory, read-only, or a database of another schema (left exactly as it was)."""
+
+    def __init__(self, path: str | os.PathLike, what: str, fix: str):
+        self.path, self.what, self.fix = Path(path), what, fix
+        super().__init__(f"{self.path} {what}. {fix}")
+
+    def _render_traceback_(self) -> list[str]:
+        """A notebook shows the message, not a stack of library frames."""
+        return [f"DatabaseFileError: {self}"]
+
+
+SQLITE_MAGIC = b"SQLite format 3\x00"
+SEED_TABLES = {"runs": {"run_id", "run_name", "config"}, "metrics": {"metric_name", "value", "step", "epoch"}}
+
+
+def _import_hint(path: Path) -> str:
+    return (f"To bring its runs into this project's database, keep it where it is (or rename it, e.g. "
+            f"seed_experiments.db, if ours should live at this path) and run: python -m utils.training runs "
+            f"import {path} [--workspace DIR]  (in Python: ExperimentDB(OUR_PATH).import_db({str(path)!r}))")
+
+
+def check_database_file(path: str | os.PathLike) -> str:
+    """What is at `path`, read without writing a byte: "new" (missing or empty file) or
+    "ours". Anything else raises DatabaseFileError naming the file, what it is and the fix.
+    The schema is read through an immutable read-only connection, so a database of another
+    schema is left byte-identical (no WAL switch, no journal, no migration)."""
+    path = Path(path)
+    if path.is_dir():
+        raise DatabaseFileError(path, "is a directory, not an experiments database file",
+                                f"Give the path of a .db file, for example {path / 'experiments.db'}")
+    if not path.exists():
+        return "new"
+    try:
+        os.close(os.open(path, os.O_RDWR))
+    except PermissionError as e:
+        raise DatabaseFileError(path, f"is read-only ({e.strerror})",
+                                "Copy it to a writable folder and open the copy, or make it writable") from e
+    with open(path, "rb") as f:
+        head = f.read(100)
+    if not head:
+        return "new"  # SQLite treats an empty file as an empty database
+    if not head.startswith(SQLITE_MAGIC):
+        raise DatabaseFileError(path, f"is not a SQLite database (it starts with {head[:16]!r})",
+                                "Move it aside or give another path; this file was left unchanged")
+    page_size = int.from_bytes(head[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    n_pages = int.from_bytes(head[28:32], "big")
+    valid_count = head[24:28] == head[92:96]  # the in-header size is valid only when these match
+    size = path.stat().st_size
+    if len(head) < 100 or size < page_size or (valid_count and n_pages and size < n_pages * page_size):
+        raise DatabaseFileError(path, f"is a truncated SQLite database ({size} bytes; its header says "
+                                f"{n_pages} pages of {page_size} bytes)",
+                                "Restore it from a backup (the Drive mirror, if you use one); it was left unchanged")
+    uri = f"{path.resolve().as_uri()}?mode=ro&immutable=1"
+    try:
+        ro = sqlite3.connect(uri, uri=True)
+        try:
+            version = ro.execute("PRAGMA user_version").fetchone()[0]
+            tables = {r[0] for r in ro.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")}
+            columns = {t: {r[1] for r in ro.execute(f"PRAGMA table_info({_quote(t)})")} for t in tables}
+        finally:
+            ro.close()
+    except sqlite3.DatabaseError as e:
+        raise DatabaseFileError(path, f"is a damaged SQLite database ({e})",
+                                "Restore it from a backup; it was left unchanged") from e
+    if version > SCHEMA_VERSION:
+        raise RuntimeError(f"{path} has schema version {version}; this code reads up to "
+                           f"{SCHEMA_VERSION}. Update the project, or open a copy made by this version.")
+    if not tables:
+        return "new"
+    if "config_json" in columns.get("runs", set()) and "metric_blocks" in tables:
+        return "ours"
+    if all(need <= columns.get(t, set()) for t, need in SEED_TABLES.items()):
+        raise DatabaseFileError(path, "is an experiments database written by the seed notebook "
+                                "(transformer-builder-colab-templates schema: runs.config, metrics.metric_name); "
+                                "it was left unchanged", _import_hint(path))
+    raise DatabaseFileError(path, f"is a SQLite database of another schema (tables: {', '.join(sorted(tables))}); "
+                            "it was left unchanged", "Give the path of an experiments database of this project, "
+                            "or a new file")
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
 def config_to_dict(config: Any) -> dict:
     """A mapping, a dataclass, or an object with to_dict(); anything else is an error."""
     if config is None:
@@ -126,25 +221,41 @@ def _loads(text: str | None) -> Any:
 
 
 class ExperimentDB:
-    """The experiments database at `path` (created, or migrated, on open)."""
+    """The experiments database at `path` (created, or migrated, on open).
 
-    def __init__(self, path: str | os.PathLike, *, busy_timeout_s: float = 30.0, flush_rows: int = 10_000,
-                 flush_s: float = 5.0, mirror_path: str | os.PathLike | None = None):
-        self.path = Path(path)
+    A file that is not ours (another schema, the seed's included, a non-SQLite, truncated
+    or read-only file, a directory) raises DatabaseFileError before anything is written.
+    The seed notebook's calls work too (see seed_db.py): `db_path=`, `log_run(name, config,
+    notes)`, `log_metric(..., step=None, epoch=None)`, `compare_runs([ids])`, ..."""
+
+    def __init__(self, path: str | os.PathLike = "experiments.db", *, busy_timeout_s: float = 30.0,
+                 flush_rows: int = 10_000, flush_s: float = 5.0, mirror_path: str | os.PathLike | None = None,
+                 db_path: str | os.PathLike | None = None):
+        self.path = Path(db_path if db_path is not None else path)  # db_path: the seed's keyword
+        check_database_file(self.path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.mirror_path = Path(mirror_path) if mirror_path else None
         self.flush_rows, self.flush_s = flush_rows, flush_s  # points; seconds
         # isolation_level=None: we issue BEGIN IMMEDIATE / COMMIT ourselves.
         self.conn = sqlite3.connect(str(self.path), timeout=busy_timeout_s, isolation_level=None)
-        self.conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
-        self.conn.execute("PRAGMA journal_mode = WAL")
-        self.conn.execute("PRAGMA synchronous = NORMAL")
-        self.conn.execute("PRAGMA foreign_keys = ON")
         # (run_id, step, wall_time, {name: value}) per log_metrics call; _buffered counts points.
         self._buffer: list[tuple[int, int, float, dict[str, float]]] = []
         self._buffered = 0
         self._last_flush = time.monotonic()
-        self._migrate()
+        self._next_step: dict[tuple[int, str], int] = {}  # seed log_metric without step or epoch
+        try:
+            self.conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
+            self.conn.execute("PRAGMA journal_mode = WAL")
+            self.conn.execute("PRAGMA synchronous = NORMAL")
+            self.conn.execute("PRAGMA foreign_keys = ON")
+            self._migrate()
+        except sqlite3.OperationalError as e:
+            self.conn.close()
+            self.conn = None
+            if "readonly" in str(e) or "read-only" in str(e) or "unable to open" in str(e):
+                raise DatabaseFileError(self.path, f"cannot be written ({e}; a read-only file or folder)",
+                                        "Copy it to a writable folder and open the copy") from e
+            raise
 
     # -- schema --------------------------------------------------------------
     def _migrate(self) -> None:
@@ -164,17 +275,32 @@ class ExperimentDB:
         return _Transaction(self.conn)
 
     @property
+    def db_path(self) -> Path:
+        """The seed's name for `path`."""
+        return self.path
+
+    @property
     def schema_version(self) -> int:
         return self.conn.execute("PRAGMA user_version").fetchone()[0]
 
     # -- runs ------------------------------------------------------------------
-    def log_run(self, run_name: str, config: Any = None, *, run_dir: str | None = None,
-                wandb_run_id: str | None = None, run_info: dict | None = None) -> int:
-        """A new run row (status running); returns its run_id."""
+    def log_run(self, run_name: str, config: Any = None, notes: str = "", *, run_dir: str | None = None,
+                wandb_run_id: str | None = None, run_info: dict | None = None,
+                on_duplicate: str = "error") -> int:
+        """A new run row (status running); returns its run_id. Run names are unique: a name
+        already used raises RunExistsError, or with on_duplicate="rename" the run gets the
+        first free "NAME-2", "NAME-3", ... (printed). `notes` (the seed's) go to run_info."""
         if not isinstance(run_name, str) or not run_name.strip():
             raise ValueError(f"run_name must be a non-empty string, got {run_name!r}")
+        if on_duplicate not in ("error", "rename"):
+            raise ValueError(f"on_duplicate must be 'error' or 'rename', got {on_duplicate!r}")
         from .config import config_dict_hash  # no torch: config.py is plain Python
 
+        if on_duplicate == "rename" and self.find_run(run_name) is not None:
+            given, run_name = run_name, self.unique_run_name(run_name)
+            print(f"ExperimentDB: a run named {given!r} exists in {self.path}; this one is {run_name!r}")
+        if notes:
+            run_info = {**(run_info or {}), "notes": str(notes)}
         as_dict = config_to_dict(config)
         cfg, config_hash = _json(as_dict), config_dict_hash(as_dict)
         now = time.time()
@@ -187,8 +313,17 @@ class ExperimentDB:
                      _json(run_info) if run_info else None, wandb_run_id, None if run_dir is None else str(run_dir)))
         except sqlite3.IntegrityError as e:
             raise RunExistsError(f"a run named {run_name!r} is already in {self.path}; pick another name, "
-                                 f"or continue it with find_run({run_name!r})") from e
+                                 f"continue it with find_run({run_name!r}), or pass on_duplicate='rename' "
+                                 f"to get the next free {run_name}-N") from e
         return int(cur.lastrowid)
+
+    def unique_run_name(self, run_name: str) -> str:
+        """`run_name`, or the first of NAME-2, NAME-3, ... not in the database."""
+        name, k = run_name, 1
+        while self.find_run(name) is not None:
+            k += 1
+            name = f"{run_name}-{k}"
+        return name
 
     def find_run(self, run_name: str) -> int | None:
         row = self.conn.execute("SELECT run_id FROM runs WHERE run_name = ?", (run_name,)).fetchone()
@@ -202,7 +337,8 @@ class ExperimentDB:
             run_id = self.find_run(run)
             if run_id is not None:
                 return run_id
-        raise KeyError(f"no run {run!r} in {self.path} (give a run_id or a run name; list_runs() shows them)")
+        raise RunNotFoundError(f"no run {run!r} in {self.path} (give a run_id or a run name; list_runs() shows "
+                               f"them)")
 
     def get_run(self, run: int | str) -> dict:
         """The run row as a dict; `config`, `run_info` and `summary` parsed from JSON."""
@@ -212,6 +348,7 @@ class ExperimentDB:
         row["config"] = _loads(row.pop("config_json"))
         row["run_info"] = _loads(row.pop("run_info_json"))
         row["summary"] = _loads(row.pop("summary_json"))
+        row["notes"] = row["run_info"].get("notes", "") if isinstance(row["run_info"], dict) else ""
         return row
 
     def update_run_status(self, run: int | str, status: str, **summary: Any) -> None:
@@ -235,6 +372,10 @@ class ExperimentDB:
 
     def list_runs(self, status: str | None = None, order_by: str = "created_at", descending: bool = True,
                   limit: int | None = None) -> pd.DataFrame:
+        """Run rows, newest first; our columns plus the seed's `notes`. The seed's
+        `list_runs(5)` (a limit as the first argument) works too."""
+        if isinstance(status, int) and not isinstance(status, bool):
+            status, limit = None, status  # the seed's positional limit
         if order_by not in SORT_COLUMNS:
             raise ValueError(f"order_by must be one of {SORT_COLUMNS}, got {order_by!r}")
         sql = f"SELECT {', '.join(RUN_COLUMNS)} FROM runs"
@@ -246,7 +387,10 @@ class ExperimentDB:
         if limit is not None:
             sql += " LIMIT ?"
             params.append(int(limit))
-        return pd.DataFrame(self.conn.execute(sql, params).fetchall(), columns=list(RUN_COLUMNS))
+        rows = self.conn.execute(sql.replace(" FROM runs", ", run_info_json FROM runs", 1), params).fetchall()
+        df = pd.DataFrame([r[:-1] for r in rows], columns=list(RUN_COLUMNS))
+        df["notes"] = [(_loads(r[-1]) or {}).get("notes", "") for r in rows]
+        return df
 
     def delete_run(self, run: int | str) -> None:
         run_id = self._resolve(run)
@@ -256,8 +400,23 @@ class ExperimentDB:
             self.conn.execute("DELETE FROM runs WHERE run_id = ?", (run_id,))
 
     # -- metrics -----------------------------------------------------------------
-    def log_metric(self, run_id: int, name: str, value: float, step: int) -> None:
-        self.log_metrics(run_id, {name: value}, step)
+    def log_metric(self, run_id: int, name: str, value: float, step: int | None = None,
+                   epoch: int | None = None) -> None:
+        """One point. The seed's forms work too: with `epoch` the epoch is stored as the
+        metric "epoch" at the same step (step defaults to the epoch number); with neither,
+        the step is this metric's previous step + 1."""
+        if step is None:
+            if epoch is not None:
+                step = int(epoch)
+            else:
+                key = (int(run_id), name)
+                if key not in self._next_step:
+                    prev = self.get_metrics(run_id, name)["step"]
+                    self._next_step[key] = int(prev.max()) + 1 if len(prev) else 0
+                step = self._next_step[key]
+        self._next_step[(int(run_id), name)] = int(step) + 1
+        points = {name: value} if epoch is None else {name: value, "epoch": int(epoch)}
+        self.log_metrics(run_id, points, step)
 
     def log_metrics(self, run_id: int, metrics: Mapping[str, float], step: int) -> None:
         """Buffer one step's values; written at the next flush. Non-numbers are an error."""
@@ -321,8 +480,20 @@ class ExperimentDB:
                                        s[keep].tobytes(), v[keep].tobytes(), w[keep].tobytes()))
 
     def get_metrics(self, run: int | str, name: str | None = None) -> pd.DataFrame:
-        """Columns step, metric_name, value, wall_time; sorted by metric_name then step."""
+        """Columns step, metric_name, value, wall_time, then the seed's metric_id, run_id,
+        epoch (the "epoch" metric at that step, else NaN) and timestamp (UTC); sorted by
+        metric_name then step. A seed name ("val/loss") with no points reads ours ("val_loss")."""
+        from .seed_db import SEED_TO_OURS, add_seed_columns
+
         run_id = self._resolve(run)
+        df = self._get_metrics(run_id, name)
+        if name is not None and df.empty and name in SEED_TO_OURS:
+            df = self._get_metrics(run_id, SEED_TO_OURS[name])
+        epochs = self._get_metrics(run_id, "epoch") if name is not None else df[df["metric_name"] == "epoch"]
+        return add_seed_columns(df, run_id, epochs)
+
+    def _get_metrics(self, run_id: int, name: str | None = None) -> pd.DataFrame:
+        """Columns step, metric_name, value, wall_time; sorted by metric_name then step."""
         self.flush()
         sql = "SELECT name, steps, vals, wall_times FROM metric_blocks WHERE run_id = ?"
         params: tuple = (run_id,)
@@ -362,8 +533,20 @@ class ExperimentDB:
         return [r[0] for r in self.conn.execute(
             "SELECT DISTINCT name FROM metric_blocks WHERE run_id = ? ORDER BY name", (run_id,))]
 
-    def compare_runs(self, runs: Iterable[int | str], metric: str = "val_loss") -> pd.DataFrame:
-        """One column per run (its name), indexed by step, holding `metric`."""
+    def compare_runs(self, runs: Iterable[int | str], metric: str | None = None) -> pd.DataFrame:
+        """One column per run (its name), indexed by step, holding `metric` (default val_loss).
+
+        The seed's call form, a list of integer run ids and no metric, gives the seed's
+        shape instead: one row per run (run_id, run_name, created_at, status,
+        final_train_loss, final_val_loss, best_val_loss, best_epoch, total_epochs), unknown
+        ids skipped."""
+        runs = list(runs)
+        if metric is None and runs and all(isinstance(r, (int, np.integer)) and not isinstance(r, bool)
+                                           for r in runs):
+            from .seed_db import seed_compare_runs
+
+            return seed_compare_runs(self, runs)
+        metric = metric or "val_loss"
         cols = {}
         for run in runs:
             run_id = self._resolve(run)
@@ -376,23 +559,44 @@ class ExperimentDB:
 
     def get_best_run(self, metric: str = "val_loss", mode: str = "min") -> dict | None:
         """The run with the lowest (mode="min") or highest ("max") value of `metric`, or None."""
+        """The run dict also carries best_value, best_step and (the seed's) best_epoch; a seed
+        metric name ("val/loss") falls back to ours ("val_loss") when it has no points."""
+        from .seed_db import SEED_TO_OURS
+
         if mode not in ("min", "max"):
             raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
         self.flush()
         agg = "MIN" if mode == "min" else "MAX"  # from the fixed pair above
-        row = self.conn.execute(
-            f"SELECT run_id, {agg}(value) AS best FROM metrics WHERE name = ? AND value IS NOT NULL "
-            f"GROUP BY run_id ORDER BY best {'ASC' if mode == 'min' else 'DESC'}, run_id LIMIT 1",
-            (metric,)).fetchone()
+        row = None
+        for name in (metric, SEED_TO_OURS.get(metric)):
+            if name is None or row is not None:
+                continue
+            row = self.conn.execute(
+                f"SELECT run_id, {agg}(value) AS best FROM metrics WHERE name = ? AND value IS NOT NULL "
+                f"GROUP BY run_id ORDER BY best {'ASC' if mode == 'min' else 'DESC'}, run_id LIMIT 1",
+                (name,)).fetchone()
+            used = name
         if row is None:
             return None
         run = self.get_run(row[0])
         run["best_value"] = row[1]
+        at = self.get_metrics(row[0], used)
+        at = at[at["value"] == row[1]]
+        run["best_step"] = int(at["step"].iloc[0]) if len(at) else None
+        epoch = at["epoch"].iloc[0] if len(at) else math.nan
+        run["best_epoch"] = None if pd.isna(epoch) else int(epoch)
         return run
 
     # -- artifacts and trials ------------------------------------------------------
     def log_artifact(self, run: int | str, kind: str, path: str | os.PathLike, step: int | None = None,
                      **meta: Any) -> int:
+        """`meta` keywords go to meta_json; the seed's `metadata` dict (4th argument or keyword) too."""
+        if isinstance(step, Mapping):  # the seed's log_artifact(run_id, type, path, metadata)
+            meta, step = {**step, **meta}, None
+        if isinstance(meta.get("metadata"), Mapping):
+            meta = {**meta.pop("metadata"), **meta}
+        elif "metadata" in meta and meta["metadata"] is None:
+            meta.pop("metadata")
         run_id = self._resolve(run)
         with self._write():
             cur = self.conn.execute(
@@ -437,6 +641,13 @@ class ExperimentDB:
                           columns=cols)
         df["params"] = [json.loads(p) for p in df.pop("params_json")]
         return df
+
+    def import_db(self, path: str | os.PathLike):
+        """Copy the runs, metrics and artifacts of a seed notebook experiments.db into this
+        database (the source is opened read-only and left byte-identical); see seed_db.py."""
+        from .seed_db import import_seed_db
+
+        return import_seed_db(self, path)
 
     # -- health, backup, lifetime ------------------------------------------------------
     def integrity_check(self) -> str:
