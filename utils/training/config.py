@@ -418,8 +418,22 @@ def _check_values(cfg: TrainingConfig, skip: set[str]) -> list[Problem]:
     return problems
 
 
+# Names other tools (the seed notebook, nanoGPT, HF) use for our fields: spelling distance
+# alone would send max_seq_len to max_steps.
+KNOWN_ALIASES = {
+    "max_seq_len": "block_size", "seq_len": "block_size", "context_length": "block_size",
+    "max_position_embeddings": "block_size", "n_positions": "block_size",
+    "num_layers": "n_layer", "n_layers": "n_layer", "num_hidden_layers": "n_layer",
+    "num_heads": "n_head", "n_heads": "n_head", "num_attention_heads": "n_head",
+    "num_key_value_heads": "n_kv_head", "n_embd": "d_model", "hidden_size": "d_model",
+    "intermediate_size": "d_ff", "lr": "learning_rate", "seed": "random_seed", "num_epochs": "epochs",
+    "grad_clip": "max_grad_norm", "max_iters": "max_steps", "num_train_epochs": "epochs",
+}
+
+
 def _unknown_key(key: str) -> Problem:
-    close = difflib.get_close_matches(key, FIELD_NAMES, n=1, cutoff=0.6)
+    close = [KNOWN_ALIASES[key]] if key in KNOWN_ALIASES else difflib.get_close_matches(key, FIELD_NAMES, n=1,
+                                                                                         cutoff=0.6)
     hint = f"; did you mean {close[0]!r}?" if close else ""
     return Problem(key, "(unknown key)", f"is not a TrainingConfig field{hint}")
 

@@ -21,8 +21,15 @@ def _duration(seconds: float) -> str:
 
 
 class TrainingDashboard:
-    def __init__(self, record: RunRecord):
+    """from_run / from_db / from_dataframe, then figure() or save(). The seed notebook's form
+    works too: `TrainingDashboard(figsize=(18, 12)).plot(tracker.get_summary())` then save()."""
+
+    def __init__(self, record: RunRecord | None = None, figsize: tuple[float, float] | None = None):
+        if isinstance(record, tuple):  # the seed's TrainingDashboard((18, 12))
+            record, figsize = None, record
         self.record = record
+        self.figsize = figsize
+        self._fig = None  # the figure plot() drew; save() writes it
 
     @classmethod
     def from_run(cls, record) -> TrainingDashboard:
@@ -66,6 +73,9 @@ class TrainingDashboard:
         return " · ".join(parts) + "\n" + cfg_line
 
     def figure(self):
+        if self.record is None:
+            raise ValueError("this TrainingDashboard has no run yet: call plot(metrics_df), or build it with "
+                             "from_run(path), from_db(db, run) or from_dataframe(df)")
         rec, tr, ev = self.record, self.record.train, self.record.eval
         fig = new_figure((13, 8))
         axes = fig.subplots(2, 3).ravel()
@@ -162,5 +172,13 @@ class TrainingDashboard:
         return fig
 
     def save(self, path, dpi: int = EXPORT_DPI):
-        """PNG, PDF or SVG by suffix; 300 dpi by default (export)."""
-        return save_figure(self.figure(), path, dpi=dpi)
+        """PNG, PDF or SVG by suffix; 300 dpi by default (export). After plot(), that figure."""
+        return save_figure(self._fig if self._fig is not None else self.figure(), path, dpi=dpi)
+
+    def plot(self, metrics_df: pd.DataFrame, config: dict | None = None, title: str | None = None):
+        """The seed's call: the dashboard of a metrics frame (seed_dashboard.py: the seed's
+        per-epoch get_summary() frame, or our wide frame with a `step` column); returns the figure."""
+        from .seed_dashboard import plot_frame
+
+        self._fig = plot_frame(self, metrics_df, config, title)
+        return self._fig

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import sys
 import time
+from types import SimpleNamespace
 
 from .callbacks import TrainerCallback
 from .style import PALETTE, figure_png, new_figure
@@ -50,15 +51,26 @@ def _png_image(png: bytes):
 
 
 class LivePlotter(TrainerCallback):
+    """A Trainer callback, or driven by hand from any loop with the seed notebook's calls:
+    `LivePlotter(metrics=['loss', 'perplexity', 'accuracy'])`, `update(epoch, train_metrics,
+    val_metrics)` (keys `m` or `train/m`, `val/m`), `save(path, dpi)`. With 'accuracy' in
+    `metrics` the fourth panel shows accuracy instead of throughput. `style` is accepted
+    and ignored: every figure uses style.py."""
+
     def __init__(self, min_interval_s: float = 2.0, compact: bool = False, save_path=None, mode: str = "auto",
-                 max_overhead: float = 0.01, stream=None):
+                 max_overhead: float = 0.01, stream=None, *, metrics=None, figsize=None, style=None):
+        if isinstance(min_interval_s, (list, tuple)):  # the seed's LivePlotter(['loss', ...])
+            metrics, min_interval_s = min_interval_s, 2.0
         if mode not in ("auto", "figure", "text"):
             raise ValueError(f"mode must be auto, figure or text, not {mode!r}")
         self.min_interval_s = float(min_interval_s)  # s between two redraws at least
         self.max_overhead = float(max_overhead)  # fraction of wall time drawing may take
         self.compact, self.save_path, self.mode, self.stream = compact, save_path, mode, stream
-        self.train = {"step": [], "train_loss": [], "lr": [], "tokens_per_sec": []}
-        self.val = {"step": [], "val_loss": []}
+        self.metrics = list(metrics) if metrics is not None else ["loss", "perplexity", "accuracy"]
+        self.figsize, self.style = figsize, style
+        self.x_label = "step"  # "epoch" once update() drives it
+        self.train = {"step": [], "train_loss": [], "lr": [], "tokens_per_sec": [], "train_accuracy": []}
+        self.val = {"step": [], "val_loss": [], "val_accuracy": []}
         self.best = (math.inf, None)  # (val_loss, step)
         self.handle = None
         self.fig = None
@@ -71,6 +83,10 @@ class LivePlotter(TrainerCallback):
 
     # -- events ----------------------------------------------------------------
     def on_train_begin(self, state, control, **kwargs) -> None:
+        self._resolve_mode()
+        self._t_begin = self._last_draw = time.monotonic()  # first redraw one interval in, not at step 1
+
+    def _resolve_mode(self) -> None:
         if self.mode == "auto":
             try:
                 import matplotlib  # noqa: F401
@@ -78,12 +94,11 @@ class LivePlotter(TrainerCallback):
                 self.mode = "figure" if _in_notebook() else "text"
             except ImportError:
                 self.mode = "text"
-        self._t_begin = self._last_draw = time.monotonic()  # first redraw one interval in, not at step 1
 
     def on_log(self, state, control, logs=None, **kwargs) -> None:
         logs = logs or {}
         self.train["step"].append(state.step)
-        for k in ("train_loss", "lr", "tokens_per_sec"):
+        for k in ("train_loss", "lr", "tokens_per_sec", "train_accuracy"):
             self.train[k].append(float(logs.get(k, math.nan)))
         self._maybe_draw()
 
@@ -94,6 +109,7 @@ class LivePlotter(TrainerCallback):
         step, loss = int(metrics.get("step", state.step)), float(metrics["val_loss"])
         self.val["step"].append(step)
         self.val["val_loss"].append(loss)
+        self.val["val_accuracy"].append(float(metrics.get("val_accuracy", math.nan)))
         if loss < self.best[0]:
             self.best = (loss, step)
         self._maybe_draw()
@@ -109,6 +125,50 @@ class LivePlotter(TrainerCallback):
                 save_figure(self.fig, self.save_path)
             except ImportError:
                 print(f"LivePlotter: matplotlib not installed, {self.save_path} not written", file=self.stream or sys.stdout)
+
+    # -- the seed's calls: any loop, one point per epoch ------------------------------
+    def update(self, epoch: int, train_metrics: dict | None = None, val_metrics: dict | None = None) -> None:
+        """Add one epoch (x axis: epoch) and redraw under the same throttle as the callback."""
+        def get(d, prefix, name):
+            d = d or {}
+            v = d.get(name, d.get(f"{prefix}/{name}", d.get(f"{prefix}_{name}")))
+            return math.nan if v is None else float(v)
+
+        if self.x_label != "epoch":
+            self.x_label = "epoch"
+            self._resolve_mode()
+            if not self.train["step"]:
+                self._t_begin = self._last_draw = time.monotonic() - self.min_interval_s  # draw the first epoch
+        self.train["step"].append(int(epoch))
+        self.train["train_loss"].append(get(train_metrics, "train", "loss"))
+        self.train["lr"].append(get(train_metrics, "train", "learning_rate"))
+        self.train["tokens_per_sec"].append(get(train_metrics, "train", "tokens_per_sec"))
+        self.train["train_accuracy"].append(get(train_metrics, "train", "accuracy"))
+        val_loss = get(val_metrics, "val", "loss")
+        if not math.isnan(val_loss):
+            self.on_evaluate(SimpleNamespace(step=int(epoch)), None, metrics={"step": int(epoch), "val_loss": val_loss,
+                                                 "val_accuracy": get(val_metrics, "val", "accuracy")})
+        else:
+            self._maybe_draw()
+
+    def save(self, filepath="training_curves.png", dpi: int = 150):
+        """The current figure as PNG, PDF or SVG (by suffix); returns the path."""
+        from .style import save_figure
+
+        if self.fig is None or self.mode == "text":
+            mode, self.mode = self.mode, "file"  # build and fill the figure without displaying it
+            try:
+                self._draw_figure(final=True)
+            finally:
+                self.mode = mode
+        return save_figure(self.fig, filepath, dpi=dpi)
+
+    def _panels(self) -> tuple[str, ...]:
+        if self.compact:
+            return ("Loss",) if self.x_label == "epoch" else COMPACT_TITLES
+        if "accuracy" in self.metrics and not any(not math.isnan(x) for x in self.train["tokens_per_sec"]):
+            return (*FULL_TITLES[:3], "Accuracy")
+        return FULL_TITLES
 
     # -- drawing ----------------------------------------------------------------
     def _maybe_draw(self) -> None:
@@ -136,28 +196,36 @@ class LivePlotter(TrainerCallback):
         self.redraws += 1
 
     def _build(self) -> None:
+        titles = self._panels()
         if self.compact:
-            self.fig = new_figure((10, 3.2))
-            axes = list(self.fig.subplots(1, 2))
-            titles = COMPACT_TITLES
+            self.fig = new_figure(self.figsize or (10, 3.2))
+            axes = list(self.fig.subplots(1, len(titles), squeeze=False).ravel())
         else:
-            self.fig = new_figure((10, 6))
+            self.fig = new_figure(self.figsize or (10, 6))
             axes = list(self.fig.subplots(2, 2).ravel())
-            titles = FULL_TITLES
         self.axes = dict(zip(titles, axes))
         ylabels = {"Loss": "loss (nats/token)", "Perplexity": "perplexity (log)", "Learning rate": "learning rate",
-                   "Throughput": "tokens/s (all GPUs)"}
+                   "Throughput": "tokens/s (all GPUs)", "Accuracy": "next-token accuracy"}
         for title, ax in self.axes.items():
             ax.set_title(title)
-            ax.set_xlabel("step")
+            ax.set_xlabel(self.x_label)
             ax.set_ylabel(ylabels[title])
+            if self.x_label == "epoch":
+                ax.xaxis.get_major_locator().set_params(integer=True)
         loss = self.axes["Loss"]
         self.lines = {
             "train_loss": loss.plot([], [], color=PALETTE["train"], label="train")[0],
             "val_loss": loss.plot([], [], "o-", color=PALETTE["val"], ms=4, label="val")[0],
             "best": loss.plot([], [], "*", color=PALETTE["best"], ms=13, label="best val")[0],
-            "tokens_per_sec": self.axes["Throughput"].plot([], [], color=PALETTE["throughput"], label="tokens/s")[0],
         }
+        if "Throughput" in self.axes:
+            self.lines["tokens_per_sec"] = self.axes["Throughput"].plot([], [], color=PALETTE["throughput"],
+                                                                        label="tokens/s")[0]
+        if "Accuracy" in self.axes:
+            acc = self.axes["Accuracy"]
+            self.lines["train_acc"] = acc.plot([], [], color=PALETTE["train"], label="train")[0]
+            self.lines["val_acc"] = acc.plot([], [], "o-", color=PALETTE["val"], ms=4, label="val")[0]
+            acc.legend(loc="lower right")
         loss.legend(loc="upper right")
         if not self.compact:
             ppl = self.axes["Perplexity"]
@@ -176,7 +244,11 @@ class LivePlotter(TrainerCallback):
         self.lines["val_loss"].set_data(v["step"], v["val_loss"])
         self.lines["best"].set_data([self.best[1]] if self.best[1] is not None else [],
                                     [self.best[0]] if self.best[1] is not None else [])
-        self.lines["tokens_per_sec"].set_data(t["step"], t["tokens_per_sec"])
+        if "tokens_per_sec" in self.lines:
+            self.lines["tokens_per_sec"].set_data(t["step"], t["tokens_per_sec"])
+        if "train_acc" in self.lines:
+            self.lines["train_acc"].set_data(t["step"], t["train_accuracy"])
+            self.lines["val_acc"].set_data(v["step"], v["val_accuracy"])
         if not self.compact:
             self.lines["train_ppl"].set_data(t["step"], [math.exp(min(x, 50)) for x in t["train_loss"]])
             self.lines["val_ppl"].set_data(v["step"], [math.exp(min(x, 50)) for x in v["val_loss"]])
@@ -185,7 +257,7 @@ class LivePlotter(TrainerCallback):
             ax.relim()
             ax.autoscale_view()
         if self.best[1] is not None:
-            self.axes["Loss"].set_title(f"Loss (best val {self.best[0]:.3f} at step {self.best[1]})")
+            self.axes["Loss"].set_title(f"Loss (best val {self.best[0]:.3f} at {self.x_label} {self.best[1]})")
         if self.mode == "figure":
             # Live frames skip the tight bounding box (a second render); the final one keeps it.
             image = _png_image(figure_png(self.fig, dpi=None if final else LIVE_DPI, tight=final))
@@ -217,3 +289,13 @@ class LivePlotter(TrainerCallback):
         if final and self.best[1] is not None:
             print(f"best val loss {self.best[0]:.4f} at step {self.best[1]}", file=out)
 
+
+
+class CompactLivePlotter(LivePlotter):
+    """The seed's one-panel loss plot: `CompactLivePlotter(figsize).update(epoch, train_loss, val_loss)`."""
+
+    def __init__(self, figsize=(10, 4), **kwargs):
+        super().__init__(compact=True, figsize=figsize, metrics=["loss"], **kwargs)
+
+    def update(self, epoch: int, train_loss: float | None = None, val_loss: float | None = None) -> None:
+        super().update(epoch, {"loss": train_loss}, {"loss": val_loss})

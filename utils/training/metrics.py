@@ -15,6 +15,7 @@ import math
 from typing import Any
 
 from .callbacks import TrainerCallback, TrainerControl, TrainerState
+from .loop_metrics import LoopTracking
 
 GIB = 2**30  # bytes
 
@@ -73,11 +74,17 @@ def _perplexity(loss: Any) -> float:
         return math.inf
 
 
-class MetricsTracker(TrainerCallback):
-    """Adds derived metrics to the log dict in place and writes every dict to `sinks`."""
+class MetricsTracker(LoopTracking, TrainerCallback):
+    """Adds derived metrics to the log dict in place and writes every dict to `sinks`.
 
-    def __init__(self, sinks: list | tuple = (), *, flops_per_token: float | None = None, world_size: int = 1,
-                 device: Any = None):
+    Also callable by hand from any training loop (loop_metrics.py, the seed's API):
+    `MetricsTracker(use_wandb=True)` then log_scalar / log_epoch / get_summary."""
+
+    def __init__(self, sinks: list | tuple | bool = (), *, flops_per_token: float | None = None, world_size: int = 1,
+                 device: Any = None, use_wandb: bool = True, gradient_accumulation_steps: int = 1):
+        if isinstance(sinks, bool):  # the seed's MetricsTracker(True/False): its first argument is use_wandb
+            sinks, use_wandb = (), sinks
+        self._init_loop_tracking(use_wandb, gradient_accumulation_steps)  # W&B only for log_scalar/log_epoch
         self.sinks = list(sinks)
         self.flops_per_token = flops_per_token  # forward + backward FLOPs per trained token
         self.world_size = int(world_size)
