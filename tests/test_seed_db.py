@@ -73,6 +73,7 @@ def test_bad_files_name_the_file(tmp_path, kind):
     with pytest.raises(DatabaseFileError, match=expected) as err:
         ExperimentDB(path)
     assert str(path) in str(err.value)
+    assert str(path) in err.value._render_traceback_()[0]  # what a notebook cell shows
     if before is not None:
         assert sha256(path) == before
 

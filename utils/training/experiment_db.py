@@ -154,23 +154,24 @@ def check_database_file(path: str | os.PathLike) -> str:
     n_pages = int.from_bytes(head[28:32], "big")
     valid_count = head[24:28] == head[92:96]  # the in-header size is valid only when these match
     size = path.stat().st_size
-    if len(head) < 100 or size < page_size or (valid_count and n_pages and size < n_pages * page_size):
+    # With a -wal file beside it a writer may be checkpointing (header ahead of the file
+    # size for a moment): only a database nobody writes is judged by its header's size.
+    writer = path.with_name(path.name + "-wal").exists()
+    short = valid_count and n_pages and size < n_pages * page_size and not writer
+    if len(head) < 100 or size < page_size or short:
         raise DatabaseFileError(path, f"is a truncated SQLite database ({size} bytes; its header says "
                                 f"{n_pages} pages of {page_size} bytes)",
                                 "Restore it from a backup (the Drive mirror, if you use one); it was left unchanged")
-    uri = f"{path.resolve().as_uri()}?mode=ro&immutable=1"
     try:
-        ro = sqlite3.connect(uri, uri=True)
+        version, tables, columns = _read_schema(path, immutable=True)
+    except sqlite3.DatabaseError:
+        # A live WAL database read as immutable can look inconsistent mid-checkpoint; a plain
+        # read-only connection sees it through its WAL (and writes nothing to the file).
         try:
-            version = ro.execute("PRAGMA user_version").fetchone()[0]
-            tables = {r[0] for r in ro.execute(
-                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")}
-            columns = {t: {r[1] for r in ro.execute(f"PRAGMA table_info({_quote(t)})")} for t in tables}
-        finally:
-            ro.close()
-    except sqlite3.DatabaseError as e:
-        raise DatabaseFileError(path, f"is a damaged SQLite database ({e})",
-                                "Restore it from a backup; it was left unchanged") from e
+            version, tables, columns = _read_schema(path, immutable=False)
+        except sqlite3.DatabaseError as e:
+            raise DatabaseFileError(path, f"is a damaged SQLite database ({e})",
+                                    "Restore it from a backup; it was left unchanged") from e
     if version > SCHEMA_VERSION:
         raise RuntimeError(f"{path} has schema version {version}; this code reads up to "
                            f"{SCHEMA_VERSION}. Update the project, or open a copy made by this version.")
@@ -185,6 +186,19 @@ def check_database_file(path: str | os.PathLike) -> str:
     raise DatabaseFileError(path, f"is a SQLite database of another schema (tables: {', '.join(sorted(tables))}); "
                             "it was left unchanged", "Give the path of an experiments database of this project, "
                             "or a new file")
+
+
+def _read_schema(path: Path, immutable: bool) -> tuple[int, set[str], dict[str, set[str]]]:
+    """(user_version, table names, {table: column names}) through a read-only connection."""
+    ro = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro{'&immutable=1' if immutable else ''}", uri=True)
+    try:
+        version = ro.execute("PRAGMA user_version").fetchone()[0]
+        tables = {r[0] for r in ro.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")}
+        columns = {t: {r[1] for r in ro.execute(f"PRAGMA table_info({_quote(t)})")} for t in tables}
+    finally:
+        ro.close()
+    return version, tables, columns
 
 
 def _quote(name: str) -> str:
