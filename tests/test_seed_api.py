@@ -172,6 +172,11 @@ def test_experiment_db_seed_calls(tmp_path, capsys):
     assert (best["run_id"], best["run_name"], best["best_value"]) == (r2, "baseline-2", 1.9)
     assert {"best_epoch", "config"} <= set(best)
     assert db.get_best_run("train/loss", "max")["best_epoch"] == 0
+    # Points logged under the seed's names plot as ours (runs plot, the dashboard).
+    from utils.training.run_log import load_run
+
+    rec = load_run("db:baseline", db=db)
+    assert rec.eval["val_loss"].tolist() == [3.2, 2.7, 2.9] and rec.col("train_loss") is not None
     db.close()
 
 

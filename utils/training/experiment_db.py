@@ -257,6 +257,7 @@ class ExperimentDB:
         self._buffered = 0
         self._last_flush = time.monotonic()
         self._next_step: dict[tuple[int, str], int] = {}  # seed log_metric without step or epoch
+        self._epoch_at: dict[tuple[int, int], int] = {}  # (run_id, step) -> epoch already stored
         try:
             self.conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
             self.conn.execute("PRAGMA journal_mode = WAL")
@@ -429,7 +430,10 @@ class ExperimentDB:
                     self._next_step[key] = int(prev.max()) + 1 if len(prev) else 0
                 step = self._next_step[key]
         self._next_step[(int(run_id), name)] = int(step) + 1
-        points = {name: value} if epoch is None else {name: value, "epoch": int(epoch)}
+        points = {name: value}
+        if epoch is not None and self._epoch_at.get((int(run_id), int(step))) != int(epoch):
+            points["epoch"] = int(epoch)  # once per step: several metrics of one epoch share it
+            self._epoch_at[(int(run_id), int(step))] = int(epoch)
         self.log_metrics(run_id, points, step)
 
     def log_metrics(self, run_id: int, metrics: Mapping[str, float], step: int) -> None:

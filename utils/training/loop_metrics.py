@@ -133,8 +133,13 @@ class LoopTracking:
         if self.sinks:
             self._start_sinks()
             ours = {SEED_TO_OURS.get(k, k): v for k, v in metrics.items()}
-            for sink in self.sinks:
-                sink.write(step, ours, "train")
+            val = {k: v for k, v in ours.items() if k.startswith("val_")}
+            train = {k: v for k, v in ours.items() if k not in val}
+            for sink in self.sinks:  # a run log keeps train and eval records apart
+                if train:
+                    sink.write(step, train, "train")
+                if val:
+                    sink.write(step, val, "eval")
         if self.use_wandb:
             self._to_wandb(step, metrics, commit)
 

@@ -394,6 +394,14 @@ def _from_db(db, name: str) -> RunRecord:
     if isinstance(config, str):
         config = json.loads(config)
     long = db.get_metrics(run_id)
+    if long is not None and not long.empty:
+        from .seed_db import SEED_TO_OURS
+
+        # Points logged with the seed's names (db.log_metric(run, "val/loss", ...)) plot as ours.
+        names = set(long["metric_name"].unique())
+        rename = {k: v for k, v in SEED_TO_OURS.items() if k in names and v not in names}
+        if rename:
+            long = long.assign(metric_name=long["metric_name"].astype(str).replace(rename))
     train, ev = pd.DataFrame({"step": pd.Series(dtype="int64")}), pd.DataFrame({"step": pd.Series(dtype="int64")})
     if long is not None and not long.empty:
         is_val = long["metric_name"].str.startswith("val_")
