@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from .config import PRESETS, ConfigError, Problem, TrainingConfig, parse_overrides
-from .experiment_db import DatabaseFileError
+from .db_file import DatabaseFileError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 

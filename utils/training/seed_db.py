@@ -152,7 +152,7 @@ def _json_or_raw(text: str | None) -> Any:
 
 def read_seed_db(path: str | Path) -> tuple[list[dict], list[dict], list[dict]]:
     """(runs, metrics, artifacts) rows of a seed database, read without writing a byte."""
-    from .experiment_db import SEED_TABLES, SQLITE_MAGIC, DatabaseFileError
+    from .db_file import SEED_TABLES, SQLITE_MAGIC, DatabaseFileError
 
     path = Path(path)
     if not path.is_file():
