@@ -69,7 +69,8 @@ def test_status_summary_best_run_and_compare(db):
     assert run["summary"] == {"note": "ok"}
     assert db.get_best_run("val_loss", "min")["run_name"] == "a"
     assert db.get_best_run("val_loss", "max")["run_name"] == "b"
-    assert db.get_best_run("no_such_metric") is None
+    with pytest.raises(ValueError, match="no_such_metric"):
+        db.get_best_run("no_such_metric")
     cmp = db.compare_runs(["a", b], metric="val_loss")
     assert list(cmp.columns) == ["a", "b"] and cmp.loc[2, "b"] == 2.5
     assert list(db.list_runs(order_by="run_name", descending=False)["run_name"]) == ["a", "b"]

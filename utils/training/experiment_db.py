@@ -475,10 +475,12 @@ class ExperimentDB:
         out.index.name = "step"
         return out
 
-    def get_best_run(self, metric: str = "val_loss", mode: str = "min") -> dict | None:
-        """The run with the lowest (mode="min") or highest ("max") value of `metric`, or None."""
-        """The run dict also carries best_value, best_step and (the seed's) best_epoch; a seed
-        metric name ("val/loss") falls back to ours ("val_loss") when it has no points."""
+    def get_best_run(self, metric: str = "val_loss", mode: str = "min") -> dict:
+        """The run with the lowest (mode="min") or highest ("max") value of `metric`.
+
+        The run dict also carries best_value, best_step and (the seed's) best_epoch; a seed
+        metric name ("val/loss") falls back to ours ("val_loss") when it has no points.
+        Raises ValueError when no run logged `metric` (the seed API's contract)."""
         from .seed_db import SEED_TO_OURS
 
         if mode not in ("min", "max"):
@@ -495,7 +497,7 @@ class ExperimentDB:
                 (name,)).fetchone()
             used = name
         if row is None:
-            return None
+            raise ValueError(f"no run in {self.path} logged the metric {metric!r}")
         run = self.get_run(row[0])
         run["best_value"] = row[1]
         at = self.get_metrics(row[0], used)
