@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from engine_fixtures import KILL_ENV
 
 from utils.training.distributed import DistributedContext, pick_backend, world_size_from_env
