@@ -502,8 +502,9 @@ def run_study(
         trial.set_user_attr("run_name", run_name)
         config = base_config.replace(**overrides, run_name=run_name)  # ConfigError -> FAIL trial
         pruning = OptunaPruningCallback(trial, metric=metric)
+        fault = _injected_fault(trial)
         try:
-            result = train(config, [pruning, *extra], workspace_dir)
+            result = train(config, [pruning, *extra, *fault], workspace_dir)
         except RuntimeError as e:
             # A configuration too big for the device is a result of the search (FAIL),
             # not a reason to stop the worker; other errors are bugs and propagate.
@@ -537,6 +538,32 @@ def run_study(
         if owns_db:
             db.close()
     return study
+
+
+# Fault injection for the tests of dead workers (tests/test_hpo_cli.py): the worker that
+# runs trial number N SIGKILLs itself after the first training step of that trial, a
+# known point rather than a race with a timer. Unset in normal use.
+SIGKILL_TRIAL_ENV = "SLM_HPO_SIGKILL_IN_TRIAL"
+
+
+class _SigkillAfterFirstStep(TrainerCallback):
+    def __init__(self, trial: optuna.Trial):
+        self.trial = trial
+
+    def on_step_end(self, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
+        import signal
+
+        storage = self.trial.study._storage
+        if hasattr(storage, "record_heartbeat"):
+            # The heartbeat thread's first beat, made certain: the trial is known alive
+            # once, so its silence afterwards is what marks it failed.
+            storage.record_heartbeat(self.trial._trial_id)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _injected_fault(trial: optuna.Trial) -> list[TrainerCallback]:
+    raw = os.environ.get(SIGKILL_TRIAL_ENV, "")
+    return [_SigkillAfterFirstStep(trial)] if raw.strip() == str(trial.number) else []
 
 
 def _objective_value(result: Any, metric: str) -> float | None:
