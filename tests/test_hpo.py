@@ -293,6 +293,25 @@ def test_a_trial_cut_short_does_not_count_and_is_redone(tmp_path, storage_spec):
     assert [t.state for t in combo.trials] == [TrialState.FAIL, TrialState.COMPLETE]
 
 
+def test_a_live_worker_whose_trial_was_failed_as_stale_goes_on(tmp_path):
+    """An overloaded worker may miss its heartbeats for the grace period: another worker
+    then fails its trial. The slow worker must drop that result and carry on, not crash."""
+    from utils.training.hpo_storage import open_storage as open_
+
+    storage = open_(f"sqlite:///{tmp_path}/s.db", heartbeat_interval=1, grace_period=2)
+
+    def failed_meanwhile(config, callbacks, ws):
+        result = toy_train(config, callbacks, ws)
+        if config.run_name == "stale-t0":  # what a stale check by another worker does
+            running = storage.get_all_trials(storage.get_study_id_from_name("stale"), states=(TrialState.RUNNING,))
+            storage.set_trial_state_values(running[0]._trial_id, state=TrialState.FAIL)
+        return result
+
+    study = run_study(toy_config(), SearchSpace.from_dict(SPACE), n_trials=2, storage=storage, study_name="stale",
+                      workspace_dir=tmp_path, pruner="none", train_fn=failed_meanwhile)
+    assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE]
+
+
 def test_workers_opening_an_empty_postgres_database_at_once_do_not_collide(postgres_url):
     """Six workers create Optuna's schema and the study on an empty database in the
     same instant (a barrier): without the advisory lock some die with UniqueViolation."""

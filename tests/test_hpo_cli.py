@@ -106,7 +106,7 @@ def test_three_workers_on_postgres_start_together_and_survive_a_killed_one(real_
     """Real processes on a real server: three workers started in the same instant on an
     empty database (Optuna's schema is created once), the one that draws trial 1
     SIGKILLs itself after that trial's first step (SLM_HPO_SIGKILL_IN_TRIAL), its
-    silence is caught by Optuna's heartbeat (1 s beats, 3 s grace), the trial is marked
+    silence is caught by Optuna's heartbeat (1 s beats, 10 s grace), the trial is marked
     FAIL and redone, and the study ends with exactly --n-trials counted trials, each
     linked to its ExperimentDB run."""
     import optuna
@@ -120,7 +120,7 @@ def test_three_workers_on_postgres_start_together_and_survive_a_killed_one(real_
            "--storage", postgres_url, "--n-trials", str(n), "--preset", "smoke",
            "--param", "learning_rate=1e-3:1e-2:log", "--set", "max_steps=3", "--set", "eval_interval=1",
            "--set", "checkpoint_interval=1000", "--pruner", "none", "--heartbeat-interval", "1",
-           "--grace-period", "3", "--no-results"]
+           "--grace-period", "10", "--no-results"]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1",
            SIGKILL_TRIAL_ENV: "1"}
     workers = [subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

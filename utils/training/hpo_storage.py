@@ -376,6 +376,12 @@ def fail_dead_trials(
 # --------------------------------------------------------------------------- the worker loop
 
 
+def _taken_over(study: optuna.Study, trial_id: int) -> bool:
+    """Whether another worker marked this worker's trial FAIL as stale."""
+    trial = study._storage.get_trial(trial_id)
+    return trial.state == TrialState.FAIL and not trial.user_attrs.get(ATTR_COUNTED)
+
+
 def counts(trial: FrozenTrial) -> bool:
     """Whether `trial` takes one of the study's N slots (see the module docstring)."""
     if trial.state in (TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED):
@@ -407,8 +413,10 @@ def optimize_exactly(
         raise ValueError(f"n_trials must be >= 1, got {n_trials}")
     lock = claim_lock(study._storage if storage_spec is None else storage_spec, study.study_name)
     ran = 0
+    current: list[int] = []  # the id of the trial this worker is running
     while True:
         held = True
+        current.clear()
         lock.__enter__()
         try:
             fail_dead_trials(study, on_dead_trial)
@@ -426,6 +434,7 @@ def optimize_exactly(
                 # The trial exists and carries its owner: the slot is taken, so the
                 # other workers may count again while this one trains.
                 nonlocal held
+                current.append(trial._trial_id)
                 for key, value in owner_attrs().items():
                     trial.set_user_attr(key, value)
                 held = False
@@ -438,7 +447,17 @@ def optimize_exactly(
                 trial.set_user_attr(ATTR_COUNTED, True)
                 return value
 
-            study.optimize(claimed, n_trials=1, callbacks=list(callbacks), catch=catch, gc_after_trial=True)  # a failed (OOM) trial frees its tensors
+            try:
+                # gc_after_trial: a failed (OOM) trial frees its tensors
+                study.optimize(claimed, n_trials=1, callbacks=list(callbacks), catch=catch, gc_after_trial=True)
+            except (ValueError, optuna.exceptions.UpdateFinishedTrialError):
+                if not current or not _taken_over(study, current[0]):
+                    raise
+                # This worker was alive but silent past grace_period (an overloaded machine):
+                # another one failed its trial, and the slot is redone. Not a reason to stop.
+                logger.warning("trial %d of study %r was failed by another worker (no heartbeat for the "
+                               "grace period); its result is dropped", study._storage.get_trial(current[0]).number,
+                               study.study_name)
             ran += 1
         finally:
             if held:
