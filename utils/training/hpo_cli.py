@@ -10,6 +10,8 @@ hpo_storage.py for the contract):
     # --storage, or let this command start them
     python -m utils.training hpo ... --storage W/results/hpo/s1.journal --workers 3
     # several machines: the same line on each, pointing at one PostgreSQL server
+    # (pip install "psycopg[binary]"); a worker silent for --grace-period seconds is
+    # presumed dead and its trial redone (recipes: docs/scale_out.md)
     python -m utils.training hpo ... --storage postgresql://optuna:PASS@db-host/optuna
     # afterwards (any machine): best params, trials.csv and the figures only
     python -m utils.training hpo ... --results-only
