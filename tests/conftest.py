@@ -30,13 +30,11 @@ def postgres_server():
     """One throwaway PostgreSQL server for the session (tests/postgres_server.py).
     Skipped with the reason when this machine cannot run one; in CI (CI=true), where
     `make services` installs it, that is a failure instead."""
-    from postgres_server import PostgresServer, unavailable_reason
+    from postgres_server import PostgresServer, skip_or_fail, unavailable_reason
 
     reason = unavailable_reason()
     if reason:
-        if os.environ.get("CI", "").lower() in ("true", "1"):
-            pytest.fail(f"PostgreSQL tests cannot run in CI: {reason}")
-        pytest.skip(reason)
+        skip_or_fail(reason)
     server = PostgresServer().start()
     try:
         yield server

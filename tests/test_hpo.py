@@ -293,6 +293,20 @@ def test_a_trial_cut_short_does_not_count_and_is_redone(tmp_path, storage_spec):
     assert [t.state for t in combo.trials] == [TrialState.FAIL, TrialState.COMPLETE]
 
 
+def test_without_postgres_binaries_the_tests_skip_locally_and_fail_in_ci(monkeypatch):
+    import postgres_server
+
+    monkeypatch.setattr(postgres_server, "PG_GLOB", "/nonexistent/postgresql/*/bin")
+    reason = postgres_server.unavailable_reason()
+    assert "make services" in reason
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="make services"):
+        postgres_server.skip_or_fail(reason)
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="cannot run in CI"):
+        postgres_server.skip_or_fail(reason)
+
+
 def test_a_live_worker_whose_trial_was_failed_as_stale_goes_on(tmp_path):
     """An overloaded worker may miss its heartbeats for the grace period: another worker
     then fails its trial. The slow worker must drop that result and carry on, not crash."""
