@@ -15,7 +15,7 @@ WORKSPACE := $(CURDIR)/workspace
 TEST_TIMEOUT ?= 1800
 QUICK ?= 1
 
-.PHONY: setup notebooks check test run bench clean distclean
+.PHONY: setup services notebooks check test run bench clean distclean
 
 setup: $(STAMP)
 
@@ -25,6 +25,21 @@ $(STAMP):
 	$(PIP) install -r requirements-training.txt -r requirements-dev.txt
 	@rm -f $(VENV)/.setup-*
 	@touch $@
+
+# Servers the tests start themselves (a throwaway PostgreSQL from Debian's binaries, see
+# tests/postgres_server.py): installs the package when missing, never starts a system service.
+# Without root or apt-get it says so; the PostgreSQL tests then skip locally (and fail in CI).
+PG_BIN_GLOB := /usr/lib/postgresql/*/bin/initdb
+
+services:
+	@if ls $(PG_BIN_GLOB) >/dev/null 2>&1; then \
+		echo "postgresql: $$(ls $(PG_BIN_GLOB) | tail -1)"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql; \
+	else \
+		echo "postgresql is not installed and cannot be installed here (needs root and apt-get):"; \
+		echo "  sudo apt-get install postgresql   # else the PostgreSQL tests are skipped"; \
+	fi
 
 notebooks: setup
 	$(PY) build_notebooks.py

@@ -23,3 +23,26 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 @pytest.fixture
 def project_root() -> Path:
     return ROOT
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """One throwaway PostgreSQL server for the session (tests/postgres_server.py).
+    Skipped with the reason when this machine cannot run one; in CI (CI=true), where
+    `make services` installs it, that is a failure instead."""
+    from postgres_server import PostgresServer, skip_or_fail, unavailable_reason
+
+    reason = unavailable_reason()
+    if reason:
+        skip_or_fail(reason)
+    server = PostgresServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server) -> str:
+    """The URL of a new, empty database on the session's server."""
+    return postgres_server.create_database()

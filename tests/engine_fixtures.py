@@ -9,6 +9,8 @@ entry point that the subprocess tests (resume after SIGKILL, DDP) run.
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
 from pathlib import Path
 
@@ -19,7 +21,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from utils.training.callbacks import TrainerCallback  # noqa: E402
 from utils.training.config import TrainingConfig  # noqa: E402
+from utils.training.trainer import Trainer  # noqa: E402
 
 VOCAB = 300
 
@@ -79,10 +83,37 @@ def tiny_config(**overrides) -> TrainingConfig:
     return TrainingConfig.from_dict(base)
 
 
+# Fault injection for the kill tests: the process SIGKILLs itself at the end of this
+# step (before that step's checkpoint), a known point instead of a race with a timer.
+KILL_ENV = "ENGINE_SIGKILL_AT_STEP"
+
+
+class SigkillAt(TrainerCallback):
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_step_end(self, state, control, **kw):
+        if state.step == self.step:
+            sys.stdout.flush()
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+class ModelAndOptimizerOnly(Trainer):
+    """The usual incomplete resume: weights and optimizer, but not the scheduler, RNG
+    states or data position."""
+
+    def _maybe_resume(self):
+        path = self.checkpoints.latest_valid()
+        ckpt = self.checkpoints.load(path)
+        self.raw_model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.state.step = ckpt["step"]
+        self._saved_step = ckpt["step"]
+
+
 def main(argv=None) -> int:
     from utils.training.distributed import DistributedContext
     from utils.training.models import build_model
-    from utils.training.trainer import Trainer
 
     p = argparse.ArgumentParser()
     p.add_argument("run_dir")
@@ -91,27 +122,32 @@ def main(argv=None) -> int:
     p.add_argument("--accum", type=int, default=1)
     p.add_argument("--ddp", action="store_true")
     p.add_argument("--step-sleep", type=float, default=0.0)
+    p.add_argument("--partial-resume", action="store_true",
+                   help="restore only model and optimizer (the control that must diverge)")
     a = p.parse_args(argv)
     torch.set_num_threads(1)
     dist = DistributedContext.from_env(device="cpu") if a.ddp else None
     rank = dist.rank if dist else 0
     cfg = tiny_config(max_steps=a.max_steps, checkpoint_interval=a.ckpt_every, keep_checkpoints=2,
                       gradient_accumulation_steps=a.accum, log_interval=5, eval_interval=10)
+    micro, _ = cfg.rank_batch(dist.world_size if dist else 1)
     model = build_model(cfg)
     callbacks = []
+    kill_at = int(os.environ.get(KILL_ENV, "0") or 0)
+    if kill_at:
+        callbacks.append(SigkillAt(kill_at))
     if a.step_sleep:
         import time
-
-        from utils.training.callbacks import TrainerCallback
 
         class Slow(TrainerCallback):  # widens the window in which a SIGKILL lands mid-step
             def on_step_end(self, state, control, **kw):
                 time.sleep(a.step_sleep)
 
         callbacks.append(Slow())
-    trainer = Trainer(cfg, model, ArrayBatches(make_tokens(), cfg.batch_size, cfg.block_size, seed=1, rank=rank),
-                      ArrayBatches(make_tokens(seed=5), cfg.batch_size, cfg.block_size, rank=rank),
-                      run_dir=a.run_dir, dist=dist, callbacks=callbacks, progress_bar=False)
+    cls = ModelAndOptimizerOnly if a.partial_resume else Trainer
+    trainer = cls(cfg, model, ArrayBatches(make_tokens(), micro, cfg.block_size, seed=1, rank=rank),
+                  ArrayBatches(make_tokens(seed=5), micro, cfg.block_size, rank=rank),
+                  run_dir=a.run_dir, dist=dist, callbacks=callbacks, progress_bar=False)
     result = trainer.train()
     final = {k: v.detach().clone() for k, v in model.state_dict().items()}
     torch.save(final, Path(a.run_dir) / ("final.pt" if rank == 0 else f"final_rank{rank}.pt"))
@@ -128,7 +164,6 @@ def zygote() -> None:
     of arguments on stdin. Protocol on stdout: "PID n" when a child starts, the
     child's own prints, "EXIT n code" when it ends (code -9 after SIGKILL).
     The parent never runs a multi-threaded op, so forking it is safe."""
-    import os
     import traceback
 
     from utils.training.models import build_model

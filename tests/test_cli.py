@@ -132,19 +132,64 @@ def test_runs_with_an_unknown_run_exits_2(workspace):
     assert "nope" in r.stderr
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _one_ddp_run(workspace: Path, run_name: str, steps: int) -> None:
+    """One DB row and one run log for a run of 2 ranks; rates and tokens count both ranks."""
+    rows = db_rows(workspace, "SELECT run_id, status, run_info_json FROM runs WHERE run_name = ?", run_name)
+    assert len(rows) == 1 and rows[0][1] == "completed"
+    info = json.loads(rows[0][2])
+    global_tokens = 8 * 64  # smoke: batch_size 8, block_size 64, accumulation 1: the global batch
+    assert info["world_size"] == 2 and info["tokens_per_step"] == global_tokens
+    n_logs = db_rows(workspace, "SELECT COUNT(*) FROM metrics WHERE run_id = ? AND name = 'train_loss'", rows[0][0])
+    assert n_logs[0][0] == steps // 5  # log_interval 5: one row per log step, not one per rank
+    seen = db_rows(workspace, "SELECT MAX(value) FROM metrics WHERE run_id = ? AND name = 'tokens_seen'", rows[0][0])
+    assert seen[0][0] == steps * global_tokens
+    assert [p.name for p in (workspace / "runs" / run_name).glob("run*.json")] == ["run.json"]
+
+
 def test_torchrun_two_processes_on_cpu_logs_once(workspace):
+    # The README's command: the smoke preset (accumulation 1) on 2 ranks, 4 sequences each.
     r = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
-         "-m", "utils.training", "train", "--test", "--workspace", str(workspace), "--run-name", "ddp",
-         "--set", "gradient_accumulation_steps=2", "--set", "max_steps=10", "--no-progress", "--no-export"],
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
+         "-m", "utils.training", "train", "--preset", "smoke", "--data-source", "builtin", "--workspace",
+         str(workspace), "--run-name", "ddp", "--set", "max_steps=10", "--no-progress", "--no-export"],
         cwd=ROOT, capture_output=True, text=True, timeout=300,
     )
     assert r.returncode == 0, r.stderr[-3000:]
     assert r.stdout.count("ddp: completed at step 10") == 1
-    rows = db_rows(workspace, "SELECT run_id FROM runs WHERE run_name = ?", "ddp")
-    assert len(rows) == 1
-    n_logs = db_rows(workspace, "SELECT COUNT(*) FROM metrics WHERE run_id = ? AND name = 'train_loss'", rows[0][0])
-    assert n_logs[0][0] == 10 // 5  # log_interval 5: one row per log step, not one per rank
+    _one_ddp_run(workspace, "ddp", 10)
+
+
+def test_torchrun_across_two_nodes_with_c10d_rendezvous(workspace):
+    """Two launchers, one per "node" (--nnodes 2 --nproc-per-node 1), meeting through a
+    c10d rendezvous on 127.0.0.1: what two machines run, one line each."""
+    port = _free_port()
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1",
+           "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", "two-nodes",
+           "-m", "utils.training", "train", "--test", "--workspace", str(workspace), "--run-name", "twonode",
+           "--set", "max_steps=10", "--no-progress", "--no-export"]
+    nodes = [subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    outs = [node.communicate(timeout=300) for node in nodes]
+    for node, (_, err) in zip(nodes, outs):
+        assert node.returncode == 0, err[-3000:]
+    assert sum(out.count("twonode: completed at step 10") for out, _ in outs) == 1  # rank 0 reports, once
+    _one_ddp_run(workspace, "twonode", 10)
+
+
+def test_a_world_size_that_cannot_split_the_batch_exits_2_before_data(tmp_path):
+    # smoke: a global batch of 8 sequences; 3 ranks cannot share it.
+    r = cli("train", "--test", "--workspace", str(tmp_path), "--run-name", "three", env={"WORLD_SIZE": "3"})
+    assert r.returncode == 2, r.stderr
+    assert "gradient_accumulation_steps" in r.stderr and "world size of 3" in r.stderr
+    assert not (tmp_path / "datasets").exists()
 
 
 def test_chunk_mode_streams_the_corpus(workspace):

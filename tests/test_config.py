@@ -227,3 +227,28 @@ def test_config_error_renders_as_its_problems_in_ipython():
         TrainingConfig.preset("smoke", learning_rate=-1.0)
     lines = info.value._render_traceback_()
     assert "learning_rate = -1.0" in lines[0] and "must be in" in lines[0]
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_every_preset_keeps_its_global_batch_on_every_world_size_that_divides_it(name):
+    cfg = TrainingConfig.preset(name)
+    global_batch = cfg.batch_size * cfg.gradient_accumulation_steps
+    for world in range(1, 2 * global_batch + 1):
+        if global_batch % world:
+            with pytest.raises(ConfigError) as err:
+                cfg.rank_batch(world)
+            assert err.value.fields == ["gradient_accumulation_steps"]
+            assert f"world size of {world}" in str(err.value)
+            continue
+        micro, accum = cfg.rank_batch(world)
+        assert micro * accum * world == global_batch, (world, micro, accum)
+        assert micro <= cfg.batch_size  # never more memory per rank than one process uses
+
+
+def test_rank_batch_splits_the_accumulation_first_as_nanogpt_does():
+    cfg = TrainingConfig.preset("quality")  # batch 16, accumulation 4
+    assert cfg.rank_batch(1) == (16, 4)
+    assert cfg.rank_batch(2) == (16, 2) and cfg.rank_batch(4) == (16, 1)
+    assert cfg.rank_batch(8) == (8, 1)  # then the micro-batch
+    assert TrainingConfig.preset("smoke").rank_batch(2) == (4, 1)
+    assert TrainingConfig.preset("smoke", gradient_accumulation_steps=3).rank_batch(6) == (4, 1)

@@ -1,7 +1,9 @@
-"""DDP under torchrun: the single-process context, and a real 2-process gloo run."""
+"""DDP under torchrun: the single-process context, and real 2-process gloo runs (kept in step, exact resume after SIGKILL)."""
 
 from __future__ import annotations
 
+import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -9,8 +11,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from engine_fixtures import KILL_ENV
 
-from utils.training.distributed import DistributedContext, pick_backend
+from utils.training.distributed import DistributedContext, pick_backend, world_size_from_env
 
 FIXTURE = Path(__file__).with_name("engine_fixtures.py")
 
@@ -24,6 +27,7 @@ def test_without_torchrun_it_is_one_process_and_helpers_are_no_ops(monkeypatch):
     for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
         monkeypatch.delenv(var, raising=False)
     ctx = DistributedContext.from_env(device="cpu")
+    assert world_size_from_env() == 1
     assert (ctx.rank, ctx.world_size, ctx.is_main, ctx.is_distributed) == (0, 1, True, False)
     t = torch.tensor([3.0])
     assert ctx.all_reduce_mean(t) is t and t.item() == 3.0
@@ -36,6 +40,8 @@ def test_bad_environment_names_the_variable(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "two")
     with pytest.raises(ValueError, match="WORLD_SIZE='two'"):
         DistributedContext.from_env(device="cpu")
+    with pytest.raises(ValueError, match="WORLD_SIZE='two'"):
+        world_size_from_env()
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "5")
     with pytest.raises(ValueError, match="RANK=5"):
@@ -48,19 +54,53 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.slow
-def test_two_process_gloo_run_keeps_ranks_in_step(tmp_path):
-    steps = 6
+def _torchrun_fixture(run_dir: Path, *extra: str, env: dict | None = None) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={_free_port()}",
-           str(FIXTURE), str(tmp_path), "--ddp", "--accum", "2", "--max-steps", str(steps)]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+           str(FIXTURE), str(run_dir), "--ddp", "--accum", "2", "--max-steps", "12", "--ckpt-every", "3", *extra]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})})
+
+
+def _final(run_dir: Path) -> list[dict]:
+    return [torch.load(run_dir / name, weights_only=True) for name in ("final.pt", "final_rank1.pt")]
+
+
+def _same(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.slow
+def test_two_ranks_stay_in_step_and_a_sigkilled_run_resumes_bit_exact(tmp_path):
+    """A 2-process gloo run keeps its replicas identical and checkpoints every rank's
+    state. Then rank 0 SIGKILLs itself at the end of step 8 (checkpoint at step 6 on disk, step 9
+    not yet); torchrun then tears rank 1 down. The same command again must end with the
+    parameters of an uninterrupted 2-rank run, bit for bit on CPU; restoring only model
+    and optimizer from the same checkpoint must not."""
+    steps = 12
+    done = _torchrun_fixture(tmp_path / "ref")
     assert done.returncode == 0, done.stderr[-3000:]
     # accumulation 2 over 2 ranks: one micro-batch per rank per step; tokens count both ranks.
     assert f"STATUS completed STEP {steps} TOKENS {steps * 4 * 16 * 2}" in done.stdout
-    r0 = torch.load(tmp_path / "final.pt", weights_only=True)
-    r1 = torch.load(tmp_path / "final_rank1.pt", weights_only=True)
-    assert all(torch.equal(r0[k], r1[k]) for k in r0)  # DDP kept the replicas identical
-    ckpt = torch.load(tmp_path / "checkpoints" / f"step_{steps:08d}.pt", weights_only=True)
+    reference = _final(tmp_path / "ref")
+    assert _same(*reference)  # DDP kept the replicas identical
+    ckpt = torch.load(tmp_path / "ref" / "checkpoints" / f"step_{steps:08d}.pt", weights_only=True)
     assert ckpt["world_size"] == 2 and len(ckpt["rng"]) == 2 and len(ckpt["sampler"]) == 2
     assert not torch.equal(ckpt["rng"][0]["torch"], ckpt["rng"][1]["torch"])  # per-rank dropout streams
     assert [s["position"] for s in ckpt["sampler"]] == [steps, steps]
+
+    run_dir = tmp_path / "killed"
+    killed = _torchrun_fixture(run_dir, env={KILL_ENV: "8"})
+    assert killed.returncode != 0 and "STATUS" not in killed.stdout
+    ckpts = sorted(p.name for p in (run_dir / "checkpoints").glob("step_*.pt"))
+    assert ckpts[-1] == "step_00000006.pt", ckpts
+    shutil.copytree(run_dir, tmp_path / "partial")
+
+    resumed = _torchrun_fixture(run_dir)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "Resuming tiny from step 6" in resumed.stdout
+    assert f"STATUS completed STEP {steps} TOKENS {steps * 4 * 16 * 2}" in resumed.stdout
+    assert all(_same(a, b) for a, b in zip(_final(run_dir), reference))
+
+    partial = _torchrun_fixture(tmp_path / "partial", "--partial-resume")
+    assert partial.returncode == 0, partial.stderr[-3000:]
+    assert not _same(_final(tmp_path / "partial")[0], reference[0])

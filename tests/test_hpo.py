@@ -241,19 +241,112 @@ def test_open_storage_accepts_the_documented_specs_and_names_them_when_wrong(tmp
         open_storage(tmp_path / "study.txt")
 
 
-@pytest.mark.parametrize("kind", ["journal", "sqlite"])
-def test_an_interrupted_study_resumes_to_exactly_n_trials(tmp_path, kind):
-    storage = tmp_path / "s.journal" if kind == "journal" else f"sqlite:///{tmp_path}/s.db"
-    kw = dict(storage=storage, study_name="resume", workspace_dir=tmp_path, pruner="none", train_fn=toy_train)
+# --------------------------------------------------------------------------- the storage contract
+# The same tests on every storage we support, as Optuna tests its own storages.
+
+
+@pytest.fixture(params=["journal", "sqlite", "postgresql"])
+def storage_spec(request, tmp_path) -> str:
+    if request.param == "journal":
+        return str(tmp_path / "s.journal")
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/s.db"
+    return request.getfixturevalue("postgres_url")  # a new database on a real server
+
+
+def test_an_interrupted_study_resumes_to_exactly_n_trials(tmp_path, storage_spec):
+    kw = dict(storage=storage_spec, study_name="resume", workspace_dir=tmp_path, pruner="none", train_fn=toy_train)
     run_study(toy_config(), SearchSpace.from_dict(SPACE), n_trials=2, **kw)
     study = run_study(toy_config(), SearchSpace.from_dict(SPACE), n_trials=5, **kw)
     assert [t.number for t in study.trials] == [0, 1, 2, 3, 4]
     assert all(t.state == TrialState.COMPLETE for t in study.trials)
     # Nothing left to do: a third call runs no trial.
     assert len(run_study(toy_config(), SearchSpace.from_dict(SPACE), n_trials=5, **kw).trials) == 5
+    # A resumed study draws new points: the same seed does not replay the first trials.
+    params = [json.dumps(t.params, sort_keys=True) for t in study.trials]
+    assert len(set(params)) == 5, params
     # A different search space under the same name is refused, not mixed in.
     with pytest.raises(SearchSpaceError, match="another search space"):
         run_study(toy_config(), SearchSpace.from_form(n_layer="1:2"), n_trials=6, **kw)
+
+
+def test_a_trial_cut_short_does_not_count_and_is_redone(tmp_path, storage_spec):
+    kw = dict(storage=storage_spec, study_name="cut", workspace_dir=tmp_path, pruner="none")
+
+    def interrupted_at_trial_1(config, callbacks, ws):
+        if config.run_name == "cut-t1":
+            raise KeyboardInterrupt
+        return toy_train(config, callbacks, ws)
+
+    with pytest.raises(KeyboardInterrupt):
+        run_study(toy_config(), SearchSpace.from_dict(SPACE), n_trials=3, train_fn=interrupted_at_trial_1, **kw)
+    study = run_study(toy_config(), SearchSpace.from_dict(SPACE), n_trials=3, train_fn=toy_train, **kw)
+    # Ctrl-C in trial 1: FAIL, not counted; "the same command again" runs trials 2 and 3.
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE, TrialState.FAIL, *[TrialState.COMPLETE] * 2]
+    assert "counted" not in study.trials[1].user_attrs
+    # A run that fails by itself (here a config the model refuses) is a result and counts.
+    bad = SearchSpace.from_dict({"n_head": {"type": "categorical", "choices": [4, 3]}})
+    combo = create_study("combo", storage_spec)
+    combo.enqueue_trial({"n_head": 3})
+    combo = run_study(toy_config(n_kv_head=1), bad, n_trials=2, study_name="combo", storage=storage_spec,
+                      workspace_dir=tmp_path, pruner="none", train_fn=toy_train)
+    assert [t.state for t in combo.trials] == [TrialState.FAIL, TrialState.COMPLETE]
+
+
+def test_without_postgres_binaries_the_tests_skip_locally_and_fail_in_ci(monkeypatch):
+    import postgres_server
+
+    monkeypatch.setattr(postgres_server, "PG_GLOB", "/nonexistent/postgresql/*/bin")
+    reason = postgres_server.unavailable_reason()
+    assert "make services" in reason
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="make services"):
+        postgres_server.skip_or_fail(reason)
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="cannot run in CI"):
+        postgres_server.skip_or_fail(reason)
+
+
+def test_a_live_worker_whose_trial_was_failed_as_stale_goes_on(tmp_path):
+    """An overloaded worker may miss its heartbeats for the grace period: another worker
+    then fails its trial. The slow worker must drop that result and carry on, not crash."""
+    from utils.training.hpo_storage import open_storage as open_
+
+    storage = open_(f"sqlite:///{tmp_path}/s.db", heartbeat_interval=1, grace_period=2)
+
+    def failed_meanwhile(config, callbacks, ws):
+        result = toy_train(config, callbacks, ws)
+        if config.run_name == "stale-t0":  # what a stale check by another worker does
+            running = storage.get_all_trials(storage.get_study_id_from_name("stale"), states=(TrialState.RUNNING,))
+            storage.set_trial_state_values(running[0]._trial_id, state=TrialState.FAIL)
+        return result
+
+    study = run_study(toy_config(), SearchSpace.from_dict(SPACE), n_trials=2, storage=storage, study_name="stale",
+                      workspace_dir=tmp_path, pruner="none", train_fn=failed_meanwhile)
+    assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE]
+
+
+def test_workers_opening_an_empty_postgres_database_at_once_do_not_collide(postgres_url):
+    """Six workers create Optuna's schema and the study on an empty database in the
+    same instant (a barrier): without the advisory lock some die with UniqueViolation."""
+    import threading
+
+    barrier, errors, studies = threading.Barrier(6), [], []
+
+    def worker(i):
+        try:
+            barrier.wait()
+            studies.append(create_study("together", postgres_url, worker_index=i))
+        except Exception as e:  # noqa: BLE001 - collected and reported by the assert below
+            errors.append(repr(e))
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors, errors
+    assert len({s._study_id for s in studies}) == 1 and len(studies) == 6
 
 
 def test_three_workers_create_exactly_n_trials_none_lost_or_duplicated(tmp_path):
@@ -296,7 +389,8 @@ def test_a_killed_workers_trial_is_failed_and_the_study_continues(tmp_path):
 
     study = optuna.load_study(study_name="par", storage=open_storage(journal))
     by_number = {t.number: t for t in study.get_trials()}
-    assert sorted(by_number) == list(range(n))
+    # The dead trial does not count: n counted trials, plus the dead one.
+    assert sorted(by_number) == list(range(n + 1))
     assert by_number[1].state == TrialState.FAIL
     assert by_number[1].user_attrs["fail_reason"] == "worker process died"
     assert not (tmp_path / "runs" / "par-t1" / "teardown.json").exists()  # SIGKILL: no teardown possible
@@ -306,8 +400,8 @@ def test_a_killed_workers_trial_is_failed_and_the_study_continues(tmp_path):
 
     with ExperimentDB(tmp_path / "experiments.db") as db:
         rows = db.get_trials("par")
-    assert list(rows["trial_number"]) == list(range(n))
-    assert list(rows["state"]) == ["COMPLETE", "FAIL", *["COMPLETE"] * (n - 2)]
+    assert list(rows["trial_number"]) == list(range(n + 1))
+    assert list(rows["state"]) == ["COMPLETE", "FAIL", *["COMPLETE"] * (n - 1)]
 
 
 def test_an_invalid_combination_fails_its_trial_and_the_study_goes_on(tmp_path):

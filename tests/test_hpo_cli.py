@@ -100,3 +100,46 @@ def test_workers_are_started_with_the_same_study_arguments():
         assert child.storage == "W/s.journal"
         for name in ("workspace", "space", "params", "study_name", "n_trials", "preset", "overrides", "pruner", "seed"):
             assert getattr(child, name) == getattr(args, name), name
+
+
+def test_three_workers_on_postgres_start_together_and_survive_a_killed_one(real_workspace, postgres_url):
+    """Real processes on a real server: three workers started in the same instant on an
+    empty database (Optuna's schema is created once), the one that draws trial 1
+    SIGKILLs itself after that trial's first step (SLM_HPO_SIGKILL_IN_TRIAL), its
+    silence is caught by Optuna's heartbeat (1 s beats, 10 s grace), the trial is marked
+    FAIL and redone, and the study ends with exactly --n-trials counted trials, each
+    linked to its ExperimentDB run."""
+    import optuna
+
+    from utils.training.experiment_db import ExperimentDB
+    from utils.training.hpo import SIGKILL_TRIAL_ENV
+    from utils.training.hpo_storage import open_storage
+
+    n = 4
+    cmd = [sys.executable, "-m", "utils.training", "hpo", "--workspace", str(real_workspace), "--study-name", "pg",
+           "--storage", postgres_url, "--n-trials", str(n), "--preset", "smoke",
+           "--param", "learning_rate=1e-3:1e-2:log", "--set", "max_steps=3", "--set", "eval_interval=1",
+           "--set", "checkpoint_interval=1000", "--pruner", "none", "--heartbeat-interval", "1",
+           "--grace-period", "10", "--no-results"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1",
+           SIGKILL_TRIAL_ENV: "1"}
+    workers = [subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+               for _ in range(3)]
+    outs = [w.communicate(timeout=600)[0] for w in workers]
+    codes = sorted(w.returncode for w in workers)
+    assert codes == [-9, 0, 0], "\n---\n".join(o[-2000:] for o in outs)
+
+    study = optuna.load_study(study_name="pg", storage=open_storage(postgres_url))
+    trials = study.get_trials()
+    dead = [t for t in trials if t.number == 1][0]
+    assert dead.state == optuna.trial.TrialState.FAIL and "counted" not in dead.user_attrs
+    done = [t for t in trials if t.number != 1]
+    assert len(done) == n and all(t.state == optuna.trial.TrialState.COMPLETE for t in done)
+    with ExperimentDB(real_workspace / "experiments.db") as db:
+        rows = db.get_trials("pg").set_index("trial_number")
+        assert sorted(rows.index) == sorted(t.number for t in trials)
+        for t in done:
+            assert rows.loc[t.number, "run_id"] == t.user_attrs["db_run_id"]
+            assert rows.loc[t.number, "state"] == "COMPLETE"
+        assert rows.loc[1, "state"] == "FAIL"
+        assert db.get_run("pg-t1")["status"] == "failed"  # the dead run's row is closed too

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from engine_fixtures import ArrayBatches, Zygote, make_tokens, tiny_config
+from engine_fixtures import ArrayBatches, ModelAndOptimizerOnly, Zygote, make_tokens, tiny_config
 
 from utils.training.callbacks import TrainerCallback
 from utils.training.models import build_model
@@ -28,19 +28,6 @@ class StopAt(TrainerCallback):
     def on_step_end(self, state, control, **kw):
         if state.step == self.step:
             raise KeyboardInterrupt
-
-
-class ModelAndOptimizerOnly(Trainer):
-    """The usual incomplete resume: weights and optimizer, but not the scheduler, RNG
-    states or data position."""
-
-    def _maybe_resume(self):
-        path = self.checkpoints.latest_valid()
-        ckpt = self.checkpoints.load(path)
-        self.raw_model.load_state_dict(ckpt["model"])
-        self.optimizer.load_state_dict(ckpt["optimizer"])
-        self.state.step = ckpt["step"]
-        self._saved_step = ckpt["step"]
 
 
 def run(run_dir, stop_at=None, cls=Trainer, steps=16):

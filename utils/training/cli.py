@@ -115,11 +115,12 @@ def config_from_args(args: argparse.Namespace) -> TrainingConfig:
 def train_command(args: argparse.Namespace) -> int:
     from .callbacks import RunStatus
     from .data import DataError
-    from .distributed import DistributedContext
+    from .distributed import DistributedContext, world_size_from_env
     from .session import TrackingOptions, TrainingSession
     from .trainer import ResumeError
 
     config = config_from_args(args)
+    config.rank_batch(world_size_from_env())  # a world size that cannot split the batch: exit 2, no data touched
     data_options = {"mode": args.mode}
     if args.mode == "chunk":  # 0 on the command line means: the streaming module's default
         if args.tokens_per_chunk > 0:

@@ -58,7 +58,7 @@ class TrainingConfig:
     warmup_ratio: float = 0.05  # share of max_steps spent warming up
     weight_decay: float = 0.1  # AdamW decoupled weight decay (matrices only)
     max_grad_norm: float = 1.0  # clip the global gradient norm to this; 0 = no clipping
-    batch_size: int = 32  # sequences per micro-step on each rank
+    batch_size: int = 32  # sequences per micro-step (one process; ranks split it, see rank_batch)
     gradient_accumulation_steps: int = 1  # micro-steps per optimizer step, all ranks together
     use_amp: bool = True  # mixed precision on GPU; False forces fp32
     # --- budget: max_steps wins, then max_tokens, then epochs ------------------------
@@ -195,6 +195,30 @@ class TrainingConfig:
     def tokens_per_step(self) -> int:
         """Training tokens per optimizer step, all ranks together."""
         return self.batch_size * self.block_size * self.gradient_accumulation_steps
+
+    def rank_batch(self, world_size: int) -> tuple[int, int]:
+        """(sequences per micro-step, micro-steps per optimizer step) on each of
+        `world_size` ranks, so that all ranks together take the global batch of
+        batch_size * gradient_accumulation_steps sequences, as one process would.
+
+        The accumulation is split first (nanoGPT); what it cannot absorb splits the
+        micro-batch. A world size that does not divide the global batch is a ConfigError.
+        """
+        if world_size < 1:
+            raise ConfigError([Problem("world_size", world_size, "must be >= 1")])
+        accum = self.gradient_accumulation_steps
+        shared = math.gcd(accum, world_size)  # ranks absorbed by the accumulation
+        rest = world_size // shared  # ranks that must split each micro-batch
+        if self.batch_size % rest:
+            global_batch = self.batch_size * accum
+            fits = [w for w in range(1, global_batch + 1) if global_batch % w == 0 and w <= 64]
+            raise ConfigError([Problem(
+                "gradient_accumulation_steps", accum,
+                f"the global batch of batch_size * gradient_accumulation_steps = {self.batch_size} * {accum} = "
+                f"{global_batch} sequences cannot be split evenly over a world size of {world_size}; use a world "
+                f"size that divides it ({', '.join(map(str, fits))}) or change batch_size/gradient_accumulation_steps",
+            )])
+        return self.batch_size // rest, accum // shared
 
     @property
     def head_dim(self) -> int:

@@ -32,6 +32,12 @@ def _env_int(name: str, default: int) -> int:
         raise ValueError(f"environment variable {name}={raw!r} must be an integer (torchrun sets it)") from None
 
 
+def world_size_from_env() -> int:
+    """WORLD_SIZE as torchrun sets it (1 without torchrun), read before joining any
+    process group: the CLI checks the config against it before preparing data."""
+    return max(1, _env_int("WORLD_SIZE", 1))
+
+
 @dataclass
 class DistributedContext:
     rank: int = 0

@@ -15,9 +15,10 @@ Storage contract (details and the command line for each case in hpo_storage.py):
 * `postgresql://USER:PASS@HOST/DB`: worker processes on several machines.
 
 Studies are created with `load_if_exists=True`, so running the same command again
-resumes; `n_trials` is the size the study grows to, and all workers together create
-exactly that many trials (complete, pruned and failed all count). A trial whose worker
-was killed is marked FAIL and the other workers carry on.
+resumes (with new sampler points, not a replay); `n_trials` is the size the study grows
+to, and all workers together create exactly that many counted trials (complete, pruned,
+and failed by their own run; a trial cut short by Ctrl-C or a killed worker is marked
+FAIL, does not count, and is redone). The other workers carry on.
 
 A trial is one real training run: `base_config.replace(**overrides,
 run_name=f"{study_name}-t{number}")` under WORKSPACE/runs/. `OptunaPruningCallback`
@@ -49,12 +50,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from .callbacks import RunStatus, TrainerCallback, TrainerControl, TrainerState
 from .hpo_figures import write_study_results
-from .hpo_storage import fail_dead_trials, open_storage, optimize_exactly
+from .hpo_storage import claim_lock, fail_dead_trials, open_storage, optimize_exactly
 
 logger = logging.getLogger(__name__)
 
@@ -411,21 +413,32 @@ def create_study(
     pruner: str | optuna.pruners.BasePruner | None = "median",
     direction: str = "minimize",
 ) -> optuna.Study:
-    """Create the study or load it (`load_if_exists=True`). TPE with `constant_liar` so
-    parallel workers do not all sample the point the running trials already cover; each
-    worker's sampler seed is `sampler_seed + worker_index` (equal seeds would make every
-    worker draw the same start-up points). A study keeps its search space: loading it
-    with a different one is refused rather than mixing distributions."""
-    seed = None if sampler_seed is None else sampler_seed + worker_index
-    sampler = optuna.samplers.TPESampler(seed=seed, constant_liar=True, n_startup_trials=5)
-    study = optuna.create_study(
-        study_name=study_name,
-        storage=open_storage(storage),
-        sampler=sampler,
-        pruner=make_pruner(pruner),
-        direction=direction,
-        load_if_exists=True,
-    )
+    """Create the study or load it (`load_if_exists=True`), once, under the storage's
+    claim lock (workers on several machines start together). TPE with `constant_liar` so
+    parallel workers do not all sample the point the running trials already cover.
+
+    Sampler seed: `sampler_seed + worker_index` on a new study (equal seeds would make
+    every worker draw the same start-up points); on a study that already holds trials,
+    a seed drawn from (sampler_seed, worker_index, number of trials), so a resumed study
+    continues with new points instead of replaying the first ones. A study keeps its
+    search space: loading it with a different one is refused rather than mixing
+    distributions."""
+    storage = open_storage(storage)
+    with claim_lock(storage, study_name):
+        study = optuna.create_study(
+            study_name=study_name,
+            storage=storage,
+            sampler=_sampler(None),
+            pruner=make_pruner(pruner),
+            direction=direction,
+            load_if_exists=True,
+        )
+    if sampler_seed is not None:
+        seed = sampler_seed + worker_index
+        existing = len(study.get_trials(deepcopy=False))
+        if existing:
+            seed = int(np.random.SeedSequence([sampler_seed, worker_index, existing]).generate_state(1)[0])
+        study.sampler = _sampler(seed)
     if space is not None:
         stored = study.user_attrs.get("search_space")
         if stored is None:
@@ -436,6 +449,10 @@ def create_study(
                 "give a new study name, or the same space to resume it"
             ])
     return study
+
+
+def _sampler(seed: int | None) -> optuna.samplers.BaseSampler:
+    return optuna.samplers.TPESampler(seed=seed, constant_liar=True, n_startup_trials=5)
 
 
 TrainFn = Callable[[Any, list[TrainerCallback], Path], Any]
@@ -485,8 +502,9 @@ def run_study(
         trial.set_user_attr("run_name", run_name)
         config = base_config.replace(**overrides, run_name=run_name)  # ConfigError -> FAIL trial
         pruning = OptunaPruningCallback(trial, metric=metric)
+        fault = _injected_fault(trial)
         try:
-            result = train(config, [pruning, *extra], workspace_dir)
+            result = train(config, [pruning, *extra, *fault], workspace_dir)
         except RuntimeError as e:
             # A configuration too big for the device is a result of the search (FAIL),
             # not a reason to stop the worker; other errors are bugs and propagate.
@@ -520,6 +538,32 @@ def run_study(
         if owns_db:
             db.close()
     return study
+
+
+# Fault injection for the tests of dead workers (tests/test_hpo_cli.py): the worker that
+# runs trial number N SIGKILLs itself after the first training step of that trial, a
+# known point rather than a race with a timer. Unset in normal use.
+SIGKILL_TRIAL_ENV = "SLM_HPO_SIGKILL_IN_TRIAL"
+
+
+class _SigkillAfterFirstStep(TrainerCallback):
+    def __init__(self, trial: optuna.Trial):
+        self.trial = trial
+
+    def on_step_end(self, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
+        import signal
+
+        storage = self.trial.study._storage
+        if hasattr(storage, "record_heartbeat"):
+            # The heartbeat thread's first beat, made certain: the trial is known alive
+            # once, so its silence afterwards is what marks it failed.
+            storage.record_heartbeat(self.trial._trial_id)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _injected_fault(trial: optuna.Trial) -> list[TrainerCallback]:
+    raw = os.environ.get(SIGKILL_TRIAL_ENV, "")
+    return [_SigkillAfterFirstStep(trial)] if raw.strip() == str(trial.number) else []
 
 
 def _objective_value(result: Any, metric: str) -> float | None:

@@ -10,6 +10,8 @@ hpo_storage.py for the contract):
     # --storage, or let this command start them
     python -m utils.training hpo ... --storage W/results/hpo/s1.journal --workers 3
     # several machines: the same line on each, pointing at one PostgreSQL server
+    # (pip install "psycopg[binary]"); a worker silent for --grace-period seconds is
+    # presumed dead and its trial redone (recipes: docs/scale_out.md)
     python -m utils.training hpo ... --storage postgresql://optuna:PASS@db-host/optuna
     # afterwards (any machine): best params, trials.csv and the figures only
     python -m utils.training hpo ... --results-only
@@ -47,6 +49,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--storage",
                         help="PATH.journal (default: WORKSPACE/results/hpo/STUDY.journal), sqlite:///PATH.db, "
                              "or postgresql://USER:PASS@HOST/DB for workers on several machines")
+    parser.add_argument("--heartbeat-interval", type=int, default=30, metavar="SECONDS",
+                        help="RDB storages (SQLite, PostgreSQL): a running trial beats this often (default: 30)")
+    parser.add_argument("--grace-period", type=int, default=120, metavar="SECONDS",
+                        help="RDB storages: a trial silent this long is failed and redone (default: 120)")
     parser.add_argument("--workers", type=int, default=1,
                         help="worker processes to run on this machine (journal file or SQLite storage)")
     parser.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
@@ -101,6 +107,9 @@ def run(args: argparse.Namespace) -> int:
             raise SearchSpaceError([f"--n-trials must be >= 1, got {args.n_trials}"])
         if args.workers < 1:
             raise SearchSpaceError([f"--workers must be >= 1, got {args.workers}"])
+        if args.heartbeat_interval < 1 or args.grace_period <= args.heartbeat_interval:
+            raise SearchSpaceError([f"--heartbeat-interval ({args.heartbeat_interval}) must be >= 1 and below "
+                                    f"--grace-period ({args.grace_period})"])
         storage = _storage(args)
         kind = _spec_kind(storage)
         if args.workers > 1 and kind not in ("journal", "sqlite"):
@@ -135,7 +144,10 @@ def run(args: argparse.Namespace) -> int:
 
 def _run_worker(args: argparse.Namespace, storage: str, config, space) -> int:
     from .hpo import run_study
+    from .hpo_storage import _spec_kind, open_storage
 
+    if _spec_kind(storage) != "journal":  # RDB: a heartbeat with this worker's timing
+        storage = open_storage(storage, heartbeat_interval=args.heartbeat_interval, grace_period=args.grace_period)
     study = run_study(config, space, n_trials=args.n_trials, storage=storage, study_name=args.study_name,
                       workspace_dir=args.workspace, sampler_seed=args.seed, pruner=args.pruner,
                       metric=args.metric, worker_index=args.worker_index)
@@ -147,7 +159,8 @@ def _child_argv(args: argparse.Namespace, storage: str, index: int) -> list[str]
     argv = [sys.executable, "-m", "utils.training.hpo_cli", "--workspace", str(args.workspace),
             "--study-name", args.study_name, "--n-trials", str(args.n_trials), "--storage", storage,
             "--worker-index", str(index), "--pruner", args.pruner, "--seed", str(args.seed),
-            "--metric", args.metric, "--no-results"]
+            "--metric", args.metric, "--no-results", "--heartbeat-interval", str(args.heartbeat_interval),
+            "--grace-period", str(args.grace_period)]
     if args.space:
         argv += ["--space", str(args.space)]
     for p in args.params:

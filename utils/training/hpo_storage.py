@@ -9,7 +9,8 @@ A study is named (`--study-name`) and lives in one storage, given as a *spec*:
     sqlite:///PATH.db          SQLite. One process (several work, but SQLite serialises
                                every write; prefer the journal file for parallel workers).
     postgresql://U:P@HOST/DB   an RDB server. Worker processes on SEVERAL machines.
-                               (needs a driver: `pip install psycopg2-binary`)
+                               (needs the psycopg 3 driver: `pip install "psycopg[binary]"`;
+                               SQLAlchemy 2.1 maps postgresql:// to it)
 
 Commands (every worker runs the same line; they cooperate through the storage):
 
@@ -23,25 +24,32 @@ Commands (every worker runs the same line; they cooperate through the storage):
 
 Guarantees:
 
-* Studies are created with `load_if_exists=True`: running the line again resumes the
-  study; `--n-trials N` means "until the study holds N trials", not "N more".
-* Exactly N trials across all workers. Optuna's `MaxTrialsCallback` stops a worker
-  only *after* its trial ends, so k workers racing for the last slot overshoot by up to
-  k-1 trials. Here each worker counts the trials (every state: running, complete,
-  pruned, failed; enqueued ones are run first, not counted) and creates its next trial
-  while holding a *claim lock*, so a slot is taken by exactly one worker:
+* Studies are created with `load_if_exists=True` (under the claim lock, and on
+  PostgreSQL the schema too under an advisory lock, so workers started in the same
+  second on an empty database do not race): running the line again resumes the study;
+  `--n-trials N` means "until the study holds N counted trials", not "N more".
+* Counted trials: complete, pruned, failed *by their own run* (a bad config, OOM, a
+  non-finite loss: attribute `counted`), and running ones of live workers. A trial
+  cut short (Ctrl-C, a killed worker) does not count: running the line again redoes it.
+* Exactly N counted trials across all workers. Optuna's `MaxTrialsCallback` stops a
+  worker only *after* its trial ends, so k workers racing for the last slot overshoot
+  by up to k-1 trials. Here each worker counts the trials (enqueued ones are run first,
+  not counted) and creates its next trial while holding a *claim lock*, so a slot is
+  taken by exactly one worker. A worker returns when N trials are counted and none is
+  running any more (it waits for the others' last trials, so that a trial whose worker
+  dies is redone by a survivor):
     - journal file / SQLite: an `fcntl.flock` on `SPEC.claim.lock` next to the file (the
       kernel drops it when a process dies, so a killed worker never blocks the rest);
     - PostgreSQL: a session advisory lock (`pg_advisory_lock`), dropped with the
       connection when a worker dies.
 * A killed worker's trial is marked FAIL and the study goes on:
-    - every trial records its owner (`worker_host`, `worker_pid`, process start time) as
-      user attributes; before claiming a slot, a worker fails the RUNNING trials whose
-      owner process on this host no longer exists (the journal backend has no heartbeat);
-    - RDB storages also get Optuna's heartbeat (`heartbeat_interval`, `grace_period`,
-      `heartbeat_stale_trial_callback`): a trial whose worker on another machine stopped
-      beating is failed by the next worker that starts a trial.
-  A failed trial counts towards N (it ran; its failure is a result too).
+    - journal file: every trial records its owner (`worker_host`, `worker_pid`, process
+      start time) as user attributes; before claiming a slot, a worker fails the RUNNING
+      trials whose owner process on this host no longer exists (no heartbeat there);
+    - RDB storages (SQLite, PostgreSQL): Optuna's heartbeat (`heartbeat_interval`,
+      `grace_period`): a trial whose worker, on any machine, stopped beating for
+      grace_period seconds is failed by the next worker that counts the trials.
+  Such a trial does not count towards N (see above); a failed run does.
 """
 
 from __future__ import annotations
@@ -52,6 +60,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -59,6 +68,7 @@ from typing import Any
 
 import optuna
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
+from optuna.storages._heartbeat import is_heartbeat_enabled
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState
 
@@ -71,6 +81,8 @@ RDB_PREFIXES = ("sqlite:///", "postgresql://", "postgresql+", "postgres://", "my
 ATTR_HOST = "worker_host"
 ATTR_PID = "worker_pid"
 ATTR_PID_START = "worker_pid_start"
+# Set when the objective itself ended the trial (value, pruned, or a caught failure).
+ATTR_COUNTED = "counted"
 
 # A RUNNING trial with no owner attributes (its worker died between creating it and
 # tagging it, inside the claim lock) is failed once it is this old.
@@ -127,13 +139,32 @@ def open_storage(
         db_path = Path(text[len("sqlite:///"):]).expanduser()
         if str(db_path) not in ("", ":memory:"):
             db_path.parent.mkdir(parents=True, exist_ok=True)
-    with _quiet_experimental():
+    schema_lock: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
+    if kind == "postgresql":
+        _require_psycopg(text)
+        # Workers that start together on an empty database would all create Optuna's
+        # tables at once (UniqueViolation on pg_type): one creates them, the rest wait.
+        schema_lock = _AdvisoryClaimLock(text, "__schema__")
+    with _quiet_experimental(), schema_lock:
         return RDBStorage(
             text,
             heartbeat_interval=heartbeat_interval,
             grace_period=grace_period,
             heartbeat_stale_trial_callback=_log_stale_trial,
         )
+
+
+def _require_psycopg(url: str) -> None:
+    """postgresql:// means the psycopg 3 driver to SQLAlchemy 2.1; say how to get it."""
+    if not url.startswith(("postgresql://", "postgresql+psycopg://")):
+        return  # another driver named explicitly (postgresql+psycopg2://...): SQLAlchemy reports it
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        raise ImportError(
+            "the PostgreSQL storage needs the psycopg 3 driver: pip install \"psycopg[binary]\" "
+            "(psycopg2 is not what SQLAlchemy 2.1 uses for postgresql:// URLs)"
+        ) from None
 
 
 @contextlib.contextmanager
@@ -299,15 +330,24 @@ def fail_dead_trials(
 ) -> list[int]:
     """Mark FAIL the RUNNING trials whose worker is gone; return their numbers.
 
-    A trial is stale when its owner ran on this host and that process no longer exists,
-    or (RDB storages) when its heartbeat stopped, or when it has no owner attributes and
-    started more than UNOWNED_GRACE_S ago.
+    RDB storages with a heartbeat: a trial is stale when its heartbeat stopped for
+    grace_period seconds. Elsewhere (journal file): when its owner ran on this host and
+    that process no longer exists, or when it has no owner attributes and started more
+    than UNOWNED_GRACE_S ago.
     """
     storage = study._storage
-    with _quiet_experimental():
-        # Heartbeat storages (RDB): Optuna's own check; a no-op for the journal file.
-        optuna.storages.fail_stale_trials(study)
     failed: list[FrozenTrial] = []
+    if is_heartbeat_enabled(storage):
+        # RDB storages: Optuna's heartbeat is the one mechanism, for every machine alike.
+        before = {t._trial_id for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+        with _quiet_experimental():
+            optuna.storages.fail_stale_trials(study)
+        failed = [t for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+                  if t._trial_id in before and not t.user_attrs.get(ATTR_COUNTED)]
+        for frozen in failed:
+            if on_failed is not None:
+                on_failed(study, frozen)
+        return [t.number for t in failed]
     host = socket.gethostname()
     now = datetime.datetime.now()
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
@@ -336,6 +376,19 @@ def fail_dead_trials(
 # --------------------------------------------------------------------------- the worker loop
 
 
+def _taken_over(study: optuna.Study, trial_id: int) -> bool:
+    """Whether another worker marked this worker's trial FAIL as stale."""
+    trial = study._storage.get_trial(trial_id)
+    return trial.state == TrialState.FAIL and not trial.user_attrs.get(ATTR_COUNTED)
+
+
+def counts(trial: FrozenTrial) -> bool:
+    """Whether `trial` takes one of the study's N slots (see the module docstring)."""
+    if trial.state in (TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED):
+        return True
+    return trial.state == TrialState.FAIL and bool(trial.user_attrs.get(ATTR_COUNTED))
+
+
 def optimize_exactly(
     study: optuna.Study,
     objective: Callable[[optuna.Trial], float],
@@ -345,39 +398,66 @@ def optimize_exactly(
     callbacks: Sequence[Callable[[optuna.Study, FrozenTrial], None]] = (),
     catch: tuple[type[Exception], ...] = (),
     on_dead_trial: Callable[[optuna.Study, FrozenTrial], None] | None = None,
+    poll_s: float = 1.0,
 ) -> int:
-    """Run trials of `study` in this worker until the study holds `n_trials` trials.
+    """Run trials of `study` in this worker until the study holds `n_trials` counted
+    trials and none is running.
 
     Other workers may run the same loop on the same storage at the same time; together
-    they create exactly `n_trials` trials. Returns how many this worker ran.
+    they create exactly `n_trials` counted trials. Returns how many this worker ran.
     `storage_spec` is what `open_storage` was given (it picks the claim lock); default:
-    the study's storage object.
+    the study's storage object. While the last slots are taken by other workers' running
+    trials, this one checks every `poll_s` seconds whether they ended or died.
     """
     if n_trials < 1:
         raise ValueError(f"n_trials must be >= 1, got {n_trials}")
     lock = claim_lock(study._storage if storage_spec is None else storage_spec, study.study_name)
     ran = 0
+    current: list[int] = []  # the id of the trial this worker is running
     while True:
         held = True
+        current.clear()
         lock.__enter__()
         try:
             fail_dead_trials(study, on_dead_trial)
             # Enqueued (WAITING) trials are run by popping them, not counted as done.
-            taken = [t for t in study.get_trials(deepcopy=False) if t.state != TrialState.WAITING]
-            if len(taken) >= n_trials:
+            trials = study.get_trials(deepcopy=False)
+            if sum(counts(t) for t in trials) >= n_trials:
+                if any(t.state == TrialState.RUNNING for t in trials):
+                    lock.__exit__(None, None, None)
+                    held = False
+                    time.sleep(poll_s)
+                    continue
                 return ran
 
             def claimed(trial: optuna.Trial) -> float:
                 # The trial exists and carries its owner: the slot is taken, so the
                 # other workers may count again while this one trains.
                 nonlocal held
+                current.append(trial._trial_id)
                 for key, value in owner_attrs().items():
                     trial.set_user_attr(key, value)
                 held = False
                 lock.__exit__(None, None, None)
-                return objective(trial)
+                try:
+                    value = objective(trial)
+                except (optuna.TrialPruned, *catch):
+                    trial.set_user_attr(ATTR_COUNTED, True)  # a result of the search
+                    raise
+                trial.set_user_attr(ATTR_COUNTED, True)
+                return value
 
-            study.optimize(claimed, n_trials=1, callbacks=list(callbacks), catch=catch, gc_after_trial=True)  # a failed (OOM) trial frees its tensors
+            try:
+                # gc_after_trial: a failed (OOM) trial frees its tensors
+                study.optimize(claimed, n_trials=1, callbacks=list(callbacks), catch=catch, gc_after_trial=True)
+            except (ValueError, optuna.exceptions.UpdateFinishedTrialError):
+                if not current or not _taken_over(study, current[0]):
+                    raise
+                # This worker was alive but silent past grace_period (an overloaded machine):
+                # another one failed its trial, and the slot is redone. Not a reason to stop.
+                logger.warning("trial %d of study %r was failed by another worker (no heartbeat for the "
+                               "grace period); its result is dropped", study._storage.get_trial(current[0]).number,
+                               study.study_name)
             ran += 1
         finally:
             if held:

@@ -112,8 +112,10 @@ class TrainingSession:
             ddp = self.dist is not None and self.dist.is_distributed
             if ddp and not self.dist.is_main:
                 self.dist.barrier()
+            # Each rank draws its share of the global batch per micro-step (rank_batch).
+            micro, _ = self.requested_config.rank_batch(world)
             self.data = prepare_data(
-                self.requested_config,
+                self.requested_config.replace(batch_size=micro),
                 self.workspace.root,
                 rank=rank,
                 world_size=world,

@@ -2,10 +2,12 @@
 (tracking, plots, checkpoint cadence, early stopping, pruning) steers through the
 TrainerControl object.
 
-One optimizer step = gradient_accumulation_steps // world_size micro-steps of
-(batch_size, block_size) tokens on each rank. The hot path keeps every per-step
-number on the device: losses go into a list of 0-d tensors that is read (one host
-sync) only at a "sync point": a log, eval or checkpoint step, the last step, or a
+One optimizer step = the global batch (batch_size * gradient_accumulation_steps
+sequences of block_size tokens) whatever the world size: each rank runs `accum`
+micro-steps of `micro_batch` sequences, (micro_batch, accum) =
+config.rank_batch(world_size). The hot path keeps every per-step number on the
+device: losses go into a list of 0-d tensors that is read (one host sync) only at
+a "sync point": a log, eval or checkpoint step, the last step, or a
 stop. The non-finite check happens there too, before anything is logged or saved,
 so a NaN run stops naming its first bad step and never writes a NaN checkpoint.
 
@@ -198,10 +200,9 @@ class Trainer:
         self.sample_tokens = sample_tokens
         self.user_run_info = dict(run_info or {})
         ws = self.dist.world_size
-        if config.gradient_accumulation_steps % ws:
-            raise ValueError(f"gradient_accumulation_steps: {config.gradient_accumulation_steps} must be a "
-                             f"multiple of the world size ({ws}); each rank does an equal share")
-        self.accum = config.gradient_accumulation_steps // ws  # micro-steps per optimizer step, this rank
+        # This rank's share of the global batch (ConfigError when ws cannot split it);
+        # train_batches must already yield micro_batch sequences (TrainingSession sees to it).
+        self.micro_batch, self.accum = config.rank_batch(ws)
         # I/O callbacks live on rank 0 only; the control ones (deterministic functions of
         # the state) run everywhere. Rank 0's control is broadcast at sync points anyway.
         own = [CheckpointCallback(config.checkpoint_interval)]
