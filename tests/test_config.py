@@ -227,3 +227,9 @@ def test_config_error_renders_as_its_problems_in_ipython():
         TrainingConfig.preset("smoke", learning_rate=-1.0)
     lines = info.value._render_traceback_()
     assert "learning_rate = -1.0" in lines[0] and "must be in" in lines[0]
+
+
+def test_from_form_model_size_dropdown_default_keeps_the_presets_size():
+    from utils.training.config import PRESET_SIZE
+
+    assert TrainingConfig.from_form(preset="smoke", model_size=PRESET_SIZE) == TrainingConfig.from_form(preset="smoke")
