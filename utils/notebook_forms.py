@@ -79,5 +79,4 @@ def keep_runner_values(shell=None) -> dict:
 
     shell.events.register("post_run_cell", reapply)
     _registered[id(shell)] = reapply
-    print("runner values kept over the forms: " + ", ".join(f"{k}={v!r}" for k, v in values.items()))
     return values
