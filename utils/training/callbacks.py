@@ -201,8 +201,9 @@ class ProgressBarCallback(TrainerCallback):
 
     def on_train_begin(self, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
         from tqdm.auto import tqdm
+        from tqdm.notebook import tqdm_notebook
 
-        widget = tqdm.__module__ == "tqdm.notebook"
+        widget = issubclass(tqdm, tqdm_notebook)  # tqdm.auto picks the widget in a kernel with ipywidgets
         self.bar = tqdm(total=state.max_steps, initial=state.step, desc=state.run_name, unit="step",
                         dynamic_ncols=True, disable=self.disable, **({"display": False} if widget else {}))
         if widget and not self.disable:
