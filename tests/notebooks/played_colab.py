@@ -89,10 +89,20 @@ class PlayedColab:
 
 
 def installed_distributions() -> dict[str, str]:
-    """{name: version} of this venv: a set-up cell's pip install must leave it as it was."""
+    """{name: version} of what requirements-training.txt names, as installed in this venv: a
+    set-up cell's pip install must leave them as they were (torch and numpy above all).
+    Only those: the venv may be shared, and others may install unrelated packages meanwhile."""
     import importlib.metadata
+    import re
 
-    return {d.metadata["Name"].lower(): d.version for d in importlib.metadata.distributions()}
+    wanted = set()
+    for line in (ROOT / "requirements-training.txt").read_text(encoding="utf-8").splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            wanted.add(re.split(r"[<>=!~\[; ]", line, maxsplit=1)[0].lower().replace("_", "-"))
+    found = {d.metadata["Name"].lower().replace("_", "-"): d.version for d in importlib.metadata.distributions()}
+    assert {"torch", "numpy"} <= wanted <= set(found), sorted(wanted - set(found))
+    return {name: found[name] for name in sorted(wanted)}
 
 
 def outputs(nb, stream: str = "stdout") -> str:
