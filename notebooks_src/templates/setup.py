@@ -15,9 +15,9 @@ try:
     IN_COLAB = importlib.util.find_spec("google.colab") is not None
 except ModuleNotFoundError:  # no `google` package at all
     IN_COLAB = False
-clone = Path(clone_dir).expanduser()
-if not clone.is_absolute() or (not IN_COLAB and not clone.parent.is_dir()):
-    clone = Path.cwd() / clone.name  # outside Colab /content rarely exists: next to the notebook
+clone = Path(clone_dir).expanduser().absolute()
+if not IN_COLAB and clone.is_relative_to("/content") and not Path("/content").is_dir():
+    clone = Path.cwd() / clone.name  # the Colab default outside Colab: next to the notebook instead
 
 
 def library_root() -> Path | None:
