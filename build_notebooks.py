@@ -196,8 +196,10 @@ def parameter_assignments(source: str) -> tuple[list[str], list[str]]:
 def check_form(name: str, index: int, source: str) -> list[Problem]:
     """Colab polish: a form has a `# @title`, and no dropdown offers a blank choice."""
     problems = []
-    if not TITLE_MARK.search(source):
-        problems.append(Problem(name, index, "form-title", "a form (a '#@param' cell) needs a '# @title' line"))
+    first = next((line for line in source.splitlines() if line.strip()), "")
+    if not TITLE_MARK.match(first):
+        problems.append(Problem(name, index, "form-title",
+                                "a form (a '#@param' cell) opens with a '# @title' line (Colab shows it as the form's name)"))
     for m in DROPDOWN.finditer(source):
         try:
             choices = ast.literal_eval(m.group(1))

@@ -329,3 +329,11 @@ def test_jupytext_round_trip_builds_the_same_notebook(name, tmp_path):
     assert rebuilt.count("colab-badge.svg") == 1 and rebuilt.count("*Generated from `notebooks_src/") == 1
     assert rebuilt.count(build_notebooks.SETUP_CODE_MARK) == 1
     assert rebuilt == (ROOT / "notebooks" / f"{name}.ipynb").read_text(encoding="utf-8")
+
+
+def test_a_form_title_must_open_the_form():
+    text = MINI_SOURCE.replace('# @title Mini form\nsteps = 3  #@param {type:"integer"}',
+                               'steps = 3  #@param {type:"integer"}\n# @title Mini form')
+    with pytest.raises(BuildError) as info:
+        build_notebook("mini", text)
+    assert rules(info.value) == ["form-title"]
