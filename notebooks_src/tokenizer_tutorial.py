@@ -10,6 +10,9 @@
 # or comes from a named public source with its date (API prices, the activation-memory
 # formula). Nothing is simulated. Every figure is saved at 300 dpi under
 # `WORKSPACE/results/tokenizer_tutorial/` with a text version next to it.
+#
+# **Colab:** *Runtime > Run all*. Outside a clone of the repository the set-up cell below
+# clones it (the form's `repo_url` at `repo_ref`) and installs what the runtime lacks.
 
 # %%
 # @title Set-up: where the code comes from

@@ -217,3 +217,15 @@ def test_cli_with_workdir_elsewhere_relative_pythonpath_and_no_tcp_warning(tmp_p
     assert "flag = False" in nb.cells[2].source
     printed = outputs_text(nb.cells[-1]).split()
     assert printed == [str(ROOT / "utils" / "notebook_exec.py"), str(workdir.resolve())]
+
+
+def test_make_runs_parameters_read_by_the_training_notebooks_forms():
+    import re
+
+    recipe = (ROOT / "Makefile").read_text(encoding="utf-8").split("\nrun:", 1)[1].split("\n\n", 1)[0]
+    items = [_parse_parameter(item.strip('"')) for item in re.findall(r"-p (\S+)", recipe)]
+    nb = nbformat.read(ROOT / "notebooks" / "training.ipynb", as_version=4)
+    values = read_parameters(nb, [(k, v) for k, v in items if "$(" not in v])
+    assert values["preset"] == "cpu" and values["vocab_size"] == 2048 and values["viz_interval"] == 100
+    assert values["time_presets"] == "cpu,fast"
+    inject_parameters(nb, values)  # every name belongs to a form

@@ -74,6 +74,10 @@ def test_smoke_run_has_no_error_output(local_run):
     out = texts(nb)
     assert "completed at step 30" in out
     assert "Starting run notebook-run from step 0" in out
+    # What GitHub and nbviewer show of the progress bar: its final state.
+    bars = [o["data"]["text/plain"] for c in nb.cells if c.cell_type == "code" for o in c.outputs
+            if "notebook-run:" in o.get("data", {}).get("text/plain", "")]
+    assert len(bars) == 1 and "30/30" in bars[0] and "100%" in bars[0]
 
 
 def test_figures_are_files_and_embedded_once(local_run):
