@@ -223,7 +223,7 @@ def test_make_runs_parameters_read_by_the_training_notebooks_forms():
     import re
 
     recipe = (ROOT / "Makefile").read_text(encoding="utf-8").split("\nrun:", 1)[1].split("\n\n", 1)[0]
-    items = [_parse_parameter(item.strip('"')) for item in re.findall(r"-p (\S+)", recipe)]
+    items = [_parse_parameter(item) for item in re.findall(r"-p (\w+=\S+)", recipe)]
     nb = nbformat.read(ROOT / "notebooks" / "training.ipynb", as_version=4)
     values = read_parameters(nb, [(k, v) for k, v in items if "$(" not in v])
     assert values["preset"] == "cpu" and values["vocab_size"] == 2048 and values["viz_interval"] == 100
