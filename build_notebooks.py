@@ -130,17 +130,21 @@ class StructureSpec:
     owns it. `parameter_cells` is their exact number (None: one or more).
     `sections`, when given, is the number of cells in each section 0..N-1; each section
     opens with a markdown cell carrying the anchor <a id="section-N"></a> and a heading.
+    `setup`: the notebook opens its code with the generated set-up form, then the set-up cell.
     """
 
     sections: tuple[int, ...] | None = None
     parameter_cells: int | None = 1
+    # The generated set-up: the set-up form is the first form and the set-up cell follows it
+    # (papermill injects after the first form; the set-up cell keeps those values).
+    setup: bool = False
 
 
 SPECS: dict[str, StructureSpec] = {
     # Six forms: set-up, data, configuration, tracking, export, search space.
-    "training": StructureSpec(sections=(3, 4, 6, 4, 2, 4, 5, 4, 4), parameter_cells=None),
+    "training": StructureSpec(sections=(3, 4, 6, 4, 2, 4, 5, 4, 4), parameter_cells=None, setup=True),
     # Two forms: set-up, parameters.
-    "tokenizer_tutorial": StructureSpec(parameter_cells=2),
+    "tokenizer_tutorial": StructureSpec(parameter_cells=2, setup=True),
 }
 
 
@@ -257,6 +261,17 @@ def check_structure(name: str, cells: list[dict], spec: StructureSpec) -> list[P
                 problems.append(Problem(name, i, "parameters-unique",
                                         f"{n!r} is already a parameter of cell {owner[n]}"))
             owner.setdefault(n, i)
+
+    if spec.setup:
+        def starting(mark: str) -> list[int]:
+            return [i for i, c in enumerate(cells) if c["cell_type"] == "code" and c["source"].lstrip().startswith(mark)]
+
+        forms, setups = starting(SETUP_FORM_TITLE), starting(SETUP_CODE_MARK)
+        if len(forms) != 1 or len(setups) != 1 or setups[0] != forms[0] + 1 or param_cells[:1] != forms:
+            problems.append(Problem(name, None, "setup",
+                                    f"the set-up form ('{SETUP_FORM_TITLE}...') must be the first form and the set-up "
+                                    f"cell ('{SETUP_CODE_MARK}') the cell after it, once each; found forms at "
+                                    f"{forms or 'none'}, set-up cells at {setups or 'none'}"))
 
     if spec.sections is None:
         return problems

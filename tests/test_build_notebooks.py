@@ -337,3 +337,15 @@ def test_a_form_title_must_open_the_form():
     with pytest.raises(BuildError) as info:
         build_notebook("mini", text)
     assert rules(info.value) == ["form-title"]
+
+
+def test_the_set_up_form_comes_first_and_the_set_up_cell_right_after_it():
+    text = (ROOT / "notebooks_src" / "tokenizer_tutorial.py").read_text(encoding="utf-8")
+    build_notebook("tokenizer_tutorial", text)
+    form = "# %%\n# @title Set-up: where the code comes from\n\n"
+    assert form in text
+    moved = text.replace(form, "").replace("# %% [markdown]\n# ## 1. The texts", form + "# %% [markdown]\n# ## 1. The texts")
+    with pytest.raises(BuildError) as info:
+        build_notebook("tokenizer_tutorial", moved)
+    assert rules(info.value) == ["setup"]
+    assert "must be the first form" in str(info.value)
