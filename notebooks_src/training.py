@@ -39,19 +39,22 @@ import importlib.util
 import sys
 import time
 
-import torch
-
 NOTEBOOK_STARTED = time.time()
 try:
     IN_COLAB = importlib.util.find_spec("google.colab") is not None
 except ModuleNotFoundError:  # no `google` package at all
     IN_COLAB = False
-if torch.cuda.is_available():
-    props = torch.cuda.get_device_properties(0)
-    print(f"GPU: {props.name}, {props.total_memory / 2**30:.1f} GiB x {torch.cuda.device_count()}")
-else:
-    print("No GPU: training runs on the CPU (use the smoke or cpu preset).")
-print(f"Colab: {IN_COLAB} | Python {sys.version.split()[0]} | torch {torch.__version__}")
+torch_version = "not installed yet (the set-up cell installs it)"  # a bare Jupyter
+if importlib.util.find_spec("torch") is not None:
+    import torch
+
+    torch_version = torch.__version__
+    if torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(0)
+        print(f"GPU: {props.name}, {props.total_memory / 2**30:.1f} GiB x {torch.cuda.device_count()}")
+    else:
+        print("No GPU: training runs on the CPU (use the smoke or cpu preset).")
+print(f"Colab: {IN_COLAB} | Python {sys.version.split()[0]} | torch {torch_version}")
 
 # %% [markdown]
 # <a id="section-1"></a>
