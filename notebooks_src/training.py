@@ -29,7 +29,7 @@
 # | [7. Export](#section-7) | Hugging Face model, artifacts, comparison with earlier runs |
 # | [8. Advanced](#section-8) | Optuna hyperparameter search with pruning |
 #
-# **Requirements:** Python 3.10+, PyTorch 2.1+ (Colab's own is used as it is; nothing
+# **Requirements:** Python 3.10+, PyTorch 2.6+ (Colab's own is used as it is; nothing
 # here reinstalls torch or numpy), about 1 GB of disk for the workspace. A GPU makes the
 # larger presets practical; the `smoke` and `cpu` presets run on a laptop CPU.
 
@@ -39,35 +39,37 @@ import importlib.util
 import sys
 import time
 
-import torch
-
 NOTEBOOK_STARTED = time.time()
 try:
     IN_COLAB = importlib.util.find_spec("google.colab") is not None
 except ModuleNotFoundError:  # no `google` package at all
     IN_COLAB = False
-if torch.cuda.is_available():
-    props = torch.cuda.get_device_properties(0)
-    print(f"GPU: {props.name}, {props.total_memory / 2**30:.1f} GiB x {torch.cuda.device_count()}")
-else:
-    print("No GPU: training runs on the CPU (use the smoke or cpu preset).")
-print(f"Colab: {IN_COLAB} | Python {sys.version.split()[0]} | torch {torch.__version__}")
+torch_version = "not installed yet (the set-up cell installs it)"  # a bare Jupyter
+if importlib.util.find_spec("torch") is not None:
+    import torch
+
+    torch_version = torch.__version__
+    if torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(0)
+        print(f"GPU: {props.name}, {props.total_memory / 2**30:.1f} GiB x {torch.cuda.device_count()}")
+    else:
+        print("No GPU: training runs on the CPU (use the smoke or cpu preset).")
+print(f"Colab: {IN_COLAB} | Python {sys.version.split()[0]} | torch {torch_version}")
 
 # %% [markdown]
 # <a id="section-1"></a>
 # ## 1. Setup and workspace
 #
-# In Colab this clones the repository at the ref below and installs
-# `requirements-training.txt` (which accepts Colab's torch and numpy as they are). The
+# In Colab (or any Jupyter outside a clone) this clones the repository at the ref below
+# into `clone_dir` and installs `requirements-training.txt`, holding the runtime's torch
+# and numpy as they are; a second *Run all* fetches and checks out the ref again. The
 # workspace holds configs, datasets, results and runs; in Colab it lives on Google Drive
 # so it survives the runtime, while the SQLite database and the primary checkpoint files
 # stay on the VM's fast local disk and are copied to Drive (database by the SQLite backup
 # API, checkpoints by copy and hash check).
 
 # %%
-repo_url = "https://github.com/slm-notebooks/slm-notebooks.git"  #@param {type:"string"}
-# A tag or commit as repo_ref pins the code, for runs that can be reproduced.
-repo_ref = "main"  #@param {type:"string"}
+# @title Set-up: the code, the workspace, Google Drive
 workspace_dir = "workspace"  #@param {type:"string"}
 use_drive = True  #@param {type:"boolean"}
 drive_folder = "slm-workspace"  #@param {type:"string"}
@@ -75,53 +77,7 @@ drive_mount_point = "/content/drive"  #@param {type:"string"}
 local_dir = "/content/local-workspace"  #@param {type:"string"}
 
 # %%
-# Install only what the runtime lacks, then import the library and check it is whole.
-import importlib
-import subprocess
-from pathlib import Path
-
-
-def find_repo_root() -> Path | None:
-    for candidate in [Path.cwd(), *Path.cwd().parents, *map(Path, sys.path)]:
-        if (candidate / "utils" / "training" / "__init__.py").is_file():
-            return candidate.resolve()
-    return None
-
-
-REPO_ROOT = find_repo_root()
-if REPO_ROOT is None and IN_COLAB:
-    target = Path("/content/slm-notebooks")
-    if not target.exists():
-        subprocess.run(["git", "clone", "--quiet", repo_url, str(target)], check=True)
-    else:  # a second Run all: the ref may have moved
-        subprocess.run(["git", "-C", str(target), "fetch", "--quiet", "--tags", "origin"], check=True)
-    subprocess.run(["git", "-C", str(target), "checkout", "--quiet", repo_ref], check=True)
-    # torch and numpy are not pinned there: pip keeps Colab's versions.
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "-r",
-                    str(target / "requirements-training.txt")], check=True)
-    REPO_ROOT = target
-if REPO_ROOT is None:
-    raise RuntimeError("cannot find the repository (utils/training): run this notebook from a clone, "
-                       "or put the clone on PYTHONPATH")
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
-
-from transformers.utils import logging as hf_logging  # noqa: E402
-
-import utils.training as lib  # noqa: E402
-
-hf_logging.disable_progress_bar()  # transformers' save/load bars would fill the cells' stderr
-
-missing = []
-for name in lib.__all__:
-    try:
-        getattr(lib, name)
-    except (ImportError, AttributeError) as e:
-        missing.append(f"{name}: {e}")
-if missing:
-    raise ImportError("the library is incomplete:\n  " + "\n  ".join(missing))
-versions = {m: importlib.import_module(m).__version__ for m in ("torch", "transformers", "tokenizers", "optuna")}
-print(f"library at {REPO_ROOT}: {len(lib.__all__)} names import | " + " | ".join(f"{k} {v}" for k, v in versions.items()))
+# Set-up, generated by build_notebooks.py from notebooks_src/templates/setup.py
 
 # %%
 # The workspace (Drive in Colab, with a local fallback) and the experiment database.
@@ -153,6 +109,7 @@ else:
 # trained on the training split (`bpe`), GPT-2's (`gpt2`) or a hub name.
 
 # %%
+# @title Data
 data_source = "builtin"  #@param ["builtin", "hf", "drive", "upload", "local", "synthetic"]
 hf_dataset = "wikitext"  #@param {type:"string"}
 hf_config = "wikitext-2-raw-v1"  #@param {type:"string"}
@@ -222,10 +179,11 @@ for doc in preview.val_documents[:3]:
 # field and what is allowed, before anything trains.
 
 # %%
+# @title Configuration
 run_name = "notebook-run"  #@param {type:"string"}
 preset = "fast"  #@param ["smoke", "cpu", "fast", "balanced", "quality"]
 model_family = "llama"  #@param ["llama", "gpt2", "qwen2"]
-model_size = ""  #@param ["", "tiny", "small", "medium", "base"]
+model_size = "preset's size"  #@param ["preset's size", "tiny", "small", "medium", "base"]
 learning_rate = None  #@param {type:"raw"}
 batch_size = None  #@param {type:"raw"}
 max_steps = None  #@param {type:"raw"}
@@ -282,6 +240,7 @@ print(format_timings(timings))
 # line says which. A resumed run continues the same W&B run.
 
 # %%
+# @title Tracking (Weights & Biases)
 use_wandb = False  #@param {type:"boolean"}
 wandb_project = "slm-notebooks"  #@param {type:"string"}
 wandb_entity = ""  #@param {type:"string"}
@@ -383,6 +342,7 @@ display(Image(filename=str(hardware_path)))
 # loads them), with the config, dashboard and metrics collected in one folder.
 
 # %%
+# @title Export
 download_zip = False  #@param {type:"boolean"}
 
 # %%
@@ -437,6 +397,7 @@ display(Image(filename=str(comparison_path)))
 # to its row in the experiment database.
 
 # %%
+# @title Search space (Optuna)
 run_search = False  #@param {type:"boolean"}
 search_preset = "smoke"  #@param ["smoke", "cpu", "fast"]
 n_trials = 8  #@param {type:"integer"}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from utils.training.callbacks import (
     CallbackHandler,
     CheckpointCallback,
@@ -48,3 +50,28 @@ def test_progress_bar_follows_the_events(capsys):
     assert bar.bar.n == 4 and bar.bar.postfix == "loss=2.5000, tok_s=1,234"
     handler.call("on_train_end", state, control, status=RunStatus.COMPLETED, error=None)
     assert bar.bar is None and "demo" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_progress_bar_saved_text_is_its_final_state(tmp_path):
+    """GitHub and nbviewer show a widget's text/plain: it must be the finished bar, not 0/30."""
+    import os
+    from pathlib import Path
+
+    import nbformat
+
+    from utils.notebook_exec import execute_notebook
+
+    code = """from types import SimpleNamespace
+from utils.training.callbacks import ProgressBarCallback
+bar, state = ProgressBarCallback(), SimpleNamespace(max_steps=30, step=0, run_name="r")
+bar.on_train_begin(state, None)
+for _ in range(30):
+    bar.on_step_end(state, None)
+bar.on_train_end(state, None)"""
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)]), tmp_path / "bar.ipynb")
+    root = str(Path(__file__).resolve().parents[1])
+    nb = execute_notebook(tmp_path / "bar.ipynb", {}, workdir=tmp_path, timeout_per_cell=120,
+                          env={"PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)})
+    texts = [o["data"]["text/plain"] for o in nb.cells[0].outputs if "text/plain" in o.get("data", {})]
+    assert len(texts) == 1 and "30/30" in texts[0] and "100%" in texts[0]

@@ -252,3 +252,9 @@ def test_rank_batch_splits_the_accumulation_first_as_nanogpt_does():
     assert cfg.rank_batch(8) == (8, 1)  # then the micro-batch
     assert TrainingConfig.preset("smoke").rank_batch(2) == (4, 1)
     assert TrainingConfig.preset("smoke", gradient_accumulation_steps=3).rank_batch(6) == (4, 1)
+
+
+def test_from_form_model_size_dropdown_default_keeps_the_presets_size():
+    from utils.training.config import PRESET_SIZE
+
+    assert TrainingConfig.from_form(preset="smoke", model_size=PRESET_SIZE) == TrainingConfig.from_form(preset="smoke")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,8 +15,10 @@ from utils.notebook_exec import (
     NotebookExecutionError,
     _parse_parameter,
     execute_notebook,
+    form_types,
     inject_parameters,
     main,
+    read_parameters,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -81,12 +84,41 @@ def test_each_form_gets_its_own_values_and_unknown_names_are_refused(tmp_path):
         inject_parameters(nb, {"stepz": 1})
 
 
-def test_command_line_values_are_read_as_json_else_text():
-    assert _parse_parameter("steps=10") == ("steps", 10)
-    assert _parse_parameter("lr=3e-4") == ("lr", 3e-4)
-    assert _parse_parameter("resume=true") == ("resume", True)
-    assert _parse_parameter("preset=cpu") == ("preset", "cpu")
+FORM = """# @title Form
+run_search = False  #@param {type:"boolean"}
+steps = 3  #@param {type:"integer"}
+size_mb = 0.3  #@param {type:"number"}
+lr = None  #@param {type:"raw"}
+name = "x"  #@param {type:"string"}
+preset = "fast"  #@param ["smoke", "fast"]
+legacy = 1  #@param"""
+
+
+def test_command_line_values_are_read_by_the_forms_declared_type(tmp_path):
     assert _parse_parameter("path=/a=b") == ("path", "/a=b")
+    nb = nbformat.read(tiny_notebook(tmp_path / "t.ipynb", "print(1)", parameters=FORM), as_version=4)
+    assert form_types(nb)["preset"] == ("dropdown", ["smoke", "fast"])
+    given = [("run_search", "False"), ("steps", "10"), ("size_mb", "1"), ("lr", "3e-4"), ("name", "007"),
+             ("preset", "smoke"), ("legacy", "[1, 2]")]
+    assert read_parameters(nb, given) == {"run_search": False, "steps": 10, "size_mb": 1, "lr": 3e-4,
+                                          "name": "007", "preset": "smoke", "legacy": [1, 2]}
+    for text, value in (("True", True), ("true", True), ("false", False)):
+        assert read_parameters(nb, [("run_search", text)]) == {"run_search": value}
+    assert read_parameters(nb, [("lr", "None"), ("size_mb", "2.5")]) == {"lr": None, "size_mb": 2.5}
+    for name, text, expected in (("run_search", "yes", "True, False, true or false"), ("steps", "1.5", "an integer"),
+                                 ("size_mb", "big", "a number"), ("lr", "fast", "a Python literal"),
+                                 ("preset", "huge", "one of smoke, fast")):
+        with pytest.raises(ValueError, match=f"parameter {name} .*{text!r} is not {expected}"):
+            read_parameters(nb, [(name, text)])
+
+
+def test_command_line_refuses_an_unparseable_value_before_starting_a_kernel(tmp_path, capsys):
+    notebook = tiny_notebook(tmp_path / "t.ipynb", "print(1)", parameters=FORM)
+    code = main([str(notebook), "--out", str(tmp_path / "o.ipynb"), "--workdir", str(tmp_path / "w"),
+                 "-p", "run_search=maybe"])
+    assert code == 2
+    assert "parameter run_search (boolean): 'maybe' is not True, False, true or false" in capsys.readouterr().err
+    assert not (tmp_path / "o.ipynb").exists()
 
 
 def test_the_executor_does_not_import_torch():
@@ -167,3 +199,33 @@ def test_a_failing_injected_cell_is_named_as_such(tmp_path):
         execute_notebook(notebook, {"greeting": object()}, workdir=tmp_path, timeout_per_cell=120)
     assert info.value.cell_index is None and info.value.executed_index == 2
     assert "the injected parameters cell (cell 2 of the executed copy) failed" in str(info.value)
+
+
+@pytest.mark.slow
+def test_cli_with_workdir_elsewhere_relative_pythonpath_and_no_tcp_warning(tmp_path):
+    """The README's headless command, with --workdir outside the repository: a relative
+    PYTHONPATH still means the repository, and the kernel talks over IPC (no TCP warning)."""
+    notebook = tiny_notebook(tmp_path / "nb.ipynb", "import utils.notebook_exec as m, os\nprint(m.__file__, os.getcwd())",
+                             parameters='# @title F\nflag = True  #@param {type:"boolean"}')
+    workdir = tmp_path / "elsewhere"
+    done = subprocess.run([sys.executable, "-m", "utils.notebook_exec", str(notebook), "--out", str(tmp_path / "o.ipynb"),
+                           "--workdir", str(workdir), "-p", "flag=False"], cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": "."}, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "running over TCP" not in done.stderr + done.stdout
+    nb = nbformat.read(tmp_path / "o.ipynb", as_version=4)
+    assert "flag = False" in nb.cells[2].source
+    printed = outputs_text(nb.cells[-1]).split()
+    assert printed == [str(ROOT / "utils" / "notebook_exec.py"), str(workdir.resolve())]
+
+
+def test_make_runs_parameters_read_by_the_training_notebooks_forms():
+    import re
+
+    recipe = (ROOT / "Makefile").read_text(encoding="utf-8").split("\nrun:", 1)[1].split("\n\n", 1)[0]
+    items = [_parse_parameter(item) for item in re.findall(r"-p (\w+=\S+)", recipe)]
+    nb = nbformat.read(ROOT / "notebooks" / "training.ipynb", as_version=4)
+    values = read_parameters(nb, [(k, v) for k, v in items if "$(" not in v])
+    assert values["preset"] == "cpu" and values["vocab_size"] == 2048 and values["viz_interval"] == 100
+    assert values["time_presets"] == "cpu,fast"
+    inject_parameters(nb, values)  # every name belongs to a form

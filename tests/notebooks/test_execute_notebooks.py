@@ -1,8 +1,10 @@
-"""The execution tier: every notebooks/*.ipynb runs top to bottom with its smoke parameters.
+"""The execution tier: every notebooks/*.ipynb runs top to bottom with its smoke parameters,
+in a played bare Colab runtime (tests/notebooks/played_colab.py): the .ipynb alone in an
+empty folder, the repository nowhere on the kernel's path, so the notebook's set-up cell
+clones it (from a tagged local clone) and installs its requirements (all present already).
 
 Parameters come from tests/notebooks/smoke/NAME.json ({} when absent) and are injected
-after the notebook's parameters cell. Each notebook runs in its own temp folder with the
-repository on PYTHONPATH; the executed copy is kept under .test-artifacts/notebooks/.
+after the forms that own them. The executed copy is kept under .test-artifacts/notebooks/.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from utils.notebook_exec import PARAMETERS_TAG, NotebookExecutionError, execute_notebook
+from played_colab import installed_distributions, outputs, played_colab
+from utils.notebook_exec import PARAMETERS_TAG, NotebookExecutionError
 
 ROOT = Path(__file__).resolve().parents[2]
 # Notebooks with a module of their own here run there, with more checks, not twice.
@@ -58,17 +61,15 @@ def test_smoke_parameters_name_real_form_fields(smoke_file: Path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
-def test_notebook_executes_with_smoke_parameters(notebook: Path, tmp_path: Path):
+def test_notebook_runs_all_on_a_played_bare_colab_runtime(notebook: Path, tmp_path: Path):
+    colab = played_colab(tmp_path)
     output = ARTIFACTS / f"{notebook.stem}.executed.ipynb"
-    pythonpath = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    before = installed_distributions()
     try:
-        execute_notebook(
-            notebook,
-            smoke_parameters(notebook.stem),
-            workdir=tmp_path,
-            output_path=output,
-            timeout_per_cell=CELL_TIMEOUT,
-            env={"PYTHONPATH": pythonpath},
-        )
+        nb = colab.run_all(notebook, smoke_parameters(notebook.stem), output, timeout_per_cell=CELL_TIMEOUT)
     except NotebookExecutionError as err:
         pytest.fail(f"{err}\n(executed copy: {output})", pytrace=False)
+    printed = outputs(nb)
+    assert f"{colab.origin.as_uri()} at played-colab" in printed and f"library at {colab.clone_dir}" in printed
+    assert (colab.clone_dir / "requirements-training.txt").is_file()
+    assert installed_distributions() == before, "the set-up cell's pip install changed the venv"

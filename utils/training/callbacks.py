@@ -197,12 +197,20 @@ class ProgressBarCallback(TrainerCallback):
         # Not tqdm's None ("off unless a TTY"): a notebook's output stream is no TTY.
         self.disable = disable
         self.bar = None
+        self._display = None  # the notebook widget's display handle
 
     def on_train_begin(self, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
         from tqdm.auto import tqdm
+        from tqdm.notebook import tqdm_notebook
 
+        widget = issubclass(tqdm, tqdm_notebook)  # tqdm.auto picks the widget in a kernel with ipywidgets
         self.bar = tqdm(total=state.max_steps, initial=state.step, desc=state.run_name, unit="step",
-                        dynamic_ncols=True, disable=self.disable)
+                        dynamic_ncols=True, disable=self.disable, **({"display": False} if widget else {}))
+        if widget and not self.disable:
+            from IPython.display import display
+
+            # Our own display handle, so that on_train_end can refresh the text version too.
+            self._display = display(self.bar.container, display_id=True)
 
     def on_step_end(self, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
         if self.bar is not None:
@@ -222,4 +230,9 @@ class ProgressBarCallback(TrainerCallback):
     def on_train_end(self, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
         if self.bar is not None:
             self.bar.close()
+            if self._display is not None:
+                # A saved notebook (GitHub, nbviewer) shows the widget's text/plain, captured
+                # when it was displayed (0%): send the final state as that text.
+                self._display.update(self.bar.container)
+                self._display = None
             self.bar = None

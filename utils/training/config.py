@@ -29,6 +29,10 @@ DATA_SOURCES = ("builtin", "hf", "local", "drive", "upload", "synthetic")
 _RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
+# The model_size dropdown's first choice: the preset's own size (a dropdown offers no blank choice).
+PRESET_SIZE = "preset's size"
+
+
 @dataclass(frozen=True)
 class TrainingConfig:
     # --- identity and data -------------------------------------------------------
@@ -110,7 +114,10 @@ class TrainingConfig:
     @classmethod
     def from_form(cls, preset: str = "", model_size: str = "", **values: Any) -> TrainingConfig:
         """Build from a notebook's #@param values. Empty strings and None keep the
-        preset's value; numeric strings are parsed (Colab string fields arrive as str)."""
+        preset's value (so does model_size PRESET_SIZE, the dropdown's named default);
+        numeric strings are parsed (Colab string fields arrive as str)."""
+        if model_size == PRESET_SIZE:
+            model_size = ""
         base = dict(PRESETS[preset]) if preset else {}
         if preset and preset not in PRESETS:
             raise ConfigError([Problem("preset", preset, f"must be one of {sorted(PRESETS)}")])

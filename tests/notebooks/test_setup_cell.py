@@ -1,0 +1,62 @@
+"""The generated set-up cell (notebooks_src/templates/setup.py) outside a clone: the first
+Run all clones repo_url at repo_ref and installs nothing new; a second Run all, after the
+ref moved, fetches and checks out the new commit and imports the new code."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from played_colab import installed_distributions, tagged_clone
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE = ROOT / "notebooks_src" / "templates" / "setup.py"
+
+# Two Run alls of the set-up cell in one interpreter (one kernel), the form values set first.
+DRIVER = """
+import json, sys
+code = open(sys.argv[1]).read()
+ns = {"__name__": "__main__", "repo_url": sys.argv[2], "repo_ref": "moving", "clone_dir": sys.argv[3]}
+exec(compile(code, "setup", "exec"), ns)
+import utils.training
+first = (utils.training.__file__, hasattr(utils.training, "MOVED"))
+print("READY", flush=True)
+input()  # the test moves the branch meanwhile
+exec(compile(code, "setup", "exec"), ns)
+import utils.training
+print(json.dumps({"first": first, "second": (utils.training.__file__, getattr(utils.training, "MOVED", None))}))
+"""
+
+
+@pytest.mark.slow
+def test_second_run_all_fetches_and_checks_out_the_moved_ref(tmp_path):
+    origin = tagged_clone(tmp_path / "github")
+    subprocess.run(["git", "-C", str(origin), "branch", "moving"], check=True)
+    clone = tmp_path / "vm" / "slm-notebooks"
+    before = installed_distributions()
+    env = {**{k: v for k, v in os.environ.items() if k != "PYTHONPATH"}, "PIP_NO_INDEX": "1"}
+    proc = subprocess.Popen([sys.executable, "-c", DRIVER, str(TEMPLATE), origin.as_uri(), str(clone)],
+                            cwd=tmp_path, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    printed = []
+    while not printed or printed[-1] != "READY\n":  # the first Run all has cloned and imported
+        printed.append(proc.stdout.readline())
+        assert printed[-1], "the driver ended before the first Run all finished"
+    # The ref moves on "GitHub": a new commit on the branch the form names.
+    subprocess.run(["git", "-C", str(origin), "checkout", "--quiet", "moving"], check=True)
+    init = origin / "utils" / "training" / "__init__.py"
+    init.write_text(init.read_text() + "\nMOVED = 'yes'\n")
+    subprocess.run(["git", "-C", str(origin), "-c", "user.name=t", "-c", "user.email=t@t", "commit", "--quiet",
+                    "-am", "move"], check=True)
+    out, _ = proc.communicate("\n", timeout=600)
+    assert proc.returncode == 0, out
+    lines = "".join(printed + [out]).strip().splitlines()
+    result = json.loads(lines[-1])
+    assert result["first"] == [str(clone / "utils" / "training" / "__init__.py"), False]
+    assert result["second"] == [str(clone / "utils" / "training" / "__init__.py"), "yes"]
+    assert sum(f"{origin.as_uri()} at moving" in line for line in lines) == 2
+    assert installed_distributions() == before
