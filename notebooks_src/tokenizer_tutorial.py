@@ -13,6 +13,7 @@
 
 # %%
 import sys
+import textwrap
 import time
 import warnings
 from pathlib import Path
@@ -27,10 +28,12 @@ for candidate in (Path.cwd(), *Path.cwd().parents):
             sys.path.insert(0, str(candidate))
         break
 
-import matplotlib.pyplot as plt
 import pandas as pd
+from IPython.display import display
 
-pd.set_option("display.width", 160)
+from utils.training.style import caveat, show_table
+
+pd.set_option("display.width", 100)
 stages = {}  # stage -> seconds, measured below; drawn as the closing pipeline figure
 t_stage = time.perf_counter()
 
@@ -95,7 +98,7 @@ from utils.tokenization.zoo import baseline_tokenizers, load_hub_tokenizers
 t_stage = time.perf_counter()
 sizes = [int(v) for v in vocab_sizes.split(",") if v.strip()]
 trained, fit_records = fit_zoo(corpus.train, [f.strip() for f in families.split(",") if f.strip()], sizes)
-print(pd.DataFrame([r.__dict__ for r in fit_records]).round(3).to_string(index=False))
+show_table(pd.DataFrame([r.__dict__ for r in fit_records]))
 print("(vocab_size: what the trainer returned; a small corpus can stop a Unigram short of the target)")
 zoo = trained + baseline_tokenizers(corpus.train)
 if hub_tokenizers:
@@ -111,7 +114,8 @@ stages["train tokenizers"] = time.perf_counter() - t_stage
 # On the held-out medical text and on the control text: total tokens, **fertility**
 # (tokens per whitespace word), **bytes per token**, the share of words split into
 # several tokens, the unknown-token rate, the share of the vocabulary used, and encode
-# throughput (MB/s through each tokenizer's batch call, on this machine, now).
+# throughput (MB/s through each tokenizer's batch call, on this machine, now: the median of
+# three passes over at least 1 MB, after a warm-up call).
 
 # %%
 from utils.tokenization.measure import bucket_table, measure_zoo
@@ -122,7 +126,7 @@ cols = ["tokenizer", "vocab_size", "tokens", "fertility", "bytes_per_token", "sp
         "unk_rate", "vocab_use", "encode_mb_s"]
 for name in texts:
     print(f"== {name} ==")
-    print(table[table.text == name][cols].round(3).to_string(index=False), "\n")
+    show_table(table[table.text == name][cols])
 buckets = bucket_table(measurements, corpus.test)
 stages["measure"] = time.perf_counter() - t_stage
 
@@ -141,7 +145,7 @@ bpt = {n: measurements[(n, "medical test")].bytes_per_token for n in buckets.ind
 largest = {t.family: t for t in trained}  # the largest vocab of each trained family
 shown = list(largest.values()) + [t for t in zoo if t not in trained]
 fig, text = token_boxes(shown, MEDICAL_TERMS[:box_terms], bpt, out_dir / "token_boxes.png")
-plt.show()
+display(fig)
 print(text)
 stages["token boxes"] = time.perf_counter() - t_stage
 
@@ -154,7 +158,7 @@ stages["token boxes"] = time.perf_counter() - t_stage
 # validation **bits per byte** (perplexity is per token, and tokens differ in size).
 
 # %%
-from utils.tokenization.figures import bpb_curves
+from utils.tokenization.figures import bpb_curves, uniform_bpb
 from utils.tokenization.tokenizer_training import compare_tokenizers_by_training, runs_table
 
 t_stage = time.perf_counter()
@@ -164,12 +168,17 @@ runs = compare_tokenizers_by_training(
     {f"domain BPE ({bpe_vocab})": {"tokenizer": "bpe", "vocab_size": bpe_vocab},
      "GPT-2 BPE": {"tokenizer": "gpt2"}},
     preset=train_preset, evals=train_evals)
-runs_df = runs_table(runs)
-print(runs_df.round(4).to_string(index=False))
+show_table(runs_table(runs), digits=4)
+# What each run really consumed (whole optimizer steps, so close to train_model_mb, not equal).
+consumed = ", ".join(f"{r.label} {r.train_mb:.3g} MB" for r in runs)
+note = caveat(train_preset)
+if note:
+    note = f"{train_preset} preset: a few steps on a few KB, the comparison is not conclusive"
 fig, text = bpb_curves({r.label: r.curve for r in runs}, out_dir / "val_bpb.png",
-                       f"Same model ({train_preset} preset), same {train_model_mb} MB of training text")
-plt.show()
-print(text)
+                       f"Same model ({train_preset} preset), same text budget: {consumed}",
+                       baselines={r.label: uniform_bpb(r.vocab_size, r.bytes_per_token) for r in runs}, note=note)
+display(fig)
+print(f"the numbers: {out_dir / 'val_bpb.txt'}")
 stages["train models"] = time.perf_counter() - t_stage
 
 # %% [markdown]
@@ -193,8 +202,8 @@ t_stage = time.perf_counter()
 tps = runs[0].tokens_per_sec if runs else None
 impact = impact_table({n: measurements[(n, "medical test")].per_doc_tokens for n in buckets.index},
                       records=records, tokens_per_sec=tps, price_model="GPT-3.5 Turbo")
-print(impact.round(3).to_string(index=False))
-print(f"\nprices (USD per 1M input tokens): {PRICES}\n{PRICE_SOURCE}")
+show_table(impact)
+print(textwrap.fill(f"prices (USD per 1M input tokens): {PRICES}, {PRICE_SOURCE}", 100))
 if tps:
     print(f"training throughput: {tps:,.0f} tokens/s, measured by the engine in section 5 (the {train_preset} "
           "model with the domain BPE); the hours column applies that one speed to every tokenizer, although a "
@@ -203,15 +212,17 @@ if tps:
 # %% [markdown]
 # ## 7. The dashboard
 #
-# Nine panels, all from the measurements above.
+# Nine views in three figures (token counts, what the tokens are, what they cost), all
+# from the measurements above.
 
 # %%
 from utils.tokenization.figures import dashboard
 
-fig, text = dashboard(table, measurements, buckets, impact, out_dir / "dashboard.png",
-                      memory_label="batch 32 at p95 length, GPT-2-small shape")
-plt.show()
-print(text)
+figs, text = dashboard(table, measurements, buckets, impact, out_dir / "dashboard.png",
+                       memory_label="batch 32 at p95 length, GPT-2-small shape", price_model="GPT-3.5 Turbo")
+for fig in figs:
+    display(fig)
+print(f"the numbers: {out_dir / 'dashboard.txt'}")
 stages["impact + dashboard"] = time.perf_counter() - t_stage
 
 # %% [markdown]
@@ -223,6 +234,6 @@ stages["impact + dashboard"] = time.perf_counter() - t_stage
 from utils.tokenization.figures import pipeline_figure
 
 fig, text = pipeline_figure(stages, out_dir / "pipeline.png")
-plt.show()
+display(fig)
 print(text)
 print("figures and their text versions:", *sorted(p.name for p in out_dir.iterdir()), sep="\n  ")

@@ -326,13 +326,22 @@ print(session.resume_line())
 
 # %%
 # Train, with live curves and a progress bar; final evaluation and text samples at the end.
+from utils.training.style import duration
+
 result = session.train()
 state = result.state
 print(f"{result.status} at step {state.step}: best val_loss {state.best_val_loss:.4f} at step {state.best_step}, "
-      f"{state.tokens_seen:,} tokens in {state.elapsed_s:.0f} s")
+      f"{state.tokens_seen:,} tokens in {duration(state.elapsed_s)}" + (f" [{session.caveat}]" if session.caveat else ""))
+# A claim about the loss only when it is larger than the evaluation's noise: the standard
+# error of val_loss over the validation sequences of the last evaluation.
 entropy = session.data.stats["unigram_entropy"]
-print(f"val_loss {state.best_val_loss:.3f} against the corpus's unigram entropy {entropy:.3f} nats/token: "
-      + ("below it, so the model uses context" if state.best_val_loss < entropy else "not below it yet"))
+se = result.final_metrics.get("val_loss_se", float("nan"))
+gap = entropy - state.best_val_loss
+verdict = ("below it by more than 2 standard errors, so the model uses context" if gap > 2 * se else
+           "above it by more than 2 standard errors: not yet better than ignoring context" if gap < -2 * se else
+           "within 2 standard errors of it: no claim either way (evaluate on more batches)")
+print(f"val_loss {state.best_val_loss:.3f} (standard error {se:.3f}) against the corpus's unigram entropy "
+      f"{entropy:.3f} nats/token: {verdict}")
 for sample in session.last_samples():
     print(f"\n> {sample['prompt']}\n{sample['output']}")
 
@@ -348,6 +357,7 @@ for sample in session.last_samples():
 from IPython.display import Image, display
 
 from utils.training import TrainingDashboard
+from utils.training.style import show_table
 
 dashboard_path = TrainingDashboard.from_db(db, config.run_name).save(session.run_dir / "dashboard.png")
 display(Image(filename=str(dashboard_path)))
@@ -364,8 +374,8 @@ metrics = db.get_metrics(run_row["run_id"])
 table = metrics.pivot_table(index="step", columns="metric_name", values="value").reset_index()
 csv_path = workspace.results_dir / f"{config.run_name}_metrics.csv"
 table.to_csv(csv_path, index=False)
-print(f"{len(table)} steps x {len(table.columns) - 1} metrics -> {csv_path}")
-print(table.tail(5).to_string(index=False))
+print(f"{len(table)} steps x {len(table.columns) - 1} metrics -> {csv_path}; the last 5:")
+show_table(table.tail(5), digits=4)
 
 # %%
 # Hardware: MFU, throughput and memory over the run (MFU needs a GPU with a known peak).
@@ -423,7 +433,7 @@ records = [load_run(f"db:{n}", db=db) for n in names]
 comparison_path = workspace.results_dir / "comparison.png"
 fig, summary = compare_runs(records, out_path=comparison_path)
 write_summary_table(summary, comparison_path.with_suffix(".csv"), comparison_path.with_suffix(".md"))
-print(summary.to_string(index=False))
+show_table(summary)
 display(Image(filename=str(comparison_path)))
 
 # %% [markdown]
@@ -464,7 +474,7 @@ if run_search:
                       workspace_dir=workspace.root, db=db)
     results = write_study_results(study, workspace.results_dir / "hpo" / study_name)
     trials = study.trials_dataframe(attrs=("number", "state", "value", "params", "duration"))
-    print(trials.to_string(index=False))
+    show_table(trials, digits=4)
     print(f"{len(study.trials)} trials; best val_loss {study.best_value:.4f} with {study.best_params}")
     best_config = base.replace(**study.best_params, run_name=f"{study_name}-best")
     print("best config:", best_config.save(workspace.configs_dir / f"{study_name}-best.json"))

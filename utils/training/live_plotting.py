@@ -15,7 +15,7 @@ import sys
 import time
 
 from .callbacks import TrainerCallback
-from .style import PALETTE, figure_png, new_figure
+from .style import PALETTE, figure_png, new_figure, place_legends
 
 FULL_TITLES = ("Loss", "Perplexity", "Learning rate", "Throughput")
 COMPACT_TITLES = ("Loss", "Throughput")
@@ -51,12 +51,13 @@ def _png_image(png: bytes):
 
 class LivePlotter(TrainerCallback):
     def __init__(self, min_interval_s: float = 2.0, compact: bool = False, save_path=None, mode: str = "auto",
-                 max_overhead: float = 0.01, stream=None):
+                 max_overhead: float = 0.01, stream=None, caveat: str = ""):
         if mode not in ("auto", "figure", "text"):
             raise ValueError(f"mode must be auto, figure or text, not {mode!r}")
         self.min_interval_s = float(min_interval_s)  # s between two redraws at least
         self.max_overhead = float(max_overhead)  # fraction of wall time drawing may take
         self.compact, self.save_path, self.mode, self.stream = compact, save_path, mode, stream
+        self.caveat = caveat  # "smoke preset: not a result" (style.caveat): the figure's title says it
         self.train = {"step": [], "train_loss": [], "lr": [], "tokens_per_sec": []}
         self.val = {"step": [], "val_loss": []}
         self.best = (math.inf, None)  # (val_loss, step)
@@ -145,6 +146,8 @@ class LivePlotter(TrainerCallback):
             axes = list(self.fig.subplots(2, 2).ravel())
             titles = FULL_TITLES
         self.axes = dict(zip(titles, axes))
+        if self.caveat:
+            self.fig.suptitle(self.caveat)
         ylabels = {"Loss": "loss (nats/token)", "Perplexity": "perplexity (log)", "Learning rate": "learning rate",
                    "Throughput": "tokens/s (all GPUs)"}
         for title, ax in self.axes.items():
@@ -186,6 +189,8 @@ class LivePlotter(TrainerCallback):
             ax.autoscale_view()
         if self.best[1] is not None:
             self.axes["Loss"].set_title(f"Loss (best val {self.best[0]:.3f} at step {self.best[1]})")
+        if final:
+            place_legends(self.fig)  # once: it measures where the data lies
         if self.mode == "figure":
             # Live frames skip the tight bounding box (a second render); the final one keeps it.
             image = _png_image(figure_png(self.fig, dpi=None if final else LIVE_DPI, tight=final))

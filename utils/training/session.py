@@ -167,7 +167,17 @@ class TrainingSession:
             "train_tokens": train_tokens,
             "bytes_per_token": self.data.bytes_per_token,
             "synthetic_data": bool(self.data.stats.get("synthetic", False)),
+            "caveat": self.caveat,
         }
+
+    @property
+    def caveat(self) -> str:
+        """"smoke preset: not a result" and the like (style.caveat), "" for a real run: the
+        summary card, the figures and the CLI's lines all say it."""
+        from .style import caveat
+
+        synthetic = bool(self.data is not None and self.data.stats.get("synthetic", False))
+        return caveat(self.requested_config.preset, synthetic or self.requested_config.data_source == "synthetic")
 
     def resume_step(self) -> int | None:
         """The step the next train() continues from (newest valid checkpoint, local or
@@ -226,11 +236,12 @@ class TrainingSession:
             if t.live_plot:
                 from .live_plotting import LivePlotter
 
-                cbs.append(LivePlotter(min_interval_s=t.live_plot_interval_s, save_path=self.run_dir / "live.png"))
+                cbs.append(LivePlotter(min_interval_s=t.live_plot_interval_s, save_path=self.run_dir / "live.png",
+                                       caveat=self.caveat))
             if t.viz_interval > 0:
                 from .report import TrainingReport
 
-                cbs.append(TrainingReport(self.run_dir, viz_interval=t.viz_interval))
+                cbs.append(TrainingReport(self.run_dir, viz_interval=t.viz_interval, caveat=self.caveat))
             if self.db.mirror_path is not None:
                 cbs.append(DatabaseBackup(self.db))
         return cbs + [self._samples] + self.extra_callbacks
@@ -330,15 +341,18 @@ class TrainingSession:
 
 def format_summary(s: dict[str, Any]) -> str:
     """The summary card as aligned text (the notebook prints it; the CLI prints a line)."""
+    from .style import chinchilla_share
+
     synthetic = "  (SYNTHETIC DATA: numbers are not about text)" if s["synthetic_data"] else ""
     rows = [
         ("run", f"{s['run_name']} ({s['model_family']}){synthetic}"),
+        *([("note", s["caveat"])] if s.get("caveat") else []),
         ("parameters", f"{s['parameters']:,} ({s['non_embedding_parameters']:,} non-embedding)"),
         ("FLOPs per token", f"{s['flops_per_token'] / 1e6:,.1f} M (6N + 12LHQT, PaLM appendix B)"),
         ("steps", f"{s['max_steps']:,} x {s['tokens_per_step']:,} tokens"),
         ("tokens planned", f"{s['tokens_planned']:,}" + (f" = {s['epochs_planned']:.2f} epochs of {s['train_tokens']:,}"
                                                          if s["train_tokens"] else " (streamed corpus: size unknown)")),
-        ("Chinchilla-optimal", f"{s['chinchilla_tokens']:,} tokens (20/parameter): plan is {s['chinchilla_pct']:.0f}%"),
+        ("Chinchilla-optimal", f"{s['chinchilla_tokens']:,} tokens (20/parameter): plan is {chinchilla_share(s['tokens_planned'], s['parameters'])}"),
         ("memory estimate", f"{s['memory_estimate_gb']:.2f} GiB in {s['precision']} (weights, AdamW, activations, "
                             "logits)"),
         ("bytes per token", f"{s['bytes_per_token']:.3f}"),
