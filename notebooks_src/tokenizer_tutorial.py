@@ -29,9 +29,8 @@ for candidate in (Path.cwd(), *Path.cwd().parents):
         break
 
 import pandas as pd
-from IPython.display import display
 
-from utils.training.style import caveat, show_table
+from utils.training.style import caveat, show_figure, show_table
 
 pd.set_option("display.width", 100)
 stages = {}  # stage -> seconds, measured below; drawn as the closing pipeline figure
@@ -145,7 +144,7 @@ bpt = {n: measurements[(n, "medical test")].bytes_per_token for n in buckets.ind
 largest = {t.family: t for t in trained}  # the largest vocab of each trained family
 shown = list(largest.values()) + [t for t in zoo if t not in trained]
 fig, text = token_boxes(shown, MEDICAL_TERMS[:box_terms], bpt, out_dir / "token_boxes.png")
-display(fig)
+show_figure(fig)
 print(text)
 stages["token boxes"] = time.perf_counter() - t_stage
 
@@ -177,7 +176,7 @@ if note:
 fig, text = bpb_curves({r.label: r.curve for r in runs}, out_dir / "val_bpb.png",
                        f"Same model ({train_preset} preset), same text budget: {consumed}",
                        baselines={r.label: uniform_bpb(r.vocab_size, r.bytes_per_token) for r in runs}, note=note)
-display(fig)
+show_figure(fig)
 print(f"the numbers: {out_dir / 'val_bpb.txt'}")
 stages["train models"] = time.perf_counter() - t_stage
 
@@ -221,7 +220,7 @@ from utils.tokenization.figures import dashboard
 figs, text = dashboard(table, measurements, buckets, impact, out_dir / "dashboard.png",
                        memory_label="batch 32 at p95 length, GPT-2-small shape", price_model="GPT-3.5 Turbo")
 for fig in figs:
-    display(fig)
+    show_figure(fig)
 print(f"the numbers: {out_dir / 'dashboard.txt'}")
 stages["impact + dashboard"] = time.perf_counter() - t_stage
 
@@ -234,6 +233,6 @@ stages["impact + dashboard"] = time.perf_counter() - t_stage
 from utils.tokenization.figures import pipeline_figure
 
 fig, text = pipeline_figure(stages, out_dir / "pipeline.png")
-display(fig)
+show_figure(fig)
 print(text)
 print("figures and their text versions:", *sorted(p.name for p in out_dir.iterdir()), sep="\n  ")

@@ -19,7 +19,15 @@ import pytest
 from utils.training.config import TrainingConfig
 from utils.training.data import TextCorpus, builtin_corpus
 from utils.training.session import TrackingOptions, TrainingSession, format_summary
-from utils.training.style import EXPORT_DPI, MIN_TEXT_PX, caveat, covering_legends, table_text, tidy_table, unreadable
+from utils.training.style import (
+    EXPORT_DPI,
+    MIN_TEXT_PX,
+    caveat,
+    covering_legends,
+    table_text,
+    tidy_table,
+    unreadable,
+)
 
 SMOKE_NOTE = "smoke preset: not a result"
 SYNTHETIC_NOTE = "smoke preset, synthetic tokens: not a result"

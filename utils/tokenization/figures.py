@@ -52,6 +52,14 @@ def tokenizer_colors(names: list[str]) -> dict[str, str]:
     return dict(zip(names, series_colors(len(names))))
 
 
+def _tokenizer_legend(fig, color_of: dict[str, str]) -> None:
+    """One legend for the figure, under it: a colour per tokenizer, none inside a panel."""
+    from matplotlib.patches import Patch
+
+    handles = [Patch(color=c, label=n) for n, c in color_of.items()]
+    fig.legend(handles=handles, loc="outside lower center", ncol=min(6, len(handles)), frameon=False)
+
+
 def _contrast(rgba) -> str:
     """Black or white, whichever reads on a cell of colour `rgba` (relative luminance)."""
     r, g, b = rgba[:3]
@@ -91,8 +99,7 @@ def dashboard(df, measurements, buckets, impact, path, medical="medical test", c
     ax.set_xscale("log")
     ax.grid(axis="y", visible=False)
     ax.set_xlabel("tokens (log)")
-    ax.set_title("1. Total tokens")
-    ax.legend(loc="lower right")
+    ax.set_title(f"1. Total tokens\n(colour: {medical}; grey: {control})")
 
     ax = axes[1]
     for n in names:
@@ -100,8 +107,7 @@ def dashboard(df, measurements, buckets, impact, path, medical="medical test", c
     ax.set_xticks(range(buckets.shape[1]), [str(c).replace(" (", "\n(") for c in buckets.columns])
     ax.set_yscale("log")
     ax.set_ylabel("mean tokens per record (log)")
-    ax.set_title("2. Tokens per record by record length")
-    ax.legend(ncol=2, fontsize=9, loc="upper left")
+    ax.set_title("2. Tokens per record\nby record length")
 
     ax = axes[2]
     cols = list(buckets.columns)
@@ -123,12 +129,12 @@ def dashboard(df, measurements, buckets, impact, path, medical="medical test", c
             ax.text(j, i, f"{v:+.0f}%", ha="center", va="center", fontsize=9, color=_contrast(im.cmap(norm(v))))
     ax.set_title(f"3. Token count vs {reference} (green = fewer)")
     fig.colorbar(im, ax=ax, fraction=0.05, label=f"% more tokens than {reference}")
-    place_legends(fig)
+    _tokenizer_legend(fig, color_of)
     figs.append(fig)
 
     # -- figure 2: what the tokens are --------------------------------------------------
     fig = new_figure((WIDTH, height))
-    axes = fig.subplots(1, 3, width_ratios=[1, 1, 1.35])
+    axes = fig.subplots(1, 3, width_ratios=[1, 0.9, 1.6])
     fig.suptitle(f"Tokenizers 2/3: what the tokens are ({medical} text)" + (f"\n{note}" if note else ""))
     ax = axes[0]
     for n in names:
@@ -140,8 +146,7 @@ def dashboard(df, measurements, buckets, impact, path, medical="medical test", c
         ax.plot(ks, [hist[k] / total for k in ks], marker=".", color=color_of[n], label=n, lw=1.4)
     ax.set_xlabel("characters per token")
     ax.set_ylabel("share of tokens")
-    ax.set_title("4. Token lengths (chars, bytes: all 1)")
-    ax.legend(ncol=2, fontsize=9, loc="upper right")
+    ax.set_title("4. Token lengths\n(chars, bytes: all 1, not drawn)")
 
     ax = axes[1]
     parts = ax.boxplot([measurements[(n, medical)].per_doc_tokens for n in names], orientation="horizontal",
@@ -163,12 +168,12 @@ def dashboard(df, measurements, buckets, impact, path, medical="medical test", c
               f"{ctl.loc[n, 'bytes_per_token']:.2f}"] for n in names]
     table = ax.table(cellText=cells, colLabels=["tokenizer", "tok/word", "bytes/tok", "split", "unk",
                                                  "ctl b/tok"], loc="center", cellLoc="center",
-                     colWidths=[0.34, 0.14, 0.14, 0.12, 0.12, 0.14])
+                     colWidths=[0.3, 0.14, 0.15, 0.12, 0.13, 0.16])
     table.auto_set_font_size(False)
     table.set_fontsize(9.5)
-    table.scale(1, 1.25)
-    ax.set_title("9. Summary (medical; last column: control)")
-    place_legends(fig)
+    table.scale(1, 1.3)
+    ax.set_title("9. Summary (medical text;\nlast column: control text)")
+    _tokenizer_legend(fig, color_of)
     figs.append(fig)
 
     # -- figure 3: what they cost --------------------------------------------------------
@@ -254,7 +259,7 @@ def pipeline_figure(stages: dict[str, float], path):
     start = 0.0
     colors = series_colors(len(stages))
     names = list(stages)
-    for i, (name, sec) in enumerate(stages.items()):
+    for i, sec in enumerate(stages.values()):
         ax.barh(i, sec, left=start, color=colors[i])
         ax.text(start + sec, i, f" {sec:.1f} s", va="center", fontsize=9)
         start += sec

@@ -60,7 +60,8 @@ def token_boxes(zoo, terms, bytes_per_token: dict[str, float], path, dpi: float 
                                 f"measured 0.00 bytes/token") for t in zoo)
     # At most 13 inches: 9-point text then stays >= 9.6 px when the PNG is scaled to 1000 px.
     width = min(13.0, max(LABEL_IN + widest + 0.2, header_in, 6.0))
-    height = ROW_IN * len(terms) * len(zoo) + 0.38 * len(zoo) + 0.5
+    # title 0.68 in; per tokenizer a header row (ROW_IN + 0.05), its term rows and a 0.1 gap
+    height = 0.68 + len(zoo) * (ROW_IN + 0.15 + ROW_IN * len(terms)) + 0.15
     fig = new_figure((width, height))
     fig.set_layout_engine("none")
     ax = fig.add_axes((0, 0, 1, 1))

@@ -99,8 +99,8 @@ def plot_run(record: RunRecord, out_path=None, dpi: int | None = None):
             ax.axhline(target, color=PALETTE["target"], ls="--", lw=1.2, label=f"20 tokens/param = {human(target)}")
             # The share goes in the title (the summary card writes it the same way);
             # place_legends keeps the legend off the curve and the target line.
-            ax.set_title(f"{PLOT_RUN_TITLES[2]}: {chinchilla_share(seen, record.n_params)} "
-                         f"({human(seen)} of {human(target)})")
+            ax.set_title(f"{PLOT_RUN_TITLES[2]} ({chinchilla_share(seen, record.n_params)}: "
+                         f"{human(seen)} of {human(target)})")
         ax.legend(loc="lower right")
     else:
         no_data(ax, "tokens_seen not logged")

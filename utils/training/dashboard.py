@@ -9,7 +9,17 @@ import math
 import pandas as pd
 
 from .run_log import RunRecord, _first, load_run
-from .style import EXPORT_DPI, PALETTE, duration, human, new_figure, no_data, place_legends, save_figure, with_caveat
+from .style import (
+    EXPORT_DPI,
+    PALETTE,
+    duration,
+    human,
+    new_figure,
+    no_data,
+    place_legends,
+    save_figure,
+    with_caveat,
+)
 
 PANEL_TITLES = ("Loss", "Perplexity", "Learning rate", "Gradient norm (pre-clip)", "Throughput and step time", "Memory")
 WIDE_RANGE = 20.0  # max/min loss ratio above which the loss axis goes log

@@ -117,7 +117,7 @@ def study_figures(study: optuna.Study) -> tuple[dict[str, Any], dict[str, str]]:
                 # optuna's plots switch the global style to ggplot: keep that inside.
                 with optuna_quiet(), mpl.rc_context():
                     fig = _figure_of(draw())
-                    _tidy(name, fig, len(trials), complete)
+                    _tidy(name, fig, len(trials), complete, study.user_attrs.get("caveat", ""))
                 figs[name] = fig
                 continue
             except (ValueError, RuntimeError, ZeroDivisionError) as e:
@@ -127,7 +127,7 @@ def study_figures(study: optuna.Study) -> tuple[dict[str, Any], dict[str, str]]:
     return figs, skipped
 
 
-def _tidy(name: str, fig: Any, n_trials: int, complete: int) -> None:
+def _tidy(name: str, fig: Any, n_trials: int, complete: int, note: str = "") -> None:
     """Whole trial numbers on trial axes, visible lines, and the trial count in the title."""
     import matplotlib
     import numpy as np
@@ -144,7 +144,8 @@ def _tidy(name: str, fig: Any, n_trials: int, complete: int) -> None:
                 coll.set_cmap(unfaded)
                 coll.set_linewidth(2.0)
     ax = fig.axes[0]
-    ax.set_title(f"{ax.get_title()} ({n_trials} trial{'s' if n_trials != 1 else ''}, {complete} completed)")
+    ax.set_title(f"{ax.get_title()} ({n_trials} trial{'s' if n_trials != 1 else ''}, {complete} completed)"
+                 + (f"\n{note}" if note else ""))
 
 
 def write_study_results(study: optuna.Study, out_dir: str | os.PathLike[str]) -> dict[str, Any]:

@@ -103,6 +103,14 @@ def figure_png(fig, dpi: int | None = None, tight: bool = True) -> bytes:
     return buf.getvalue()
 
 
+def show_figure(fig, dpi: int | None = None) -> None:
+    """Show a pyplot-free figure in a notebook as the PNG a reader sees (the inline
+    backend's figure formatter is only set up once pyplot is imported)."""
+    from IPython.display import Image, display
+
+    display(Image(data=figure_png(fig, dpi)))
+
+
 def human(n: float) -> str:
     """1.29e9 -> '1.29B', 163840 -> '164K'."""
     for div, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K")):
@@ -302,6 +310,8 @@ def tidy_table(df, digits: int = 3):
             out[col] = s.map(lambda v: "n/a" if pd.isna(v) else f"{v.total_seconds():.1f} s")
         elif pd.api.types.is_float_dtype(s):
             out[col] = s.map(lambda v: "n/a" if pd.isna(v) else (f"{v:,.0f}" if abs(v) >= 1e4 else f"{v:.{digits}f}"))
+        elif pd.api.types.is_integer_dtype(s) and not pd.api.types.is_bool_dtype(s):
+            out[col] = s.map(lambda v: f"{v:,}")
         elif pd.api.types.is_datetime64_any_dtype(s):
             out[col] = s.map(lambda v: "n/a" if pd.isna(v) else v.strftime("%Y-%m-%d %H:%M:%S"))
         else:
