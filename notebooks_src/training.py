@@ -374,8 +374,9 @@ metrics = db.get_metrics(run_row["run_id"])
 table = metrics.pivot_table(index="step", columns="metric_name", values="value").reset_index()
 csv_path = workspace.results_dir / f"{config.run_name}_metrics.csv"
 table.to_csv(csv_path, index=False)
-print(f"{len(table)} steps x {len(table.columns) - 1} metrics -> {csv_path}; the last 5:")
-show_table(table.tail(5), digits=4)
+print(f"{len(table)} steps x {len(table.columns) - 1} metrics -> {csv_path}; the last 5 (main columns):")
+main = ["step", "train_loss", "val_loss", "val_bpb", "lr", "grad_norm", "tokens_per_sec", "tokens_seen", "elapsed_s"]
+show_table(table.tail(5)[[c for c in main if c in table]], digits=4)
 
 # %%
 # Hardware: MFU, throughput and memory over the run (MFU needs a GPU with a known peak).
@@ -433,7 +434,9 @@ records = [load_run(f"db:{n}", db=db) for n in names]
 comparison_path = workspace.results_dir / "comparison.png"
 fig, summary = compare_runs(records, out_path=comparison_path)
 write_summary_table(summary, comparison_path.with_suffix(".csv"), comparison_path.with_suffix(".md"))
-show_table(summary)
+shown = summary.assign(wall_time_s=summary["wall_time_h"] * 3600)  # every column is in the CSV and .md
+show_table(shown[["run", "steps", "tokens_seen", "chinchilla_pct", "best_val_loss", "mean_tokens_per_sec",
+                  "wall_time_s", "note"]])
 display(Image(filename=str(comparison_path)))
 
 # %% [markdown]

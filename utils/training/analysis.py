@@ -34,6 +34,17 @@ def _derived(rec: RunRecord, column: str) -> str:
     return " (derived)" if column in rec.derived else ""
 
 
+def run_seconds(rec: RunRecord) -> float | None:
+    """The run's wall time: the trainer's total (database/run log summary), else the last
+    logged elapsed_s. The printed summary line, the progress bar, the dashboard and the
+    comparison all show this one number."""
+    total = rec.summary.get("total_time")
+    if total is not None and total == total:
+        return float(total)
+    elapsed = rec.col("elapsed_s")
+    return float(elapsed.dropna().iloc[-1]) if elapsed is not None else None
+
+
 def run_title(rec: RunRecord) -> str:
     """'llama-1.36b · llama · 1.29B params · 2x NVIDIA RTX A6000 · run_2025...'"""
     parts = [rec.label]
@@ -228,7 +239,7 @@ def summary_table(records) -> pd.DataFrame:
             "best_step": best_step if best_step is not None else pd.NA,
             "mean_mfu_pct": mean("mfu_pct"),
             "mean_tokens_per_sec": mean("tokens_per_sec"),
-            "wall_time_h": last("elapsed_s") / 3600,
+            "wall_time_h": (run_seconds(rec) or math.nan) / 3600,
             "status": rec.status,
             "lr_derived": rec.lr_derived,
         })
@@ -246,10 +257,11 @@ def compare_runs(records, out_path=None, dpi: int | None = None):
     ax_tok, ax_time = fig.add_subplot(gs[0, :3]), fig.add_subplot(gs[0, 3:])
     bars = [fig.add_subplot(gs[1, 2 * i:2 * i + 2]) for i in range(3)]
     title = f"Comparison of {len(records)} run{'s' if len(records) != 1 else ''}"
-    notes = sorted({r.caveat for r in records if r.caveat})
-    if notes:
-        which = [str(i + 1) for i, r in enumerate(records) if r.caveat]
-        title += "\n" + ("all runs" if len(which) == len(records) else "runs " + ", ".join(which)) + ": " + "; ".join(notes)
+    notes = {r.caveat for r in records}
+    if len(notes) == 1 and "" not in notes:
+        title += f"\n{'all runs' if len(records) > 1 else 'the run'}: {notes.pop()}"
+    elif notes - {""}:
+        title += "\n" + "; ".join(f"run {i + 1}: {r.caveat}" for i, r in enumerate(records) if r.caveat)
     fig.suptitle(title, fontsize=12)
 
     longest = max((float(r.train["elapsed_s"].max()) for r in records if r.col("elapsed_s") is not None), default=0.0)
@@ -279,7 +291,7 @@ def compare_runs(records, out_path=None, dpi: int | None = None):
     bar_labels = ["val loss (nats/token)", "MFU (% of peak)", "tokens/s (all GPUs)"]
     if df["mean_mfu_pct"].isna().all():  # no MFU anywhere (CPU runs): show the wall time instead
         df["wall_time_s"] = df["wall_time_h"] * 3600
-        bar_cols[1], bar_titles[1] = "wall_time_s", COMPARE_TITLES[5] + " (no run measured MFU)"
+        bar_cols[1], bar_titles[1] = "wall_time_s", COMPARE_TITLES[5] + " of each run (no run measured MFU)"
         bar_labels[1] = "wall time (s)"
     for ax, col, title, ylabel in zip(bars, bar_cols, bar_titles, bar_labels):
         values = df[col].to_numpy(dtype=float)
@@ -288,6 +300,7 @@ def compare_runs(records, out_path=None, dpi: int | None = None):
         for xi, v in zip(x, values):
             ax.annotate("n/a" if np.isnan(v) else human(v), (xi, 0 if np.isnan(v) else v), ha="center",
                         va="bottom", fontsize=9, xytext=(0, 2), textcoords="offset points")
+        ax.margins(y=0.12)  # room for the value above the tallest bar
         ax.set_xticks(x, [str(i + 1) for i in x])
         ax.set_xlabel("run (numbered as in the legend above)")
         ax.set_title(title)

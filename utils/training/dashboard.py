@@ -8,6 +8,7 @@ import math
 
 import pandas as pd
 
+from .analysis import run_seconds
 from .run_log import RunRecord, _first, load_run
 from .style import (
     EXPORT_DPI,
@@ -25,14 +26,6 @@ PANEL_TITLES = ("Loss", "Perplexity", "Learning rate", "Gradient norm (pre-clip)
 WIDE_RANGE = 20.0  # max/min loss ratio above which the loss axis goes log
 
 
-def run_seconds(rec: RunRecord) -> float | None:
-    """The run's wall time: the trainer's total (database/run log summary), else the last
-    logged elapsed_s. The printed summary line and the progress bar show the same total."""
-    total = rec.summary.get("total_time")
-    if total is not None and total == total:
-        return float(total)
-    elapsed = rec.col("elapsed_s")
-    return float(elapsed.dropna().iloc[-1]) if elapsed is not None else None
 
 
 class TrainingDashboard:

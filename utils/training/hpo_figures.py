@@ -143,9 +143,19 @@ def _tidy(name: str, fig: Any, n_trials: int, complete: int, note: str = "") -> 
             if name == "parallel_coordinate" and coll.get_array() is not None:
                 coll.set_cmap(unfaded)
                 coll.set_linewidth(2.0)
+    if name == "intermediate_values":  # optuna fades later trials to near white: one clear colour each
+        from .style import series_colors
+
+        ax = fig.axes[0]
+        lines = ax.get_lines()
+        for line, color in zip(lines, series_colors(min(len(lines), 20))):
+            line.set_color(color)
+        if ax.get_legend() is not None and len(lines) <= 20:
+            ax.legend(handles=lines, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     ax = fig.axes[0]
-    ax.set_title(f"{ax.get_title()} ({n_trials} trial{'s' if n_trials != 1 else ''}, {complete} completed)"
-                 + (f"\n{note}" if note else ""))
+    loc = next((k for k in ("center", "left", "right") if ax.get_title(loc=k)), "center")  # optuna uses either
+    ax.set_title(f"{ax.get_title(loc=loc)} ({n_trials} trial{'s' if n_trials != 1 else ''}, {complete} completed)"
+                 + (f"\n{note}" if note else ""), loc=loc)
 
 
 def write_study_results(study: optuna.Study, out_dir: str | os.PathLike[str]) -> dict[str, Any]:

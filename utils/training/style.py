@@ -309,7 +309,9 @@ def tidy_table(df, digits: int = 3):
         if pd.api.types.is_timedelta64_dtype(s):
             out[col] = s.map(lambda v: "n/a" if pd.isna(v) else f"{v.total_seconds():.1f} s")
         elif pd.api.types.is_float_dtype(s):
-            out[col] = s.map(lambda v: "n/a" if pd.isna(v) else (f"{v:,.0f}" if abs(v) >= 1e4 else f"{v:.{digits}f}"))
+            whole = bool(s.dropna().map(float.is_integer).all()) and s.notna().any()  # counts stored as float
+            out[col] = s.map(lambda v, whole=whole: "n/a" if pd.isna(v) else
+                             (f"{v:,.0f}" if whole or abs(v) >= 1e4 else f"{v:.{digits}f}"))
         elif pd.api.types.is_integer_dtype(s) and not pd.api.types.is_bool_dtype(s):
             out[col] = s.map(lambda v: f"{v:,}")
         elif pd.api.types.is_datetime64_any_dtype(s):
