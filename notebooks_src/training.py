@@ -326,6 +326,7 @@ print(session.resume_line())
 
 # %%
 # Train, with live curves and a progress bar; final evaluation and text samples at the end.
+from utils.training.session import context_claim
 from utils.training.style import duration
 
 result = session.train()
@@ -334,14 +335,8 @@ print(f"{result.status} at step {state.step}: best val_loss {state.best_val_loss
       f"{state.tokens_seen:,} tokens in {duration(state.elapsed_s)}" + (f" [{session.caveat}]" if session.caveat else ""))
 # A claim about the loss only when it is larger than the evaluation's noise: the standard
 # error of val_loss over the validation sequences of the last evaluation.
-entropy = session.data.stats["unigram_entropy"]
-se = result.final_metrics.get("val_loss_se", float("nan"))
-gap = entropy - state.best_val_loss
-verdict = ("below it by more than 2 standard errors, so the model uses context" if gap > 2 * se else
-           "above it by more than 2 standard errors: not yet better than ignoring context" if gap < -2 * se else
-           "within 2 standard errors of it: no claim either way (evaluate on more batches)")
-print(f"val_loss {state.best_val_loss:.3f} (standard error {se:.3f}) against the corpus's unigram entropy "
-      f"{entropy:.3f} nats/token: {verdict}")
+print(context_claim(state.best_val_loss, result.final_metrics.get("val_loss_se", float("nan")),
+                    session.data.stats["unigram_entropy"]))
 for sample in session.last_samples():
     print(f"\n> {sample['prompt']}\n{sample['output']}")
 

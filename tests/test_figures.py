@@ -290,3 +290,13 @@ def test_hpo_figures_with_too_few_trials_are_skipped_with_a_reason():
     assert "needs at least 3 completed trials" in skipped["parallel_coordinate"]
     ticks = figs["optimization_history"].axes[0].get_xticks()
     assert all(float(t).is_integer() for t in ticks)  # trial numbers, not 0.25 steps
+
+
+def test_the_context_claim_needs_a_gap_beyond_the_noise(runs):
+    from utils.training.session import context_claim
+
+    assert "within 2 standard errors" in context_claim(5.110, 0.043, 5.112)  # the smoke notebook's numbers
+    assert "uses context" in context_claim(4.0, 0.05, 5.1)
+    assert "not yet better" in context_claim(5.5, 0.05, 5.1)
+    se = runs["text"]["result"].final_metrics["val_loss_se"]
+    assert 0 < se < 1  # measured over the evaluated sequences

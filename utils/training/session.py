@@ -361,6 +361,21 @@ def format_summary(s: dict[str, Any]) -> str:
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 
 
+def context_claim(val_loss: float, se: float, unigram_entropy: float) -> str:
+    """What val_loss says against the corpus's unigram entropy (the loss of the best model
+    that ignores context), claimed only beyond 2 standard errors of the evaluation."""
+    gap = unigram_entropy - val_loss
+    head = (f"val_loss {val_loss:.3f} (standard error {se:.3f}) against the corpus's unigram entropy "
+            f"{unigram_entropy:.3f} nats/token: ")
+    if not se == se:  # NaN: one sequence evaluated, no error estimate
+        return head + "no standard error (one evaluated sequence): no claim"
+    if gap > 2 * se:
+        return head + "below it by more than 2 standard errors, so the model uses context"
+    if gap < -2 * se:
+        return head + "above it by more than 2 standard errors: not yet better than ignoring context"
+    return head + "within 2 standard errors of it: no claim either way (evaluate on more batches)"
+
+
 def _prefix(doc: str, chars: int) -> str:
     """Cut at a word boundary near `chars` characters so prompts end cleanly."""
     if len(doc) <= chars:
