@@ -204,9 +204,10 @@ impact = impact_table({n: measurements[(n, "medical test")].per_doc_tokens for n
 show_table(impact)
 print(textwrap.fill(f"prices (USD per 1M input tokens): {PRICES}, {PRICE_SOURCE}", 100))
 if tps:
-    print(f"training throughput: {tps:,.0f} tokens/s, measured by the engine in section 5 (the {train_preset} "
-          "model with the domain BPE); the hours column applies that one speed to every tokenizer, although a "
-          "larger vocabulary trains slower (GPT-2's run above was slower per token)")
+    print(textwrap.fill(f"training throughput: {tps:,.0f} tokens/s, measured by the engine in section 5 (the "
+                        f"{train_preset} model with the domain BPE); the hours column applies that one speed to every "
+                        "tokenizer, although a larger vocabulary trains slower (GPT-2's run above was slower per "
+                        "token)", 100))
 
 # %% [markdown]
 # ## 7. The dashboard

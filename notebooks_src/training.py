@@ -423,14 +423,17 @@ if download_zip:
 # This run against the earlier runs of this workspace (from the database).
 from utils.training import compare_runs
 from utils.training.analysis import write_summary_table
+from utils.training.style import chinchilla_share
 
 names = db.list_runs()["run_name"].head(5).tolist()[::-1]  # the 5 newest, this run last
 records = [load_run(f"db:{n}", db=db) for n in names]
 comparison_path = workspace.results_dir / "comparison.png"
 fig, summary = compare_runs(records, out_path=comparison_path)
 write_summary_table(summary, comparison_path.with_suffix(".csv"), comparison_path.with_suffix(".md"))
-shown = summary.assign(wall_time_s=summary["wall_time_h"] * 3600)  # every column is in the CSV and .md
-show_table(shown[["run", "steps", "tokens_seen", "chinchilla_pct", "best_val_loss", "mean_tokens_per_sec",
+# The main columns (every column is in the CSV and .md), the Chinchilla share written as on the card.
+shown = summary.assign(wall_time_s=summary["wall_time_h"] * 3600,
+                       chinchilla=[chinchilla_share(t, n) for t, n in zip(summary["tokens_seen"], summary["n_params"])])
+show_table(shown[["run", "steps", "tokens_seen", "chinchilla", "best_val_loss", "mean_tokens_per_sec",
                   "wall_time_s", "note"]])
 display(Image(filename=str(comparison_path)))
 
