@@ -276,24 +276,30 @@ LEGEND_LOCS = ("upper right", "upper left", "lower left", "lower right", "center
                "upper center", "lower center", "center")
 
 
-def place_legends(fig) -> None:
+def place_legends(fig, passes: int = 3) -> None:
     """Move every axes legend to the first corner where it covers no data; where every
-    corner would, put it outside, right of its axes. Call when the figure is complete."""
-    fig.draw_without_rendering()
-    pts = _data_points(fig)
-    renderer = fig._get_renderer()
-    for ax in fig.axes:
-        leg = ax.get_legend()
-        if leg is None or not _covered(leg.get_window_extent(renderer), pts):
-            continue
-        for loc in LEGEND_LOCS:
-            leg.set_loc(loc)
-            if not _covered(leg.get_window_extent(renderer), pts):
-                break
-        else:
-            leg.set_loc("upper left")
-            leg.set_bbox_to_anchor((1.02, 1.0), transform=ax.transAxes)
-            fig.draw_without_rendering()  # the layout makes room for it
+    corner would, put it outside, right of its axes. Call when the figure is complete.
+    Moving one legend outside re-lays the figure out (the data moves), so it checks again,
+    up to `passes` times."""
+    for _ in range(passes):
+        fig.draw_without_rendering()
+        pts = _data_points(fig)
+        renderer = fig._get_renderer()
+        moved = False
+        for ax in fig.axes:
+            leg = ax.get_legend()
+            if leg is None or not _covered(leg.get_window_extent(renderer), pts):
+                continue
+            moved = True
+            for loc in LEGEND_LOCS:
+                leg.set_loc(loc)
+                if not _covered(leg.get_window_extent(renderer), pts):
+                    break
+            else:
+                leg.set_loc("upper left")
+                leg.set_bbox_to_anchor((1.02, 1.0), transform=ax.transAxes)
+        if not moved:
+            return
 
 
 # -- tables in notebooks ---------------------------------------------------------------
