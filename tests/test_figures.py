@@ -300,3 +300,13 @@ def test_the_context_claim_needs_a_gap_beyond_the_noise(runs):
     assert "not yet better" in context_claim(5.5, 0.05, 5.1)
     se = runs["text"]["result"].final_metrics["val_loss_se"]
     assert 0 < se < 1  # measured over the evaluated sequences
+
+
+def test_token_boxes_text_is_at_least_9_px_and_the_figure_fits_its_rows(all_figures):
+    from utils.training.style import text_heights
+
+    fig, dpi = all_figures["token boxes"]
+    assert min(h for h, _ in text_heights(fig, dpi)) >= 9
+    ax = fig.axes[0]
+    right = max(p.get_x() + p.get_width() for p in ax.patches)
+    assert right > 0.45 * ax.get_xlim()[1]  # the boxes reach across the figure: no blank half
