@@ -15,7 +15,7 @@ WORKSPACE := $(CURDIR)/workspace
 TEST_TIMEOUT ?= 1800
 QUICK ?= 1
 
-.PHONY: setup services notebooks check test run bench clean distclean
+.PHONY: setup services notebooks check test run bench look clean distclean
 
 setup: $(STAMP)
 
@@ -59,6 +59,15 @@ run: setup notebooks
 		-p preset=cpu -p vocab_size=2048 -p time_presets=cpu,fast -p viz_interval=100 \
 		-p workspace_dir="$(WORKSPACE)"
 
+# Look at every figure as a reader sees it: both notebooks executed with their smoke values
+# (LOOK_ARGS=--from-artifacts takes the executed copies of the last test run instead),
+# as nbconvert HTML, screenshotted 1000 px wide by headless Chromium into .look/. Not part
+# of `make test`: open the PNGs after any figure change.
+LOOK_ARGS ?=
+look: setup notebooks
+	@command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
+	PYTHONPATH="$(CURDIR)" $(PY) -m utils.look --out "$(CURDIR)/.look" $(LOOK_ARGS)
+
 # The stores and trainers the benchmarks compare against, installed only for `make bench`,
 # with torch, numpy, pandas and protobuf held at the versions already installed.
 BENCH_STAMP := $(VENV)/.bench-$(shell cat requirements-bench.txt | cksum | cut -d' ' -f1)
@@ -79,7 +88,7 @@ bench: setup $(BENCH_STAMP)
 	done
 
 clean:
-	rm -rf workspace .test-artifacts .pytest_cache .ruff_cache
+	rm -rf workspace .test-artifacts .look .pytest_cache .ruff_cache
 	find . -path ./$(VENV) -prune -o -type d -name __pycache__ -exec rm -rf {} +
 
 distclean: clean

@@ -285,13 +285,17 @@ print(session.resume_line())
 
 # %%
 # Train, with live curves and a progress bar; final evaluation and text samples at the end.
+from utils.training.session import context_claim
+from utils.training.style import duration
+
 result = session.train()
 state = result.state
 print(f"{result.status} at step {state.step}: best val_loss {state.best_val_loss:.4f} at step {state.best_step}, "
-      f"{state.tokens_seen:,} tokens in {state.elapsed_s:.0f} s")
-entropy = session.data.stats["unigram_entropy"]
-print(f"val_loss {state.best_val_loss:.3f} against the corpus's unigram entropy {entropy:.3f} nats/token: "
-      + ("below it, so the model uses context" if state.best_val_loss < entropy else "not below it yet"))
+      f"{state.tokens_seen:,} tokens in {duration(state.elapsed_s)}" + (f" [{session.caveat}]" if session.caveat else ""))
+# A claim about the loss only when it is larger than the evaluation's noise: the standard
+# error of val_loss over the validation sequences of the last evaluation.
+print(context_claim(state.best_val_loss, result.final_metrics.get("val_loss_se", float("nan")),
+                    session.data.stats["unigram_entropy"]))
 for sample in session.last_samples():
     print(f"\n> {sample['prompt']}\n{sample['output']}")
 
@@ -307,6 +311,7 @@ for sample in session.last_samples():
 from IPython.display import Image, display
 
 from utils.training import TrainingDashboard
+from utils.training.style import show_table
 
 dashboard_path = TrainingDashboard.from_db(db, config.run_name).save(session.run_dir / "dashboard.png")
 display(Image(filename=str(dashboard_path)))
@@ -323,8 +328,9 @@ metrics = db.get_metrics(run_row["run_id"])
 table = metrics.pivot_table(index="step", columns="metric_name", values="value").reset_index()
 csv_path = workspace.results_dir / f"{config.run_name}_metrics.csv"
 table.to_csv(csv_path, index=False)
-print(f"{len(table)} steps x {len(table.columns) - 1} metrics -> {csv_path}")
-print(table.tail(5).to_string(index=False))
+print(f"{len(table)} steps x {len(table.columns) - 1} metrics -> {csv_path}; the last 5 (main columns):")
+main = ["step", "train_loss", "val_loss", "val_bpb", "lr", "grad_norm", "tokens_per_sec", "tokens_seen", "elapsed_s"]
+show_table(table.tail(5)[[c for c in main if c in table]], digits=4)
 
 # %%
 # Hardware: MFU, throughput and memory over the run (MFU needs a GPU with a known peak).
@@ -377,13 +383,18 @@ if download_zip:
 # This run against the earlier runs of this workspace (from the database).
 from utils.training import compare_runs
 from utils.training.analysis import write_summary_table
+from utils.training.style import chinchilla_share
 
 names = db.list_runs()["run_name"].head(5).tolist()[::-1]  # the 5 newest, this run last
 records = [load_run(f"db:{n}", db=db) for n in names]
 comparison_path = workspace.results_dir / "comparison.png"
 fig, summary = compare_runs(records, out_path=comparison_path)
 write_summary_table(summary, comparison_path.with_suffix(".csv"), comparison_path.with_suffix(".md"))
-print(summary.to_string(index=False))
+# The main columns (every column is in the CSV and .md), the Chinchilla share written as on the card.
+shown = summary.assign(wall_time_s=summary["wall_time_h"] * 3600,
+                       chinchilla=[chinchilla_share(t, n) for t, n in zip(summary["tokens_seen"], summary["n_params"])])
+show_table(shown[["run", "steps", "tokens_seen", "chinchilla", "best_val_loss", "mean_tokens_per_sec",
+                  "wall_time_s", "note"]])
 display(Image(filename=str(comparison_path)))
 
 # %% [markdown]
@@ -425,7 +436,7 @@ if run_search:
                       workspace_dir=workspace.root, db=db)
     results = write_study_results(study, workspace.results_dir / "hpo" / study_name)
     trials = study.trials_dataframe(attrs=("number", "state", "value", "params", "duration"))
-    print(trials.to_string(index=False))
+    show_table(trials, digits=4)
     print(f"{len(study.trials)} trials; best val_loss {study.best_value:.4f} with {study.best_params}")
     best_config = base.replace(**study.best_params, run_name=f"{study_name}-best")
     print("best config:", best_config.save(workspace.configs_dir / f"{study_name}-best.json"))

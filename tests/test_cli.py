@@ -53,6 +53,8 @@ def test_train_then_the_same_command_resumes(workspace):
     assert second.returncode == 0, second.stderr
     assert "Resuming" in second.stdout and "from step 1" in second.stdout
     assert "completed at step 30" in second.stdout
+    # The smoke preset is not a result, and the CLI's last line says so.
+    assert second.stdout.strip().splitlines()[-1].endswith("[smoke preset: not a result]")
     run_dir = workspace / "runs" / "resumable"
     for name in ("run.json", "config.json", "metrics_history.json", "text_samples.json", "dashboard.png",
                  "viz/latest.png", "model/config.json", "model/tokenizer.json"):

@@ -8,7 +8,7 @@ import numpy as np
 from test_live_plotting import replay
 from test_run_log import shared_smoke_run
 
-from utils.training.report import REPORT_TITLES, TrainingReport, moving_average
+from utils.training.report import REPORT_TITLES, TrainingReport, ma_window, moving_average
 
 
 def test_report_writes_charts_history_and_samples(tmp_path):
@@ -26,12 +26,16 @@ def test_report_writes_charts_history_and_samples(tmp_path):
 
     fig = rep.figure()
     panels = [ax for ax in fig.axes if ax.get_title()]
-    assert [ax.get_title() for ax in panels] == list(REPORT_TITLES)
+    expected = list(REPORT_TITLES)
+    expected[5] = "Gradient norm (pre-clip)"  # a 60-step run is shorter than the recent window: not drawn
+    assert [ax.get_title() for ax in panels] == expected
     steps = [r["step"] for r in doc["train"]]
     loss = [r["train_loss"] for r in doc["train"]]
     raw, ma = panels[0].get_lines()[:2]
     np.testing.assert_array_equal(raw.get_ydata(), loss)
-    np.testing.assert_allclose(ma.get_ydata(), moving_average(steps, loss))
+    window = ma_window(steps)
+    assert 0 < window < 60 and ma.get_label() == f"{window}-step moving average"  # the window the run has
+    np.testing.assert_allclose(ma.get_ydata(), moving_average(steps, loss, window))
     np.testing.assert_array_equal(panels[1].get_lines()[0].get_ydata(), [r["train_accuracy"] for r in doc["train"]])
     np.testing.assert_array_equal(panels[3].get_lines()[0].get_ydata(), [r["lr"] for r in doc["train"]])
     assert panels[3].get_yscale() == "log"

@@ -28,3 +28,22 @@ def test_time_config_does_not_touch_the_budget_of_the_config():
     cfg = TrainingConfig.preset("smoke", max_steps=1000)
     t = time_config(cfg, n_steps=1)
     assert t.max_steps == 1000  # extrapolated to the real budget, measured on 2 steps
+
+
+def test_each_model_is_timed_once_and_short_runs_read_in_seconds(monkeypatch):
+    import utils.training.timing as timing
+    from utils.training.timing import N_STEPS, PresetTiming
+
+    calls = []
+
+    def fake(cfg, *, name="", n_steps, warmup_steps):
+        calls.append((name, n_steps, warmup_steps))
+        return PresetTiming(name, 1000, cfg.tokens_per_step, cfg.max_steps, 0.5)
+
+    monkeypatch.setattr(timing, "time_config", fake)
+    same_model = TrainingConfig.preset("smoke", run_name="mine")  # the smoke preset's model, another name
+    timings = measure_presets(["smoke", same_model], vocab_size=512)
+    assert calls == [("smoke", N_STEPS, timing.WARMUP_STEPS)] and N_STEPS >= 5  # timed once, after warm-up
+    assert timings[1].name == "mine (this run)" and timings[1].seconds_per_step == 0.5
+    table = format_timings(timings)
+    assert "15 s" in table and " min" not in table  # 30 steps x 0.5 s: seconds under a minute

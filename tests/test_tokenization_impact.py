@@ -52,13 +52,33 @@ def test_dashboard_and_boxes_write_png_and_text(tmp_path):
 
     med = ["Type 2 diabetes mellitus", "Essential (primary) hypertension with a long tail of words here"]
     zoo = [gpt2_tokenizer(), CharTokenizer(med), ByteTokenizer()]
-    df, ms = measure_zoo(zoo, {"medical test": med, "control": ["The cat sat on the mat."]})
+    df, ms = measure_zoo(zoo, {"medical test": med, "control": ["The cat sat on the mat."]}, speed_bytes=10_000)
     buckets = bucket_table(ms, med)
     imp = impact_table({n: ms[(n, "medical test")].per_doc_tokens for n in buckets.index})
-    _, text = dashboard(df, ms, buckets, imp, tmp_path / "d.png")
-    assert (tmp_path / "d.png").stat().st_size > 10_000 and "gpt2" in (tmp_path / "d.txt").read_text()
+    figs, text = dashboard(df, ms, buckets, imp, tmp_path / "d.png")
+    assert len(figs) == 3  # the nine views, three to a figure
+    for i in (1, 2, 3):
+        assert (tmp_path / f"d_{i}.png").stat().st_size > 10_000
+    assert "gpt2" in (tmp_path / "d.txt").read_text()
     assert "fertility" in text
     _, text = token_boxes(zoo[:2], ["pneumonia"], {"gpt2": 4.0, "chars": 1.0}, tmp_path / "b.png")
     assert "pneumonia" in text and (tmp_path / "b.png").exists()
     _, text = pipeline_figure({"a": 1.0, "b": 2.5}, tmp_path / "p.png")
     assert "3.50 s" in text
+
+
+def test_encode_speed_times_a_megabyte_after_a_warm_up():
+    from utils.tokenization.measure import encode_speed
+
+    class Counting:
+        def __init__(self):
+            self.calls = []
+
+        def encode_batch(self, texts):
+            self.calls.append(sum(len(t.encode()) for t in texts))
+            return [[0] for _ in texts]
+
+    tok = Counting()
+    speed = encode_speed(tok, ["fourteen bytes"] * 1000, min_bytes=1_000_000, repeats=3)
+    assert speed > 0 and len(tok.calls) == 4  # one warm-up, then three timed passes (their median)
+    assert tok.calls[0] < 1_000_000 <= min(tok.calls[1:])

@@ -27,7 +27,7 @@ torch.set_num_threads(1)  # 2 shared cores: one thread is several times faster f
 
 TRAIN_KEYS = {"step", "train_loss", "lr", "grad_norm", "step_time_ms", "tokens_per_sec", "tokens_seen",
               "elapsed_s", "train_accuracy"}
-EVAL_KEYS = {"step", "val_loss", "val_perplexity", "val_accuracy", "val_bpb"}
+EVAL_KEYS = {"step", "val_loss", "val_perplexity", "val_accuracy", "val_bpb", "val_loss_se"}
 
 
 class Recorder(TrainerCallback):

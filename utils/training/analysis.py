@@ -13,15 +13,36 @@ import numpy as np
 import pandas as pd
 
 from .run_log import RunRecord
-from .style import PALETTE, human, new_figure, no_data, save_figure, time_unit
-
-CHINCHILLA_TOKENS_PER_PARAM = 20  # Hoffmann et al. 2022, compute-optimal tokens per parameter
+from .style import (
+    CHINCHILLA_TOKENS_PER_PARAM,
+    PALETTE,
+    chinchilla_share,
+    human,
+    new_figure,
+    no_data,
+    place_legends,
+    save_figure,
+    series_colors,
+    time_unit,
+    with_caveat,
+)
 
 PLOT_RUN_TITLES = ("Loss", "Learning rate", "Tokens vs Chinchilla-optimal", "MFU", "Throughput", "Memory")
 
 
 def _derived(rec: RunRecord, column: str) -> str:
     return " (derived)" if column in rec.derived else ""
+
+
+def run_seconds(rec: RunRecord) -> float | None:
+    """The run's wall time: the trainer's total (database/run log summary), else the last
+    logged elapsed_s. The printed summary line, the progress bar, the dashboard and the
+    comparison all show this one number."""
+    total = rec.summary.get("total_time")
+    if total is not None and total == total:
+        return float(total)
+    elapsed = rec.col("elapsed_s")
+    return float(elapsed.dropna().iloc[-1]) if elapsed is not None else None
 
 
 def run_title(rec: RunRecord) -> str:
@@ -45,7 +66,7 @@ def plot_run(record: RunRecord, out_path=None, dpi: int | None = None):
     """Six panels of one run: loss (+perplexity), lr, tokens vs Chinchilla, MFU, throughput, memory."""
     fig = new_figure((13, 7.5))
     axes = fig.subplots(2, 3).ravel()
-    fig.suptitle(run_title(record), fontsize=12)
+    fig.suptitle(with_caveat(run_title(record), record.caveat), fontsize=12)
     tr, ev = record.train, record.eval
 
     ax = axes[0]
@@ -87,20 +108,33 @@ def plot_run(record: RunRecord, out_path=None, dpi: int | None = None):
             target = CHINCHILLA_TOKENS_PER_PARAM * record.n_params
             seen = float(tr["tokens_seen"].dropna().iloc[-1])
             ax.axhline(target, color=PALETTE["target"], ls="--", lw=1.2, label=f"20 tokens/param = {human(target)}")
-            # In the legend's title: it never collides with the curve.
-            ax.legend(loc="lower right", title=f"{100 * seen / target:.1f}% of Chinchilla-optimal\n"
-                      f"({human(seen)} of {human(target)} tokens)", title_fontsize=9)
-        else:
-            ax.legend(loc="lower right")
+            # The share goes in the title (the summary card writes it the same way);
+            # place_legends keeps the legend off the curve and the target line.
+            ax.set_title(f"{PLOT_RUN_TITLES[2]} ({chinchilla_share(seen, record.n_params)}: "
+                         f"{human(seen)} of {human(target)})")
+        ax.legend(loc="lower right")
     else:
         no_data(ax, "tokens_seen not logged")
 
     ax = axes[3]
-    _series_with_mean(ax, record, "mfu_pct", PALETTE["train"], "MFU (% of peak bf16)", "%",
-                      "MFU not measured (CPU run or unknown peak)")
-    ax.set_title(PLOT_RUN_TITLES[3] + ax.get_title())
-    if record.hardware.get("peak_estimated") and record.col("mfu_pct") is not None:
-        ax.set_title(ax.get_title() + "\npeak ESTIMATED: GPU not in the peak table")
+    if record.col("mfu_pct") is not None:
+        _series_with_mean(ax, record, "mfu_pct", PALETTE["train"], "MFU (% of peak bf16)", "%", "")
+        ax.set_title(PLOT_RUN_TITLES[3] + ax.get_title())
+        if record.hardware.get("peak_estimated"):
+            ax.set_title(ax.get_title() + "\npeak ESTIMATED: GPU not in the peak table")
+    else:
+        # No MFU on a CPU (or a GPU of unknown peak): the space shows the step time, measured,
+        # and the title says once why MFU is absent.
+        ms = record.col("step_time_ms")
+        if ms is not None and float(ms.mean()) >= 1000:  # seconds read better than "1.32K ms"
+            import dataclasses
+
+            in_s = dataclasses.replace(record, train=record.train.assign(step_time_s=record.train["step_time_ms"] / 1000))
+            _series_with_mean(ax, in_s, "step_time_s", PALETTE["step_time"], "step time (s)", "s", "")
+        else:
+            _series_with_mean(ax, record, "step_time_ms", PALETTE["step_time"], "step time (ms)", "ms",
+                              "MFU and step time not logged")
+        ax.set_title("Step time" + ax.get_title() + "\n(no MFU: CPU run or unknown GPU peak)")
 
     ax = axes[4]
     _series_with_mean(ax, record, "tokens_per_sec", PALETTE["throughput"], "tokens/s (all GPUs)", "tokens/s",
@@ -110,6 +144,7 @@ def plot_run(record: RunRecord, out_path=None, dpi: int | None = None):
     ax = axes[5]
     ax.set_title(PLOT_RUN_TITLES[5])
     memory_panel(ax, record)
+    place_legends(fig)
 
     if out_path is not None:
         save_figure(fig, out_path, dpi=dpi)
@@ -174,7 +209,7 @@ def memory_panel(ax, rec: RunRecord) -> None:
 
 # -- comparison --------------------------------------------------------------
 
-COMPARE_TITLES = ("Loss vs tokens", "Loss vs wall time", "Best val loss", "Mean MFU", "Mean throughput")
+COMPARE_TITLES = ("Loss vs tokens", "Loss vs wall time", "Best val loss", "Mean MFU", "Mean throughput", "Wall time")
 
 
 def _labels(records) -> list[str]:
@@ -205,12 +240,13 @@ def summary_table(records) -> pd.DataFrame:
             "steps": int(tr["step"].max()) if len(tr) else 0,
             "tokens_seen": tokens,
             "chinchilla_pct": 100 * tokens / (CHINCHILLA_TOKENS_PER_PARAM * rec.n_params),
+            "note": rec.caveat,
             "final_train_loss": last("train_loss"),
             "best_val_loss": best,
             "best_step": best_step if best_step is not None else pd.NA,
             "mean_mfu_pct": mean("mfu_pct"),
             "mean_tokens_per_sec": mean("tokens_per_sec"),
-            "wall_time_h": last("elapsed_s") / 3600,
+            "wall_time_h": (run_seconds(rec) or math.nan) / 3600,
             "status": rec.status,
             "lr_derived": rec.lr_derived,
         })
@@ -222,12 +258,18 @@ def compare_runs(records, out_path=None, dpi: int | None = None):
     records = list(records)
     df = summary_table(records)
     labels = list(df["run"])
-    colors = [PALETTE["cycle"][i % len(PALETTE["cycle"])] for i in range(len(records))]
+    colors = series_colors(len(records))  # one colour per run
     fig = new_figure((13, 8))
     gs = fig.add_gridspec(2, 6)
     ax_tok, ax_time = fig.add_subplot(gs[0, :3]), fig.add_subplot(gs[0, 3:])
     bars = [fig.add_subplot(gs[1, 2 * i:2 * i + 2]) for i in range(3)]
-    fig.suptitle(f"Comparison of {len(records)} runs", fontsize=12)
+    title = f"Comparison of {len(records)} run{'s' if len(records) != 1 else ''}"
+    notes = {r.caveat for r in records}
+    if len(notes) == 1 and "" not in notes:
+        title += f"\n{'all runs' if len(records) > 1 else 'the run'}: {notes.pop()}"
+    elif notes - {""}:
+        title += "\n" + "; ".join(f"run {i + 1}: {r.caveat}" for i, r in enumerate(records) if r.caveat)
+    fig.suptitle(title, fontsize=12)
 
     longest = max((float(r.train["elapsed_s"].max()) for r in records if r.col("elapsed_s") is not None), default=0.0)
     div, unit = time_unit(longest)
@@ -251,16 +293,21 @@ def compare_runs(records, out_path=None, dpi: int | None = None):
     ax_time.set_xlabel(f"wall time ({unit})")
     ax_time.set_ylabel("train loss (nats/token)")
 
-    for ax, col, title, ylabel in zip(
-        bars, ("best_val_loss", "mean_mfu_pct", "mean_tokens_per_sec"), COMPARE_TITLES[2:],
-        ("val loss (nats/token)", "MFU (% of peak)", "tokens/s (all GPUs)"),
-    ):
+    bar_cols = ["best_val_loss", "mean_mfu_pct", "mean_tokens_per_sec"]
+    bar_titles = list(COMPARE_TITLES[2:5])
+    bar_labels = ["val loss (nats/token)", "MFU (% of peak)", "tokens/s (all GPUs)"]
+    if df["mean_mfu_pct"].isna().all():  # no MFU anywhere (CPU runs): show the wall time instead
+        df["wall_time_s"] = df["wall_time_h"] * 3600
+        bar_cols[1], bar_titles[1] = "wall_time_s", COMPARE_TITLES[5] + " of each run (no run measured MFU)"
+        bar_labels[1] = "wall time (s)"
+    for ax, col, title, ylabel in zip(bars, bar_cols, bar_titles, bar_labels):
         values = df[col].to_numpy(dtype=float)
         x = np.arange(len(values))
         ax.bar(x, np.nan_to_num(values), color=colors)
         for xi, v in zip(x, values):
             ax.annotate("n/a" if np.isnan(v) else human(v), (xi, 0 if np.isnan(v) else v), ha="center",
-                        va="bottom", fontsize=8, xytext=(0, 2), textcoords="offset points")
+                        va="bottom", fontsize=9, xytext=(0, 2), textcoords="offset points")
+        ax.margins(y=0.12)  # room for the value above the tallest bar
         ax.set_xticks(x, [str(i + 1) for i in x])
         ax.set_xlabel("run (numbered as in the legend above)")
         ax.set_title(title)
@@ -269,8 +316,10 @@ def compare_runs(records, out_path=None, dpi: int | None = None):
     # Runs without tokens_seen (imported from the seed's database) have lines on the time axis only.
     legend_ax = ax_tok if ax_tok.get_lines() else ax_time
     if legend_ax.get_lines():
-        legend_ax.legend(handles=legend_ax.get_lines(), labels=[f"{i + 1}. {lb}" for i, lb in enumerate(labels)],
-                         fontsize=8)
+        legend_ax.legend(handles=legend_ax.get_lines(), labels=[f"{i + 1}. {lb}" for i, lb in enumerate(labels)])
+    place_legends(fig)
+    if "wall_time_s" in df:
+        df = df.drop(columns="wall_time_s")
     if out_path is not None:
         save_figure(fig, out_path, dpi=dpi)
     return fig, df

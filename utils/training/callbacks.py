@@ -229,6 +229,12 @@ class ProgressBarCallback(TrainerCallback):
 
     def on_train_end(self, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
         if self.bar is not None:
+            from .style import duration
+
+            # One number for the run's duration: the trainer's wall time (what the summary
+            # line, the database and the dashboard show), not the bar's own clock.
+            self.bar.bar_format = "{l_bar}{bar}| {n_fmt}/{total_fmt} {postfix}"
+            self.bar.set_postfix_str(f"wall time {duration(state.elapsed_s)}", refresh=True)
             self.bar.close()
             if self._display is not None:
                 # A saved notebook (GitHub, nbviewer) shows the widget's text/plain, captured

@@ -117,6 +117,7 @@ def train_command(args: argparse.Namespace) -> int:
     from .data import DataError
     from .distributed import DistributedContext, world_size_from_env
     from .session import TrackingOptions, TrainingSession
+    from .style import chinchilla_share
     from .trainer import ResumeError
 
     config = config_from_args(args)
@@ -145,7 +146,8 @@ def train_command(args: argparse.Namespace) -> int:
             s = session.summary()
             print(f"{config.run_name}: {s['model_family']} {s['parameters'] / 1e6:.2f}M parameters, "
                   f"{s['max_steps']} steps x {s['tokens_per_step']} tokens "
-                  f"({s['chinchilla_pct']:.0f}% of the Chinchilla-optimal {s['chinchilla_tokens'] / 1e6:.1f}M tokens)")
+                  f"({chinchilla_share(s['tokens_planned'], s['parameters'])} of the Chinchilla-optimal "
+                  f"{s['chinchilla_tokens'] / 1e6:.1f}M tokens)" + (f" [{s['caveat']}]" if s["caveat"] else ""))
         result = session.train()
         if dist.is_main and result.status in (RunStatus.COMPLETED, RunStatus.STOPPED_EARLY):
             if not args.no_export:
@@ -153,8 +155,9 @@ def train_command(args: argparse.Namespace) -> int:
             _write_dashboard(session)
         if dist.is_main:
             best = result.state.best_val_loss
+            note = f" [{session.caveat}]" if session.caveat else ""
             print(f"{config.run_name}: {result.status} at step {result.state.step}, best val_loss "
-                  f"{best:.4f} (step {result.state.best_step}); run folder {session.run_dir}")
+                  f"{best:.4f} (step {result.state.best_step}); run folder {session.run_dir}{note}")
         # Ctrl-C: the trainer checkpoints and re-raises KeyboardInterrupt; main() returns 130.
         return EXIT_OK if result.status in (RunStatus.COMPLETED, RunStatus.STOPPED_EARLY) else EXIT_FAILED
     except (DataError, ResumeError) as e:  # bad data, or a config that cannot resume: usage errors

@@ -37,6 +37,7 @@ PRESET_SIZE = "preset's size"
 class TrainingConfig:
     # --- identity and data -------------------------------------------------------
     run_name: str = "run"  # folder name under WORKSPACE/runs/; letters, digits, . _ -
+    preset: str = ""  # the preset this config started from ("" = none); figures label smoke/cpu runs
     data_source: str = "builtin"  # builtin | hf | local | drive | upload | synthetic
     data_path: str = ""  # file or folder for local/drive/upload
     hf_dataset: str = ""  # datasets.load_dataset name for data_source="hf", e.g. "wikitext"
@@ -92,10 +93,11 @@ class TrainingConfig:
 
     # --- construction ----------------------------------------------------------------
     @classmethod
-    def preset(cls, name: str, **overrides: Any) -> TrainingConfig:
+    def from_preset(cls, name: str, **overrides: Any) -> TrainingConfig:
+        """`TrainingConfig.preset(name, **overrides)` calls this (see _PresetName)."""
         if name not in PRESETS:
             raise ConfigError([Problem("preset", name, f"must be one of {sorted(PRESETS)}")])
-        return cls.from_dict({**PRESETS[name], **overrides})
+        return cls.from_dict({**PRESETS[name], "preset": name, **overrides})
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainingConfig:
@@ -118,9 +120,9 @@ class TrainingConfig:
         numeric strings are parsed (Colab string fields arrive as str)."""
         if model_size == PRESET_SIZE:
             model_size = ""
-        base = dict(PRESETS[preset]) if preset else {}
         if preset and preset not in PRESETS:
             raise ConfigError([Problem("preset", preset, f"must be one of {sorted(PRESETS)}")])
+        base = {**PRESETS[preset], "preset": preset} if preset else {}
         problems: list[Problem] = []
         if model_size:
             if model_size not in MODEL_SIZES:
@@ -259,6 +261,7 @@ def warmup_steps_for(warmup_ratio: float, max_steps: int) -> int:
 RESUME_SAFE_FIELDS = frozenset(
     {
         "run_name",
+        "preset",  # a label: which preset the config started from
         "log_interval",
         "eval_interval",
         "eval_batches",
@@ -345,6 +348,18 @@ class ConfigError(ValueError):
         return [f"ConfigError: {self}", "Fix the form values above and run the cell again."]
 
 
+class _PresetName:
+    """`TrainingConfig.preset("smoke")` builds a config from a preset, and `config.preset` is
+    the field naming the preset a config started from. A non-data descriptor installed after
+    the dataclass is built: an instance's own value (its __dict__) wins, the class gets the
+    constructor."""
+
+    def __get__(self, obj: Any, owner: type) -> Any:
+        return owner.from_preset
+
+
+TrainingConfig.preset = _PresetName()  # type: ignore[assignment]
+
 FIELD_NAMES = tuple(f.name for f in fields(TrainingConfig))
 FIELD_DEFAULTS = {f.name: f.default for f in fields(TrainingConfig)}
 FIELD_TYPES: dict[str, type] = get_type_hints(TrainingConfig)  # resolves the string annotations
@@ -430,6 +445,8 @@ def _check_values(cfg: TrainingConfig, skip: set[str]) -> list[Problem]:
     if not _RUN_NAME.match(cfg.run_name):
         problems.append(Problem("run_name", cfg.run_name, "must be 1-100 letters, digits, '.', '_' or '-', "
                                 "starting with a letter or digit (it names a folder)"))
+    if cfg.preset and cfg.preset not in PRESETS:
+        problems.append(Problem("preset", cfg.preset, f"must be '' or one of {sorted(PRESETS)}"))
     if not cfg.tokenizer.strip():
         problems.append(Problem("tokenizer", cfg.tokenizer, "must be 'bpe', 'gpt2' or a hub tokenizer name"))
     if cfg.n_head >= 1 and cfg.d_model % cfg.n_head:

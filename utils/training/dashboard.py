@@ -8,16 +8,24 @@ import math
 
 import pandas as pd
 
+from .analysis import run_seconds
 from .run_log import RunRecord, _first, load_run
-from .style import EXPORT_DPI, PALETTE, human, new_figure, no_data, save_figure, time_unit
+from .style import (
+    EXPORT_DPI,
+    PALETTE,
+    duration,
+    human,
+    new_figure,
+    no_data,
+    place_legends,
+    save_figure,
+    with_caveat,
+)
 
 PANEL_TITLES = ("Loss", "Perplexity", "Learning rate", "Gradient norm (pre-clip)", "Throughput and step time", "Memory")
 WIDE_RANGE = 20.0  # max/min loss ratio above which the loss axis goes log
 
 
-def _duration(seconds: float) -> str:
-    div, unit = time_unit(seconds)
-    return f"wall time {seconds / div:.1f} {unit}"
 
 
 class TrainingDashboard:
@@ -59,7 +67,7 @@ class TrainingDashboard:
         best, best_step = rec.best_val()
         tr = rec.train
         tokens = rec.col("tokens_seen")
-        elapsed = rec.col("elapsed_s")
+        seconds = run_seconds(rec)
         keys = [k for k in ("batch_size", "block_size", "learning_rate", "max_steps", "steps", "max_iters",
                             "n_layer", "n_embd", "grad_clip") if cfg.get(k) is not None]
         cfg_line = ", ".join(f"{k}={cfg[k]}" for k in keys) or "config not recorded"
@@ -68,9 +76,9 @@ class TrainingDashboard:
             f"best val loss {best:.4f} at step {best_step}" if best_step is not None else "no eval",
             f"{int(tr['step'].max()) if len(tr) else 0} steps",
             f"{human(float(tokens.dropna().iloc[-1]))} tokens" if tokens is not None else "tokens n/a",
-            _duration(float(elapsed.dropna().iloc[-1])) if elapsed is not None else "wall time n/a",
+            f"wall time {duration(seconds)}" if seconds is not None else "wall time n/a",
         ]
-        return " · ".join(parts) + "\n" + cfg_line
+        return with_caveat(" · ".join(parts) + "\n" + cfg_line, rec.caveat)
 
     def figure(self):
         if self.record is None:
@@ -169,6 +177,7 @@ class TrainingDashboard:
         from .analysis import memory_panel  # one memory panel for both figures
 
         memory_panel(ax, rec)
+        place_legends(fig)
         return fig
 
     def save(self, path, dpi: int = EXPORT_DPI):

@@ -490,6 +490,10 @@ def run_study(
     study = create_study(study_name, storage, space=space, sampler_seed=sampler_seed,
                          worker_index=worker_index, pruner=pruner)
     study.set_user_attr("metric", metric)
+    from .style import caveat  # the figures say when the trials are smoke/cpu runs or synthetic tokens
+
+    study.set_user_attr("caveat", caveat(str(getattr(base_config, "preset", "") or ""),
+                                         getattr(base_config, "data_source", "") == "synthetic"))
     # The real engine always tracks runs in the workspace's ExperimentDB; a cheap
     # train_fn (tests, custom loops) only gets one when given.
     db, owns_db = _open_db(db, workspace_dir, default=train_fn is None)

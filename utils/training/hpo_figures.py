@@ -74,23 +74,18 @@ def _importance_evaluator() -> Any:
     return optuna.importance.FanovaImportanceEvaluator(seed=0)
 
 
-def write_study_results(study: optuna.Study, out_dir: str | os.PathLike[str]) -> dict[str, Any]:
-    """Write best.json, trials.csv and the PNG figures to `out_dir`; return the summary
-    with `files` (name -> path) and `skipped` (figure -> reason)."""
+# Completed trials a figure needs before it shows more than noise: an importance from a
+# random forest over 2 trials, or a history of one point, would be drawn but mean nothing.
+MIN_COMPLETE = {"optimization_history": 2, "param_importances": 4, "parallel_coordinate": 3}
+
+
+def study_figures(study: optuna.Study) -> tuple[dict[str, Any], dict[str, str]]:
+    """({figure name: matplotlib Figure}, {figure name: why it was skipped})."""
     import matplotlib as mpl
     import matplotlib.pyplot as plt
     from optuna.visualization import matplotlib as ovm
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     summary = study_summary(study)
-    files: dict[str, str] = {}
-    skipped: dict[str, str] = {}
-
-    csv_path = out / "trials.csv"
-    study.trials_dataframe().to_csv(csv_path, index=False)
-    files["trials.csv"] = str(csv_path)
-
     complete = summary["trial_counts"]["complete"]
     evaluator = _importance_evaluator()
     plots = {
@@ -99,34 +94,93 @@ def write_study_results(study: optuna.Study, out_dir: str | os.PathLike[str]) ->
         "param_importances": lambda: ovm.plot_param_importances(study, evaluator=evaluator),
         "parallel_coordinate": lambda: ovm.plot_parallel_coordinate(study),
     }
-    has_intermediate = any(t.intermediate_values for t in study.get_trials(deepcopy=False))
+    trials = study.get_trials(deepcopy=False)
+    has_intermediate = any(t.intermediate_values for t in trials)
     n_params = len({p for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) for p in t.params})
+    figs: dict[str, Any] = {}
+    skipped: dict[str, str] = {}
     for name, draw in plots.items():
         reason = None
+        need = MIN_COMPLETE.get(name, 0)
         if complete == 0 and name != "intermediate_values":
             reason = "no completed trial yet"
         elif name == "intermediate_values" and not has_intermediate:
             reason = "no trial reported an intermediate value"
         elif name == "param_importances" and evaluator is None:
             reason = "scikit-learn is not installed (pip install scikit-learn) - parameter importances skipped"
-        elif name == "param_importances" and (complete < 2 or n_params < 1):
-            reason = f"needs at least 2 completed trials with parameters (have {complete})"
+        elif complete < need:
+            reason = f"needs at least {need} completed trials to mean anything (have {complete})"
+        elif name == "param_importances" and n_params < 1:
+            reason = "no searched parameter"
         if reason is None:
             try:
                 # optuna's plots switch the global style to ggplot: keep that inside.
                 with optuna_quiet(), mpl.rc_context():
-                    ax = draw()
-                    fig = _figure_of(ax)
-                    path = out / f"{name}.png"
-                    fig.savefig(path, dpi=110, bbox_inches="tight")
-                plt.close(fig)
-                files[f"{name}.png"] = str(path)
+                    fig = _figure_of(draw())
+                    _tidy(name, fig, len(trials), complete, study.user_attrs.get("caveat", ""))
+                figs[name] = fig
                 continue
             except (ValueError, RuntimeError, ZeroDivisionError) as e:
                 reason = f"could not be drawn: {e}"
                 plt.close("all")
         skipped[name] = reason
-        print(f"[hpo] {name}.png skipped: {reason}")
+    return figs, skipped
+
+
+def _tidy(name: str, fig: Any, n_trials: int, complete: int, note: str = "") -> None:
+    """Whole trial numbers on trial axes, visible lines, and the trial count in the title."""
+    import matplotlib
+    import numpy as np
+    from matplotlib.colors import ListedColormap
+    from matplotlib.ticker import MaxNLocator
+
+    # optuna's Blues fades the best (or worst) trials to near white: a map without a pale end.
+    unfaded = ListedColormap(matplotlib.colormaps["viridis"](np.linspace(0.0, 0.85, 256)))
+    for ax in fig.axes:
+        if ax.get_xlabel().lower() in ("trial", "#trials", "step"):
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        for coll in ax.collections:
+            if name == "parallel_coordinate" and coll.get_array() is not None:
+                coll.set_cmap(unfaded)
+                coll.set_linewidth(2.0)
+    if name == "intermediate_values":  # optuna fades later trials to near white: one clear colour each
+        from .style import series_colors
+
+        ax = fig.axes[0]
+        lines = ax.get_lines()
+        for line, color in zip(lines, series_colors(min(len(lines), 20))):
+            line.set_color(color)
+        if ax.get_legend() is not None and len(lines) <= 20:
+            ax.legend(handles=lines, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    ax = fig.axes[0]
+    loc = next((k for k in ("center", "left", "right") if ax.get_title(loc=k)), "center")  # optuna uses either
+    ax.set_title(f"{ax.get_title(loc=loc)} ({n_trials} trial{'s' if n_trials != 1 else ''}, {complete} completed)"
+                 + (f"\n{note}" if note else ""), loc=loc)
+
+
+def write_study_results(study: optuna.Study, out_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """Write best.json, trials.csv and the PNG figures to `out_dir`; return the summary
+    with `files` (name -> path) and `skipped` (figure -> reason)."""
+    import matplotlib.pyplot as plt
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = study_summary(study)
+    files: dict[str, str] = {}
+
+    csv_path = out / "trials.csv"
+    study.trials_dataframe().to_csv(csv_path, index=False)
+    files["trials.csv"] = str(csv_path)
+
+    figs, skipped = study_figures(study)
+    for name in FIGURES:
+        if name in figs:
+            path = out / f"{name}.png"
+            figs[name].savefig(path, dpi=110, bbox_inches="tight")
+            plt.close(figs[name])
+            files[f"{name}.png"] = str(path)
+        else:
+            print(f"[hpo] {name}.png skipped: {skipped[name]}")
 
     summary["files"] = files
     summary["skipped"] = skipped

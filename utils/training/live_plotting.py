@@ -16,7 +16,7 @@ import time
 from types import SimpleNamespace
 
 from .callbacks import TrainerCallback
-from .style import PALETTE, figure_png, new_figure
+from .style import PALETTE, figure_png, new_figure, place_legends
 
 FULL_TITLES = ("Loss", "Perplexity", "Learning rate", "Throughput")
 COMPACT_TITLES = ("Loss", "Throughput")
@@ -58,7 +58,8 @@ class LivePlotter(TrainerCallback):
     and ignored: every figure uses style.py."""
 
     def __init__(self, min_interval_s: float = 2.0, compact: bool = False, save_path=None, mode: str = "auto",
-                 max_overhead: float = 0.01, stream=None, *, metrics=None, figsize=None, style=None):
+                 max_overhead: float = 0.01, stream=None, caveat: str = "", *, metrics=None, figsize=None,
+                 style=None):
         if isinstance(min_interval_s, (list, tuple)):  # the seed's LivePlotter(['loss', ...])
             metrics, min_interval_s = min_interval_s, 2.0
         if mode not in ("auto", "figure", "text"):
@@ -66,6 +67,7 @@ class LivePlotter(TrainerCallback):
         self.min_interval_s = float(min_interval_s)  # s between two redraws at least
         self.max_overhead = float(max_overhead)  # fraction of wall time drawing may take
         self.compact, self.save_path, self.mode, self.stream = compact, save_path, mode, stream
+        self.caveat = caveat  # "smoke preset: not a result" (style.caveat): the figure's title says it
         self.metrics = list(metrics) if metrics is not None else ["loss", "perplexity", "accuracy"]
         self.figsize, self.style = figsize, style
         self.x_label = "step"  # "epoch" once update() drives it
@@ -204,6 +206,8 @@ class LivePlotter(TrainerCallback):
             self.fig = new_figure(self.figsize or (10, 6))
             axes = list(self.fig.subplots(2, 2).ravel())
         self.axes = dict(zip(titles, axes))
+        if self.caveat:
+            self.fig.suptitle(self.caveat)
         ylabels = {"Loss": "loss (nats/token)", "Perplexity": "perplexity (log)", "Learning rate": "learning rate",
                    "Throughput": "tokens/s (all GPUs)", "Accuracy": "next-token accuracy"}
         for title, ax in self.axes.items():
@@ -258,6 +262,8 @@ class LivePlotter(TrainerCallback):
             ax.autoscale_view()
         if self.best[1] is not None:
             self.axes["Loss"].set_title(f"Loss (best val {self.best[0]:.3f} at {self.x_label} {self.best[1]})")
+        if final:
+            place_legends(self.fig)  # once: it measures where the data lies
         if self.mode == "figure":
             # Live frames skip the tight bounding box (a second render); the final one keeps it.
             image = _png_image(figure_png(self.fig, dpi=None if final else LIVE_DPI, tight=final))

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .callbacks import TrainerCallback
-from .style import PALETTE, new_figure, no_data, save_figure
+from .style import PALETTE, new_figure, no_data, place_legends, save_figure, with_caveat
 
 REPORT_TITLES = ("Loss", "Token accuracy", "Throughput", "Learning rate", "Loss vs accuracy", "Recent window",
                  "Latest text samples")
@@ -41,6 +41,19 @@ def moving_average(steps, values, window_steps: int = MA_WINDOW) -> np.ndarray:
         return np.where(n > 0, (sums[hi] - sums[lo]) / np.maximum(n, 1), np.nan)
 
 
+def ma_window(steps, window_steps: int = MA_WINDOW) -> int:
+    """The moving-average window this run really has: MA_WINDOW steps when the run spans at
+    least twice that, else a quarter of its span; 0 (not drawn) when that holds fewer than
+    3 logged points."""
+    steps = np.asarray(steps, float)
+    if steps.size < 3:
+        return 0
+    span = float(steps[-1] - steps[0])
+    gap = float(np.median(np.diff(steps))) or 1.0
+    window = window_steps if span >= 2 * window_steps else int(span // 4)
+    return window if window >= 3 * gap else 0
+
+
 def _write_json(path: Path, obj) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(obj, indent=1))
@@ -48,8 +61,9 @@ def _write_json(path: Path, obj) -> None:
 
 
 class TrainingReport(TrainerCallback):
-    def __init__(self, run_dir, viz_interval: int = 500, max_samples_shown: int = 4):
+    def __init__(self, run_dir, viz_interval: int = 500, max_samples_shown: int = 4, caveat: str = ""):
         self.run_dir = Path(run_dir)
+        self.caveat = caveat  # "smoke preset: not a result" (style.caveat), in the title
         self.viz_interval = int(viz_interval)
         self.max_samples_shown = max_samples_shown
         self.history = {"train": [], "eval": []}
@@ -106,7 +120,7 @@ class TrainingReport(TrainerCallback):
         gs = fig.add_gridspec(3, 3, height_ratios=[1, 1, 0.55])
         axes = [fig.add_subplot(gs[i // 3, i % 3]) for i in range(6)] + [fig.add_subplot(gs[2, :])]
         last = int(self.history["train"][-1]["step"]) if self.history["train"] else 0
-        fig.suptitle(f"Training report at step {last}", fontsize=12)
+        fig.suptitle(with_caveat(f"Training report at step {last}", self.caveat), fontsize=12)
         for ax, title in zip(axes, REPORT_TITLES):
             ax.set_title(title)
 
@@ -115,8 +129,10 @@ class TrainingReport(TrainerCallback):
             if not s.size:
                 no_data(ax, f"{key} not logged")
                 return
-            ax.plot(s, v, color=color, alpha=0.45, lw=1, label=key)
-            ax.plot(s, moving_average(s, v), color=color, lw=2, label=f"{MA_WINDOW}-step moving average")
+            window = ma_window(s)
+            ax.plot(s, v, color=color, alpha=0.45 if window else 1.0, lw=1, label=key)
+            if window:  # only a window the run really has (see ma_window)
+                ax.plot(s, moving_average(s, v, window), color=color, lw=2, label=f"{window}-step moving average")
             ax.set_xlabel("step")
             ax.set_ylabel(ylabel)
             ax.legend(loc="best")
@@ -155,7 +171,18 @@ class TrainingReport(TrainerCallback):
 
         ax = axes[5]
         s, v = self._series("train_loss")
-        if s.size:
+        g_steps, g = self._series("grad_norm")
+        if s.size and s[-1] - s[0] <= RECENT:
+            # The run is no longer than the window: the loss panel already shows all of it,
+            # so this panel shows something else that was measured.
+            if g_steps.size:
+                ax.set_title("Gradient norm (pre-clip)")
+                ax.plot(g_steps, g, color=PALETTE["grad"])
+                ax.set_xlabel("step")
+                ax.set_ylabel("global L2 norm")
+            else:
+                no_data(ax, f"run shorter than the {RECENT}-step recent window")
+        elif s.size:
             keep = s > s[-1] - RECENT
             ax.plot(s[keep], v[keep], color=PALETTE["train"], label="loss")
             ax.set_xlabel(f"step (last {RECENT})")
@@ -179,10 +206,11 @@ class TrainingReport(TrainerCallback):
             table = ax.table(cellText=cell, colLabels=["step", "prompt", "output", "accuracy"], loc="upper center",
                              cellLoc="left", colWidths=[0.06, 0.34, 0.5, 0.08])
             table.auto_set_font_size(False)
-            table.set_fontsize(9)
-            table.scale(1, 1.4)
+            table.set_fontsize(10)
+            table.scale(1, 1.5)
         else:
             no_data(ax, "no samples yet")
+        place_legends(fig)
         return fig
 
 

@@ -184,6 +184,7 @@ class RunRecord:
     warmup_steps: int | None = None
     derived: tuple = ()  # every column computed by the reader rather than measured
     path: str | None = None
+    caveat: str = ""  # "smoke preset, synthetic tokens: not a result" (style.caveat); "" for a real run
 
     @property
     def label(self) -> str:
@@ -272,7 +273,15 @@ def _from_run_log(doc: dict, path: Path) -> RunRecord:
         status=doc.get("status", "unknown"),
         warmup_steps=_warmup_steps(config, info),
         path=str(path),
+        caveat=_caveat(config, info),
     )
+
+
+def _caveat(config: dict, info: dict) -> str:
+    from .style import caveat
+
+    synthetic = bool((info.get("data") or {}).get("synthetic")) or config.get("data_source") == "synthetic"
+    return caveat(str(config.get("preset") or ""), synthetic)
 
 
 def nanogpt_lr(it: int, config: dict) -> float:

@@ -169,7 +169,17 @@ class TrainingSession:
             "train_tokens": train_tokens,
             "bytes_per_token": self.data.bytes_per_token,
             "synthetic_data": bool(self.data.stats.get("synthetic", False)),
+            "caveat": self.caveat,
         }
+
+    @property
+    def caveat(self) -> str:
+        """"smoke preset: not a result" and the like (style.caveat), "" for a real run: the
+        summary card, the figures and the CLI's lines all say it."""
+        from .style import caveat
+
+        synthetic = bool(self.data is not None and self.data.stats.get("synthetic", False))
+        return caveat(self.requested_config.preset, synthetic or self.requested_config.data_source == "synthetic")
 
     def resume_step(self) -> int | None:
         """The step the next train() continues from (newest valid checkpoint, local or
@@ -228,11 +238,12 @@ class TrainingSession:
             if t.live_plot:
                 from .live_plotting import LivePlotter
 
-                cbs.append(LivePlotter(min_interval_s=t.live_plot_interval_s, save_path=self.run_dir / "live.png"))
+                cbs.append(LivePlotter(min_interval_s=t.live_plot_interval_s, save_path=self.run_dir / "live.png",
+                                       caveat=self.caveat))
             if t.viz_interval > 0:
                 from .report import TrainingReport
 
-                cbs.append(TrainingReport(self.run_dir, viz_interval=t.viz_interval))
+                cbs.append(TrainingReport(self.run_dir, viz_interval=t.viz_interval, caveat=self.caveat))
             if self.db.mirror_path is not None:
                 cbs.append(DatabaseBackup(self.db))
         return cbs + [self._samples] + self.extra_callbacks
@@ -332,21 +343,39 @@ class TrainingSession:
 
 def format_summary(s: dict[str, Any]) -> str:
     """The summary card as aligned text (the notebook prints it; the CLI prints a line)."""
+    from .style import chinchilla_share
+
     synthetic = "  (SYNTHETIC DATA: numbers are not about text)" if s["synthetic_data"] else ""
     rows = [
         ("run", f"{s['run_name']} ({s['model_family']}){synthetic}"),
+        *([("note", s["caveat"])] if s.get("caveat") else []),
         ("parameters", f"{s['parameters']:,} ({s['non_embedding_parameters']:,} non-embedding)"),
         ("FLOPs per token", f"{s['flops_per_token'] / 1e6:,.1f} M (6N + 12LHQT, PaLM appendix B)"),
         ("steps", f"{s['max_steps']:,} x {s['tokens_per_step']:,} tokens"),
         ("tokens planned", f"{s['tokens_planned']:,}" + (f" = {s['epochs_planned']:.2f} epochs of {s['train_tokens']:,}"
                                                          if s["train_tokens"] else " (streamed corpus: size unknown)")),
-        ("Chinchilla-optimal", f"{s['chinchilla_tokens']:,} tokens (20/parameter): plan is {s['chinchilla_pct']:.0f}%"),
+        ("Chinchilla-optimal", f"{s['chinchilla_tokens']:,} tokens (20/parameter): plan is {chinchilla_share(s['tokens_planned'], s['parameters'])}"),
         ("memory estimate", f"{s['memory_estimate_gb']:.2f} GiB in {s['precision']} (weights, AdamW, activations, "
                             "logits)"),
         ("bytes per token", f"{s['bytes_per_token']:.3f}"),
     ]
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+def context_claim(val_loss: float, se: float, unigram_entropy: float) -> str:
+    """What val_loss says against the corpus's unigram entropy (the loss of the best model
+    that ignores context), claimed only beyond 2 standard errors of the evaluation."""
+    gap = unigram_entropy - val_loss
+    head = (f"val_loss {val_loss:.3f} (standard error {se:.3f}) against the corpus's unigram entropy "
+            f"{unigram_entropy:.3f} nats/token: ")
+    if not se == se:  # NaN: one sequence evaluated, no error estimate
+        return head + "no standard error (one evaluated sequence): no claim"
+    if gap > 2 * se:
+        return head + "below it by more than 2 standard errors, so the model uses context"
+    if gap < -2 * se:
+        return head + "above it by more than 2 standard errors: not yet better than ignoring context"
+    return head + "within 2 standard errors of it: no claim either way (evaluate on more batches)"
 
 
 def _prefix(doc: str, chars: int) -> str:

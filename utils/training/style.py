@@ -7,6 +7,7 @@ and long runs do not leak figures.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 # Colour-blind safe (seaborn "colorblind"), fixed so a metric keeps its colour in
@@ -26,11 +27,21 @@ PALETTE = {
     "target": "#d55e00",
     "cycle": ["#0173b2", "#de8f05", "#029e73", "#d55e00", "#cc78bc", "#ca9161", "#fbafe4", "#949494"],
 }
+# One colour per run or tokenizer (a legend names each): the colour-blind ten, then ten
+# more distinct hues for larger comparisons (the tokenizer zoo has ~12 members).
+SERIES_COLORS = ("#0173b2", "#de8f05", "#029e73", "#d55e00", "#cc78bc", "#ca9161", "#fbafe4", "#949494",
+                 "#ece133", "#56b4e9", "#000000", "#8c564b", "#17becf", "#9467bd", "#bcbd22", "#7f0000",
+                 "#1b9e77", "#e7298a", "#666666", "#a6761d")
 
 DPI = 110  # screen dpi: a 12-inch-wide figure fits a notebook cell at about 1300 px
 EXPORT_DPI = 300  # dpi for files meant for papers and slides
 FONT_SIZE = 10
-
+# Notebook outputs are shown about 1000 px wide (JupyterLab, nbconvert HTML, Colab): a wider
+# image is scaled down to it, so a figure's text must stay >= MIN_TEXT_PX tall at that width.
+# Text px = points x dpi / 72 x min(1, 1000 / image width px); for a figure wider than 1000 px
+# that is points x 1000 / (72 x width in inches): 9 pt text allows figures up to 15.6 inches.
+DISPLAY_WIDTH_PX = 1000
+MIN_TEXT_PX = 8.0
 
 
 def apply_style() -> None:
@@ -92,6 +103,14 @@ def figure_png(fig, dpi: int | None = None, tight: bool = True) -> bytes:
     return buf.getvalue()
 
 
+def show_figure(fig, dpi: int | None = None) -> None:
+    """Show a pyplot-free figure in a notebook as the PNG a reader sees (the inline
+    backend's figure formatter is only set up once pyplot is imported)."""
+    from IPython.display import Image, display
+
+    display(Image(data=figure_png(fig, dpi)))
+
+
 def human(n: float) -> str:
     """1.29e9 -> '1.29B', 163840 -> '164K'."""
     for div, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K")):
@@ -107,6 +126,12 @@ def no_data(ax, text: str) -> None:
     ax.set_yticks([])
 
 
+def duration(seconds: float) -> str:
+    """A run's wall time, written one way everywhere: '14.2 s', '3.4 min', '2.1 h'."""
+    div, unit = time_unit(seconds)
+    return f"{seconds / div:.1f} {unit}"
+
+
 def time_unit(seconds: float) -> tuple[float, str]:
     """(divisor, unit) to show a duration axis in s, min or h."""
     if seconds >= 2 * 3600:
@@ -114,3 +139,216 @@ def time_unit(seconds: float) -> tuple[float, str]:
     if seconds >= 120:
         return 60.0, "min"
     return 1.0, "s"
+
+
+def series_colors(n: int) -> list[str]:
+    """n distinct colours, one per run or tokenizer (not per family)."""
+    if n > len(SERIES_COLORS):
+        raise ValueError(f"{n} series: at most {len(SERIES_COLORS)} distinct colours; split the figure")
+    return list(SERIES_COLORS[:n])
+
+
+# -- what a figure is about ------------------------------------------------------------
+
+def caveat(preset: str = "", synthetic: bool = False) -> str:
+    """The label a figure, a summary line or the CLI's last line carries when its run is not
+    a result: the smoke or cpu preset (sized for seconds/minutes on a CPU) or synthetic
+    tokens. "" for a real run."""
+    parts = []
+    if preset in ("smoke", "cpu"):
+        parts.append(f"{preset} preset")
+    if synthetic:
+        parts.append("synthetic tokens")
+    return ", ".join(parts) + ": not a result" if parts else ""
+
+
+CHINCHILLA_TOKENS_PER_PARAM = 20  # Hoffmann et al. 2022, compute-optimal tokens per parameter
+
+
+def chinchilla_share(tokens: float, params: float) -> str:
+    """Tokens as a share of the compute-optimal 20 per parameter, written one way
+    everywhere (card, CLI line, figures): '0.62%', '3.1%', '45%'."""
+    if not params or params != params:
+        return "n/a"
+    pct = 100.0 * tokens / (CHINCHILLA_TOKENS_PER_PARAM * params)
+    return f"{pct:.0f}%" if pct >= 10 else f"{pct:.2g}%"
+
+
+def with_caveat(title: str, note: str) -> str:
+    """`title` with the caveat on a line of its own (empty note: the title as it is)."""
+    return f"{title}\n{note}" if note else title
+
+
+# -- readability: what a figure looks like where it is shown ---------------------------
+
+def _texts(artist, out: list) -> None:
+    from matplotlib.axes import Axes
+    from matplotlib.text import Text
+
+    if not artist.get_visible():
+        return
+    if isinstance(artist, Text):
+        if artist.get_text().strip():
+            out.append(artist)
+        return
+    children = artist.get_children()
+    if isinstance(artist, Axes):
+        if not artist.axison:  # ax.axis("off"): axes, ticks and spines are not drawn
+            children = [c for c in children if c not in (artist.xaxis, artist.yaxis, *artist.spines.values())]
+        for table in artist.tables:
+            out.extend(c.get_text() for c in table.get_celld().values()
+                       if c.get_visible() and c.get_text().get_text().strip())
+    for child in children:
+        _texts(child, out)
+
+
+def shown_scale(fig, dpi: float | None = None, display_width: int = DISPLAY_WIDTH_PX) -> float:
+    """Shown px per rendered px: the PNG (tight bounding box, `dpi`) is scaled down to
+    `display_width` when wider, shown as it is when narrower."""
+    fig.draw_without_rendering()
+    bbox = fig.get_tightbbox(fig._get_renderer())
+    width_px = (bbox.width + 0.2) * (dpi or fig.dpi)  # savefig's pad_inches 0.1 on each side
+    return min(1.0, display_width / width_px)
+
+
+def text_heights(fig, dpi: float | None = None, display_width: int = DISPLAY_WIDTH_PX) -> list[tuple[float, str]]:
+    """(px tall when shown, text) for every visible text of `fig` (ticks, labels, titles,
+    legends, annotations, table cells): font points x dpi / 72, scaled as shown."""
+    scale = shown_scale(fig, dpi, display_width)
+    dpi = dpi or fig.dpi
+    found: list = []
+    _texts(fig, found)
+    return [(t.get_fontsize() * dpi / 72 * scale, t.get_text()) for t in found]
+
+
+def unreadable(fig, dpi: float | None = None, min_px: float = MIN_TEXT_PX) -> list[tuple[float, str]]:
+    """The texts of `fig` shown smaller than min_px (empty: the figure reads at notebook width)."""
+    return sorted(h for h in text_heights(fig, dpi) if h[0] < min_px - 1e-9)
+
+
+# -- legends that never cover data ------------------------------------------------------
+
+def _data_points(fig):
+    """Display coordinates of what the axes plot: line vertices (densified so a segment
+    crossing a box counts) and scatter offsets."""
+    import numpy as np
+
+    pts = []
+    for ax in fig.axes:
+        for line in ax.lines:
+            xy = np.asarray(line.get_xydata(), float)
+            if xy.size == 0:
+                continue
+            xy = xy[np.isfinite(xy).all(axis=1)]
+            if len(xy) == 0:
+                continue
+            d = line.get_transform().transform(xy)
+            if len(d) > 1:  # 8 points along each segment
+                t = np.linspace(0, 1, 8)[:, None, None]
+                d = (d[:-1][None] * (1 - t) + d[1:][None] * t).reshape(-1, 2)
+            pts.append(d)
+        for coll in ax.collections:
+            offs = np.asarray(coll.get_offsets(), float)
+            if offs.ndim == 2 and len(offs) and coll.get_offset_transform() is not None:
+                pts.append(coll.get_offset_transform().transform(offs))
+    return np.concatenate(pts) if pts else np.zeros((0, 2))
+
+
+def _covered(bbox, pts) -> int:
+    import numpy as np
+
+    if len(pts) == 0:
+        return 0
+    inside = (pts[:, 0] > bbox.x0) & (pts[:, 0] < bbox.x1) & (pts[:, 1] > bbox.y0) & (pts[:, 1] < bbox.y1)
+    return int(np.count_nonzero(inside))
+
+
+def covering_legends(fig) -> list[str]:
+    """Titles of the axes whose legend lies over plotted data (empty: none does)."""
+    fig.draw_without_rendering()
+    pts = _data_points(fig)
+    renderer = fig._get_renderer()
+    return [ax.get_title() or "untitled" for ax in fig.axes
+            if ax.get_legend() is not None and _covered(ax.get_legend().get_window_extent(renderer), pts)]
+
+
+LEGEND_LOCS = ("upper right", "upper left", "lower left", "lower right", "center right", "center left",
+               "upper center", "lower center", "center")
+
+
+def place_legends(fig, passes: int = 3) -> None:
+    """Move every axes legend to the first corner where it covers no data; where every
+    corner would, put it outside, right of its axes. Call when the figure is complete.
+    Moving one legend outside re-lays the figure out (the data moves), so it checks again,
+    up to `passes` times."""
+    for _ in range(passes):
+        fig.draw_without_rendering()
+        pts = _data_points(fig)
+        renderer = fig._get_renderer()
+        moved = False
+        for ax in fig.axes:
+            leg = ax.get_legend()
+            if leg is None or not _covered(leg.get_window_extent(renderer), pts):
+                continue
+            moved = True
+            for loc in LEGEND_LOCS:
+                leg.set_loc(loc)
+                if not _covered(leg.get_window_extent(renderer), pts):
+                    break
+            else:
+                leg.set_loc("upper left")
+                leg.set_bbox_to_anchor((1.02, 1.0), transform=ax.transAxes)
+        if not moved:
+            return
+
+
+# -- tables in notebooks ---------------------------------------------------------------
+
+def tidy_table(df, digits: int = 3):
+    """A copy of `df` for showing: floats at `digits` decimals (large ones with thousands
+    separators), durations in seconds, NaN as n/a; every column as text."""
+    import pandas as pd
+
+    out = pd.DataFrame(index=df.index)
+    for col in df.columns:
+        s = df[col]
+        if pd.api.types.is_timedelta64_dtype(s):
+            out[col] = s.map(lambda v: "n/a" if pd.isna(v) else f"{v.total_seconds():.1f} s")
+        elif pd.api.types.is_float_dtype(s):
+            whole = bool(s.dropna().map(float.is_integer).all()) and s.notna().any()  # counts stored as float
+            out[col] = s.map(lambda v, whole=whole: "n/a" if pd.isna(v) else
+                             (f"{v:,.0f}" if whole or abs(v) >= 1e4 else f"{v:.{digits}f}"))
+        elif pd.api.types.is_integer_dtype(s) and not pd.api.types.is_bool_dtype(s):
+            out[col] = s.map(lambda v: f"{v:,}")
+        elif pd.api.types.is_datetime64_any_dtype(s):
+            out[col] = s.map(lambda v: "n/a" if pd.isna(v) else v.strftime("%Y-%m-%d %H:%M:%S"))
+        else:
+            out[col] = s.map(lambda v: "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v))
+    return out
+
+
+def show_table(df, digits: int = 3, max_chars: int = 100) -> None:
+    """Show a table in a notebook as HTML (fixed precision); elsewhere as text when it
+    fits `max_chars` columns, else as one record per block."""
+    shown = tidy_table(df, digits)
+    try:
+        from IPython import get_ipython
+        from IPython.display import HTML, display
+    except ImportError:
+        get_ipython = None
+    if get_ipython is not None and get_ipython() is not None and hasattr(get_ipython(), "kernel"):
+        display(HTML(shown.to_html(index=False)))
+        return
+    print(table_text(shown, max_chars))
+
+
+def table_text(shown, max_chars: int = 100) -> str:
+    """Plain text of a tidied table, at most `max_chars` wide: as a grid when it fits,
+    else one block per row ("column: value" lines)."""
+    text = shown.to_string(index=False)
+    if max(len(line) for line in text.splitlines()) <= max_chars:
+        return text
+    width = max(len(str(c)) for c in shown.columns)
+    blocks = ["\n".join(f"{str(c):<{width}}  {v}"[:max_chars] for c, v in row.items())
+              for _, row in shown.iterrows()]
+    return "\n\n".join(blocks)

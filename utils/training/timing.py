@@ -52,7 +52,12 @@ class _StepClock(TrainerCallback):
         self.stamps.append(time.perf_counter())
 
 
-def time_config(config: TrainingConfig, *, name: str = "", n_steps: int = 3, warmup_steps: int = 1) -> PresetTiming:
+N_STEPS = 5  # timed steps per model: fewer read a noisy mean (the first after warm-up varies most)
+WARMUP_STEPS = 2
+
+
+def time_config(config: TrainingConfig, *, name: str = "", n_steps: int = N_STEPS,
+                warmup_steps: int = WARMUP_STEPS) -> PresetTiming:
     """Train `config`'s model for warmup_steps + n_steps steps and time the last n_steps
     (from the end of the last warmup step to the end of the last step)."""
     import torch
@@ -83,17 +88,47 @@ def time_config(config: TrainingConfig, *, name: str = "", n_steps: int = 3, war
     return PresetTiming(label, params, config.tokens_per_step, config.max_steps, per_step)
 
 
-def measure_presets(presets: list[str | TrainingConfig], *, vocab_size: int, n_steps: int = 3,
-                 warmup_steps: int = 1) -> list[PresetTiming]:
-    """Time each preset (by name) or config, with the corpus's vocabulary size."""
-    out = []
+def measure_presets(presets: list[str | TrainingConfig], *, vocab_size: int, n_steps: int = N_STEPS,
+                    warmup_steps: int = WARMUP_STEPS) -> list[PresetTiming]:
+    """Time each preset (by name) or config, with the corpus's vocabulary size. A config
+    whose model is the same as a preset's listed before it is timed once, not twice."""
+    out: list[PresetTiming] = []
+    timed: dict[str, PresetTiming] = {}
     for p in presets:
         if isinstance(p, TrainingConfig):
             cfg, name = p.replace(vocab_size=vocab_size), f"{p.run_name} (this run)"
         else:
             cfg, name = TrainingConfig.preset(p, vocab_size=vocab_size), p
-        out.append(time_config(cfg, name=name, n_steps=n_steps, warmup_steps=warmup_steps))
+        key = _step_key(cfg)
+        if key in timed:
+            t = timed[key]
+            out.append(PresetTiming(name, t.parameters, cfg.tokens_per_step, cfg.max_steps, t.seconds_per_step,
+                                    t.error))
+            continue
+        timed[key] = time_config(cfg, name=name, n_steps=n_steps, warmup_steps=warmup_steps)
+        out.append(timed[key])
     return out
+
+
+def _step_key(cfg: TrainingConfig) -> str:
+    """What a step's time depends on: the model, the batch and the numerics."""
+    from .config import config_dict_hash
+
+    d = cfg.to_dict()
+    for k in ("run_name", "preset", "max_steps", "max_tokens", "epochs", "log_interval", "eval_interval",
+              "eval_batches", "checkpoint_interval", "keep_checkpoints", "sample_interval", "time_limit_s",
+              "early_stopping_patience", "learning_rate", "warmup_ratio", "weight_decay", "min_lr_ratio",
+              "schedule", "random_seed", "data_source", "data_path", "hf_dataset", "hf_config", "text_column",
+              "validation_split"):
+        d.pop(k, None)
+    return config_dict_hash(d)
+
+
+def _total(seconds: float) -> str:
+    """A full run's time: seconds under a minute, minutes under 90, else hours."""
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.1f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
 
 
 def format_timings(timings: list[PresetTiming]) -> str:
@@ -102,8 +137,7 @@ def format_timings(timings: list[PresetTiming]) -> str:
         if t.error:
             lines.append(f"{t.name:<22}{t.parameters / 1e6:>9.1f}M  {t.error}")
             continue
-        total = t.estimated_total_s
-        total_txt = f"{total / 60:.1f} min" if total < 5400 else f"{total / 3600:.1f} h"
+        total_txt = _total(t.estimated_total_s)
         lines.append(f"{t.name:<22}{t.parameters / 1e6:>9.1f}M{t.seconds_per_step:>9.3f}"
                      f"{t.tokens_per_sec:>11,.0f}{t.max_steps:>8}{total_txt:>11}")
     return "\n".join(lines)

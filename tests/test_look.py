@@ -1,0 +1,44 @@
+"""utils/look.py (`make look`): figure outputs found in a notebook, shown as a 1000 px
+notebook cell shows them, and screenshotted by headless Chromium when it is installed."""
+
+from __future__ import annotations
+
+import shutil
+
+import nbformat
+import pytest
+
+from utils.look import WIDTH, figure_outputs, figure_page, png_size, screenshot
+from utils.training.style import figure_png, new_figure
+
+
+def _png(width_in: float, height_in: float) -> bytes:
+    fig = new_figure((width_in, height_in))
+    fig.subplots().plot([1, 2, 3], [3, 1, 2])
+    return figure_png(fig, dpi=100, tight=False)
+
+
+def test_every_image_output_is_found_and_shown_at_notebook_width(tmp_path):
+    import base64
+
+    wide, narrow = _png(20, 10), _png(5, 4)
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("show()")
+    cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text="hi\n")] + [
+        nbformat.v4.new_output("display_data", data={"image/png": base64.b64encode(p).decode(), "text/plain": "f"})
+        for p in (wide, narrow)]
+    nb.cells = [nbformat.v4.new_markdown_cell("# t"), cell]
+    found = figure_outputs(nb)
+    assert [(c, o) for c, o, _ in found] == [(1, 1), (1, 2)]
+    (w, h), (nw, nh) = png_size(wide), png_size(narrow)
+    assert w > WIDTH > nw  # about 2000 and 500 px (the tight bounding box trims a little)
+    assert figure_page(wide, tmp_path / "w.html") == round(h * WIDTH / w)  # scaled down to 1000 px wide
+    assert figure_page(narrow, tmp_path / "n.html") == nh  # narrower: shown as it is
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium is not installed (make look installs it)")
+def test_chromium_screenshots_a_figure_as_shown(tmp_path):
+    page = tmp_path / "fig.html"
+    height = figure_page(_png(20, 10), page)
+    shot = screenshot(page, tmp_path / "fig.png", height)
+    assert png_size(shot.read_bytes()) == (WIDTH, height)
