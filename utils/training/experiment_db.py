@@ -13,7 +13,9 @@ seconds), so logging never waits on the disk during a step.
 
 Storage of metric points (two tables, one transaction):
 - `metrics` long format (run_id, name, step, value, wall_time): the table to query
-  with SQL. SQLite stores NaN as NULL, so a NULL value there means NaN.
+  with SQL. SQLite stores NaN as NULL, so a NULL value there means NaN. One row per
+  (run, name, step), enforced by a unique index (schema v2): a step logged again (a
+  resume, a re-run of a finished run) replaces its row, the last write wins.
 - `metric_blocks`: the same points of one flush packed per (run, name) as float64 /
   int64 arrays. `get_metrics` reads these, so reading back a 1M-point run costs a
   few thousand rows instead of a million, and NaN/inf come back bit-exact.
@@ -34,7 +36,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 STATUSES = ("running", "completed", "stopped_early", "pruned", "failed", "interrupted")
 # Summary keys that have their own column on the run row; other keys go to summary_json.
 SUMMARY_COLUMNS = ("best_val_loss", "best_step", "tokens_seen", "final_step", "final_train_loss",
@@ -88,8 +90,22 @@ CREATE TABLE trials (
     PRIMARY KEY (study_name, trial_number)
 );
 """
+# v2: one metrics row per (run, name, step) and one artifact per (run, kind, step). An
+# existing v1 database keeps its data: duplicates collapse to their last write (the
+# value a reader already saw, get_metrics being last-write-wins), then the indexes make
+# the rule part of the schema. The whole migration is one transaction.
+_SCHEMA_V2 = """
+DELETE FROM metrics WHERE rowid NOT IN (SELECT MAX(rowid) FROM metrics GROUP BY run_id, name, step);
+CREATE UNIQUE INDEX metrics_point ON metrics(run_id, name, step);
+DELETE FROM artifacts WHERE step IS NOT NULL AND artifact_id NOT IN
+    (SELECT MAX(artifact_id) FROM artifacts WHERE step IS NOT NULL GROUP BY run_id, kind, step);
+CREATE UNIQUE INDEX artifacts_point ON artifacts(run_id, kind, step);
+"""
 # MIGRATIONS[v] brings a database from user_version v to v + 1.
-MIGRATIONS = {0: _SCHEMA_V1}
+MIGRATIONS = {0: _SCHEMA_V1, 1: _SCHEMA_V2}
+# The tables and columns a database must have at user_version 1 to be ours to migrate.
+_V1_COLUMNS = {"runs": {"run_id", "run_name", "status"}, "metrics": {"run_id", "name", "step", "value", "wall_time"},
+               "artifacts": {"artifact_id", "run_id", "kind", "path", "step"}}
 
 
 class RunExistsError(ValueError):
@@ -154,11 +170,23 @@ class ExperimentDB:
                 raise RuntimeError(f"{self.path} has schema version {version}; this code reads up to "
                                    f"{SCHEMA_VERSION}. Update the project, or open a copy made by this version.")
             while version < SCHEMA_VERSION:
+                if version == 1:
+                    self._check_ours_v1()
                 for stmt in MIGRATIONS[version].split(";"):
                     if stmt.strip():
                         self.conn.execute(stmt)
                 version += 1
                 self.conn.execute(f"PRAGMA user_version = {int(version)}")
+
+    def _check_ours_v1(self) -> None:
+        """Migrate only a database this module made: a file of user_version 1 that lacks
+        our tables is someone else's, and is left as it is."""
+        for table, cols in _V1_COLUMNS.items():
+            have = {r[1] for r in self.conn.execute(f"PRAGMA table_info({table})")}  # names from a fixed dict
+            if not cols <= have:
+                raise RuntimeError(f"{self.path} says schema version 1 but has no {table} table with columns "
+                                   f"{sorted(cols)}: it is not an experiments database of this project, and "
+                                   "was not changed. Open another path.")
 
     def _write(self) -> _Transaction:
         return _Transaction(self.conn)
@@ -296,7 +324,8 @@ class ExperimentDB:
                 blocks.append((run_id, name, first, last, len(g), sb, vals[:, j].tobytes(), walls))
         try:
             with self._write():
-                self.conn.executemany("INSERT INTO metrics VALUES (?, ?, ?, ?, ?)", rows)
+                # A point logged again replaces its row (unique (run_id, name, step)).
+                self.conn.executemany("INSERT OR REPLACE INTO metrics VALUES (?, ?, ?, ?, ?)", rows)
                 self.conn.executemany("INSERT INTO metric_blocks VALUES (?, ?, ?, ?, ?, ?, ?, ?)", blocks)
         except sqlite3.IntegrityError as e:
             missing = sorted({r[0] for r in entries})
@@ -304,11 +333,13 @@ class ExperimentDB:
                            f"(log_run first)") from e
 
     def truncate_after(self, run: int | str, step: int) -> None:
-        """Drop points after `step` (a run resumed from the checkpoint at `step` logs them again)."""
+        """Drop points and step artifacts after `step` (a run resumed from the checkpoint at
+        `step` logs them again)."""
         run_id = self._resolve(run)
         self.flush()
         with self._write():
             self.conn.execute("DELETE FROM metrics WHERE run_id = ? AND step > ?", (run_id, int(step)))
+            self.conn.execute("DELETE FROM artifacts WHERE run_id = ? AND step > ?", (run_id, int(step)))
             cut = self.conn.execute("SELECT rowid, name, steps, vals, wall_times FROM metric_blocks "
                                     "WHERE run_id = ? AND last_step > ?", (run_id, int(step))).fetchall()
             for rowid, name, s, v, w in cut:
@@ -393,13 +424,18 @@ class ExperimentDB:
     # -- artifacts and trials ------------------------------------------------------
     def log_artifact(self, run: int | str, kind: str, path: str | os.PathLike, step: int | None = None,
                      **meta: Any) -> int:
+        """One artifact per (run, kind, step): logging the same step again (a resumed or
+        re-run run) replaces it. Artifacts without a step are all kept."""
         run_id = self._resolve(run)
         with self._write():
             cur = self.conn.execute(
-                "INSERT INTO artifacts (run_id, kind, path, step, created_at, meta_json) VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO artifacts (run_id, kind, path, step, created_at, meta_json) VALUES (?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (run_id, kind, step) DO UPDATE SET path = excluded.path, "
+                "created_at = excluded.created_at, meta_json = excluded.meta_json RETURNING artifact_id",
                 (run_id, str(kind), str(path), None if step is None else int(step), time.time(),
                  _json(meta) if meta else None))
-        return int(cur.lastrowid)
+            artifact_id = cur.fetchone()[0]
+        return int(artifact_id)
 
     def get_artifacts(self, run: int | str, kind: str | None = None) -> pd.DataFrame:
         run_id = self._resolve(run)
@@ -531,10 +567,15 @@ class ExperimentDBSink:
         if tracking is None:
             tracking = {}
         run_id = self.run_id or tracking.get("db_run_id")
+        resumed = run_info.get("resumed_from_step")
+        if run_id is None:
+            run_id = self._same_run_restarting()
+            resumed = 0 if run_id is not None and resumed is None else resumed
         if run_id is not None:
             run_id = self.db._resolve(int(run_id))
-            resumed = run_info.get("resumed_from_step")
             if resumed is not None:
+                # Resumed from the checkpoint at step S (restarted from scratch: S = 0): what
+                # the last process logged after S is logged again by this one.
                 self.db.truncate_after(run_id, int(resumed))
             self.db.update_run_status(run_id, "running")
         else:
@@ -546,6 +587,18 @@ class ExperimentDBSink:
         tracking["db_run_id"] = run_id
         self.tracking = tracking  # the checkpoint's ids; the W&B sink adds its id after this one starts
 
+    def _same_run_restarting(self) -> int | None:
+        """The row of this run when it starts again from step 0 (killed before its first
+        checkpoint, or every checkpoint was unreadable): same name, same config. Another
+        run under the same name is an error (RunExistsError from log_run)."""
+        run_id = self.db.find_run(self.run_name)
+        if run_id is None or self.config is None:
+            return None
+        from .config import config_dict_hash
+
+        same = self.db.get_run(run_id)["config_hash"] == config_dict_hash(config_to_dict(self.config))
+        return run_id if same else None
+
     def write(self, step: int, metrics: dict[str, float], kind: str = "train") -> None:
         self.db.log_metrics(self.run_id, {k: v for k, v in metrics.items() if k != "step" and v is not None}, step)
 
@@ -556,6 +609,10 @@ class ExperimentDBSink:
         self.db.log_artifact(self.run_id, "checkpoint", path, step=step)
 
     def flush(self) -> None:
+        self.db.flush()
+
+    def sync(self) -> None:
+        """Durable now (a committed WAL transaction survives a killed process)."""
         self.db.flush()
 
     def close(self, status: str, summary: dict) -> None:

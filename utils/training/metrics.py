@@ -182,6 +182,12 @@ class MetricsTracker(TrainerCallback):
         for sink in self._writers(state):
             sink.add_samples(state.step, list(kwargs.get("samples") or []))
 
+    def on_before_save(self, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
+        # A checkpoint at step S counts only once everything logged up to S is on disk:
+        # a resume from it never logs those steps again.
+        for sink in self._writers(state):
+            getattr(sink, "sync", sink.flush)()
+
     def on_save(self, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
         for sink in self._writers(state):
             sink.add_checkpoint(state.step, str(kwargs.get("checkpoint_path")))

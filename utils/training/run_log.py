@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -56,22 +57,31 @@ def _plain(value: Any) -> Any:
 class RunLogWriter:
     """MetricsSink writing `path` (one JSON document per run).
 
-    On resume (the file exists) it loads the document and appends; records at or
-    after a step that is logged again are dropped first, so a run resumed from an
-    earlier checkpoint has one record per step.
+    On resume (the file exists) it loads the document and appends. start() drops the
+    records after the step the run resumed from (run_info["resumed_from_step"]; a fresh
+    start drops them all), and records at or after a step that is logged again are
+    dropped first, so the log holds one record per step, one checkpoint and one set of
+    samples per step, however often the run was killed.
+
+    A run log that does not parse (a disk that filled up, a hand edit) is set aside as
+    run.json.corrupt-TIME with a warning naming both files, and its records are rebuilt
+    from `db` (an ExperimentDB, the source of truth) when one is given.
     """
 
-    def __init__(self, path, min_interval_s: float = 30.0, config: Any = None, name: str | None = None):
+    def __init__(self, path, min_interval_s: float = 30.0, config: Any = None, name: str | None = None,
+                 db: Any = None):
         self.path = Path(path)
         self.min_interval_s = float(min_interval_s)  # seconds between two rewrites of the file
         self._last_write = time.monotonic()
         self._dirty = False
-        if self.path.exists():
-            with open(self.path) as f:
-                self.doc = json.load(f)
+        self._loaded = False
+        default_name = self.path.parent.name if self.path.name == "run.json" else self.path.stem
+        doc = self._read_existing(db, name or default_name)
+        if doc is not None:
+            self.doc = doc
+            self._loaded = True
             self.doc.setdefault("resumes", []).append({"time": _now_iso()})
         else:
-            default_name = self.path.parent.name if self.path.name == "run.json" else self.path.stem
             self.doc = {
                 "format": FORMAT,
                 "version": VERSION,
@@ -92,8 +102,35 @@ class RunLogWriter:
         if config is not None:
             self.doc["config"] = _plain(config)
 
+    def _read_existing(self, db: Any, name: str) -> dict | None:
+        """The document on disk; None when there is none. One that does not parse is set
+        aside, and what `db` holds of the run is the new document."""
+        if not self.path.exists():
+            return None
+        try:
+            with open(self.path, encoding="utf-8") as f:
+                doc = json.load(f)
+            if isinstance(doc, dict) and doc.get("format") == FORMAT and all(
+                    isinstance(doc.get(k), list) for k in ("train", "eval", "checkpoints", "samples")):
+                return doc
+            problem = "is not a run log of this format"
+        except (ValueError, UnicodeDecodeError) as e:  # JSONDecodeError is a ValueError
+            problem = f"does not parse ({type(e).__name__}: {e})"
+        stamp, n = time.strftime("%Y%m%d-%H%M%S"), 0
+        aside = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
+        while aside.exists():  # never over an earlier one
+            n += 1
+            aside = self.path.with_name(f"{self.path.name}.corrupt-{stamp}-{n}")
+        os.replace(self.path, aside)
+        rebuilt = _doc_from_db(db, name) if db is not None else None
+        how = "rebuilt from the experiments database" if rebuilt else "started anew"
+        print(f"Run log {self.path} {problem}: set aside as {aside.name}; {how}.", file=sys.stderr, flush=True)
+        return rebuilt
+
     # -- MetricsSink -------------------------------------------------------
     def start(self, run_info: dict) -> None:
+        if self._loaded and "resumed_from_step" in (run_info or {}):
+            self._drop_after(int(run_info.get("resumed_from_step") or 0))
         info = _plain(dict(run_info or {}))
         if "config" in info and not self.doc["config"]:
             self.doc["config"] = info.pop("config")
@@ -119,18 +156,25 @@ class RunLogWriter:
         self._touch()
 
     def add_samples(self, step: int, samples: list[dict]) -> None:
-        for s in samples:
-            self.doc["samples"].append({"step": int(step), **_plain(dict(s))})
+        step = int(step)
+        kept = [s for s in self.doc["samples"] if s.get("step") != step]  # one set per step
+        self.doc["samples"] = kept + [{"step": step, **_plain(dict(s))} for s in samples]
         self._touch()
 
     def add_checkpoint(self, step: int, path: str) -> None:
-        self.doc["checkpoints"].append({"step": int(step), "path": str(path), "time": _now_iso()})
+        kept = [c for c in self.doc["checkpoints"] if c.get("step") != int(step)]
+        self.doc["checkpoints"] = kept + [{"step": int(step), "path": str(path), "time": _now_iso()}]
         self._touch()
 
     def flush(self) -> None:
         """Write what is new, at most every min_interval_s: the tracker flushes at every
         evaluation, and rewriting the whole file each time would grow with the run."""
         if self._dirty and time.monotonic() - self._last_write >= self.min_interval_s:
+            self._write()
+
+    def sync(self) -> None:
+        """Write what is new now, whatever the throttle (before every checkpoint)."""
+        if self._dirty:
             self._write()
 
     def close(self, status: str, summary: dict) -> None:
@@ -140,6 +184,10 @@ class RunLogWriter:
         self._write()  # complete at the end, whatever the throttle
 
     # -- internals ---------------------------------------------------------
+    def _drop_after(self, step: int) -> None:
+        for key in ("train", "eval", "checkpoints", "samples"):
+            self.doc[key] = [r for r in self.doc[key] if not isinstance(r.get("step"), int) or r["step"] <= step]
+
     def _touch(self) -> None:
         self._dirty = True
         self.flush()
@@ -149,6 +197,33 @@ class RunLogWriter:
         _atomic_write_json(self.path, self.doc)
         self._last_write = time.monotonic()
         self._dirty = False
+
+
+def _doc_from_db(db: Any, name: str) -> dict | None:
+    """A run log document rebuilt from the experiments database's run `name` (metrics,
+    checkpoints, samples), or None when the database does not have it."""
+    if db.find_run(name) is None:
+        return None
+    run = db.get_run(name)
+    long = db.get_metrics(name)
+    rows: dict[str, dict[int, dict]] = {"train": {}, "eval": {}}
+    for metric, step, value in zip(long["metric_name"], long["step"].tolist(), long["value"].tolist()):
+        kind = "eval" if str(metric).startswith("val_") else "train"
+        rows[kind].setdefault(step, {"step": step})[str(metric)] = value
+    checkpoints, samples = [], []
+    for kind, path, step, meta in db.get_artifacts(name)[["kind", "path", "step", "meta_json"]].itertuples(
+            index=False):
+        if kind == "checkpoint":
+            checkpoints.append({"step": int(step), "path": path})
+        elif kind == "samples":
+            samples += [{"step": int(step), **s} for s in json.loads(meta or "{}").get("samples", [])]
+    return {
+        "format": FORMAT, "version": VERSION, "name": name, "status": run["status"], "created_at": _now_iso(),
+        "updated_at": None, "ended_at": None, "config": run["config"], "run_info": run["run_info"],
+        "resumes": [], "train": [rows["train"][s] for s in sorted(rows["train"])],
+        "eval": [rows["eval"][s] for s in sorted(rows["eval"])], "checkpoints": checkpoints, "samples": samples,
+        "summary": {}, "rebuilt_from_db": True,
+    }
 
 
 def _atomic_write_json(path: Path, doc: dict) -> None:

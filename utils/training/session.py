@@ -202,7 +202,7 @@ class TrainingSession:
 
             sinks: list[Any] = [
                 ExperimentDBSink(self.db, self.config.run_name, self.config.to_dict()),
-                RunLogWriter(self.run_dir / "run.json"),
+                RunLogWriter(self.run_dir / "run.json", db=self.db),
             ]
             t = self.tracking
             if t.wandb_project and t.wandb_mode != "disabled":
