@@ -132,6 +132,7 @@ def train_command(args: argparse.Namespace) -> int:
     )
     session = TrainingSession(config, args.workspace, tracking=tracking, data_options=data_options, dist=dist,
                               log=print if dist.is_main else (lambda _msg: None))
+    interrupted = False
     try:
         session.prepare()
         if dist.is_main:
@@ -150,6 +151,9 @@ def train_command(args: argparse.Namespace) -> int:
                   f"{best:.4f} (step {result.state.best_step}); run folder {session.run_dir}")
         # Ctrl-C: the trainer checkpoints and re-raises KeyboardInterrupt; main() returns 130.
         return EXIT_OK if result.status in (RunStatus.COMPLETED, RunStatus.STOPPED_EARLY) else EXIT_FAILED
+    except KeyboardInterrupt:
+        interrupted = True
+        raise
     except (DataError, ResumeError) as e:  # bad data, or a config that cannot resume: usage errors
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
@@ -159,8 +163,19 @@ def train_command(args: argparse.Namespace) -> int:
         print(f"error: training failed: {type(e).__name__}: {e}", file=sys.stderr)
         return EXIT_FAILED
     finally:
-        session.close()
-        dist.cleanup()
+        _close(session, dist, interrupted)
+
+
+def _close(session, dist, interrupted: bool) -> None:
+    """Close the database (and its mirror backup) and the process group. After Ctrl-C a
+    failure here is reported, not raised: it would turn exit 130 into a traceback."""
+    for step in (session.close, dist.cleanup):
+        try:
+            step()
+        except Exception as e:  # noqa: BLE001 - re-raised unless an interrupt is in flight
+            if not interrupted:
+                raise
+            print(f"after the interrupt, {step.__qualname__} failed: {type(e).__name__}: {e}", file=sys.stderr)
 
 
 def _write_dashboard(session) -> None:

@@ -78,6 +78,10 @@ class LivePlotter(TrainerCallback):
                 self.mode = "figure" if _in_notebook() else "text"
             except ImportError:
                 self.mode = "text"
+        if self.mode == "figure":
+            from .style import preload
+
+            preload()  # before training: a Ctrl-C must not land in matplotlib's first import
         self._t_begin = self._last_draw = time.monotonic()  # first redraw one interval in, not at step 1
 
     def on_log(self, state, control, logs=None, **kwargs) -> None:

@@ -173,11 +173,13 @@ class TrainingSession:
         """The step the next train() continues from (newest valid checkpoint, local or
         mirrored), or None for a fresh start."""
         from .checkpoint import CheckpointManager
+        from .trainer import CHECKPOINT_KEYS
 
         name = self.config.run_name
         path = CheckpointManager(self.workspace.checkpoint_run_dir(name) / "checkpoints",
                                  keep=self.config.keep_checkpoints,
-                                 mirror_dir=self.workspace.checkpoint_mirror_dir(name)).latest_valid()
+                                 mirror_dir=self.workspace.checkpoint_mirror_dir(name),
+                                 required_keys=CHECKPOINT_KEYS).latest_valid()
         return None if path is None else int(path.stem.split("_")[1])
 
     def resume_line(self) -> str:
