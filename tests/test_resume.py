@@ -115,7 +115,7 @@ def test_sigkilled_at_random_steps_resumes_bit_exact(tmp_path):
 # ---------------------------------------------------------------------------------------
 
 
-def _tracked(run_dir: Path, db_path: Path, steps: int = 12, callbacks=()):
+def _tracked(run_dir: Path, db_path: Path, steps: int = 12, callbacks=(), first=()):
     """A trainer with the session's two always-on sinks, both throttled far beyond the
     run's length: only the checkpoint rule can make their data durable in time."""
     import sqlite3  # noqa: F401 - used by the callers' probes
@@ -129,7 +129,7 @@ def _tracked(run_dir: Path, db_path: Path, steps: int = 12, callbacks=()):
     sinks = [ExperimentDBSink(db, cfg.run_name, cfg.to_dict()), RunLogWriter(run_dir / "run.json", min_interval_s=3600)]
     trainer = Trainer(cfg, build_model(cfg), ArrayBatches(make_tokens(), cfg.batch_size, cfg.block_size, seed=1),
                       ArrayBatches(make_tokens(seed=5), cfg.batch_size, cfg.block_size), run_dir=run_dir,
-                      callbacks=[MetricsTracker(sinks), *callbacks], progress_bar=False)
+                      callbacks=[*first, MetricsTracker(sinks), *callbacks], progress_bar=False)
     return trainer, db
 
 
@@ -203,3 +203,26 @@ def test_hostile_and_incomplete_newest_checkpoints_fall_back_to_the_previous_one
     err = capsys.readouterr().err
     assert "step_00000009.pt is refused" in err and "step_00000008.pt is incomplete (no config)" in err
     assert "weights_only" not in err
+
+
+def test_the_checkpoint_resumed_from_is_listed_once_even_if_its_on_save_never_ran(tmp_path):
+    import json
+    import sqlite3
+
+    class DieAfterWriting6(TrainerCallback):  # the process ends between the file and its on_save
+        def on_save(self, state, control, **kw):
+            if state.step == 6:
+                raise KeyboardInterrupt
+
+    trainer, db = _tracked(tmp_path / "run", tmp_path / "e.db", first=[DieAfterWriting6()])
+    with pytest.raises(KeyboardInterrupt):
+        trainer.train()
+    db.close()
+    trainer, db = _tracked(tmp_path / "run", tmp_path / "e.db")
+    trainer.train()
+    db.close()
+    with sqlite3.connect(tmp_path / "e.db") as con:
+        steps = [r[0] for r in con.execute("SELECT step FROM artifacts WHERE kind = 'checkpoint' ORDER BY step")]
+    assert steps == [3, 6, 9, 12]
+    doc = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert [c["step"] for c in doc["checkpoints"]] == [3, 6, 9, 12]

@@ -314,6 +314,7 @@ class Trainer:
     def _maybe_resume(self) -> None:
         path = self.checkpoints.latest_valid() if self.dist.is_main else None
         path = self.dist.broadcast_object(str(path) if path else None)
+        self._resumed_path = path
         if path is None:
             seed_everything(self.config.random_seed + self.dist.rank)
             return
@@ -472,6 +473,7 @@ class Trainer:
     def train(self) -> TrainResult:
         self._setup()
         self._saved_step = -1
+        self._resumed_path = None  # the checkpoint _maybe_resume continues from
         self._maybe_resume()
         self._elapsed_base = self.state.elapsed_s
         self._t_start = self._t_interval = time.perf_counter()
@@ -486,6 +488,10 @@ class Trainer:
         try:
             self.callbacks.call("on_train_begin", state, control, config=cfg, model=self.raw_model,
                                 run_info=self._run_info())
+            if self._resumed_path is not None and self.dist.is_main:
+                # A kill between this checkpoint's write and its on_save left it out of the
+                # logs; sinks keep one record per step, so announcing it again costs nothing.
+                self.callbacks.call("on_save", state, control, checkpoint_path=self._resumed_path)
             while state.step < self.max_steps:
                 want_acc = (state.step + 1) % cfg.log_interval == 0 or state.step + 1 == self.max_steps
                 self._train_step(want_acc)
