@@ -48,6 +48,8 @@ BAD_INPUTS = [
     ({"run_name": ""}, "run_name"),
     ({"run_name": "../escape"}, "run_name"),
     ({"run_name": "a b"}, "run_name"),
+    ({"run_name": "abc\n"}, "run_name"),  # `$` would let a trailing newline through
+    ({"run_name": ".."}, "run_name"),
     ({"run_name": 7}, "run_name"),
     ({"random_seed": -1}, "random_seed"),
     ({"random_seed": 2**40}, "random_seed"),

@@ -26,7 +26,19 @@ MODEL_FAMILIES = ("gpt2", "llama", "qwen2")
 SCHEDULES = ("cosine", "linear", "constant")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DATA_SOURCES = ("builtin", "hf", "local", "drive", "upload", "synthetic")
-_RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+# The one rule for names that become folder or file names (run_name, the HPO study name):
+# matched whole (fullmatch: a trailing newline is not allowed, as `$` would let it be), so
+# no separator, no leading dot ('..'), nothing a shell or a file system reads specially.
+_PATH_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+PATH_NAME_RULE = ("must be 1-100 letters, digits, '.', '_' or '-', starting with a letter or digit "
+                  "(it names a folder)")
+
+
+def path_name_problem(field: str, value: Any) -> Problem | None:
+    """None when `value` may name a folder; else the Problem naming `field` and the rule."""
+    if isinstance(value, str) and _PATH_NAME.fullmatch(value):
+        return None
+    return Problem(field, value, PATH_NAME_RULE)
 
 
 @dataclass(frozen=True)
@@ -396,9 +408,9 @@ def _check_values(cfg: TrainingConfig, skip: set[str]) -> list[Problem]:
             problems.append(Problem(name, getattr(cfg, name), f"must be one of {list(choices)}"))
     if skip & {"run_name", "tokenizer", "n_head", "n_kv_head", "d_model", "model_family"}:
         return problems  # the cross-field rules below need these fields well typed
-    if not _RUN_NAME.match(cfg.run_name):
-        problems.append(Problem("run_name", cfg.run_name, "must be 1-100 letters, digits, '.', '_' or '-', "
-                                "starting with a letter or digit (it names a folder)"))
+    name_problem = path_name_problem("run_name", cfg.run_name)
+    if name_problem:
+        problems.append(name_problem)
     if not cfg.tokenizer.strip():
         problems.append(Problem("tokenizer", cfg.tokenizer, "must be 'bpe', 'gpt2' or a hub tokenizer name"))
     if cfg.n_head >= 1 and cfg.d_model % cfg.n_head:
