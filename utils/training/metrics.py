@@ -87,6 +87,7 @@ class MetricsTracker(TrainerCallback):
         self._cuda_index: int | None = None
         self._nvml = None  # pynvml device handle when pynvml is installed
         self._process = None  # psutil.Process
+        self._last_train_loss: float | None = None  # the run's final_train_loss
 
     # -- device facts -----------------------------------------------------------
     def _setup_device(self, run_info: dict) -> dict:
@@ -164,6 +165,8 @@ class MetricsTracker(TrainerCallback):
         if logs is None:
             return
         self.derive(logs, state)
+        if logs.get("train_loss") is not None:
+            self._last_train_loss = float(logs["train_loss"])
         for sink in self._writers(state):
             sink.write(state.step, logs, "train")
 
@@ -198,6 +201,10 @@ class MetricsTracker(TrainerCallback):
         summary = {"best_val_loss": state.best_val_loss if math.isfinite(state.best_val_loss) else None,
                    "best_step": state.best_step if state.best_step >= 0 else None,
                    "tokens_seen": state.tokens_seen, "final_step": state.step, "total_time": state.elapsed_s}
+        if self._last_train_loss is not None:  # unknown when a finished run is started again: keep the stored one
+            summary["final_train_loss"] = self._last_train_loss
+        if state.tracking.get("wandb_run_id"):
+            summary["wandb_run_id"] = state.tracking["wandb_run_id"]
         if error is not None:
             summary["error"] = f"{type(error).__name__}: {error}"
         first_error: Exception | None = None

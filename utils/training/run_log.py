@@ -131,6 +131,9 @@ class RunLogWriter:
     def start(self, run_info: dict) -> None:
         if self._loaded and "resumed_from_step" in (run_info or {}):
             self._drop_after(int(run_info.get("resumed_from_step") or 0))
+        # The sinks' ids (db_run_id, wandb_run_id): the W&B sink adds its id to this very
+        # dict after this sink started, so it is read again at every write.
+        self._tracking = (run_info or {}).get("tracking")
         info = _plain(dict(run_info or {}))
         if "config" in info and not self.doc["config"]:
             self.doc["config"] = info.pop("config")
@@ -193,6 +196,8 @@ class RunLogWriter:
         self.flush()
 
     def _write(self) -> None:
+        if getattr(self, "_tracking", None):
+            self.doc["tracking"] = _plain(dict(self._tracking))
         self.doc["updated_at"] = _now_iso()
         _atomic_write_json(self.path, self.doc)
         self._last_write = time.monotonic()
