@@ -91,6 +91,8 @@ class TrainingConfig:
     compile: bool = False  # torch.compile the model
     deterministic: bool = False  # deterministic kernels (slower)
     random_seed: int = 42  # seeds model init, batches and dropout
+    # --- tracking --------------------------------------------------------------------
+    wandb_timeout_s: float = 15.0  # the bound of every wait on W&B (start, finish); seconds
 
     def __post_init__(self) -> None:
         type_problems = _check_types(self)
@@ -249,6 +251,7 @@ RESUME_SAFE_FIELDS = frozenset(
         "early_stopping_patience",
         "time_limit_s",
         "compile",
+        "wandb_timeout_s",
         "data_path",  # the same corpus may move (local disk vs Drive); its hash is checked by the data cache
     }
 )
@@ -360,6 +363,7 @@ _RANGES: dict[str, tuple[float, float, bool, bool]] = {
     "sample_interval": (0, 10**9, True, True),
     "early_stopping_patience": (0, 100000, True, True),
     "random_seed": (0, 2**32 - 1, True, True),
+    "wandb_timeout_s": (0.0, 3600.0, False, True),
 }
 _CHOICES = {
     "model_family": MODEL_FAMILIES,

@@ -35,7 +35,8 @@ class TrackingOptions:
     wandb_entity: str = ""
     wandb_mode: str = "online"  # online | offline | disabled (online falls back on its own)
     wandb_tags: tuple[str, ...] = ()
-    wandb_init_timeout_s: float = 15.0
+    # Kept for callers that set it; None = the config's wandb_timeout_s (the one bound).
+    wandb_init_timeout_s: float | None = None
     # The key itself, when the caller resolved it (the notebook does, in the foreground, so a
     # hidden prompt can work); None = the sink looks in Colab Secrets and the environment.
     # Never shown: excluded from repr.
@@ -218,7 +219,8 @@ class TrainingSession:
                         config=self.config.to_dict(),
                         tags=t.wandb_tags,
                         mode=t.wandb_mode,
-                        init_timeout_s=t.wandb_init_timeout_s,
+                        init_timeout_s=(self.config.wandb_timeout_s if t.wandb_init_timeout_s is None
+                                        else t.wandb_init_timeout_s),
                         run_dir=str(self.run_dir),
                         api_key=t.wandb_api_key,
                     )
