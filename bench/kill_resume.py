@@ -3,9 +3,12 @@
 One uninterrupted reference run and one run killed again and again, both real
 `TrainingSession`s (smoke preset, built-in ICD-10-CM corpus) writing the experiments
 database and run.json. Every round forks the killed run (it resumes from its newest
-valid checkpoint), waits a random time and sends SIGKILL: the kill lands wherever
-the process is (a step, an evaluation, a database flush, a run.json rewrite, a
-checkpoint write). After the last kill the run is started once more and completes.
+valid checkpoint) and sends SIGKILL at a random moment: a quarter of the kills in
+the first 0-2 s (start-up, database open, checkpoint load and resume), the others
+0-300 ms after the run passed a random step (a step, an evaluation, a database
+flush, a run.json rewrite, a checkpoint write). The random steps spread over the
+run so that all kills land before its end. After the last kill the run is started
+once more and completes.
 Then, at the SQL level and in run.json, every (metric, step) of the reference run
 must be present in the killed run exactly once, with bit-identical values (timing
 and memory metrics excepted: they measure the machine, not the run), and the final
@@ -164,29 +167,41 @@ def main() -> int:
     print(f"reference run: {OVERRIDES['max_steps']} steps in {ref_wall:.1f} s (wall, with start-up)", flush=True)
 
     ckpt_dir = ws / "runs" / "killed" / "checkpoints"
-    kills, finished_early, rounds = 0, 0, 0
-    mid_checkpoint = 0
-    while kills < a.kills:
-        rounds += 1
-        pid = fork_run(ws, "killed", data)
-        # Random moments over a span of ~1/8 of the run: progress across 20 kills, and
-        # kills land at any point of a process's life, start-up and resume included.
-        time.sleep(rng.uniform(0.0, ref_wall / 8))
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:  # it finished before the kill: start a new run directory
-            finished_early += 1
-            print(f"round {rounds}: the run completed before its kill; starting it over", flush=True)
-            import shutil
+    max_steps = OVERRIDES["max_steps"]
 
-            shutil.rmtree(ws / "runs" / "killed")
-            continue
+    def newest() -> int:
+        names = [p.name for p in ckpt_dir.iterdir()] if ckpt_dir.is_dir() else []
+        return max((int(n[5:13]) for n in names if n.startswith("step_") and n.endswith(".pt")), default=0)
+
+    kills, early, mid_checkpoint, completed_early = 0, 0, 0, 0
+    while kills < a.kills:
+        pid = fork_run(ws, "killed", data)
+        if rng.random() < 0.25:
+            # During start-up and resume (database open, checkpoint load, first steps).
+            early += 1
+            time.sleep(rng.uniform(0.0, 2.0))
+        else:
+            # Past a random step, then a random 0-300 ms more: mid-step, mid-evaluation,
+            # mid-flush, mid-write. Targets spread the remaining steps over the remaining
+            # kills, so all of them land before the run's end.
+            left = max_steps - newest()
+            target = newest() + rng.randint(1, max(1, 2 * left // (a.kills - kills + 1)))
+            target = min(target, max_steps - 4)
+            deadline = time.monotonic() + 300
+            while newest() < target and time.monotonic() < deadline:
+                if os.waitpid(pid, os.WNOHANG)[0]:
+                    break
+                time.sleep(0.002)
+            time.sleep(rng.uniform(0.0, 0.3))
+        if os.waitpid(pid, os.WNOHANG)[0]:  # it ended before the kill (it completed)
+            completed_early += 1
+            print(f"round {kills + completed_early}: the run ended before its kill", flush=True)
+            break
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
         kills += 1
-        names = [p.name for p in ckpt_dir.iterdir()] if ckpt_dir.is_dir() else []
-        mid_checkpoint += any(".tmp-" in n for n in names)
-        newest = max((int(n[5:13]) for n in names if n.endswith(".pt") and n.startswith("step_")), default=0)
-        print(f"kill {kills:2d}: newest checkpoint on disk step {newest}", flush=True)
+        mid_checkpoint += any(".tmp-" in p.name for p in ckpt_dir.iterdir()) if ckpt_dir.is_dir() else 0
+        print(f"kill {kills:2d}: newest checkpoint on disk step {newest()}", flush=True)
     pid = fork_run(ws, "killed", data)
     _, status = os.waitpid(pid, 0)
     if os.waitstatus_to_exitcode(status) != 0:
@@ -211,8 +226,8 @@ def main() -> int:
     weights_equal = w_ref.keys() == w_got.keys() and all(torch.equal(w_ref[k], w_got[k]) for k in w_ref)
 
     print()
-    print(f"SIGKILLs:                                   {kills} ({mid_checkpoint} while a checkpoint was being "
-          f"written; {finished_early} rounds finished before their kill)")
+    print(f"SIGKILLs:                                   {kills} ({early} during start-up or resume, "
+          f"{mid_checkpoint} while a checkpoint was being written; {completed_early} runs ended before the kill)")
     print(f"database rows of the reference run:         {len(db_ref)} (metric, step) points")
     print(f"database: duplicate (metric, step) rows:    {db_dups}")
     print(f"database: values compared bit for bit:      {n_db}, problems {len(db_problems)} {db_problems[:5]}")
@@ -223,7 +238,7 @@ def main() -> int:
           f"{got_lists['samples'] == ref_lists['samples']} ({len(got_lists['samples'])})")
     print(f"status: database {got_status} (reference {ref_status}), run.json {got_lists['status']}")
     print(f"final weights bit-identical to the reference: {weights_equal}")
-    ok = (not db_problems and not log_problems and not list_problems and db_dups == 0 and log_dups == 0
+    ok = (kills == a.kills and not db_problems and not log_problems and not list_problems and db_dups == 0 and log_dups == 0
           and weights_equal and got_status == "completed" and got_lists["status"] == "completed")
     print("PASS" if ok else f"FAIL {list_problems}")
     return 0 if ok else 1

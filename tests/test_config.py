@@ -229,3 +229,20 @@ def test_config_error_renders_as_its_problems_in_ipython():
         TrainingConfig.preset("smoke", learning_rate=-1.0)
     lines = info.value._render_traceback_()
     assert "learning_rate = -1.0" in lines[0] and "must be in" in lines[0]
+
+
+@pytest.mark.parametrize("text, words", [
+    ('{"a":' * 100000 + "1" + "}" * 100000, ["config file", "nested too deeply"]),
+    ('{"run_name": ' + "[" * 50000 + "]" * 50000 + "}", ["config file", "nested too deeply"]),
+    ('{"max_steps": ' + "9" * 5000 + "}", ["config file", "more than 4300 digits"]),
+    ('{"learning_rate": ' + "9" * 400 + "}", ["learning_rate", "(400 characters)", "finite"]),
+    ('{"max_steps": ' + "9" * 400 + "}", ["max_steps", "(400 characters)", "must be in"]),
+])
+def test_hostile_config_json_is_a_config_error_naming_the_file_or_field(tmp_path, text, words):
+    path = tmp_path / "config.json"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as e:
+        TrainingConfig.load(path)
+    for w in words:
+        assert w in str(e.value)
+    assert len(str(e.value)) < 400  # the value is shown shortened, not as 5000 digits

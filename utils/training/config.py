@@ -162,8 +162,13 @@ class TrainingConfig:
             raise ConfigError([Problem("config file", str(path), "does not exist or is not a file")])
         try:
             d = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise ConfigError([Problem("config file", str(path), f"is not valid JSON: {e}")]) from e
+        except RecursionError:
+            raise ConfigError([Problem("config file", str(path), "is nested too deeply to be a config (a config is "
+                                       "one flat JSON object of field names and values)")]) from None
+        except ValueError as e:  # JSONDecodeError, UnicodeDecodeError, an integer of more than 4300 digits
+            why = ("holds a number of more than 4300 digits, which no field takes" if "integer string conversion"
+                   in str(e) else f"is not valid JSON: {e}")
+            raise ConfigError([Problem("config file", str(path), why)]) from None
         return cls.from_dict(d)
 
     def replace(self, **changes: Any) -> TrainingConfig:
@@ -307,7 +312,10 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
-        return f"{self.field} = {self.value!r}: {self.message}"
+        shown = repr(self.value)
+        if len(shown) > 80:  # a 400-digit number or a huge nested value: enough to recognise it
+            shown = f"{shown[:60]}... ({len(shown)} characters)"
+        return f"{self.field} = {shown}: {self.message}"
 
 
 class ConfigError(ValueError):
@@ -385,13 +393,20 @@ def type_matches(value: Any, kind: type) -> bool:
     return isinstance(value, kind)
 
 
+def _finite(value: int | float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int beyond float's range (10**400 from a JSON file)
+        return False
+
+
 def _check_types(cfg: TrainingConfig) -> list[Problem]:
     problems = []
     for name in FIELD_NAMES:
         kind, value = FIELD_TYPES[name], getattr(cfg, name)
         if not type_matches(value, kind):
             problems.append(Problem(name, value, f"must be {kind.__name__}, got {type(value).__name__}"))
-        elif kind is float and not math.isfinite(value):
+        elif kind is float and not _finite(value):
             problems.append(Problem(name, value, "must be a finite number (NaN and infinity are not allowed)"))
     return problems
 
