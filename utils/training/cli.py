@@ -226,8 +226,10 @@ def runs_command(args: argparse.Namespace) -> int:
 
 
 def _load_records(specs: list[str], db_path: Path) -> list:
-    """Each RUN: a run log file, a folder of run logs, or db:NAME."""
-    from .run_log import load_run, load_runs
+    """Each RUN: a run log file, a run folder, a folder of run logs, or db:NAME. A bad
+    file given by name is an error (exit 2, naming it); in a folder of runs the bad
+    ones are listed and the good ones read; a folder with none good is an error."""
+    from .run_log import RunLogError, load_run, run_log_specs
 
     db = None
     records = []
@@ -240,11 +242,30 @@ def _load_records(specs: list[str], db_path: Path) -> list:
                     from .experiment_db import ExperimentDB
 
                     db = ExperimentDB(db_path)
-                records.append(load_run(spec, db=db))
+                try:
+                    records.append(load_run(spec, db=db))
+                except KeyError:
+                    raise ConfigError([Problem("RUN", spec, f"no run named {spec[3:]!r} in {db_path} "
+                                               "(`runs list` shows them)")]) from None
             elif Path(spec).is_dir():
-                records.extend(load_runs(spec))
+                found = run_log_specs(spec)
+                good, bad = [], []
+                for path in found:
+                    try:
+                        good.append(load_run(path))
+                    except RunLogError as e:
+                        bad.append(str(e))
+                for message in bad:
+                    print(f"skipped: {message}", file=sys.stderr)
+                if not good:
+                    why = f"holds no readable run log ({len(bad)} unreadable)" if found else "holds no run log"
+                    raise ConfigError([Problem("RUN", spec, why)])
+                records.extend(good)
             elif Path(spec).is_file():
-                records.append(load_run(spec))
+                try:
+                    records.append(load_run(spec))
+                except RunLogError as e:
+                    raise ConfigError([Problem("RUN", spec, str(e))]) from None
             else:
                 raise ConfigError([Problem("RUN", spec, "is not a run log file, a folder of run logs, or db:NAME")])
     finally:

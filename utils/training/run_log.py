@@ -495,9 +495,44 @@ def _from_db(db, name: str) -> RunRecord:
     return rec
 
 
+class RunLogError(ValueError):
+    """A file that cannot be read as a run: the message names the file and what is wrong."""
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        with open(path, encoding="utf-8") as f:
+            doc = json.load(f)
+    except UnicodeDecodeError:
+        raise RunLogError(f"{path}: not a text file (a run log is JSON)") from None
+    except RecursionError:
+        raise RunLogError(f"{path}: nested too deeply to be a run log") from None
+    except ValueError as e:  # empty, truncated, not JSON, a 5000-digit number
+        raise RunLogError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(doc, dict):
+        raise RunLogError(f"{path}: holds a JSON {type(doc).__name__}, not a run log object")
+    return doc
+
+
+def _check_records(doc: dict, path: Path) -> None:
+    """Steps are integers and metric values numbers (or null): a string where a loss
+    should be is named here, not found by a plot's traceback."""
+    for kind in ("train", "eval"):
+        records = doc.get(kind, [])
+        if not isinstance(records, list):
+            raise RunLogError(f"{path}: {kind!r} is a {type(records).__name__}, not a list of records")
+        for i, r in enumerate(records):
+            if not isinstance(r, dict) or isinstance(r.get("step"), bool) or not isinstance(r.get("step"), int):
+                raise RunLogError(f"{path}: {kind} record {i} has no integer step: {str(r)[:80]}")
+            for k, v in r.items():
+                if k != "time" and v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
+                    raise RunLogError(f"{path}: {kind} record at step {r['step']}: {k} is {v!r:.60}, not a number")
+
+
 def load_run(spec, db=None) -> RunRecord:
     """A run log file or run folder, an llm-foundry log (told apart by its keys),
-    or "db:NAME" read through `db` (an ExperimentDB or its path)."""
+    or "db:NAME" read through `db` (an ExperimentDB or its path). RunLogError (a
+    ValueError naming the file) when the file is not a readable run."""
     if isinstance(spec, str) and spec.startswith("db:"):
         if db is None:
             raise ValueError("load_run('db:NAME') needs db= (an ExperimentDB or the path of experiments.db)")
@@ -505,20 +540,28 @@ def load_run(spec, db=None) -> RunRecord:
     path = Path(spec)
     if path.is_dir():
         path = path / "run.json"
-    with open(path) as f:
-        doc = json.load(f)
+    doc = _read_json(path)
     if "training_iterations" in doc:
         return _from_llm_foundry(doc, path)
     if doc.get("format") == FORMAT:
+        _check_records(doc, path)
         return _from_run_log(doc, path)
-    raise ValueError(f"{path}: neither a run log ({FORMAT}) nor an llm-foundry log")
+    raise RunLogError(f"{path}: neither a run log ({FORMAT}) nor an llm-foundry log")
+
+
+def run_log_specs(folder) -> list[Path]:
+    """The run logs of a folder: its run.json when it is a run folder (its other JSON
+    files, config.json and the report's, are not runs), else its *.json and */run.json."""
+    folder = Path(folder)
+    if (folder / "run.json").is_file():
+        return [folder / "run.json"]
+    return sorted(folder.glob("*.json")) + sorted(folder.glob("*/run.json"))
 
 
 def load_runs(paths_or_folder) -> list[RunRecord]:
-    """Every run in a folder (its *.json files and */run.json), or a list of specs."""
+    """Every run in a folder (see run_log_specs), or a list of specs."""
     if isinstance(paths_or_folder, (str, Path)) and Path(paths_or_folder).is_dir():
-        folder = Path(paths_or_folder)
-        specs = sorted(folder.glob("*.json")) + sorted(folder.glob("*/run.json"))
+        specs = run_log_specs(paths_or_folder)
     else:
         specs = list(paths_or_folder)
     return [load_run(s) for s in specs]
