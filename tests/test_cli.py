@@ -232,3 +232,11 @@ def test_runs_plot_of_an_unknown_db_name_exits_2_naming_it(tmp_path):
         db.log_run("known", {})
     code, _, err = _runs_cli("runs", "plot", "db:nope", "--workspace", str(tmp_path))
     assert code == 2 and "no run named 'nope'" in err and "Traceback" not in err
+
+
+def test_doc_split_is_offered_for_files_and_refused_for_other_sources(tmp_path):
+    from utils.training.cli import build_parser
+
+    assert build_parser().parse_args(["train", "--doc-split", "line"]).doc_split == "line"
+    code, _, err = _runs_cli("train", "--test", "--workspace", str(tmp_path), "--doc-split", "line")
+    assert code == 2 and "--doc-split" in err and "'builtin'" in err

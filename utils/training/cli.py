@@ -34,6 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
         t.add_argument(f"--{name.replace('_', '-')}", dest=name, help=f"TrainingConfig.{name}")
     t.add_argument("--mode", choices=("packed", "sample", "chunk"), default="packed",
                    help="packed windows (default), one document per row (sample), or streaming chunks (chunk)")
+    t.add_argument("--doc-split", choices=("auto", "paragraph", "line", "file"),
+                   help="local/drive/upload .txt files: one document per paragraph, per line, or per file; auto "
+                        "(default): paragraphs when the file has blank-line separated ones, else lines")
     t.add_argument("--max-chunks", type=int, default=0, help="chunk mode: stop after this many chunks (0 = all)")
     t.add_argument("--tokens-per-chunk", type=int, default=0, help="chunk mode: tokens per chunk (0 = default)")
     t.add_argument("--viz-interval", type=int, default=None,
@@ -117,6 +120,14 @@ def train_command(args: argparse.Namespace) -> int:
 
     config = config_from_args(args)
     data_options = {"mode": args.mode}
+    if args.doc_split:
+        if config.data_source not in ("local", "drive", "upload"):
+            raise ConfigError([Problem("--doc-split", args.doc_split, "applies to .txt files of data_source local, "
+                                       f"drive or upload (data_source is {config.data_source!r})")])
+        if args.mode == "chunk" and args.doc_split not in ("paragraph", "line"):
+            raise ConfigError([Problem("--doc-split", args.doc_split, "streaming (--mode chunk) splits by "
+                                       "'paragraph' or 'line'")])
+        data_options["doc_split"] = args.doc_split
     if args.mode == "chunk":  # 0 on the command line means: the streaming module's default
         if args.tokens_per_chunk > 0:
             data_options["tokens_per_chunk"] = args.tokens_per_chunk
@@ -137,6 +148,9 @@ def train_command(args: argparse.Namespace) -> int:
         session.prepare()
         if dist.is_main:
             s = session.summary()
+            stats = session.data.stats
+            if stats.get("doc_split"):  # which split turned the .txt files into documents
+                print(f"data: {stats['documents']:,} documents from {stats['name']} (one per {stats['doc_split']})")
             print(f"{config.run_name}: {s['model_family']} {s['parameters'] / 1e6:.2f}M parameters, "
                   f"{s['max_steps']} steps x {s['tokens_per_step']} tokens "
                   f"({s['chinchilla_pct']:.0f}% of the Chinchilla-optimal {s['chinchilla_tokens'] / 1e6:.1f}M tokens)")

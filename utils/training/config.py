@@ -93,6 +93,8 @@ class TrainingConfig:
     random_seed: int = 42  # seeds model init, batches and dropout
     # --- tracking --------------------------------------------------------------------
     wandb_timeout_s: float = 15.0  # the bound of every wait on W&B (start, finish); seconds
+    # --- limits ----------------------------------------------------------------------
+    memory_limit_gb: float = 0.0  # refuse runs whose minimum training memory exceeds this (GiB); 0 = the device's
 
     def __post_init__(self) -> None:
         type_problems = _check_types(self)
@@ -257,6 +259,7 @@ RESUME_SAFE_FIELDS = frozenset(
         "time_limit_s",
         "compile",
         "wandb_timeout_s",
+        "memory_limit_gb",
         "data_path",  # the same corpus may move (local disk vs Drive); its hash is checked by the data cache
     }
 )
@@ -372,6 +375,7 @@ _RANGES: dict[str, tuple[float, float, bool, bool]] = {
     "early_stopping_patience": (0, 100000, True, True),
     "random_seed": (0, 2**32 - 1, True, True),
     "wandb_timeout_s": (0.0, 3600.0, False, True),
+    "memory_limit_gb": (0.0, 1e6, True, True),
 }
 _CHOICES = {
     "model_family": MODEL_FAMILIES,
