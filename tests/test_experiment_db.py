@@ -250,8 +250,16 @@ def test_one_row_per_run_metric_and_step_at_the_sql_level(db):
     db.flush()
     rows = db.conn.execute("SELECT name, step, value FROM metrics ORDER BY name").fetchall()
     assert rows == [("train_loss", 10, 4.0), ("val_loss", 10, 1.0)]
-    with pytest.raises(sqlite3.IntegrityError):  # the schema itself refuses a second row
-        db.conn.execute("INSERT INTO metrics VALUES (?, 'val_loss', 10, 0.5, 0)", (run_id,))
+    db.log_metrics(run_id, {"val_loss": 0.9}, 8)  # out of order, then a new step, in one flush
+    db.log_metrics(run_id, {"val_loss": 0.8}, 11)
+    db.log_metrics(run_id, {"val_loss": 0.7, "train_loss": 3.0}, 11)
+    db.flush()
+    with ExperimentDB(db.path) as other:  # another process logging the run again (a resume)
+        other.log_metrics(run_id, {"val_loss": 0.5}, 10)
+    rows = db.conn.execute("SELECT name, step, COUNT(*), MAX(value) FROM metrics GROUP BY name, step "
+                           "ORDER BY name, step").fetchall()
+    assert rows == [("train_loss", 10, 1, 4.0), ("train_loss", 11, 1, 3.0), ("val_loss", 8, 1, 0.9),
+                    ("val_loss", 10, 1, 0.5), ("val_loss", 11, 1, 0.7)]
     a = db.log_artifact(run_id, "samples", "samples@10", step=10, samples=[{"output": "a"}])
     b = db.log_artifact(run_id, "samples", "samples@10", step=10, samples=[{"output": "b"}])
     assert a == b and len(db.get_artifacts(run_id, "samples")) == 1
