@@ -189,6 +189,10 @@ def test_a_damaged_newest_checkpoint_is_skipped_and_the_resume_stays_exact(tmp_p
     assert f"{newest} fails its checksum" in err
 
 
+def state_config(tmp_path) -> dict:
+    return tiny_config(max_steps=16, checkpoint_interval=5, dropout=0.1).to_dict()
+
+
 def test_hostile_and_incomplete_newest_checkpoints_fall_back_to_the_previous_one(tmp_path, capsys):
     reference = run(tmp_path / "ref")
     run(tmp_path / "full", stop_at=7)
@@ -199,9 +203,12 @@ def test_hostile_and_incomplete_newest_checkpoints_fall_back_to_the_previous_one
     torch.save(state, ckpts / "step_00000008.pt")  # loads, but lacks what resume needs
     torch.save({"step": 9, "x": ModelAndOptimizerOnly}, ckpts / "step_00000009.pt")  # a class: refused
     (ckpts / "step_00000007.pt").write_bytes(b"PK\x03\x04 truncated")
+    state["step"], state["config"] = 10, {**state_config(tmp_path), "learning_rate": "fast"}
+    torch.save(state, ckpts / "step_00000010.pt")  # complete, but its config does not validate
     assert same(run(tmp_path / "full"), reference)  # from the checkpoint at step 5
     err = capsys.readouterr().err
     assert "step_00000009.pt is refused" in err and "step_00000008.pt is incomplete (no config)" in err
+    assert "step_00000010.pt cannot be used (its saved config is not valid: learning_rate" in err
     assert "weights_only" not in err
 
 

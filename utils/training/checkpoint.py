@@ -124,7 +124,7 @@ class CheckpointManager:
     """
 
     def __init__(self, ckpt_dir, keep: int = 3, mirror_dir=None, mirror_timeout_s: float = 120.0,
-                 required_keys: tuple[str, ...] = ()):
+                 required_keys: tuple[str, ...] = (), validate=None):
         if not isinstance(keep, int) or isinstance(keep, bool) or keep < 1:
             raise ValueError(f"keep_checkpoints: {keep!r} is not allowed; use an integer >= 1")
         self.dir = Path(ckpt_dir)
@@ -133,6 +133,7 @@ class CheckpointManager:
         self.mirror_dir = Path(mirror_dir) if mirror_dir else None
         self.mirror_timeout_s = mirror_timeout_s
         self.required_keys = tuple(required_keys)  # a checkpoint missing one of these is skipped
+        self.validate = validate  # state -> None, or why the checkpoint cannot be used (then skipped)
         self._mirror_thread: threading.Thread | None = None
         self._mirror_error_reported = False
         self._cache: tuple[Path, dict] | None = None  # (path, state) of the last verified read
@@ -225,6 +226,8 @@ class CheckpointManager:
                 print(f"Checkpoint {path} holds step {state.get('step')!r}, not {step}; skipped", file=sys.stderr)
             elif missing:
                 print(f"Checkpoint {path} is incomplete (no {', '.join(missing)}); skipped", file=sys.stderr)
+            elif self.validate is not None and (why := self.validate(state)):
+                print(f"Checkpoint {path} cannot be used ({why}); skipped", file=sys.stderr)
             else:
                 return path
             self._cache = None

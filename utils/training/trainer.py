@@ -214,7 +214,8 @@ class Trainer:
         bar = [ProgressBarCallback()] if progress_bar and self.dist.is_main else []
         self.callbacks = CallbackHandler(user + own + bar)
         self.checkpoints = CheckpointManager(self.run_dir / "checkpoints", keep=config.keep_checkpoints,
-                                             mirror_dir=mirror_dir, required_keys=CHECKPOINT_KEYS)
+                                             mirror_dir=mirror_dir, required_keys=CHECKPOINT_KEYS,
+                                             validate=self._checkpoint_problem)
         self.state = TrainerState(run_name=config.run_name, world_size=ws, is_world_process_zero=self.dist.is_main)
         self.control = TrainerControl()
         self.last_logs: dict[str, float] = {}
@@ -310,6 +311,17 @@ class Trainer:
         self._saved_step = self.state.step
         self.callbacks.call("on_save", self.state, self.control, checkpoint_path=str(path))
         return path
+
+    def _checkpoint_problem(self, state: dict) -> str | None:
+        """Why a checkpoint that loaded cannot be resumed from (its saved config does not
+        validate), or None. A config that differs is not this: that is a ResumeError."""
+        from .config import ConfigError
+
+        try:
+            type(self.config).from_dict(state["config"])
+        except ConfigError as e:
+            return f"its saved config is not valid: {'; '.join(str(p) for p in e.problems[:3])}"
+        return None
 
     def _maybe_resume(self) -> None:
         path = self.checkpoints.latest_valid() if self.dist.is_main else None
