@@ -115,6 +115,7 @@ hf_dataset = "wikitext"  #@param {type:"string"}
 hf_config = "wikitext-2-raw-v1"  #@param {type:"string"}
 text_column = ""  #@param {type:"string"}
 data_path = ""  #@param {type:"string"}
+doc_split = "auto"  #@param ["auto", "paragraph", "line", "file"]
 tokenizer = "bpe"  #@param {type:"string"}
 vocab_size = 4096  #@param {type:"integer"}
 
@@ -140,15 +141,18 @@ else:
 
 # %%
 # Files: under the Drive workspace (drive), a local path (local), or uploaded (upload).
+# .txt files: doc_split says what a document is (auto: paragraphs if blank lines separate them, else lines).
 if data_source == "drive":
-    corpus = load_source("drive", path=data_path, drive_root=str(workspace.root), text_column=text_column or None)
+    corpus = load_source("drive", path=data_path, drive_root=str(workspace.root), text_column=text_column or None,
+                         doc_split=doc_split)
 elif data_source == "local":
-    corpus = load_source("local", path=data_path, text_column=text_column or None)
+    corpus = load_source("local", path=data_path, text_column=text_column or None, doc_split=doc_split)
 elif data_source == "upload":
-    corpus = load_source("upload", path=data_path or None, text_column=text_column or None,
+    corpus = load_source("upload", path=data_path or None, text_column=text_column or None, doc_split=doc_split,
                          upload_dir=str(workspace.datasets_dir / "uploads"))
 if data_source in ("drive", "local", "upload"):
-    print(f"{corpus.name}: {len(corpus.documents):,} documents, {corpus.num_bytes / 1e6:.2f} MB")
+    split_used = f", one per {corpus.info['doc_split']}" if corpus.info.get("doc_split") else ""
+    print(f"{corpus.name}: {len(corpus.documents):,} documents{split_used}, {corpus.num_bytes / 1e6:.2f} MB")
 else:
     print(f"skipped: data_source is {data_source!r}")
 
@@ -185,6 +189,7 @@ preset = "fast"  #@param ["smoke", "cpu", "fast", "balanced", "quality"]
 model_family = "llama"  #@param ["llama", "gpt2", "qwen2"]
 model_size = "preset's size"  #@param ["preset's size", "tiny", "small", "medium", "base"]
 learning_rate = None  #@param {type:"raw"}
+schedule = "preset's schedule"  #@param ["preset's schedule", "cosine", "linear", "constant"]
 batch_size = None  #@param {type:"raw"}
 max_steps = None  #@param {type:"raw"}
 epochs = None  #@param {type:"raw"}
@@ -209,7 +214,7 @@ from utils.training.session import TrackingOptions, format_summary
 
 config = TrainingConfig.from_form(
     preset=preset, model_size=model_size, run_name=run_name, model_family=model_family,
-    learning_rate=learning_rate, batch_size=batch_size, max_steps=max_steps, epochs=epochs,
+    learning_rate=learning_rate, schedule=schedule, batch_size=batch_size, max_steps=max_steps, epochs=epochs,
     warmup_ratio=warmup_ratio, weight_decay=weight_decay, max_grad_norm=max_grad_norm, precision=precision,
     gradient_accumulation_steps=gradient_accumulation_steps, random_seed=random_seed,
     log_interval=log_interval, eval_interval=eval_interval, checkpoint_interval=checkpoint_interval,

@@ -67,7 +67,7 @@ def test_failed_write_loses_nothing(tmp_path, monkeypatch):
     monkeypatch.setattr(ck.torch, "save", disk_full)
     with pytest.raises(OSError, match="No space"):
         mgr.save(state(2), step=2)
-    assert sorted(p.name for p in tmp_path.iterdir()) == [good.name]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [good.name, good.name + ".sha256"]
     assert mgr.latest_valid() == good
 
 
@@ -91,7 +91,8 @@ def test_mirror_gets_verified_copies_and_serves_resume(tmp_path):
     for s in (1, 2, 3):
         mgr.save(state(s), step=s)
         assert mgr.wait_for_mirror(10)
-    assert sorted(p.name for p in mirror.iterdir()) == ["step_00000002.pt", "step_00000003.pt"]
+    assert sorted(p.name for p in mirror.iterdir()) == ["step_00000002.pt", "step_00000002.pt.sha256",
+                                                        "step_00000003.pt", "step_00000003.pt.sha256"]
     assert (mirror / "step_00000003.pt").read_bytes() == (tmp_path / "local" / "step_00000003.pt").read_bytes()
     # A fresh runtime: the local disk is empty, the mirror still has the run.
     fresh = CheckpointManager(tmp_path / "new_local", keep=2, mirror_dir=mirror)
@@ -127,3 +128,64 @@ def test_hanging_mirror_does_not_block_saves(tmp_path, monkeypatch, capsys):
     assert err.count("Checkpoint mirror") == 1 and "skipped step_00000002.pt" in err
     release.set()
     assert mgr.wait_for_mirror(10)
+
+
+def _flip_byte_in_tensor_data(path, value: float) -> None:
+    """Change one stored weight so that torch still loads the file: the silent damage a
+    bad disk or a copy gone wrong leaves."""
+    import struct
+
+    data = bytearray(path.read_bytes())
+    needle = struct.pack("<f", value) * 4
+    i = data.find(needle)
+    assert i >= 0
+    data[i + 2] ^= 0x10
+    path.write_bytes(bytes(data))
+    assert torch.load(path, weights_only=True)["step"] is not None  # still loads: only a checksum can tell
+
+
+def test_a_checksum_is_written_with_each_checkpoint_and_flipped_bytes_are_skipped(tmp_path, capsys):
+    mgr = CheckpointManager(tmp_path, keep=3)
+    good = mgr.save(state(1, 1.5), step=1)
+    newest = mgr.save(state(2, 2.5), step=2)
+    digest = ck.checksum_path(newest).read_text().strip()
+    assert digest == ck._sha256(newest)  # hashed while written, equal to a hash of the file
+    _flip_byte_in_tensor_data(newest, 2.5)
+    fresh = CheckpointManager(tmp_path, keep=3)
+    assert fresh.latest_valid() == good
+    err = capsys.readouterr().err
+    assert f"{newest} fails its checksum" in err
+
+
+def test_orphaned_checksum_of_a_killed_write_is_swept(tmp_path):
+    (tmp_path / "step_00000004.pt.sha256").write_text("0" * 64)
+    CheckpointManager(tmp_path, keep=2)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_checkpoint_from_before_checksums_still_loads(tmp_path):
+    mgr = CheckpointManager(tmp_path, keep=2)
+    path = mgr.save(state(3), step=3)
+    ck.checksum_path(path).unlink()
+    assert CheckpointManager(tmp_path, keep=2).latest_valid() == path
+
+
+class _Payload:
+    """What a hostile checkpoint carries: an object whose unpickling runs code."""
+
+    def __reduce__(self):
+        return (print, ("payload ran",))
+
+
+def test_hostile_and_incomplete_checkpoints_are_refused_and_the_previous_one_used(tmp_path, capsys):
+    mgr = CheckpointManager(tmp_path, keep=5, required_keys=("step", "model", "config"))
+    good = mgr.save({**state(1), "config": {"run_name": "x"}}, step=1)
+    mgr.save({**state(2), "config": {"run_name": "x"}}, step=2)
+    torch.save({"step": 2, "evil": _Payload()}, tmp_path / "step_00000002.pt")  # replaced behind our back
+    ck.checksum_path(tmp_path / "step_00000002.pt").unlink()  # as if from before checksums
+    torch.save({"step": 3, "model": {}}, tmp_path / "step_00000003.pt")  # no config
+    assert CheckpointManager(tmp_path, keep=5, required_keys=("step", "model", "config")).latest_valid() == good
+    out = capsys.readouterr()
+    assert "payload ran" not in out.out + out.err
+    assert "step_00000002.pt is refused" in out.err and "step_00000003.pt is incomplete (no config)" in out.err
+    assert "weights_only" not in out.err

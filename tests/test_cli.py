@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -89,25 +87,27 @@ def test_config_that_changes_training_refuses_to_resume_with_exit_2(workspace):
 
 
 def test_ctrl_c_checkpoints_and_exits_130(workspace):
+    """The Ctrl-C comes at the end of step 7 (sent by the process to itself, see
+    tests/sigint_cli.py), and a teardown callback then fails: still a checkpoint at step
+    7, exit 130, and the run marked interrupted."""
     ckpt_dir = workspace / "runs" / "interrupted" / "checkpoints"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "utils.training", "train", "--test", "--workspace", str(workspace), "--run-name",
-         "interrupted", "--set", "max_steps=100000", "--set", "checkpoint_interval=5", "--no-progress"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    r = subprocess.run(
+        [sys.executable, str(ROOT / "tests" / "sigint_cli.py"), "7", "--broken-teardown", "train", "--test",
+         "--workspace", str(workspace), "--run-name", "interrupted", "--set", "max_steps=100000",
+         "--set", "checkpoint_interval=5", "--no-progress"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
     )
-    deadline = time.time() + 180
-    while not list(ckpt_dir.glob("step_*.pt")) and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.2)
-    assert proc.poll() is None, proc.communicate()[1]
-    time.sleep(0.5)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err
-    assert "interrupted" in err.lower()
+    assert r.returncode == 130, r.stderr
+    assert "interrupted" in r.stderr.lower() and "Traceback" not in r.stderr
+    assert "teardown failed: KeyError" in r.stderr
     steps = sorted(int(p.stem.split("_")[1]) for p in ckpt_dir.glob("step_*.pt"))
-    assert steps and steps[-1] >= 5
+    assert steps == [5, 7]
     status = db_rows(workspace, "SELECT status FROM runs WHERE run_name = ?", "interrupted")
     assert status == [("interrupted",)]
+    # Everything logged up to the interrupt is in the database, each step once.
+    logged = db_rows(workspace, "SELECT step FROM metrics JOIN runs USING (run_id) WHERE run_name = 'interrupted' "
+                                "AND name = 'train_loss' ORDER BY step")
+    assert logged == [(5,)]
 
 
 def test_runs_list_plot_and_compare(workspace, tmp_path):
@@ -203,3 +203,87 @@ def test_chunk_mode_streams_the_corpus(workspace):
     data = json.loads(info)["data"]
     assert status == "completed" and data["mode"] == "chunk" and data["tokens_per_chunk"] == 65536
     assert data["train_tokens"] is None  # streamed: the corpus size is not known up front
+
+
+def _runs_cli(*args: str) -> tuple[int, str, str]:
+    """`runs plot|compare` in this process (no torch start-up per call)."""
+    import contextlib
+    import io
+
+    from utils.training.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(list(args))
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture(scope="module")
+def run_folder(tmp_path_factory) -> Path:
+    """A run folder as training leaves it: run.json beside config.json and the report's JSON files."""
+    import shutil
+
+    from test_run_log import shared_smoke_run
+
+    folder = tmp_path_factory.mktemp("ws") / "runs" / "smoke"
+    folder.mkdir(parents=True)
+    shutil.copy(shared_smoke_run(), folder / "run.json")
+    (folder / "config.json").write_text(json.dumps({"run_name": "smoke", "n_layer": 2}))
+    (folder / "metrics_history.json").write_text(json.dumps({"train": [], "eval": []}))
+    return folder
+
+
+def test_runs_plot_takes_a_run_folder(run_folder, tmp_path):
+    code, out, err = _runs_cli("runs", "plot", str(run_folder), "--out", str(tmp_path))
+    assert code == 0, err
+    assert [p.name for p in tmp_path.glob("*.png")] == ["smoke_analysis.png"]
+
+
+@pytest.mark.parametrize("content, words", [
+    (b"", ["not valid JSON"]),
+    (b'{"format": "slm-run-log", "train": [{"st', ["not valid JSON"]),
+    (b"[1, 2, 3]", ["JSON list, not a run log"]),
+    (b"\x89PNG\r\n\x1a\n\x00\x00\xff\xfe", ["not a text file"]),
+    (b'{"format": "slm-run-log", "train": [{"step": 2, "train_loss": "low"}], "eval": []}',
+     ["step 2", "train_loss", "'low'", "not a number"]),
+])
+def test_runs_plot_and_compare_name_a_bad_file_and_exit_2(tmp_path, content, words):
+    bad = tmp_path / "bad.json"
+    bad.write_bytes(content)
+    for command in (["plot", str(bad), "--out", str(tmp_path / "o")], ["compare", str(bad), "--out",
+                                                                         str(tmp_path / "c.png")]):
+        code, _, err = _runs_cli("runs", *command)
+        assert code == 2, err
+        assert str(bad) in err and "Traceback" not in err
+        for w in words:
+            assert w in err
+
+
+def test_a_folder_with_one_bad_log_plots_the_good_ones_and_lists_the_bad_one(run_folder, tmp_path):
+    import shutil
+
+    folder = tmp_path / "logs"
+    folder.mkdir()
+    shutil.copy(run_folder / "run.json", folder / "good.json")
+    (folder / "broken.json").write_text('{"format": "slm-run-log", "train": [')
+    code, _, err = _runs_cli("runs", "plot", str(folder), "--out", str(tmp_path / "out"))
+    assert code == 0, err
+    assert f"skipped: {folder / 'broken.json'}" in err
+    assert len(list((tmp_path / "out").glob("*.png"))) == 1
+
+
+def test_runs_plot_of_an_unknown_db_name_exits_2_naming_it(tmp_path):
+    from utils.training.experiment_db import ExperimentDB
+
+    with ExperimentDB(tmp_path / "experiments.db") as db:
+        db.log_run("known", {})
+    code, _, err = _runs_cli("runs", "plot", "db:nope", "--workspace", str(tmp_path))
+    assert code == 2 and "no run named 'nope'" in err and "Traceback" not in err
+
+
+def test_doc_split_is_offered_for_files_and_refused_for_other_sources(tmp_path):
+    from utils.training.cli import build_parser
+
+    assert build_parser().parse_args(["train", "--doc-split", "line"]).doc_split == "line"
+    code, _, err = _runs_cli("train", "--test", "--workspace", str(tmp_path), "--doc-split", "line")
+    assert code == 2 and "--doc-split" in err and "'builtin'" in err

@@ -48,6 +48,8 @@ BAD_INPUTS = [
     ({"run_name": ""}, "run_name"),
     ({"run_name": "../escape"}, "run_name"),
     ({"run_name": "a b"}, "run_name"),
+    ({"run_name": "abc\n"}, "run_name"),  # `$` would let a trailing newline through
+    ({"run_name": ".."}, "run_name"),
     ({"run_name": 7}, "run_name"),
     ({"random_seed": -1}, "random_seed"),
     ({"random_seed": 2**40}, "random_seed"),
@@ -258,3 +260,28 @@ def test_from_form_model_size_dropdown_default_keeps_the_presets_size():
     from utils.training.config import PRESET_SIZE
 
     assert TrainingConfig.from_form(preset="smoke", model_size=PRESET_SIZE) == TrainingConfig.from_form(preset="smoke")
+
+
+@pytest.mark.parametrize("text, words", [
+    ('{"a":' * 100000 + "1" + "}" * 100000, ["config file", "nested too deeply"]),
+    ('{"run_name": ' + "[" * 50000 + "]" * 50000 + "}", ["config file", "nested too deeply"]),
+    ('{"max_steps": ' + "9" * 5000 + "}", ["config file", "more than 4300 digits"]),
+    ('{"learning_rate": ' + "9" * 400 + "}", ["learning_rate", "(400 characters)", "finite"]),
+    ('{"max_steps": ' + "9" * 400 + "}", ["max_steps", "(400 characters)", "must be in"]),
+])
+def test_hostile_config_json_is_a_config_error_naming_the_file_or_field(tmp_path, text, words):
+    path = tmp_path / "config.json"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as e:
+        TrainingConfig.load(path)
+    for w in words:
+        assert w in str(e.value)
+    assert len(str(e.value)) < 400  # the value is shown shortened, not as 5000 digits
+
+
+def test_from_form_named_preset_choices_keep_the_presets_values():
+    from utils.training.config import PRESET_CHOICE
+
+    base = TrainingConfig.from_form(preset="smoke")
+    named = TrainingConfig.from_form(preset="smoke", schedule=PRESET_CHOICE + "schedule")
+    assert named == base and named.schedule == base.schedule

@@ -254,3 +254,18 @@ def test_a_config_with_default_text_column_detects_the_csv_column(tmp_path):
     cfg = TrainingConfig.preset("smoke", data_source="local", data_path=str(csv_path))  # text_column "" = detect
     data = prepare_data(cfg, tmp_path)
     assert data.stats["documents"] == len(docs) and data.stats["source"] == "local"
+
+
+def test_a_txt_of_one_document_per_line_is_detected_and_the_split_said(tmp_path):
+    lines = builtin_corpus()[:400]  # one ICD-10-CM description per line, no blank lines
+    (tmp_path / "codes.txt").write_text("\n".join(lines) + "\n")
+    data = prepare_data(make_config(data_source="local", data_path=str(tmp_path / "codes.txt"), tokenizer="gpt2",
+                                    block_size=16, batch_size=2), tmp_path / "ws")
+    assert data.stats["documents"] == len(lines) and data.stats["doc_split"] == "line (auto)"
+    (tmp_path / "essays.txt").write_text("first essay\nstill the first\n\nsecond essay\n")
+    auto = load_source("local", path=str(tmp_path / "essays.txt"))
+    assert auto.documents == ["first essay\nstill the first", "second essay"]
+    assert auto.info["doc_split"] == "paragraph (auto)"
+    assert len(load_source("local", path=str(tmp_path / "essays.txt"), doc_split="line").documents) == 3
+    with pytest.raises(DataError, match="doc_split must be one of"):
+        load_source("local", path=str(tmp_path / "essays.txt"), doc_split="sentence")

@@ -240,3 +240,89 @@ def test_four_processes_write_2000_runs_at_once(tmp_path, project_root):
         assert q("SELECT COUNT(*) FROM metrics").fetchone()[0] == 2000 * 12
         assert q("SELECT SUM(n) FROM metric_blocks").fetchone()[0] == 2000 * 12
         assert d.integrity_check() == "ok"
+
+
+def test_one_row_per_run_metric_and_step_at_the_sql_level(db):
+    run_id = db.log_run("r", {})
+    db.log_metrics(run_id, {"val_loss": 3.0, "train_loss": 4.0}, 10)
+    db.flush()
+    db.log_metrics(run_id, {"val_loss": 2.0}, 10)  # the same step again (a re-run's final evaluation)
+    db.log_metrics(run_id, {"val_loss": 1.0}, 10)  # and twice within one flush
+    db.flush()
+    rows = db.conn.execute("SELECT name, step, value FROM metrics ORDER BY name").fetchall()
+    assert rows == [("train_loss", 10, 4.0), ("val_loss", 10, 1.0)]
+    db.log_metrics(run_id, {"val_loss": 0.9}, 8)  # out of order, then a new step, in one flush
+    db.log_metrics(run_id, {"val_loss": 0.8}, 11)
+    db.log_metrics(run_id, {"val_loss": 0.7, "train_loss": 3.0}, 11)
+    db.flush()
+    with ExperimentDB(db.path) as other:  # another process logging the run again (a resume)
+        other.log_metrics(run_id, {"val_loss": 0.5}, 10)
+    rows = db.conn.execute("SELECT name, step, COUNT(*), MAX(value) FROM metrics GROUP BY name, step "
+                           "ORDER BY name, step").fetchall()
+    assert rows == [("train_loss", 10, 1, 4.0), ("train_loss", 11, 1, 3.0), ("val_loss", 8, 1, 0.9),
+                    ("val_loss", 10, 1, 0.5), ("val_loss", 11, 1, 0.7)]
+    a = db.log_artifact(run_id, "samples", "samples@10", step=10, samples=[{"output": "a"}])
+    b = db.log_artifact(run_id, "samples", "samples@10", step=10, samples=[{"output": "b"}])
+    assert a == b and len(db.get_artifacts(run_id, "samples")) == 1
+    assert '"b"' in db.get_artifacts(run_id, "samples")["meta_json"][0]
+
+
+def _v1_database(path, tables: str) -> None:
+    from utils.training.experiment_db import MIGRATIONS
+
+    raw = sqlite3.connect(path)
+    raw.executescript(tables)
+    raw.execute("PRAGMA user_version = 1")
+    raw.commit()
+    raw.close()
+    assert MIGRATIONS[0]  # the v1 schema the tests build from
+
+
+def test_a_v1_database_is_migrated_keeping_its_data(tmp_path):
+    from utils.training.experiment_db import MIGRATIONS
+
+    path = tmp_path / "old.db"
+    _v1_database(path, MIGRATIONS[0] + """;
+        INSERT INTO runs (run_name, created_at, updated_at, config_json, config_hash) VALUES ('r', 0, 0, '{}', 'h');
+        INSERT INTO metrics VALUES (1, 'val_loss', 30, 5.0, 1), (1, 'val_loss', 30, 4.0, 2),
+                                   (1, 'val_loss', 20, 6.0, 0), (1, 'train_loss', 30, 7.0, 1);
+        INSERT INTO artifacts (run_id, kind, path, step, created_at) VALUES (1, 'samples', 'a', 30, 0),
+                                   (1, 'samples', 'b', 30, 1), (1, 'note', 'n1', NULL, 0), (1, 'note', 'n2', NULL, 0);""")
+    with ExperimentDB(path) as d:
+        assert d.schema_version == SCHEMA_VERSION == 2
+        rows = d.conn.execute("SELECT name, step, value FROM metrics ORDER BY name, step").fetchall()
+        assert rows == [("train_loss", 30, 7.0), ("val_loss", 20, 6.0), ("val_loss", 30, 4.0)]  # the last write kept
+        assert d.get_artifacts("r")["path"].tolist() == ["b", "n1", "n2"]
+        assert d.get_run("r")["run_name"] == "r"
+
+
+def test_a_v1_file_that_is_not_ours_is_left_unchanged(tmp_path):
+    path = tmp_path / "other.db"
+    _v1_database(path, "CREATE TABLE things (x INTEGER);")
+    before = path.read_bytes()
+    with pytest.raises(RuntimeError, match="not an experiments database"):
+        ExperimentDB(path)
+    raw = sqlite3.connect(path)
+    assert raw.execute("PRAGMA user_version").fetchone()[0] == 1
+    assert [r[0] for r in raw.execute("SELECT name FROM sqlite_master")] == ["things"]
+    raw.close()
+    assert len(before) > 0
+
+
+def test_sink_restarting_from_scratch_continues_its_own_row(tmp_path):
+    path = tmp_path / "e.db"
+    sink = ExperimentDBSink(path, "again", {"lr": 1.0})
+    sink.start({"tracking": {}, "resumed_from_step": None})
+    sink.write(2, {"train_loss": 1.0})
+    sink.db.flush()  # killed before its first checkpoint: the next process starts at step 0
+    sink = ExperimentDBSink(path, "again", {"lr": 1.0})
+    sink.start({"tracking": {}, "resumed_from_step": None})
+    sink.write(2, {"train_loss": 0.5})
+    sink.close("completed", {})
+    with ExperimentDB(path) as d:
+        assert len(d.list_runs()) == 1
+        assert d.get_metrics("again")["value"].tolist() == [0.5]
+    other = ExperimentDBSink(path, "again", {"lr": 2.0})  # another config under the same name
+    with pytest.raises(RunExistsError):
+        other.start({"tracking": {}, "resumed_from_step": None})
+    other.db.close()

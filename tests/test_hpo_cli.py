@@ -36,6 +36,8 @@ def real_workspace(tmp_path_factory) -> Path:
         (["--param", "n_layer=1:2", "--storage", "study.txt"], ["study.txt", ".journal", "postgresql://"]),
         (["--param", "n_layer=1:2", "--storage", "postgresql://u@h/db", "--workers", "2"], ["--workers 2"]),
         ([], ["no search space"]),
+        (["--param", "n_layer=1:2", "--study-name", "../../../../tmp/x"], ["--study-name", "../../../../tmp/x"]),
+        (["--param", "n_layer=1:2", "--study-name", "s\n"], ["--study-name"]),
     ],
 )
 def test_bad_input_exits_2_naming_the_parameter(tmp_path, args, words):
@@ -143,3 +145,11 @@ def test_three_workers_on_postgres_start_together_and_survive_a_killed_one(real_
             assert rows.loc[t.number, "state"] == "COMPLETE"
         assert rows.loc[1, "state"] == "FAIL"
         assert db.get_run("pg-t1")["status"] == "failed"  # the dead run's row is closed too
+
+
+def test_a_study_whose_trials_all_failed_exits_1_naming_the_first_error(tmp_path):
+    # n_head=3 cannot divide d_model=64: every trial's config is refused before any training.
+    r = hpo("--workspace", str(tmp_path), "--param", "n_head=3:3", "--n-trials", "2", "--study-name", "bad")
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "all 2 trials of study 'bad' failed" in r.stderr
+    assert "trial 0" in r.stderr and "d_model" in r.stderr

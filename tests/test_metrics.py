@@ -112,3 +112,37 @@ def test_other_ranks_do_not_write_and_every_sink_closes():
     with pytest.raises(OSError, match="disk full"):
         tracker.on_train_end(state, TrainerControl(), status="failed", error=RuntimeError("x"))
     assert good.calls[-1][0] == "close" and good.calls[-1][2]["error"] == "RuntimeError: x"
+
+
+def test_final_train_loss_and_the_wandb_id_reach_the_database_and_the_run_log(tmp_path):
+    import json
+
+    from utils.training.callbacks import RunStatus, TrainerControl, TrainerState
+    from utils.training.experiment_db import ExperimentDB, ExperimentDBSink
+    from utils.training.metrics import MetricsTracker
+    from utils.training.run_log import RunLogWriter
+
+    class WandbLike:  # what WandbSink does at start: its id into the checkpoint's tracking dict
+        def start(self, run_info):
+            run_info["tracking"]["wandb_run_id"] = "abcd1234"
+
+        def write(self, *a, **k): ...
+        def add_samples(self, *a, **k): ...
+        def add_checkpoint(self, *a, **k): ...
+        def flush(self): ...
+        def close(self, status, summary): ...
+
+    db = ExperimentDB(tmp_path / "e.db")
+    sinks = [ExperimentDBSink(db, "r", {}), RunLogWriter(tmp_path / "r" / "run.json", min_interval_s=3600), WandbLike()]
+    tracker = MetricsTracker(sinks)
+    state, control = TrainerState(run_name="r", max_steps=4), TrainerControl()
+    tracker.on_train_begin(state, control, run_info={"device": "cpu"})
+    for step, loss in ((2, 3.0), (4, 2.5)):
+        state.step = step
+        tracker.on_log(state, control, logs={"train_loss": loss})
+    tracker.on_train_end(state, control, status=RunStatus.COMPLETED)
+    run = db.get_run("r")
+    assert run["final_train_loss"] == 2.5 and run["wandb_run_id"] == "abcd1234"
+    doc = json.loads((tmp_path / "r" / "run.json").read_text())
+    assert doc["tracking"]["wandb_run_id"] == "abcd1234" and doc["summary"]["final_train_loss"] == 2.5
+    db.close()

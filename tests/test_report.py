@@ -62,3 +62,21 @@ def test_moving_average_is_a_step_window_skipping_nan():
     got = moving_average(steps, values, window_steps=25)
     np.testing.assert_allclose(got, [1.0, 2.0, 2.0, 4.0, 6.0])  # e.g. step 40: steps 20, 30 (NaN), 40
     assert np.isnan(moving_average([1, 2], [float("nan"), float("nan")], window_steps=5)).all()
+
+
+def test_matplotlib_is_imported_before_training_starts(tmp_path):
+    """In a fresh process (this one has matplotlib already): after on_train_begin the
+    first log step imports nothing, so a Ctrl-C there cannot break an import."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import sys; from utils.training.report import TrainingReport; "
+            "from utils.training.callbacks import TrainerState, TrainerControl; "
+            "assert 'matplotlib.figure' not in sys.modules; "
+            f"TrainingReport({str(tmp_path)!r}, viz_interval=5).on_train_begin(TrainerState(), TrainerControl()); "
+            "print(all(m in sys.modules for m in ('matplotlib.figure', 'matplotlib.backends.backend_agg')))")
+    root = Path(__file__).resolve().parents[1]
+    r = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "True"

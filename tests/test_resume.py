@@ -95,3 +95,128 @@ def test_sigkilled_at_random_steps_resumes_bit_exact(tmp_path):
     assert any(line.startswith("Resuming tiny from step") for line in out)
     assert f"STATUS completed STEP {steps} TOKENS {steps * 64}" in out
     assert same(torch.load(run_dir / "final.pt", weights_only=True), reference)
+
+
+# ---------------------------------------------------------------------------------------
+# The logs across kills and re-runs: durable before each checkpoint, one row per step
+# ---------------------------------------------------------------------------------------
+
+
+def _tracked(run_dir: Path, db_path: Path, steps: int = 12, callbacks=(), first=()):
+    """A trainer with the session's two always-on sinks, both throttled far beyond the
+    run's length: only the checkpoint rule can make their data durable in time."""
+    import sqlite3  # noqa: F401 - used by the callers' probes
+
+    from utils.training.experiment_db import ExperimentDB, ExperimentDBSink
+    from utils.training.metrics import MetricsTracker
+    from utils.training.run_log import RunLogWriter
+
+    cfg = tiny_config(max_steps=steps, checkpoint_interval=3, log_interval=2, eval_interval=4)
+    db = ExperimentDB(db_path, flush_s=3600, flush_rows=10**6)
+    sinks = [ExperimentDBSink(db, cfg.run_name, cfg.to_dict()), RunLogWriter(run_dir / "run.json", min_interval_s=3600)]
+    trainer = Trainer(cfg, build_model(cfg), ArrayBatches(make_tokens(), cfg.batch_size, cfg.block_size, seed=1),
+                      ArrayBatches(make_tokens(seed=5), cfg.batch_size, cfg.block_size), run_dir=run_dir,
+                      callbacks=[*first, MetricsTracker(sinks), *callbacks], progress_bar=False)
+    return trainer, db
+
+
+def test_everything_logged_is_durable_before_its_checkpoint_exists(tmp_path):
+    import json
+    import sqlite3
+
+    seen = {}
+
+    class Probe(TrainerCallback):  # reads the disk as a process started after a SIGKILL here would
+        def on_save(self, state, control, **kw):
+            with sqlite3.connect(tmp_path / "e.db") as con:
+                db_steps = [r[0] for r in con.execute("SELECT step FROM metrics WHERE name = 'train_loss' "
+                                                      "ORDER BY step")]
+            doc = json.loads((tmp_path / "run" / "run.json").read_text())
+            seen[state.step] = (db_steps, [r["step"] for r in doc["train"]], [r["step"] for r in doc["eval"]])
+
+    trainer, db = _tracked(tmp_path / "run", tmp_path / "e.db", callbacks=[Probe()])
+    trainer.train()
+    db.close()
+    assert seen[6] == ([2, 4, 6], [2, 4, 6], [4])
+    assert seen[9] == ([2, 4, 6, 8], [2, 4, 6, 8], [4, 8])
+
+
+def test_a_rerun_of_a_finished_run_logs_each_step_once(tmp_path):
+    import json
+    import sqlite3
+
+    for _ in range(3):  # the first run, then the same command twice more
+        trainer, db = _tracked(tmp_path / "run", tmp_path / "e.db")
+        trainer.train()
+        db.close()
+    with sqlite3.connect(tmp_path / "e.db") as con:
+        dup = con.execute("SELECT name, step, COUNT(*) FROM metrics GROUP BY run_id, name, step "
+                          "HAVING COUNT(*) > 1").fetchall()
+        val_steps = [r[0] for r in con.execute("SELECT step FROM metrics WHERE name = 'val_loss' ORDER BY step")]
+        ckpt_rows = con.execute("SELECT step, COUNT(*) FROM artifacts WHERE kind = 'checkpoint' GROUP BY step "
+                                "HAVING COUNT(*) > 1").fetchall()
+    assert dup == [] and ckpt_rows == []
+    assert val_steps == [4, 8, 12]
+    doc = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert [r["step"] for r in doc["eval"]] == [4, 8, 12]
+    steps = [c["step"] for c in doc["checkpoints"]]
+    assert steps == sorted(set(steps))
+
+
+def test_a_damaged_newest_checkpoint_is_skipped_and_the_resume_stays_exact(tmp_path, capsys):
+    reference = run(tmp_path / "ref")
+    run(tmp_path / "full", stop_at=7)  # checkpoints at 5 and 7 (the interrupt's)
+    newest = tmp_path / "full" / "checkpoints" / "step_00000007.pt"
+    data = bytearray(newest.read_bytes())
+    data[len(data) // 2] ^= 0x01  # a flipped bit in the middle of the tensor data; torch still loads it
+    newest.write_bytes(bytes(data))
+    assert torch.load(newest, weights_only=True)["step"] == 7
+    assert same(run(tmp_path / "full"), reference)
+    err = capsys.readouterr().err
+    assert f"{newest} fails its checksum" in err
+
+
+def state_config(tmp_path) -> dict:
+    return tiny_config(max_steps=16, checkpoint_interval=5, dropout=0.1).to_dict()
+
+
+def test_hostile_and_incomplete_newest_checkpoints_fall_back_to_the_previous_one(tmp_path, capsys):
+    reference = run(tmp_path / "ref")
+    run(tmp_path / "full", stop_at=7)
+    ckpts = tmp_path / "full" / "checkpoints"
+    state = torch.load(ckpts / "step_00000007.pt", weights_only=True)
+    del state["config"]
+    state["step"] = 8
+    torch.save(state, ckpts / "step_00000008.pt")  # loads, but lacks what resume needs
+    torch.save({"step": 9, "x": ModelAndOptimizerOnly}, ckpts / "step_00000009.pt")  # a class: refused
+    (ckpts / "step_00000007.pt").write_bytes(b"PK\x03\x04 truncated")
+    state["step"], state["config"] = 10, {**state_config(tmp_path), "learning_rate": "fast"}
+    torch.save(state, ckpts / "step_00000010.pt")  # complete, but its config does not validate
+    assert same(run(tmp_path / "full"), reference)  # from the checkpoint at step 5
+    err = capsys.readouterr().err
+    assert "step_00000009.pt is refused" in err and "step_00000008.pt is incomplete (no config)" in err
+    assert "step_00000010.pt cannot be used (its saved config is not valid: learning_rate" in err
+    assert "weights_only" not in err
+
+
+def test_the_checkpoint_resumed_from_is_listed_once_even_if_its_on_save_never_ran(tmp_path):
+    import json
+    import sqlite3
+
+    class DieAfterWriting6(TrainerCallback):  # the process ends between the file and its on_save
+        def on_save(self, state, control, **kw):
+            if state.step == 6:
+                raise KeyboardInterrupt
+
+    trainer, db = _tracked(tmp_path / "run", tmp_path / "e.db", first=[DieAfterWriting6()])
+    with pytest.raises(KeyboardInterrupt):
+        trainer.train()
+    db.close()
+    trainer, db = _tracked(tmp_path / "run", tmp_path / "e.db")
+    trainer.train()
+    db.close()
+    with sqlite3.connect(tmp_path / "e.db") as con:
+        steps = [r[0] for r in con.execute("SELECT step FROM artifacts WHERE kind = 'checkpoint' ORDER BY step")]
+    assert steps == [3, 6, 9, 12]
+    doc = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert [c["step"] for c in doc["checkpoints"]] == [3, 6, 9, 12]

@@ -283,3 +283,55 @@ def test_flush_respects_the_throttle_and_close_always_writes(tmp_path):
     assert json.loads(path.read_text())["train"] == []
     w.close("completed", {})
     assert [r["step"] for r in json.loads(path.read_text())["train"]] == [1]
+
+
+def test_a_resumed_log_keeps_one_record_checkpoint_and_sample_set_per_step(tmp_path):
+    path = tmp_path / "r" / "run.json"
+    w = RunLogWriter(path, min_interval_s=0)
+    w.start({"resumed_from_step": None})
+    for step in (4, 8, 12):
+        w.write(step, {"train_loss": float(step)}, "train")
+        w.add_samples(step, [{"prompt": "p", "output": str(step)}])
+        w.add_checkpoint(step, f"step_{step}.pt")
+    w.close("interrupted", {})  # killed: the newest checkpoint that loads is at step 4
+    w2 = RunLogWriter(path, min_interval_s=0)
+    w2.start({"resumed_from_step": 4})
+    for step in (8, 12):
+        w2.add_samples(step, [{"prompt": "p", "output": f"again {step}"}])
+        w2.add_checkpoint(step, f"step_{step}.pt")
+    w2.add_checkpoint(12, "step_12.pt")  # a re-run of the finished run saves its last step again
+    w2.close("completed", {})
+    doc = json.loads(path.read_text())
+    assert [c["step"] for c in doc["checkpoints"]] == [4, 8, 12]
+    assert [(s["step"], s["output"]) for s in doc["samples"]] == [(4, "4"), (8, "again 8"), (12, "again 12")]
+    assert [r["step"] for r in doc["train"]] == [4]
+
+
+def test_a_truncated_run_log_is_set_aside_and_rebuilt_from_the_database(tmp_path, capsys):
+    from utils.training.experiment_db import ExperimentDB
+
+    path = tmp_path / "runs" / "cut" / "run.json"
+    w = RunLogWriter(path, min_interval_s=0)
+    w.start({})
+    w.write(2, {"train_loss": 2.0}, "train")
+    w.close("interrupted", {})
+    path.write_text(path.read_text()[:40])  # a disk that filled up mid-write, a bad copy
+    with ExperimentDB(tmp_path / "e.db") as db:
+        run_id = db.log_run("cut", {"lr": 1.0})
+        db.log_metrics(run_id, {"train_loss": 2.0, "lr": 0.1}, 2)
+        db.log_metrics(run_id, {"val_loss": 1.5}, 2)
+        db.log_artifact(run_id, "checkpoint", "step_2.pt", step=2)
+        w2 = RunLogWriter(path, min_interval_s=0, db=db)
+    err = capsys.readouterr().err
+    aside = [p.name for p in path.parent.glob("run.json.corrupt-*")]
+    assert len(aside) == 1 and f"Run log {path} does not parse" in err and aside[0] in err
+    w2.start({"resumed_from_step": 2})
+    w2.write(4, {"train_loss": 1.0}, "train")
+    w2.close("completed", {})
+    doc = json.loads(path.read_text())
+    assert [(r["step"], r["train_loss"]) for r in doc["train"]] == [(2, 2.0), (4, 1.0)]
+    assert doc["eval"] == [{"step": 2, "val_loss": 1.5}] and doc["checkpoints"][0]["step"] == 2
+    # Without a database the log starts anew, the bad file still set aside.
+    path.write_text("{")
+    RunLogWriter(path).start({})
+    assert len(list(path.parent.glob("run.json.corrupt-*"))) >= 1

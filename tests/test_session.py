@@ -152,3 +152,19 @@ def test_chunk_mode_session_summarises_and_trains_without_a_corpus_size(tmp_path
                                 corpus=corpus, data_options=options, log=lambda _m: None)
     with pytest.raises(ConfigError, match="max_steps"):
         by_epochs.summary()
+
+
+@pytest.mark.parametrize("overrides, words", [
+    ({"batch_size": 65536}, ["batch_size = 65536", "this machine", "GiB RAM", "activations"]),
+    ({"memory_limit_gb": 0.001}, ["batch_size = 8", "memory_limit_gb = 0.001", "gradient_accumulation_steps"]),
+])
+def test_a_run_that_cannot_fit_is_refused_before_anything_is_allocated(tmp_path, corpus, overrides, words):
+    from utils.training.config import ConfigError
+
+    s = session_for(tmp_path, corpus, **overrides)
+    with pytest.raises(ConfigError) as e:
+        s.train()
+    for w in words:
+        assert w in str(e.value)
+    assert s.trainer is None and not (s.run_dir / "checkpoints").exists()  # refused before the trainer existed
+    s.close()

@@ -389,3 +389,30 @@ def test_train_loss_is_the_mean_over_the_whole_log_interval(tmp_path):
         return [(logs["step"], logs["train_loss"]) for logs in rec.logs]
 
     assert logged(3, "misaligned") == logged(100, "aligned")
+
+
+def test_a_teardown_failure_after_ctrl_c_does_not_replace_the_interrupt(tmp_path):
+    """Ctrl-C at step 4, then a callback's on_train_end fails (as a half-imported
+    matplotlib made the report's fail): the KeyboardInterrupt still comes out (exit 130
+    in the CLI) and the step-4 checkpoint is written."""
+    from engine_fixtures import ArrayBatches, make_tokens, tiny_config
+
+    from utils.training.callbacks import TrainerCallback
+    from utils.training.models import build_model
+    from utils.training.trainer import Trainer
+
+    class CtrlCAt4(TrainerCallback):
+        def on_step_end(self, state, control, **kw):
+            if state.step == 4:
+                raise KeyboardInterrupt
+
+    class BrokenTeardown(TrainerCallback):
+        def on_train_end(self, state, control, **kw):
+            raise KeyError("Figure:kwdoc")
+
+    cfg = tiny_config(max_steps=12, checkpoint_interval=3)
+    trainer = Trainer(cfg, build_model(cfg), ArrayBatches(make_tokens(), cfg.batch_size, cfg.block_size),
+                      run_dir=tmp_path, callbacks=[CtrlCAt4(), BrokenTeardown()], progress_bar=False)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.train()
+    assert trainer.checkpoints.latest_valid().name == "step_00000004.pt"

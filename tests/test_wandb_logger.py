@@ -123,3 +123,64 @@ def test_unreachable_server_training_completes_and_key_never_leaks(tmp_path, mon
     for path in tmp_path.rglob("*"):
         if path.is_file():
             assert CANARY.encode() not in path.read_bytes(), path
+
+
+_HANGING_CLIENT = r"""
+import atexit, os, sys, time
+sys.path.insert(0, os.getcwd())
+t0 = time.monotonic()
+atexit.register(lambda: print(f"EXIT {time.monotonic() - t0:.3f}", flush=True))  # registered first: runs last
+from utils.training.wandb_logger import WandbSink
+sink = WandbSink("p", run_name="hang", mode="online", init_timeout_s=float(sys.argv[1]), run_dir=sys.argv[2])
+sink.start({"tracking": {}})
+for step in range(1, 5):  # a 4-step run
+    sink.write(step, {"train_loss": 1.0 / step})
+print(f"CLOSE {time.monotonic() - t0:.3f}", flush=True)
+sink.close("completed", {})
+print(f"CLOSED {time.monotonic() - t0:.3f}", flush=True)
+"""
+
+
+def test_a_server_that_never_answers_costs_at_most_the_configured_timeout(tmp_path):
+    """A W&B server on 127.0.0.1 that accepts connections and never answers: the run's
+    end (close) and the interpreter's exit after it each wait at most about the one
+    timeout, where wandb alone would wait ~27 s more at the end of a 4-step run."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import threading
+    from pathlib import Path
+
+    timeout_s = 1.0
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(64)
+    held = []
+
+    def accept_forever():
+        while True:
+            try:
+                held.append(server.accept()[0])  # keep the connection open, say nothing
+            except OSError:
+                return
+
+    threading.Thread(target=accept_forever, daemon=True).start()
+    env = {**os.environ, "WANDB_BASE_URL": f"http://127.0.0.1:{server.getsockname()[1]}",
+           "WANDB_API_KEY": CANARY}
+    env.pop("WANDB_MODE", None)
+    try:
+        r = subprocess.run([sys.executable, "-c", _HANGING_CLIENT, str(timeout_s), str(tmp_path)], env=env,
+                           cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=300)
+    finally:
+        server.close()
+        for c in held:
+            c.close()
+    assert r.returncode == 0, r.stderr[-3000:]
+    t = {line.split()[0]: float(line.split()[1]) for line in r.stdout.splitlines()
+         if line.split() and line.split()[0] in ("CLOSE", "CLOSED", "EXIT")}
+    print(f"close waited {t['CLOSED'] - t['CLOSE']:.2f} s, exit {t['EXIT'] - t['CLOSED']:.2f} s")
+    # Loose bounds (a loaded machine): unbounded, close took 5.5 s and exit 20 s here.
+    assert t["CLOSED"] - t["CLOSE"] <= 2 * timeout_s + 1.5  # the start, then the finish: one timeout each
+    assert t["EXIT"] - t["CLOSED"] <= 10.0
+    assert "Traceback" not in r.stderr and CANARY not in r.stdout + r.stderr

@@ -11,6 +11,7 @@ Events, in the order a run sees them:
     on_log(state, control, logs=...)                every log_interval steps
     on_evaluate(state, control, metrics=...)        every eval_interval steps and at the end
     on_sample(state, control, samples=...)          every sample_interval steps and at the end
+    on_before_save(state, control)                  before a checkpoint is written: make logs durable
     on_save(state, control, checkpoint_path=...)    after a checkpoint verified
     on_train_end(state, control, status=..., error=...)   always, from a `finally`
 """
@@ -51,6 +52,8 @@ class TrainerState:
     last_val_loss: float = math.nan
     evals_without_improvement: int = 0
     resumed_from_step: int | None = None  # None on a fresh start
+    last_eval_step: int = -1  # the step of the last evaluation (-1: none yet)
+    last_sample_step: int = -1  # the step of the last text samples (-1: none yet)
     world_size: int = 1
     is_world_process_zero: bool = True
     # Ids that sinks store so a resumed run continues the same rows:
@@ -103,6 +106,8 @@ class TrainerCallback:
 
     def on_sample(self, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None: ...
 
+    def on_before_save(self, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None: ...
+
     def on_save(self, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None: ...
 
     def on_train_end(self, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None: ...
@@ -114,6 +119,7 @@ EVENTS = (
     "on_log",
     "on_evaluate",
     "on_sample",
+    "on_before_save",
     "on_save",
     "on_train_end",
 )

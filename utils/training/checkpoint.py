@@ -4,6 +4,14 @@ One file per checkpoint, `step_NNNNNNNN.pt`, written by torch.save and loadable 
 torch.load(weights_only=True): the state dict holds only tensors and plain Python
 types (the trainer turns RNG states into those).
 
+Integrity: beside each checkpoint, `step_NNNNNNNN.pt.sha256` holds the SHA-256 of its
+bytes, hashed while they are written and put in place before the checkpoint is. A
+load hashes the file and skips it (naming it) when the hash differs: flipped bytes
+would otherwise load and continue from damaged weights or optimizer state. A file
+that torch refuses to unpickle (not ours, or tampered with), or that lacks a key
+the trainer needs, is skipped the same way, and the next older one is used.
+Checkpoints written before checksums existed (no .sha256 file) load unverified.
+
 Crash safety: a checkpoint is written to a temp file in the same folder, fsynced,
 renamed over its final name with os.replace (atomic on POSIX), and the folder is
 fsynced so that the rename itself survives a power cut. A kill at any moment leaves
@@ -18,8 +26,10 @@ and never stops training.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
+import pickle
 import re
 import shutil
 import sys
@@ -31,10 +41,31 @@ import torch
 _NAME = re.compile(r"^step_(\d{8})\.pt$")
 _TMP_MARK = ".tmp-"
 _BEST_FILE = "best.json"
+_SUM_SUFFIX = ".sha256"
 
 
 def checkpoint_name(step: int) -> str:
     return f"step_{step:08d}.pt"
+
+
+def checksum_path(path: Path) -> Path:
+    """The file holding the SHA-256 (hex) of checkpoint `path`."""
+    return path.with_name(path.name + _SUM_SUFFIX)
+
+
+class _HashingWriter:
+    """A write-only file object that hashes what passes through it (torch.save takes any
+    object with write()): the checksum costs no second read of a multi-GB file."""
+
+    def __init__(self, f):
+        self.f, self.h = f, hashlib.sha256()
+
+    def write(self, data) -> int:
+        self.h.update(data)
+        return self.f.write(data)
+
+    def flush(self) -> None:
+        self.f.flush()
 
 
 def _fsync_dir(path: Path) -> None:
@@ -54,6 +85,15 @@ def _sha256(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def _expected_checksum(path: Path) -> str | None:
+    """The hex SHA-256 recorded beside checkpoint `path`; None for one written before
+    checksums existed (no .sha256 file)."""
+    try:
+        return checksum_path(path).read_text().strip().lower()
+    except FileNotFoundError:
+        return None
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -83,7 +123,8 @@ class CheckpointManager:
     one is kept on top of those); mirror_dir: a second folder that receives copies.
     """
 
-    def __init__(self, ckpt_dir, keep: int = 3, mirror_dir=None, mirror_timeout_s: float = 120.0):
+    def __init__(self, ckpt_dir, keep: int = 3, mirror_dir=None, mirror_timeout_s: float = 120.0,
+                 required_keys: tuple[str, ...] = (), validate=None):
         if not isinstance(keep, int) or isinstance(keep, bool) or keep < 1:
             raise ValueError(f"keep_checkpoints: {keep!r} is not allowed; use an integer >= 1")
         self.dir = Path(ckpt_dir)
@@ -91,6 +132,8 @@ class CheckpointManager:
         self.keep = keep
         self.mirror_dir = Path(mirror_dir) if mirror_dir else None
         self.mirror_timeout_s = mirror_timeout_s
+        self.required_keys = tuple(required_keys)  # a checkpoint missing one of these is skipped
+        self.validate = validate  # state -> None, or why the checkpoint cannot be used (then skipped)
         self._mirror_thread: threading.Thread | None = None
         self._mirror_error_reported = False
         self._cache: tuple[Path, dict] | None = None  # (path, state) of the last verified read
@@ -117,9 +160,13 @@ class CheckpointManager:
         tmp = self.dir / f"{path.name}{_TMP_MARK}{os.getpid()}"
         try:
             with open(tmp, "wb") as f:
-                torch.save(state_dict, f)
+                w = _HashingWriter(f)
+                torch.save(state_dict, w)
                 f.flush()
                 os.fsync(f.fileno())
+            # The checksum is in place before the checkpoint: a checkpoint never exists
+            # without its own checksum (an orphaned checksum is swept).
+            atomic_write_bytes(checksum_path(path), (w.h.hexdigest() + "\n").encode())
             os.replace(tmp, path)
             _fsync_dir(self.dir)
         except BaseException:
@@ -150,6 +197,7 @@ class CheckpointManager:
         for s in steps:
             if s not in keep:
                 (self.dir / checkpoint_name(s)).unlink(missing_ok=True)
+                checksum_path(self.dir / checkpoint_name(s)).unlink(missing_ok=True)
 
     # -- finding and reading -------------------------------------------------------
 
@@ -170,10 +218,19 @@ class CheckpointManager:
         if self.mirror_dir is not None:
             candidates += [(s, self.mirror_dir / checkpoint_name(s)) for s in self._steps(self.mirror_dir)]
         for step, path in sorted(candidates, key=lambda c: (c[0], c[1].parent == self.dir), reverse=True):
-            state = self._read(path, keep=True)
-            if state is not None and state.get("step") == step:
+            state = self._read(path, keep=True)  # None: _read said why
+            if state is None:
+                continue
+            missing = [k for k in self.required_keys if k not in state]
+            if state.get("step") != step:
+                print(f"Checkpoint {path} holds step {state.get('step')!r}, not {step}; skipped", file=sys.stderr)
+            elif missing:
+                print(f"Checkpoint {path} is incomplete (no {', '.join(missing)}); skipped", file=sys.stderr)
+            elif self.validate is not None and (why := self.validate(state)):
+                print(f"Checkpoint {path} cannot be used ({why}); skipped", file=sys.stderr)
+            else:
                 return path
-            print(f"Skipping unreadable checkpoint {path}", file=sys.stderr)
+            self._cache = None
         return None
 
     def load(self, path) -> dict:
@@ -185,15 +242,33 @@ class CheckpointManager:
         return torch.load(path, map_location="cpu", weights_only=True)
 
     def _read(self, path: Path, keep: bool = False) -> dict | None:
-        """The state in `path`, or None if it does not load. keep: hold it for the
-        load() that follows latest_valid() (one read, not two)."""
+        """The state in `path`, or None if it does not load or fails its checksum.
+        keep: hold it for the load() that follows latest_valid() (one read, not two)."""
         try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except (RuntimeError, OSError, EOFError, ValueError, KeyError, AttributeError, TypeError) as e:
-            # Truncated zip, bad pickle, missing file: an unreadable checkpoint, not a crash.
+            data = path.read_bytes()
+            expected = _expected_checksum(path)
+        except OSError as e:
             print(f"Checkpoint {path} is unreadable: {e.__class__.__name__}: {e}", file=sys.stderr)
             return None
+        if expected is not None and hashlib.sha256(data).hexdigest() != expected:
+            print(f"Checkpoint {path} fails its checksum ({checksum_path(path).name}): the file is damaged; "
+                  "skipped", file=sys.stderr)
+            return None
+        try:
+            state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError:
+            # torch's own message suggests weights_only=False, i.e. running whatever code the
+            # file holds: never repeat that advice.
+            print(f"Checkpoint {path} is refused: it holds objects other than tensors and plain Python types "
+                  "(not written by this trainer, or tampered with); skipped", file=sys.stderr)
+            return None
+        except (RuntimeError, OSError, EOFError, ValueError, KeyError, AttributeError, TypeError, IndexError) as e:
+            # Truncated zip, missing records: an unreadable checkpoint, not a crash.
+            print(f"Checkpoint {path} is unreadable ({e.__class__.__name__}); skipped", file=sys.stderr)
+            return None
         if not isinstance(state, dict):
+            print(f"Checkpoint {path} holds a {type(state).__name__}, not a checkpoint dict; skipped",
+                  file=sys.stderr)
             return None
         self._cache = (path, state) if keep else None
         return state
@@ -207,7 +282,8 @@ class CheckpointManager:
 
     def _sweep_temp_files(self) -> None:
         for p in self.dir.iterdir():
-            if _TMP_MARK in p.name:
+            orphan_sum = p.name.endswith(_SUM_SUFFIX) and not (self.dir / p.name[: -len(_SUM_SUFFIX)]).exists()
+            if _TMP_MARK in p.name or orphan_sum:  # a killed write, or one killed before its rename
                 p.unlink(missing_ok=True)
 
     # -- the mirror ----------------------------------------------------------------
@@ -236,12 +312,16 @@ class CheckpointManager:
             dest = self.mirror_dir / path.name
             tmp = self.mirror_dir / f"{path.name}{_TMP_MARK}{os.getpid()}"
             shutil.copyfile(path, tmp)
-            if _sha256(tmp) != _sha256(path):
+            expected = _expected_checksum(path) or _sha256(path)
+            if _sha256(tmp) != expected:
                 tmp.unlink(missing_ok=True)
                 raise OSError(f"hash mismatch after copying {path.name}")
+            # The checksum first, as locally: a mirrored checkpoint is verified on load too.
+            atomic_write_bytes(checksum_path(dest), (expected + "\n").encode())
             os.replace(tmp, dest)
             for p in self.mirror_dir.iterdir():
-                if _NAME.match(p.name) and p.name not in keep:
+                base = p.name[: -len(_SUM_SUFFIX)] if p.name.endswith(_SUM_SUFFIX) else p.name
+                if _NAME.match(base) and base not in keep:
                     p.unlink(missing_ok=True)
         except OSError as e:
             self._report_mirror_problem(f"copy failed ({e})")

@@ -35,6 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
         t.add_argument(f"--{name.replace('_', '-')}", dest=name, help=f"TrainingConfig.{name}")
     t.add_argument("--mode", choices=("packed", "sample", "chunk"), default="packed",
                    help="packed windows (default), one document per row (sample), or streaming chunks (chunk)")
+    t.add_argument("--doc-split", choices=("auto", "paragraph", "line", "file"),
+                   help="local/drive/upload .txt files: one document per paragraph, per line, or per file; auto "
+                        "(default): paragraphs when the file has blank-line separated ones, else lines")
     t.add_argument("--max-chunks", type=int, default=0, help="chunk mode: stop after this many chunks (0 = all)")
     t.add_argument("--tokens-per-chunk", type=int, default=0, help="chunk mode: tokens per chunk (0 = default)")
     t.add_argument("--viz-interval", type=int, default=None,
@@ -123,6 +126,14 @@ def train_command(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     config.rank_batch(world_size_from_env())  # a world size that cannot split the batch: exit 2, no data touched
     data_options = {"mode": args.mode}
+    if args.doc_split:
+        if config.data_source not in ("local", "drive", "upload"):
+            raise ConfigError([Problem("--doc-split", args.doc_split, "applies to .txt files of data_source local, "
+                                       f"drive or upload (data_source is {config.data_source!r})")])
+        if args.mode == "chunk" and args.doc_split not in ("paragraph", "line"):
+            raise ConfigError([Problem("--doc-split", args.doc_split, "streaming (--mode chunk) splits by "
+                                       "'paragraph' or 'line'")])
+        data_options["doc_split"] = args.doc_split
     if args.mode == "chunk":  # 0 on the command line means: the streaming module's default
         if args.tokens_per_chunk > 0:
             data_options["tokens_per_chunk"] = args.tokens_per_chunk
@@ -138,12 +149,16 @@ def train_command(args: argparse.Namespace) -> int:
     )
     session = TrainingSession(config, args.workspace, tracking=tracking, data_options=data_options, dist=dist,
                               log=print if dist.is_main else (lambda _msg: None))
+    interrupted = False
     try:
         if dist.is_main:
             session.db  # noqa: B018 - open (and check) the database before data and model are built
         session.prepare()
         if dist.is_main:
             s = session.summary()
+            stats = session.data.stats
+            if stats.get("doc_split"):  # which split turned the .txt files into documents
+                print(f"data: {stats['documents']:,} documents from {stats['name']} (one per {stats['doc_split']})")
             print(f"{config.run_name}: {s['model_family']} {s['parameters'] / 1e6:.2f}M parameters, "
                   f"{s['max_steps']} steps x {s['tokens_per_step']} tokens "
                   f"({chinchilla_share(s['tokens_planned'], s['parameters'])} of the Chinchilla-optimal "
@@ -160,6 +175,9 @@ def train_command(args: argparse.Namespace) -> int:
                   f"{best:.4f} (step {result.state.best_step}); run folder {session.run_dir}{note}")
         # Ctrl-C: the trainer checkpoints and re-raises KeyboardInterrupt; main() returns 130.
         return EXIT_OK if result.status in (RunStatus.COMPLETED, RunStatus.STOPPED_EARLY) else EXIT_FAILED
+    except KeyboardInterrupt:
+        interrupted = True
+        raise
     except (DataError, ResumeError) as e:  # bad data, or a config that cannot resume: usage errors
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
@@ -169,8 +187,19 @@ def train_command(args: argparse.Namespace) -> int:
         print(f"error: training failed: {type(e).__name__}: {e}", file=sys.stderr)
         return EXIT_FAILED
     finally:
-        session.close()
-        dist.cleanup()
+        _close(session, dist, interrupted)
+
+
+def _close(session, dist, interrupted: bool) -> None:
+    """Close the database (and its mirror backup) and the process group. After Ctrl-C a
+    failure here is reported, not raised: it would turn exit 130 into a traceback."""
+    for step in (session.close, dist.cleanup):
+        try:
+            step()
+        except Exception as e:  # noqa: BLE001 - re-raised unless an interrupt is in flight
+            if not interrupted:
+                raise
+            print(f"after the interrupt, {step.__qualname__} failed: {type(e).__name__}: {e}", file=sys.stderr)
 
 
 def _write_dashboard(session) -> None:
@@ -228,8 +257,10 @@ def runs_command(args: argparse.Namespace) -> int:
 
 
 def _load_records(specs: list[str], db_path: Path) -> list:
-    """Each RUN: a run log file, a folder of run logs, or db:NAME."""
-    from .run_log import load_run, load_runs
+    """Each RUN: a run log file, a run folder, a folder of run logs, or db:NAME. A bad
+    file given by name is an error (exit 2, naming it); in a folder of runs the bad
+    ones are listed and the good ones read; a folder with none good is an error."""
+    from .run_log import RunLogError, load_run, run_log_specs
 
     db = None
     records = []
@@ -242,11 +273,30 @@ def _load_records(specs: list[str], db_path: Path) -> list:
                     from .experiment_db import ExperimentDB
 
                     db = ExperimentDB(db_path)
-                records.append(load_run(spec, db=db))
+                try:
+                    records.append(load_run(spec, db=db))
+                except KeyError:
+                    raise ConfigError([Problem("RUN", spec, f"no run named {spec[3:]!r} in {db_path} "
+                                               "(`runs list` shows them)")]) from None
             elif Path(spec).is_dir():
-                records.extend(load_runs(spec))
+                found = run_log_specs(spec)
+                good, bad = [], []
+                for path in found:
+                    try:
+                        good.append(load_run(path))
+                    except RunLogError as e:
+                        bad.append(str(e))
+                for message in bad:
+                    print(f"skipped: {message}", file=sys.stderr)
+                if not good:
+                    why = f"holds no readable run log ({len(bad)} unreadable)" if found else "holds no run log"
+                    raise ConfigError([Problem("RUN", spec, why)])
+                records.extend(good)
             elif Path(spec).is_file():
-                records.append(load_run(spec))
+                try:
+                    records.append(load_run(spec))
+                except RunLogError as e:
+                    raise ConfigError([Problem("RUN", spec, str(e))]) from None
             else:
                 raise ConfigError([Problem("RUN", spec, "is not a run log file, a folder of run logs, or db:NAME")])
     finally:

@@ -26,11 +26,26 @@ MODEL_FAMILIES = ("gpt2", "llama", "qwen2")
 SCHEDULES = ("cosine", "linear", "constant")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DATA_SOURCES = ("builtin", "hf", "local", "drive", "upload", "synthetic")
-_RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+# The one rule for names that become folder or file names (run_name, the HPO study name):
+# matched whole (fullmatch: a trailing newline is not allowed, as `$` would let it be), so
+# no separator, no leading dot ('..'), nothing a shell or a file system reads specially.
+_PATH_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+PATH_NAME_RULE = ("must be 1-100 letters, digits, '.', '_' or '-', starting with a letter or digit "
+                  "(it names a folder)")
 
 
-# The model_size dropdown's first choice: the preset's own size (a dropdown offers no blank choice).
-PRESET_SIZE = "preset's size"
+def path_name_problem(field: str, value: Any) -> Problem | None:
+    """None when `value` may name a folder; else the Problem naming `field` and the rule."""
+    if isinstance(value, str) and _PATH_NAME.fullmatch(value):
+        return None
+    return Problem(field, value, PATH_NAME_RULE)
+
+
+# A dropdown offers no blank choice, so "keep the preset's value" is a named first choice:
+# "preset's size" (model_size), "preset's schedule", "preset's optimizer". from_form reads any
+# value starting with PRESET_CHOICE as "not given".
+PRESET_CHOICE = "preset's "
+PRESET_SIZE = PRESET_CHOICE + "size"
 
 
 @dataclass(frozen=True)
@@ -84,6 +99,10 @@ class TrainingConfig:
     compile: bool = False  # torch.compile the model
     deterministic: bool = False  # deterministic kernels (slower)
     random_seed: int = 42  # seeds model init, batches and dropout
+    # --- tracking --------------------------------------------------------------------
+    wandb_timeout_s: float = 15.0  # the bound of every wait on W&B (start, finish); seconds
+    # --- limits ----------------------------------------------------------------------
+    memory_limit_gb: float = 0.0  # refuse runs whose minimum training memory exceeds this (GiB); 0 = the device's
 
     def __post_init__(self) -> None:
         type_problems = _check_types(self)
@@ -116,9 +135,10 @@ class TrainingConfig:
     @classmethod
     def from_form(cls, preset: str = "", model_size: str = "", **values: Any) -> TrainingConfig:
         """Build from a notebook's #@param values. Empty strings and None keep the
-        preset's value (so does model_size PRESET_SIZE, the dropdown's named default);
-        numeric strings are parsed (Colab string fields arrive as str)."""
-        if model_size == PRESET_SIZE:
+        preset's value (so do the dropdowns' named defaults "preset's size", "preset's
+        schedule", ...: PRESET_CHOICE); numeric strings are parsed (Colab string fields
+        arrive as str)."""
+        if isinstance(model_size, str) and model_size.startswith(PRESET_CHOICE):
             model_size = ""
         if preset and preset not in PRESETS:
             raise ConfigError([Problem("preset", preset, f"must be one of {sorted(PRESETS)}")])
@@ -129,7 +149,8 @@ class TrainingConfig:
                 problems.append(Problem("model_size", model_size, f"must be one of {sorted(MODEL_SIZES)}"))
             else:
                 base.update(MODEL_SIZES[model_size])
-        given = {k: v for k, v in values.items() if v is not None and v != ""}
+        given = {k: v for k, v in values.items()
+                 if v is not None and v != "" and not (isinstance(v, str) and v.startswith(PRESET_CHOICE))}
         parsed: dict[str, Any] = {}
         for key, value in given.items():
             if key not in FIELD_NAMES:
@@ -157,8 +178,13 @@ class TrainingConfig:
             raise ConfigError([Problem("config file", str(path), "does not exist or is not a file")])
         try:
             d = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise ConfigError([Problem("config file", str(path), f"is not valid JSON: {e}")]) from e
+        except RecursionError:
+            raise ConfigError([Problem("config file", str(path), "is nested too deeply to be a config (a config is "
+                                       "one flat JSON object of field names and values)")]) from None
+        except ValueError as e:  # JSONDecodeError, UnicodeDecodeError, an integer of more than 4300 digits
+            why = ("holds a number of more than 4300 digits, which no field takes" if "integer string conversion"
+                   in str(e) else f"is not valid JSON: {e}")
+            raise ConfigError([Problem("config file", str(path), why)]) from None
         return cls.from_dict(d)
 
     def replace(self, **changes: Any) -> TrainingConfig:
@@ -271,6 +297,8 @@ RESUME_SAFE_FIELDS = frozenset(
         "early_stopping_patience",
         "time_limit_s",
         "compile",
+        "wandb_timeout_s",
+        "memory_limit_gb",
         "data_path",  # the same corpus may move (local disk vs Drive); its hash is checked by the data cache
     }
 )
@@ -326,7 +354,10 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
-        return f"{self.field} = {self.value!r}: {self.message}"
+        shown = repr(self.value)
+        if len(shown) > 80:  # a 400-digit number or a huge nested value: enough to recognise it
+            shown = f"{shown[:60]}... ({len(shown)} characters)"
+        return f"{self.field} = {shown}: {self.message}"
 
 
 class ConfigError(ValueError):
@@ -394,6 +425,8 @@ _RANGES: dict[str, tuple[float, float, bool, bool]] = {
     "sample_interval": (0, 10**9, True, True),
     "early_stopping_patience": (0, 100000, True, True),
     "random_seed": (0, 2**32 - 1, True, True),
+    "wandb_timeout_s": (0.0, 3600.0, False, True),
+    "memory_limit_gb": (0.0, 1e6, True, True),
 }
 _CHOICES = {
     "model_family": MODEL_FAMILIES,
@@ -415,13 +448,20 @@ def type_matches(value: Any, kind: type) -> bool:
     return isinstance(value, kind)
 
 
+def _finite(value: int | float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int beyond float's range (10**400 from a JSON file)
+        return False
+
+
 def _check_types(cfg: TrainingConfig) -> list[Problem]:
     problems = []
     for name in FIELD_NAMES:
         kind, value = FIELD_TYPES[name], getattr(cfg, name)
         if not type_matches(value, kind):
             problems.append(Problem(name, value, f"must be {kind.__name__}, got {type(value).__name__}"))
-        elif kind is float and not math.isfinite(value):
+        elif kind is float and not _finite(value):
             problems.append(Problem(name, value, "must be a finite number (NaN and infinity are not allowed)"))
     return problems
 
@@ -442,9 +482,9 @@ def _check_values(cfg: TrainingConfig, skip: set[str]) -> list[Problem]:
             problems.append(Problem(name, getattr(cfg, name), f"must be one of {list(choices)}"))
     if skip & {"run_name", "tokenizer", "n_head", "n_kv_head", "d_model", "model_family"}:
         return problems  # the cross-field rules below need these fields well typed
-    if not _RUN_NAME.match(cfg.run_name):
-        problems.append(Problem("run_name", cfg.run_name, "must be 1-100 letters, digits, '.', '_' or '-', "
-                                "starting with a letter or digit (it names a folder)"))
+    name_problem = path_name_problem("run_name", cfg.run_name)
+    if name_problem:
+        problems.append(name_problem)
     if cfg.preset and cfg.preset not in PRESETS:
         problems.append(Problem("preset", cfg.preset, f"must be '' or one of {sorted(PRESETS)}"))
     if not cfg.tokenizer.strip():

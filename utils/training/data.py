@@ -193,7 +193,12 @@ def _pick_column(path: Path, columns: list[str], text_column: str | None) -> str
     )
 
 
+DOC_SPLITS = ("auto", "paragraph", "line", "file")
+
+
 def _split_text(text: str, doc_split: str) -> list[str]:
+    if doc_split == "auto":
+        doc_split = _auto_split(text)
     if doc_split == "paragraph":
         parts = re.split(r"\n\s*\n", text)
     elif doc_split == "line":
@@ -201,12 +206,21 @@ def _split_text(text: str, doc_split: str) -> list[str]:
     elif doc_split == "file":
         parts = [text]
     else:
-        raise DataError(f"doc_split must be 'paragraph', 'line' or 'file', got {doc_split!r}")
+        raise DataError(f"doc_split must be one of {DOC_SPLITS}, got {doc_split!r}")
     return [p.strip() for p in parts if p.strip()]
 
 
-def _read_file(path: Path, text_column: str | None, doc_split: str) -> list[str]:
+def _auto_split(text: str) -> str:
+    """'paragraph' when the text has blank-line separated paragraphs, else 'line': a
+    file of one document per line (no blank lines) would otherwise be one document."""
+    paragraphs = sum(1 for p in re.split(r"\n\s*\n", text) if p.strip())
+    return "paragraph" if paragraphs > 1 else "line"
+
+
+def _read_file(path: Path, text_column: str | None, doc_split: str) -> tuple[list[str], str | None]:
+    """(documents, the split a .txt file got: doc_split, or what 'auto' chose; None for tables)."""
     kind = _suffix(path)
+    how = None
     if kind == ".parquet":
         try:
             import pyarrow.parquet as pq
@@ -221,7 +235,8 @@ def _read_file(path: Path, text_column: str | None, doc_split: str) -> list[str]
     else:
         text = _decode(path, _read_bytes(path))
         if kind == ".txt":
-            docs = _split_text(text, doc_split)
+            how = _auto_split(text) if doc_split == "auto" else doc_split
+            docs = _split_text(text, how)
         elif kind == ".jsonl":
             docs, col = [], None
             for lineno, line in enumerate(text.splitlines(), 1):
@@ -245,7 +260,7 @@ def _read_file(path: Path, text_column: str | None, doc_split: str) -> list[str]
             raise DataError(f"{path}: unsupported file type; use one of {TEXT_SUFFIXES} (optionally .gz)")
     if not docs:
         raise DataError(f"{path}: contains no text documents")
-    return docs
+    return docs, how
 
 
 def list_data_files(path: str | os.PathLike) -> list[Path]:
@@ -261,23 +276,36 @@ def list_data_files(path: str | os.PathLike) -> list[Path]:
     return files
 
 
-def load_local(path: str | os.PathLike | None, text_column: str | None = None, doc_split: str = "paragraph",
+def load_local(path: str | os.PathLike | None, text_column: str | None = None, doc_split: str = "auto",
                source: str = "local") -> TextCorpus:
     """A file or folder of .txt/.jsonl/.csv/.parquet (.gz allowed).
 
-    .txt: documents are paragraphs (blank-line separated) unless doc_split='line'/'file';
+    .txt: doc_split 'paragraph' (blank-line separated), 'line' (one document per line),
+    'file', or 'auto' (default): paragraphs when a file has blank-line separated ones,
+    else lines. info["doc_split"] says which split each .txt file got.
     .jsonl/.csv/.parquet: one document per row, from `text_column` or a detected one.
     """
     if not path:
         raise DataError(f"data_source={source!r} needs data_path (a file or folder)")
+    if doc_split not in DOC_SPLITS:
+        raise DataError(f"doc_split must be one of {DOC_SPLITS}, got {doc_split!r}")
     files = list_data_files(path)
     docs: list[str] = []
+    used: dict[str, str] = {}
     for f in files:
-        docs.extend(_read_file(f, text_column, doc_split))
-    return TextCorpus(docs, name=Path(path).name, source=source, info={"files": [str(f) for f in files]})
+        file_docs, how = _read_file(f, text_column, doc_split)
+        docs.extend(file_docs)
+        if how is not None:
+            used.setdefault(how, str(f))  # a file of each kind, to name
+    info: dict = {"files": [str(f) for f in files]}
+    if used:  # one word when every .txt file got the same split
+        info["doc_split"] = next(iter(used)) if len(used) == 1 else ", ".join(f"{k} ({v}...)" for k, v in used.items())
+        if doc_split == "auto":
+            info["doc_split"] += " (auto)"
+    return TextCorpus(docs, name=Path(path).name, source=source, info=info)
 
 
-def load_drive(path: str | os.PathLike | None, text_column: str | None = None, doc_split: str = "paragraph",
+def load_drive(path: str | os.PathLike | None, text_column: str | None = None, doc_split: str = "auto",
                drive_root: str | os.PathLike | None = None) -> TextCorpus:
     """`local` under the Drive workspace: relative paths are taken from the mounted Drive."""
     root = Path(drive_root or DRIVE_ROOT)
@@ -292,7 +320,7 @@ def load_drive(path: str | os.PathLike | None, text_column: str | None = None, d
 
 
 def load_upload(path: str | os.PathLike | None = None, text_column: str | None = None,
-                doc_split: str = "paragraph", upload_dir: str | os.PathLike = "uploads") -> TextCorpus:
+                doc_split: str = "auto", upload_dir: str | os.PathLike = "uploads") -> TextCorpus:
     """Colab: pick files in the browser (google.colab.files.upload). Elsewhere: a path."""
     try:
         from google.colab import files as colab_files
@@ -504,6 +532,8 @@ def prepare_data(config, workspace_dir, *, rank: int = 0, world_size: int = 1, m
         "tokenizer": tok_id, "vocab_size": len(tokenizer), "mode": mode, "cached": cached,
         "unigram_entropy": unigram_entropy(train_tokens, len(tokenizer)),
     }
+    if corpus.info.get("doc_split"):  # how .txt files became documents: said in the summary
+        stats["doc_split"] = corpus.info["doc_split"]
     return PreparedData(train, val, tokenizer, len(tokenizer), bpt, stats, val_docs[:8])
 
 

@@ -13,7 +13,10 @@ seconds), so logging never waits on the disk during a step.
 
 Storage of metric points (two tables, one transaction):
 - `metrics` long format (run_id, name, step, value, wall_time): the table to query
-  with SQL. SQLite stores NaN as NULL, so a NULL value there means NaN.
+  with SQL. SQLite stores NaN as NULL, so a NULL value there means NaN. One row per
+  (run, name, step) (schema v2), kept by the writer: a step logged again (a resume,
+  a re-run of a finished run) replaces its row, the last write wins. The writer, not
+  a unique index: an index on this table halves the ingest rate.
 - `metric_blocks`: the same points of one flush packed per (run, name) as float64 /
   int64 arrays. `get_metrics` reads these, so reading back a 1M-point run costs a
   few thousand rows instead of a million, and NaN/inf come back bit-exact.
@@ -36,7 +39,7 @@ import pandas as pd
 
 from .db_file import SEED_TABLES, SQLITE_MAGIC, DatabaseFileError, check_database_file  # noqa: F401 - re-exported
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 STATUSES = ("running", "completed", "stopped_early", "pruned", "failed", "interrupted")
 # Summary keys that have their own column on the run row; other keys go to summary_json.
 SUMMARY_COLUMNS = ("best_val_loss", "best_step", "tokens_seen", "final_step", "final_train_loss",
@@ -90,8 +93,21 @@ CREATE TABLE trials (
     PRIMARY KEY (study_name, trial_number)
 );
 """
+# v2: one metrics row per (run, name, step) (kept by the writer, ExperimentDB.flush) and
+# one artifact per (run, kind, step) (a unique index). An existing v1 database keeps
+# its data: duplicates collapse to their last write (the value a reader already saw,
+# get_metrics being last-write-wins). The whole migration is one transaction.
+_SCHEMA_V2 = """
+DELETE FROM metrics WHERE rowid NOT IN (SELECT MAX(rowid) FROM metrics GROUP BY run_id, name, step);
+DELETE FROM artifacts WHERE step IS NOT NULL AND artifact_id NOT IN
+    (SELECT MAX(artifact_id) FROM artifacts WHERE step IS NOT NULL GROUP BY run_id, kind, step);
+CREATE UNIQUE INDEX artifacts_point ON artifacts(run_id, kind, step);
+"""
 # MIGRATIONS[v] brings a database from user_version v to v + 1.
-MIGRATIONS = {0: _SCHEMA_V1}
+MIGRATIONS = {0: _SCHEMA_V1, 1: _SCHEMA_V2}
+# The tables and columns a database must have at user_version 1 to be ours to migrate.
+_V1_COLUMNS = {"runs": {"run_id", "run_name", "status"}, "metrics": {"run_id", "name", "step", "value", "wall_time"},
+               "artifacts": {"artifact_id", "run_id", "kind", "path", "step"}}
 
 
 class RunExistsError(ValueError):
@@ -156,6 +172,7 @@ class ExperimentDB:
         self._buffer: list[tuple[int, int, float, dict[str, float]]] = []
         self._buffered = 0
         self._last_flush = time.monotonic()
+        self._last_step: dict[int, int] = {}  # run_id -> highest step stored (see _logged_again)
         self._next_step: dict[tuple[int, str], int] = {}  # seed log_metric without step or epoch
         self._epoch_at: dict[tuple[int, int], int] = {}  # (run_id, step) -> epoch already stored
         try:
@@ -180,11 +197,23 @@ class ExperimentDB:
                 raise RuntimeError(f"{self.path} has schema version {version}; this code reads up to "
                                    f"{SCHEMA_VERSION}. Update the project, or open a copy made by this version.")
             while version < SCHEMA_VERSION:
+                if version == 1:
+                    self._check_ours_v1()
                 for stmt in MIGRATIONS[version].split(";"):
                     if stmt.strip():
                         self.conn.execute(stmt)
                 version += 1
                 self.conn.execute(f"PRAGMA user_version = {int(version)}")
+
+    def _check_ours_v1(self) -> None:
+        """Migrate only a database this module made: a file of user_version 1 that lacks
+        our tables is someone else's, and is left as it is."""
+        for table, cols in _V1_COLUMNS.items():
+            have = {r[1] for r in self.conn.execute(f"PRAGMA table_info({table})")}  # names from a fixed dict
+            if not cols <= have:
+                raise RuntimeError(f"{self.path} says schema version 1 but has no {table} table with columns "
+                                   f"{sorted(cols)}: it is not an experiments database of this project, and "
+                                   "was not changed. Open another path.")
 
     def _write(self) -> _Transaction:
         return _Transaction(self.conn)
@@ -310,6 +339,7 @@ class ExperimentDB:
     def delete_run(self, run: int | str) -> None:
         run_id = self._resolve(run)
         self._buffer = [e for e in self._buffer if e[0] != run_id]
+        self._last_step.pop(run_id, None)
         self._buffered = sum(len(e[3]) for e in self._buffer)
         with self._write():
             self.conn.execute("DELETE FROM runs WHERE run_id = ?", (run_id,))
@@ -359,6 +389,9 @@ class ExperimentDB:
         if not entries:
             return
         rows = [(rid, n, s, v, w) for rid, s, w, d in entries for n, v in d.items()]
+        again = self._logged_again(entries)  # {run_id: lowest step already in the table}, usually empty
+        if again:
+            rows = list({(r[0], r[1], r[2]): r for r in rows}.values())  # within this flush, the last write wins
         # Entries with the same run and the same names become one (steps x names) matrix.
         groups: dict[tuple, list] = {}
         for e in entries:
@@ -373,19 +406,61 @@ class ExperimentDB:
                 blocks.append((run_id, name, first, last, len(g), sb, vals[:, j].tobytes(), walls))
         try:
             with self._write():
+                if again:  # a point logged again replaces its row: one row per (run, name, step)
+                    self.conn.executemany("DELETE FROM metrics WHERE run_id = ? AND name = ? AND step = ?",
+                                          [r[:3] for r in rows if r[2] <= again.get(r[0], -1)])
                 self.conn.executemany("INSERT INTO metrics VALUES (?, ?, ?, ?, ?)", rows)
                 self.conn.executemany("INSERT INTO metric_blocks VALUES (?, ?, ?, ?, ?, ?, ?, ?)", blocks)
         except sqlite3.IntegrityError as e:
             missing = sorted({r[0] for r in entries})
             raise KeyError(f"metrics for run_id(s) {missing}, not all of which are in {self.path} "
                            f"(log_run first)") from e
+        for rid, step, _, _ in entries:
+            self._last_step[rid] = max(self._last_step.get(rid, -1), step)
+
+    def _logged_again(self, entries: list) -> dict[int, int]:
+        """The writer's half of "one row per (run, name, step)", at no cost for the usual
+        flush: {run_id: the highest step already stored} for runs whose entries may write
+        a (name, step) twice (a step at or below what the table holds, steps out of
+        order, or one step given the same name twice), else {}. A unique index would
+        enforce it too, at half the ingest rate (measured)."""
+        again: dict[int, int] = {}
+        seen: dict[int, tuple[int, set]] = {}  # run_id -> (last step, its names)
+        for rid, step, _, d in entries:
+            if rid not in seen and rid not in again:
+                stored = self._stored_last_step(rid)
+                if step <= stored:
+                    again[rid] = stored
+                    continue
+                seen[rid] = (step, set(d))
+                continue
+            if rid in again:
+                continue
+            last, names = seen[rid]
+            if step > last:
+                seen[rid] = (step, set(d))
+            elif step == last and names.isdisjoint(d):
+                names.update(d)  # train and eval metrics of one step: different names
+            else:
+                again[rid] = self._stored_last_step(rid)
+        return again
+
+    def _stored_last_step(self, run_id: int) -> int:
+        """The highest step of `run_id` in the table (-1: none), from the indexed blocks."""
+        if run_id not in self._last_step:
+            row = self.conn.execute("SELECT MAX(last_step) FROM metric_blocks WHERE run_id = ?", (run_id,)).fetchone()
+            self._last_step[run_id] = -1 if row[0] is None else int(row[0])
+        return self._last_step[run_id]
 
     def truncate_after(self, run: int | str, step: int) -> None:
-        """Drop points after `step` (a run resumed from the checkpoint at `step` logs them again)."""
+        """Drop points and step artifacts after `step` (a run resumed from the checkpoint at
+        `step` logs them again)."""
         run_id = self._resolve(run)
         self.flush()
+        self._last_step.pop(run_id, None)
         with self._write():
             self.conn.execute("DELETE FROM metrics WHERE run_id = ? AND step > ?", (run_id, int(step)))
+            self.conn.execute("DELETE FROM artifacts WHERE run_id = ? AND step > ?", (run_id, int(step)))
             cut = self.conn.execute("SELECT rowid, name, steps, vals, wall_times FROM metric_blocks "
                                     "WHERE run_id = ? AND last_step > ?", (run_id, int(step))).fetchall()
             for rowid, name, s, v, w in cut:
@@ -510,7 +585,9 @@ class ExperimentDB:
     # -- artifacts and trials ------------------------------------------------------
     def log_artifact(self, run: int | str, kind: str, path: str | os.PathLike, step: int | None = None,
                      **meta: Any) -> int:
-        """`meta` keywords go to meta_json; the seed's `metadata` dict (4th argument or keyword) too."""
+        """One artifact per (run, kind, step): logging the same step again (a resumed or
+        re-run run) replaces it. Artifacts without a step are all kept. `meta` keywords go to
+        meta_json; the seed's `metadata` dict (4th argument or keyword) too."""
         if isinstance(step, Mapping):  # the seed's log_artifact(run_id, type, path, metadata)
             meta, step = {**step, **meta}, None
         if isinstance(meta.get("metadata"), Mapping):
@@ -520,10 +597,13 @@ class ExperimentDB:
         run_id = self._resolve(run)
         with self._write():
             cur = self.conn.execute(
-                "INSERT INTO artifacts (run_id, kind, path, step, created_at, meta_json) VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO artifacts (run_id, kind, path, step, created_at, meta_json) VALUES (?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (run_id, kind, step) DO UPDATE SET path = excluded.path, "
+                "created_at = excluded.created_at, meta_json = excluded.meta_json RETURNING artifact_id",
                 (run_id, str(kind), str(path), None if step is None else int(step), time.time(),
                  _json(meta) if meta else None))
-        return int(cur.lastrowid)
+            artifact_id = cur.fetchone()[0]
+        return int(artifact_id)
 
     def get_artifacts(self, run: int | str, kind: str | None = None) -> pd.DataFrame:
         run_id = self._resolve(run)
@@ -662,10 +742,15 @@ class ExperimentDBSink:
         if tracking is None:
             tracking = {}
         run_id = self.run_id or tracking.get("db_run_id")
+        resumed = run_info.get("resumed_from_step")
+        if run_id is None:
+            run_id = self._same_run_restarting()
+            resumed = 0 if run_id is not None and resumed is None else resumed
         if run_id is not None:
             run_id = self.db._resolve(int(run_id))
-            resumed = run_info.get("resumed_from_step")
             if resumed is not None:
+                # Resumed from the checkpoint at step S (restarted from scratch: S = 0): what
+                # the last process logged after S is logged again by this one.
                 self.db.truncate_after(run_id, int(resumed))
             self.db.update_run_status(run_id, "running")
         else:
@@ -677,6 +762,18 @@ class ExperimentDBSink:
         tracking["db_run_id"] = run_id
         self.tracking = tracking  # the checkpoint's ids; the W&B sink adds its id after this one starts
 
+    def _same_run_restarting(self) -> int | None:
+        """The row of this run when it starts again from step 0 (killed before its first
+        checkpoint, or every checkpoint was unreadable): same name, same config. Another
+        run under the same name is an error (RunExistsError from log_run)."""
+        run_id = self.db.find_run(self.run_name)
+        if run_id is None or self.config is None:
+            return None
+        from .config import config_dict_hash
+
+        same = self.db.get_run(run_id)["config_hash"] == config_dict_hash(config_to_dict(self.config))
+        return run_id if same else None
+
     def write(self, step: int, metrics: dict[str, float], kind: str = "train") -> None:
         self.db.log_metrics(self.run_id, {k: v for k, v in metrics.items() if k != "step" and v is not None}, step)
 
@@ -687,6 +784,10 @@ class ExperimentDBSink:
         self.db.log_artifact(self.run_id, "checkpoint", path, step=step)
 
     def flush(self) -> None:
+        self.db.flush()
+
+    def sync(self) -> None:
+        """Durable now (a committed WAL transaction survives a killed process)."""
         self.db.flush()
 
     def close(self, status: str, summary: dict) -> None:

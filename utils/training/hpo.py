@@ -501,6 +501,15 @@ def run_study(
     extra = list(callbacks)
 
     def objective(trial: optuna.Trial) -> float:
+        try:
+            return trial_objective(trial)
+        except (ConfigError, TrialFailed) as e:
+            # Optuna logs why a trial failed but does not store it: the CLI names it when
+            # every trial failed.
+            trial.set_user_attr("error", f"{type(e).__name__}: {e}"[:1000])
+            raise
+
+    def trial_objective(trial: optuna.Trial) -> float:
         overrides = space.suggest(trial)
         run_name = f"{study_name}-t{trial.number}"
         trial.set_user_attr("run_name", run_name)

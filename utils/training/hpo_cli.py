@@ -103,6 +103,11 @@ def run(args: argparse.Namespace) -> int:
     from .hpo_storage import StorageSpecError, _spec_kind
 
     try:
+        from .config import path_name_problem
+
+        bad_name = path_name_problem("--study-name", args.study_name)  # it names the storage and results paths
+        if bad_name:
+            raise ConfigError([bad_name])
         if args.n_trials < 1:
             raise SearchSpaceError([f"--n-trials must be >= 1, got {args.n_trials}"])
         if args.workers < 1:
@@ -152,7 +157,22 @@ def _run_worker(args: argparse.Namespace, storage: str, config, space) -> int:
                       workspace_dir=args.workspace, sampler_seed=args.seed, pruner=args.pruner,
                       metric=args.metric, worker_index=args.worker_index)
     _print_summary(study)
-    return EXIT_OK
+    return _exit_for(study)
+
+
+def _exit_for(study) -> int:
+    """EXIT_FAILED, naming the first error, when every trial of the study failed: a
+    search that found nothing is no success."""
+    from optuna.trial import TrialState
+
+    trials = study.get_trials(deepcopy=False)
+    if not trials or any(t.state != TrialState.FAIL for t in trials):
+        return EXIT_OK
+    first = min(trials, key=lambda t: t.number)
+    why = first.user_attrs.get("error") or "no error recorded (see the log above)"
+    print(f"error: all {len(trials)} trials of study {study.study_name!r} failed; the first (trial "
+          f"{first.number}): {why}", file=sys.stderr)
+    return EXIT_FAILED
 
 
 def _child_argv(args: argparse.Namespace, storage: str, index: int) -> list[str]:

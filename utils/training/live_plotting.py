@@ -96,6 +96,10 @@ class LivePlotter(TrainerCallback):
                 self.mode = "figure" if _in_notebook() else "text"
             except ImportError:
                 self.mode = "text"
+        if self.mode == "figure":
+            from .style import preload
+
+            preload()  # before training: a Ctrl-C must not land in matplotlib's first import
 
     def on_log(self, state, control, logs=None, **kwargs) -> None:
         logs = logs or {}

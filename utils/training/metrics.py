@@ -94,6 +94,7 @@ class MetricsTracker(LoopTracking, TrainerCallback):
         self._cuda_index: int | None = None
         self._nvml = None  # pynvml device handle when pynvml is installed
         self._process = None  # psutil.Process
+        self._last_train_loss: float | None = None  # the run's final_train_loss
 
     # -- device facts -----------------------------------------------------------
     def _setup_device(self, run_info: dict) -> dict:
@@ -171,6 +172,8 @@ class MetricsTracker(LoopTracking, TrainerCallback):
         if logs is None:
             return
         self.derive(logs, state)
+        if logs.get("train_loss") is not None:
+            self._last_train_loss = float(logs["train_loss"])
         for sink in self._writers(state):
             sink.write(state.step, logs, "train")
 
@@ -189,6 +192,12 @@ class MetricsTracker(LoopTracking, TrainerCallback):
         for sink in self._writers(state):
             sink.add_samples(state.step, list(kwargs.get("samples") or []))
 
+    def on_before_save(self, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
+        # A checkpoint at step S counts only once everything logged up to S is on disk:
+        # a resume from it never logs those steps again.
+        for sink in self._writers(state):
+            getattr(sink, "sync", sink.flush)()
+
     def on_save(self, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
         for sink in self._writers(state):
             sink.add_checkpoint(state.step, str(kwargs.get("checkpoint_path")))
@@ -199,6 +208,10 @@ class MetricsTracker(LoopTracking, TrainerCallback):
         summary = {"best_val_loss": state.best_val_loss if math.isfinite(state.best_val_loss) else None,
                    "best_step": state.best_step if state.best_step >= 0 else None,
                    "tokens_seen": state.tokens_seen, "final_step": state.step, "total_time": state.elapsed_s}
+        if self._last_train_loss is not None:  # unknown when a finished run is started again: keep the stored one
+            summary["final_train_loss"] = self._last_train_loss
+        if state.tracking.get("wandb_run_id"):
+            summary["wandb_run_id"] = state.tracking["wandb_run_id"]
         if error is not None:
             summary["error"] = f"{type(error).__name__}: {error}"
         first_error: Exception | None = None

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .callbacks import TrainerCallback
-from .style import PALETTE, new_figure, no_data, place_legends, save_figure, with_caveat
+from .style import PALETTE, new_figure, no_data, place_legends, preload, save_figure, with_caveat
 
 REPORT_TITLES = ("Loss", "Token accuracy", "Throughput", "Learning rate", "Loss vs accuracy", "Recent window",
                  "Latest text samples")
@@ -75,6 +75,7 @@ class TrainingReport(TrainerCallback):
 
     # -- events ----------------------------------------------------------------
     def on_train_begin(self, state, control, **kwargs) -> None:
+        preload()  # not at the first log step, where a Ctrl-C would land in the import
         self._next_viz = (state.step // self.viz_interval + 1) * self.viz_interval  # after a resume too
 
     def on_log(self, state, control, logs=None, **kwargs) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -56,22 +57,31 @@ def _plain(value: Any) -> Any:
 class RunLogWriter:
     """MetricsSink writing `path` (one JSON document per run).
 
-    On resume (the file exists) it loads the document and appends; records at or
-    after a step that is logged again are dropped first, so a run resumed from an
-    earlier checkpoint has one record per step.
+    On resume (the file exists) it loads the document and appends. start() drops the
+    records after the step the run resumed from (run_info["resumed_from_step"]; a fresh
+    start drops them all), and records at or after a step that is logged again are
+    dropped first, so the log holds one record per step, one checkpoint and one set of
+    samples per step, however often the run was killed.
+
+    A run log that does not parse (a disk that filled up, a hand edit) is set aside as
+    run.json.corrupt-TIME with a warning naming both files, and its records are rebuilt
+    from `db` (an ExperimentDB, the source of truth) when one is given.
     """
 
-    def __init__(self, path, min_interval_s: float = 30.0, config: Any = None, name: str | None = None):
+    def __init__(self, path, min_interval_s: float = 30.0, config: Any = None, name: str | None = None,
+                 db: Any = None):
         self.path = Path(path)
         self.min_interval_s = float(min_interval_s)  # seconds between two rewrites of the file
         self._last_write = time.monotonic()
         self._dirty = False
-        if self.path.exists():
-            with open(self.path) as f:
-                self.doc = json.load(f)
+        self._loaded = False
+        default_name = self.path.parent.name if self.path.name == "run.json" else self.path.stem
+        doc = self._read_existing(db, name or default_name)
+        if doc is not None:
+            self.doc = doc
+            self._loaded = True
             self.doc.setdefault("resumes", []).append({"time": _now_iso()})
         else:
-            default_name = self.path.parent.name if self.path.name == "run.json" else self.path.stem
             self.doc = {
                 "format": FORMAT,
                 "version": VERSION,
@@ -92,8 +102,38 @@ class RunLogWriter:
         if config is not None:
             self.doc["config"] = _plain(config)
 
+    def _read_existing(self, db: Any, name: str) -> dict | None:
+        """The document on disk; None when there is none. One that does not parse is set
+        aside, and what `db` holds of the run is the new document."""
+        if not self.path.exists():
+            return None
+        try:
+            with open(self.path, encoding="utf-8") as f:
+                doc = json.load(f)
+            if isinstance(doc, dict) and doc.get("format") == FORMAT and all(
+                    isinstance(doc.get(k), list) for k in ("train", "eval", "checkpoints", "samples")):
+                return doc
+            problem = "is not a run log of this format"
+        except (ValueError, UnicodeDecodeError) as e:  # JSONDecodeError is a ValueError
+            problem = f"does not parse ({type(e).__name__}: {e})"
+        stamp, n = time.strftime("%Y%m%d-%H%M%S"), 0
+        aside = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
+        while aside.exists():  # never over an earlier one
+            n += 1
+            aside = self.path.with_name(f"{self.path.name}.corrupt-{stamp}-{n}")
+        os.replace(self.path, aside)
+        rebuilt = _doc_from_db(db, name) if db is not None else None
+        how = "rebuilt from the experiments database" if rebuilt else "started anew"
+        print(f"Run log {self.path} {problem}: set aside as {aside.name}; {how}.", file=sys.stderr, flush=True)
+        return rebuilt
+
     # -- MetricsSink -------------------------------------------------------
     def start(self, run_info: dict) -> None:
+        if self._loaded and "resumed_from_step" in (run_info or {}):
+            self._drop_after(int(run_info.get("resumed_from_step") or 0))
+        # The sinks' ids (db_run_id, wandb_run_id): the W&B sink adds its id to this very
+        # dict after this sink started, so it is read again at every write.
+        self._tracking = (run_info or {}).get("tracking")
         info = _plain(dict(run_info or {}))
         if "config" in info and not self.doc["config"]:
             self.doc["config"] = info.pop("config")
@@ -119,18 +159,25 @@ class RunLogWriter:
         self._touch()
 
     def add_samples(self, step: int, samples: list[dict]) -> None:
-        for s in samples:
-            self.doc["samples"].append({"step": int(step), **_plain(dict(s))})
+        step = int(step)
+        kept = [s for s in self.doc["samples"] if s.get("step") != step]  # one set per step
+        self.doc["samples"] = kept + [{"step": step, **_plain(dict(s))} for s in samples]
         self._touch()
 
     def add_checkpoint(self, step: int, path: str) -> None:
-        self.doc["checkpoints"].append({"step": int(step), "path": str(path), "time": _now_iso()})
+        kept = [c for c in self.doc["checkpoints"] if c.get("step") != int(step)]
+        self.doc["checkpoints"] = kept + [{"step": int(step), "path": str(path), "time": _now_iso()}]
         self._touch()
 
     def flush(self) -> None:
         """Write what is new, at most every min_interval_s: the tracker flushes at every
         evaluation, and rewriting the whole file each time would grow with the run."""
         if self._dirty and time.monotonic() - self._last_write >= self.min_interval_s:
+            self._write()
+
+    def sync(self) -> None:
+        """Write what is new now, whatever the throttle (before every checkpoint)."""
+        if self._dirty:
             self._write()
 
     def close(self, status: str, summary: dict) -> None:
@@ -140,15 +187,48 @@ class RunLogWriter:
         self._write()  # complete at the end, whatever the throttle
 
     # -- internals ---------------------------------------------------------
+    def _drop_after(self, step: int) -> None:
+        for key in ("train", "eval", "checkpoints", "samples"):
+            self.doc[key] = [r for r in self.doc[key] if not isinstance(r.get("step"), int) or r["step"] <= step]
+
     def _touch(self) -> None:
         self._dirty = True
         self.flush()
 
     def _write(self) -> None:
+        if getattr(self, "_tracking", None):
+            self.doc["tracking"] = _plain(dict(self._tracking))
         self.doc["updated_at"] = _now_iso()
         _atomic_write_json(self.path, self.doc)
         self._last_write = time.monotonic()
         self._dirty = False
+
+
+def _doc_from_db(db: Any, name: str) -> dict | None:
+    """A run log document rebuilt from the experiments database's run `name` (metrics,
+    checkpoints, samples), or None when the database does not have it."""
+    if db.find_run(name) is None:
+        return None
+    run = db.get_run(name)
+    long = db.get_metrics(name)
+    rows: dict[str, dict[int, dict]] = {"train": {}, "eval": {}}
+    for metric, step, value in zip(long["metric_name"], long["step"].tolist(), long["value"].tolist()):
+        kind = "eval" if str(metric).startswith("val_") else "train"
+        rows[kind].setdefault(step, {"step": step})[str(metric)] = value
+    checkpoints, samples = [], []
+    for kind, path, step, meta in db.get_artifacts(name)[["kind", "path", "step", "meta_json"]].itertuples(
+            index=False):
+        if kind == "checkpoint":
+            checkpoints.append({"step": int(step), "path": path})
+        elif kind == "samples":
+            samples += [{"step": int(step), **s} for s in json.loads(meta or "{}").get("samples", [])]
+    return {
+        "format": FORMAT, "version": VERSION, "name": name, "status": run["status"], "created_at": _now_iso(),
+        "updated_at": None, "ended_at": None, "config": run["config"], "run_info": run["run_info"],
+        "resumes": [], "train": [rows["train"][s] for s in sorted(rows["train"])],
+        "eval": [rows["eval"][s] for s in sorted(rows["eval"])], "checkpoints": checkpoints, "samples": samples,
+        "summary": {}, "rebuilt_from_db": True,
+    }
 
 
 def _atomic_write_json(path: Path, doc: dict) -> None:
@@ -432,9 +512,44 @@ def _from_db(db, name: str) -> RunRecord:
     return rec
 
 
+class RunLogError(ValueError):
+    """A file that cannot be read as a run: the message names the file and what is wrong."""
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        with open(path, encoding="utf-8") as f:
+            doc = json.load(f)
+    except UnicodeDecodeError:
+        raise RunLogError(f"{path}: not a text file (a run log is JSON)") from None
+    except RecursionError:
+        raise RunLogError(f"{path}: nested too deeply to be a run log") from None
+    except ValueError as e:  # empty, truncated, not JSON, a 5000-digit number
+        raise RunLogError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(doc, dict):
+        raise RunLogError(f"{path}: holds a JSON {type(doc).__name__}, not a run log object")
+    return doc
+
+
+def _check_records(doc: dict, path: Path) -> None:
+    """Steps are integers and metric values numbers (or null): a string where a loss
+    should be is named here, not found by a plot's traceback."""
+    for kind in ("train", "eval"):
+        records = doc.get(kind, [])
+        if not isinstance(records, list):
+            raise RunLogError(f"{path}: {kind!r} is a {type(records).__name__}, not a list of records")
+        for i, r in enumerate(records):
+            if not isinstance(r, dict) or isinstance(r.get("step"), bool) or not isinstance(r.get("step"), int):
+                raise RunLogError(f"{path}: {kind} record {i} has no integer step: {str(r)[:80]}")
+            for k, v in r.items():
+                if k != "time" and v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
+                    raise RunLogError(f"{path}: {kind} record at step {r['step']}: {k} is {v!r:.60}, not a number")
+
+
 def load_run(spec, db=None) -> RunRecord:
     """A run log file or run folder, an llm-foundry log (told apart by its keys),
-    or "db:NAME" read through `db` (an ExperimentDB or its path)."""
+    or "db:NAME" read through `db` (an ExperimentDB or its path). RunLogError (a
+    ValueError naming the file) when the file is not a readable run."""
     if isinstance(spec, str) and spec.startswith("db:"):
         if db is None:
             raise ValueError("load_run('db:NAME') needs db= (an ExperimentDB or the path of experiments.db)")
@@ -442,20 +557,28 @@ def load_run(spec, db=None) -> RunRecord:
     path = Path(spec)
     if path.is_dir():
         path = path / "run.json"
-    with open(path) as f:
-        doc = json.load(f)
+    doc = _read_json(path)
     if "training_iterations" in doc:
         return _from_llm_foundry(doc, path)
     if doc.get("format") == FORMAT:
+        _check_records(doc, path)
         return _from_run_log(doc, path)
-    raise ValueError(f"{path}: neither a run log ({FORMAT}) nor an llm-foundry log")
+    raise RunLogError(f"{path}: neither a run log ({FORMAT}) nor an llm-foundry log")
+
+
+def run_log_specs(folder) -> list[Path]:
+    """The run logs of a folder: its run.json when it is a run folder (its other JSON
+    files, config.json and the report's, are not runs), else its *.json and */run.json."""
+    folder = Path(folder)
+    if (folder / "run.json").is_file():
+        return [folder / "run.json"]
+    return sorted(folder.glob("*.json")) + sorted(folder.glob("*/run.json"))
 
 
 def load_runs(paths_or_folder) -> list[RunRecord]:
-    """Every run in a folder (its *.json files and */run.json), or a list of specs."""
+    """Every run in a folder (see run_log_specs), or a list of specs."""
     if isinstance(paths_or_folder, (str, Path)) and Path(paths_or_folder).is_dir():
-        folder = Path(paths_or_folder)
-        specs = sorted(folder.glob("*.json")) + sorted(folder.glob("*/run.json"))
+        specs = run_log_specs(paths_or_folder)
     else:
         specs = list(paths_or_folder)
     return [load_run(s) for s in specs]

@@ -35,7 +35,8 @@ class TrackingOptions:
     wandb_entity: str = ""
     wandb_mode: str = "online"  # online | offline | disabled (online falls back on its own)
     wandb_tags: tuple[str, ...] = ()
-    wandb_init_timeout_s: float = 15.0
+    # Kept for callers that set it; None = the config's wandb_timeout_s (the one bound).
+    wandb_init_timeout_s: float | None = None
     # The key itself, when the caller resolved it (the notebook does, in the foreground, so a
     # hidden prompt can work); None = the sink looks in Colab Secrets and the environment.
     # Never shown: excluded from repr.
@@ -181,15 +182,39 @@ class TrainingSession:
         synthetic = bool(self.data is not None and self.data.stats.get("synthetic", False))
         return caveat(self.requested_config.preset, synthetic or self.requested_config.data_source == "synthetic")
 
+    def check_memory(self) -> None:
+        """Refuse (ConfigError naming the fields) a run whose minimum training memory
+        exceeds the device's memory or memory_limit_gb: without this, a batch_size of
+        65536 allocates for many seconds and dies with the allocator's error."""
+        from .runtime import detect_runtime
+        from .trainer import resolve_precision
+
+        cfg = self.config
+        rt = detect_runtime()
+        on_gpu = rt.device == "cuda"
+        precision = resolve_precision(cfg.precision, cfg.use_amp, "cuda" if on_gpu else "cpu", rt.bf16_supported)
+        need = minimum_training_memory_gb(cfg, self.parameters["total"], precision)
+        device = f"{rt.gpu_name} ({rt.gpu_memory_gb:.1f} GiB)" if on_gpu else f"this machine ({rt.ram_gb:.1f} GiB RAM)"
+        limit = cfg.memory_limit_gb or (rt.gpu_memory_gb if on_gpu else rt.ram_gb)
+        where = f"memory_limit_gb = {cfg.memory_limit_gb:g}" if cfg.memory_limit_gb else device
+        if limit and need > limit:
+            raise ConfigError([Problem(
+                "batch_size", cfg.batch_size,
+                f"this run needs at least {need:.1f} GiB ({_memory_parts(cfg, self.parameters['total'], precision)}) "
+                f"and {where} allows {limit:.1f}: lower batch_size (raise gradient_accumulation_steps to keep the "
+                "tokens per step), block_size, d_model or n_layer, or set memory_limit_gb")])
+
     def resume_step(self) -> int | None:
         """The step the next train() continues from (newest valid checkpoint, local or
         mirrored), or None for a fresh start."""
         from .checkpoint import CheckpointManager
+        from .trainer import CHECKPOINT_KEYS
 
         name = self.config.run_name
         path = CheckpointManager(self.workspace.checkpoint_run_dir(name) / "checkpoints",
                                  keep=self.config.keep_checkpoints,
-                                 mirror_dir=self.workspace.checkpoint_mirror_dir(name)).latest_valid()
+                                 mirror_dir=self.workspace.checkpoint_mirror_dir(name),
+                                 required_keys=CHECKPOINT_KEYS).latest_valid()
         return None if path is None else int(path.stem.split("_")[1])
 
     def resume_line(self) -> str:
@@ -214,7 +239,7 @@ class TrainingSession:
 
             sinks: list[Any] = [
                 ExperimentDBSink(self.db, self.config.run_name, self.config.to_dict()),
-                RunLogWriter(self.run_dir / "run.json"),
+                RunLogWriter(self.run_dir / "run.json", db=self.db),
             ]
             t = self.tracking
             if t.wandb_project and t.wandb_mode != "disabled":
@@ -228,7 +253,8 @@ class TrainingSession:
                         config=self.config.to_dict(),
                         tags=t.wandb_tags,
                         mode=t.wandb_mode,
-                        init_timeout_s=t.wandb_init_timeout_s,
+                        init_timeout_s=(self.config.wandb_timeout_s if t.wandb_init_timeout_s is None
+                                        else t.wandb_init_timeout_s),
                         run_dir=str(self.run_dir),
                         api_key=t.wandb_api_key,
                     )
@@ -254,6 +280,7 @@ class TrainingSession:
 
         if self.model is None:
             self.prepare()
+        self.check_memory()
         # The trainer resumes from the newest valid checkpoint here or in the mirror (Drive),
         # so a fresh Colab VM continues from Drive.
         ckpt_run_dir = self.workspace.checkpoint_run_dir(self.config.run_name)
@@ -421,3 +448,24 @@ def estimate_training_memory_gb(cfg: TrainingConfig, n_params: int, precision: s
     activations = L * s * b * h * (34 + 5 * a * s / h) * bytes_per_act
     logits = 2 * b * s * V * 4
     return (16 * n_params + activations + logits) / 2**30
+
+
+def _memory_terms(cfg: TrainingConfig, n_params: int, precision: str) -> tuple[float, float, float]:
+    """(weights + gradients + AdamW, activations, logits) in bytes, the lower bound: the
+    activations without the attention-score term, which fused attention (SDPA) never
+    stores; what remains is kept by any implementation."""
+    s, b, h, L, V = cfg.block_size, cfg.batch_size, cfg.d_model, cfg.n_layer, cfg.vocab_size
+    bytes_per_act = 2.0 if precision == "fp32" else 1.0
+    return 16.0 * n_params, L * s * b * h * 34 * bytes_per_act, 2.0 * b * s * V * 4
+
+
+def minimum_training_memory_gb(cfg: TrainingConfig, n_params: int, precision: str) -> float:
+    """GiB a training step needs at least (see _memory_terms): a run above the device's
+    memory cannot fit, whatever the attention implementation."""
+    return sum(_memory_terms(cfg, n_params, precision)) / 2**30
+
+
+def _memory_parts(cfg: TrainingConfig, n_params: int, precision: str) -> str:
+    w, a, lg = (x / 2**30 for x in _memory_terms(cfg, n_params, precision))
+    return (f"weights, gradients and AdamW {w:.1f}; activations {a:.1f} from n_layer x block_size x batch_size x "
+            f"d_model; logits {lg:.1f} from batch_size x block_size x vocab_size")

@@ -74,6 +74,16 @@ def apply_style() -> None:
     mpl.rcParams.update({k: v for k, v in rc.items() if k.endswith("size")})
 
 
+def preload() -> None:
+    """Import what drawing a figure needs, now. Plotting callbacks call it in
+    on_train_begin: a first import in the middle of training (the first log step) is
+    seconds long, and a Ctrl-C landing inside it leaves matplotlib half-imported, so
+    that teardown then fails too (KeyError: 'Figure:kwdoc')."""
+    apply_style()
+    import matplotlib.backends.backend_agg  # noqa: F401 - savefig's PNG renderer
+    import matplotlib.figure  # noqa: F401
+
+
 def new_figure(figsize: tuple[float, float]):
     """A pyplot-free Figure with the shared style applied."""
     apply_style()

@@ -49,6 +49,9 @@ from .models import count_parameters, flops_per_token
 from .sampler import IGNORE_INDEX
 
 CHECKPOINT_FORMAT = 1
+# What _maybe_resume reads: a checkpoint lacking one of these is skipped like a damaged one.
+CHECKPOINT_KEYS = ("format", "step", "tokens_seen", "model", "optimizer", "scheduler", "rng", "sampler",
+                   "trainer_state", "config")
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -212,7 +215,8 @@ class Trainer:
         bar = [ProgressBarCallback()] if progress_bar and self.dist.is_main else []
         self.callbacks = CallbackHandler(user + own + bar)
         self.checkpoints = CheckpointManager(self.run_dir / "checkpoints", keep=config.keep_checkpoints,
-                                             mirror_dir=mirror_dir)
+                                             mirror_dir=mirror_dir, required_keys=CHECKPOINT_KEYS,
+                                             validate=self._checkpoint_problem)
         self.state = TrainerState(run_name=config.run_name, world_size=ws, is_world_process_zero=self.dist.is_main)
         self.control = TrainerControl()
         self.last_logs: dict[str, float] = {}
@@ -293,6 +297,9 @@ class Trainer:
             return None
         is_best = self.state.best_step == self.state.step
         self.state.elapsed_s = self._elapsed()
+        # What was logged up to this step becomes durable before the checkpoint exists: a
+        # resume from it never logs those steps again, so they would be lost for good.
+        self.callbacks.call("on_before_save", self.state, self.control)
         ckpt = {
             "format": CHECKPOINT_FORMAT, "step": self.state.step, "tokens_seen": self.state.tokens_seen,
             "model": self.raw_model.state_dict(), "optimizer": self.optimizer.state_dict(),
@@ -306,9 +313,21 @@ class Trainer:
         self.callbacks.call("on_save", self.state, self.control, checkpoint_path=str(path))
         return path
 
+    def _checkpoint_problem(self, state: dict) -> str | None:
+        """Why a checkpoint that loaded cannot be resumed from (its saved config does not
+        validate), or None. A config that differs is not this: that is a ResumeError."""
+        from .config import ConfigError
+
+        try:
+            type(self.config).from_dict(state["config"])
+        except ConfigError as e:
+            return f"its saved config is not valid: {'; '.join(str(p) for p in e.problems[:3])}"
+        return None
+
     def _maybe_resume(self) -> None:
         path = self.checkpoints.latest_valid() if self.dist.is_main else None
         path = self.dist.broadcast_object(str(path) if path else None)
+        self._resumed_path = path
         if path is None:
             seed_everything(self.config.random_seed + self.dist.rank)
             return
@@ -479,7 +498,7 @@ class Trainer:
     def train(self) -> TrainResult:
         self._setup()
         self._saved_step = -1
-        self._sampled_step = -1  # the last step whose samples this process generated
+        self._resumed_path = None  # the checkpoint _maybe_resume continues from
         self._maybe_resume()
         self._elapsed_base = self.state.elapsed_s
         self._t_start = self._t_interval = time.perf_counter()
@@ -494,6 +513,10 @@ class Trainer:
         try:
             self.callbacks.call("on_train_begin", state, control, config=cfg, model=self.raw_model,
                                 run_info=self._run_info())
+            if self._resumed_path is not None and self.dist.is_main:
+                # A kill between this checkpoint's write and its on_save left it out of the
+                # logs; sinks keep one record per step, so announcing it again costs nothing.
+                self.callbacks.call("on_save", state, control, checkpoint_path=self._resumed_path)
             while state.step < self.max_steps:
                 want_acc = (state.step + 1) % cfg.log_interval == 0 or state.step + 1 == self.max_steps
                 self._train_step(want_acc)
@@ -523,7 +546,7 @@ class Trainer:
         finally:
             state.elapsed_s = self._elapsed()
             self.checkpoints.wait_for_mirror()
-            self.callbacks.call("on_train_end", state, control, status=status, error=error)
+            self._train_end(status, error)
         return TrainResult(status, state, self._final_metrics(), error=str(error) if error else "")
 
     def _is_sync_point(self) -> bool:
@@ -554,7 +577,7 @@ class Trainer:
             self._evaluate()
         if cfg.sample_interval and state.step % cfg.sample_interval == 0 and self.dist.is_main:
             self.callbacks.call("on_sample", state, control, samples=self.generate_samples())
-            self._sampled_step = state.step
+            state.last_sample_step = state.step
         if self.dist.is_distributed:
             c = self.dist.broadcast_object((control.should_stop, control.stop_status, control.stop_reason,
                                             control.should_save))
@@ -576,6 +599,7 @@ class Trainer:
         else:
             state.evals_without_improvement += 1
         self.last_eval = metrics
+        state.last_eval_step = state.step
         self.callbacks.call("on_evaluate", state, self.control, metrics=metrics)
         self.control.should_evaluate = False
 
@@ -586,23 +610,43 @@ class Trainer:
             print(f"Stopping {self.config.run_name} at step {state.step}: {self.control.stop_reason}", flush=True)
         self._check_finite()
         if status != RunStatus.PRUNED:
-            if self.val_batches is not None and self.last_eval.get("step") != state.step:
+            # Not twice at one step, also not when a finished run is started again (its final
+            # checkpoint was written after these): the logs would hold the step twice.
+            if self.val_batches is not None and state.last_eval_step != state.step:
                 self._evaluate()
-            if self.dist.is_main and self._sampled_step != state.step:  # not twice at one step
+            if self.dist.is_main and state.last_sample_step != state.step:
                 self.callbacks.call("on_sample", state, self.control, samples=self.generate_samples())
         if self._saved_step != state.step and state.step > 0:
             self._save_checkpoint()
 
+    def _train_end(self, status: str, error) -> None:
+        """on_train_end for every callback. After Ctrl-C a teardown failure is reported,
+        not raised: the interrupt (exit 130, checkpoint kept) is what the user asked for,
+        and an error raised here would replace it (the signal may have landed in the
+        middle of an import or a plot that teardown then trips over)."""
+        try:
+            self.callbacks.call("on_train_end", self.state, self.control, status=status, error=error)
+        except Exception as e:  # noqa: BLE001 - re-raised unless an interrupt is in flight
+            if status != RunStatus.INTERRUPTED:
+                raise
+            print(f"After the interrupt, teardown failed: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
+
     def _save_on_interrupt(self) -> None:
         """Ctrl-C: keep the progress unless it is non-finite or mid-write. Local states
-        only (other ranks may already be gone)."""
+        only (other ranks may already be gone). A failure to save is reported and the
+        interrupt goes on (the previous checkpoint stays)."""
         try:
             self._check_finite()
         except NonFiniteLossError as e:
             print(f"Not saving on interrupt: {e}", file=sys.stderr)
             return
         if self._saved_step != self.state.step and self.state.step > 0 and self.dist.is_main:
-            path = self._save_checkpoint(collective=False)
+            try:
+                path = self._save_checkpoint(collective=False)
+            except Exception as e:  # noqa: BLE001 - reported; the KeyboardInterrupt is re-raised by the caller
+                print(f"Interrupted at step {self.state.step}; saving failed ({type(e).__name__}: {e}); the last "
+                      "checkpoint is kept", file=sys.stderr, flush=True)
+                return
             print(f"Interrupted at step {self.state.step}; saved {path}", file=sys.stderr, flush=True)
 
     def _final_metrics(self) -> dict[str, Any]:

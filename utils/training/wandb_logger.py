@@ -3,6 +3,13 @@
 online (short init timeout) -> offline -> disabled: one line says which mode a run got
 and why. The experiments database stays the source of truth; W&B is a view of it.
 
+Every wait on W&B is bounded by one timeout (TrainingConfig.wandb_timeout_s): the
+online init, the wait in close() for a start still under way, and run.finish() (run
+in a helper thread, given up after the timeout with a line saying so). wandb's own
+SDK analytics, which a server that accepts connections and never answers would hold
+at interpreter exit for ~20 s more, are turned off: this sink sends the run's
+metrics and nothing else.
+
 The API key comes from Colab Secrets, the WANDB_API_KEY environment variable, or a
 hidden prompt. It is handed to wandb in memory (Settings.api_key): we never print it,
 log it, put it in the environment or write it to a file (no `wandb.login`, which
@@ -77,6 +84,7 @@ class WandbSink:
         self.run_id: str | None = None
         self._thread: threading.Thread | None = None
         self.mode_used, self.reason = "disabled", "not started"
+        self._closed = False  # close() gave up on a start still under way: finish it when it ends
 
     # -- start: online -> offline -> disabled, in the background -----------------------------
     def start(self, run_info: dict) -> None:
@@ -92,8 +100,19 @@ class WandbSink:
             tracking["wandb_run_id"] = self.run_id
         self._pending: list[tuple[str, Any]] = []
         self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._init, args=(dict(run_info),), name="wandb-init", daemon=True)
+        self._thread = threading.Thread(target=self._init_guarded, args=(dict(run_info),), name="wandb-init",
+                                        daemon=True)
         self._thread.start()
+
+    def _init_guarded(self, run_info: dict) -> None:
+        """The start thread: whatever wandb raises here ends in a one-line report, never in a
+        traceback on the user's screen (this thread may outlive close(), up to interpreter
+        exit, where wandb tears itself down under it)."""
+        try:
+            self._init(run_info)
+        except Exception as e:  # noqa: BLE001 - W&B must never stop or clutter a run; reported unless abandoned
+            if not self._closed:
+                self._report("disabled", f"start failed: {_short(e)}")
 
     def _init(self, run_info: dict) -> None:
         try:
@@ -101,7 +120,8 @@ class WandbSink:
         except ImportError:
             self._report("disabled", "wandb is not installed (pip install wandb)")
             return
-        failures = (wandb.errors.Error, OSError, TimeoutError)
+        _disable_sdk_analytics()
+        failures = (wandb.errors.Error, OSError, TimeoutError, *_abandoned_error())
         reasons = []
         for mode in MODES[MODES.index(self.mode):-1]:  # "disabled" is what is left when the others fail
             settings: dict[str, Any] = {"init_timeout": self.init_timeout_s, "silent": True}
@@ -137,7 +157,10 @@ class WandbSink:
                     self._apply(run, kind, payload)
                 self._pending.clear()
                 self.run = run
+                late = self._closed
             self._report(mode, "; ".join(reasons) or "as asked")
+            if late:  # close() stopped waiting for this start: end the run here
+                self._finish(run, self._late_close)
             return
         self._report("disabled", "; ".join(reasons) or "as asked")
 
@@ -186,25 +209,64 @@ class WandbSink:
         """Nothing to do: wandb sends in the background."""
 
     def close(self, status: str, summary: dict) -> None:
-        """Wait for a pending init (at most its timeout and a margin), then finish the run."""
+        """Wait for a start still under way, then finish the run: each wait at most
+        `init_timeout_s` (the config's wandb_timeout_s), so a hanging server costs a
+        run at most twice that."""
         if getattr(self, "_thread", None) is None:
             return
-        self._thread.join(self.init_timeout_s * 2 + 30)  # s: online try + offline init
+        self._thread.join(self.init_timeout_s)
         with self._lock:
             run, self.run = self.run, None
+            if run is None and self._thread.is_alive():
+                self._closed, self._late_close = True, (status, dict(summary or {}))
         if run is None:
+            if self._closed:
+                print(f"W&B: still starting after {self.init_timeout_s:g} s (wandb_timeout_s); not waiting longer. "
+                      "The run's metrics are in the experiments database.", flush=True)
             return
+        finisher = threading.Thread(target=self._finish, args=(run, (status, dict(summary or {}))),
+                                    name="wandb-finish", daemon=True)
+        finisher.start()
+        finisher.join(self.init_timeout_s)
+        if finisher.is_alive():
+            print(f"W&B: finishing the run took longer than {self.init_timeout_s:g} s (wandb_timeout_s); not waiting "
+                  "longer. The run's metrics are in the experiments database; a run W&B kept offline can be "
+                  "uploaded later with `wandb sync`.", flush=True)
+
+    @staticmethod
+    def _finish(run, ending: tuple[str, dict]) -> None:
         import wandb
 
+        status, summary = ending
         try:
-            run.summary.update({k: v for k, v in (summary or {}).items() if v is not None})
+            run.summary.update({k: v for k, v in summary.items() if v is not None})
             run.summary["status"] = status
-        finally:
-            try:
-                run.finish(exit_code=0 if status in ("completed", "stopped_early", "pruned") else 1)
-                wandb.teardown()  # the next run reads WANDB_* settings afresh
-            except (wandb.errors.Error, OSError) as e:
-                print(f"W&B: finish failed ({_short(e)}); metrics are in the experiments database")
+            run.finish(exit_code=0 if status in ("completed", "stopped_early", "pruned") else 1)
+            wandb.teardown()  # the next run reads WANDB_* settings afresh
+        except (wandb.errors.Error, OSError) as e:
+            print(f"W&B: finish failed ({_short(e)}); metrics are in the experiments database")
+
+
+def _abandoned_error() -> tuple[type[BaseException], ...]:
+    """wandb's error for a request whose service went away (the process is exiting while
+    a start is still under way): a failed start like the others, not a traceback."""
+    try:
+        from wandb.sdk.mailbox.mailbox_handle import HandleAbandonedError
+    except ImportError:
+        return ()
+    return (HandleAbandonedError,)
+
+
+def _disable_sdk_analytics() -> None:
+    """Turn off wandb's own SDK analytics (OpenTelemetry to the W&B server): its exit hook
+    waits up to 30 s on a server that does not answer. Absent in other wandb versions."""
+    try:
+        from wandb.analytics.opentelemetry import opentelemetry_proxy
+    except ImportError:
+        return
+    disable = getattr(opentelemetry_proxy, "disable", None)
+    if callable(disable):
+        disable()
 
 
 def _unreachable(base_url: str, timeout_s: float) -> str | None:

@@ -19,6 +19,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
+def _path_name(field: str, name: str) -> str:
+    """`name` if it may name a folder (config.path_name_problem, the one rule), else ConfigError."""
+    from .config import ConfigError, path_name_problem
+
+    problem = path_name_problem(field, name)
+    if problem:
+        raise ConfigError([problem])
+    return name
+
+
 @dataclass(frozen=True)
 class Workspace:
     root: Path  # durable folder (Drive in Colab)
@@ -48,7 +58,7 @@ class Workspace:
         return self.root / "runs"
 
     def run_dir(self, run_name: str) -> Path:
-        return self.runs_dir / run_name
+        return self.runs_dir / _path_name("run_name", run_name)
 
     # --- database --------------------------------------------------------------------
     @property
@@ -62,7 +72,7 @@ class Workspace:
     # --- checkpoints -----------------------------------------------------------------
     def checkpoint_run_dir(self, run_name: str) -> Path:
         """The run folder that holds the primary `checkpoints/` (local disk in Colab)."""
-        return (self.local or self.root) / "runs" / run_name
+        return (self.local or self.root) / "runs" / _path_name("run_name", run_name)
 
     def checkpoint_mirror_dir(self, run_name: str) -> Path | None:
         return self.run_dir(run_name) / "checkpoints" if self.local else None
