@@ -11,6 +11,7 @@ import textwrap
 import pandas as pd
 import pytest
 
+from utils.training.db_file import DatabaseFileError
 from utils.training.experiment_db import (
     SCHEMA_VERSION,
     ExperimentDB,
@@ -300,13 +301,13 @@ def test_a_v1_file_that_is_not_ours_is_left_unchanged(tmp_path):
     path = tmp_path / "other.db"
     _v1_database(path, "CREATE TABLE things (x INTEGER);")
     before = path.read_bytes()
-    with pytest.raises(RuntimeError, match="not an experiments database"):
+    with pytest.raises(DatabaseFileError, match="another schema"):
         ExperimentDB(path)
     raw = sqlite3.connect(path)
     assert raw.execute("PRAGMA user_version").fetchone()[0] == 1
     assert [r[0] for r in raw.execute("SELECT name FROM sqlite_master")] == ["things"]
     raw.close()
-    assert len(before) > 0
+    assert path.read_bytes() == before
 
 
 def test_sink_restarting_from_scratch_continues_its_own_row(tmp_path):

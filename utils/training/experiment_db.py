@@ -105,9 +105,6 @@ CREATE UNIQUE INDEX artifacts_point ON artifacts(run_id, kind, step);
 """
 # MIGRATIONS[v] brings a database from user_version v to v + 1.
 MIGRATIONS = {0: _SCHEMA_V1, 1: _SCHEMA_V2}
-# The tables and columns a database must have at user_version 1 to be ours to migrate.
-_V1_COLUMNS = {"runs": {"run_id", "run_name", "status"}, "metrics": {"run_id", "name", "step", "value", "wall_time"},
-               "artifacts": {"artifact_id", "run_id", "kind", "path", "step"}}
 
 
 class RunExistsError(ValueError):
@@ -191,29 +188,18 @@ class ExperimentDB:
 
     # -- schema --------------------------------------------------------------
     def _migrate(self) -> None:
+        # check_database_file (db_file.py) has already refused any file that is not ours.
         with self._write():
             version = self.conn.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:
                 raise RuntimeError(f"{self.path} has schema version {version}; this code reads up to "
                                    f"{SCHEMA_VERSION}. Update the project, or open a copy made by this version.")
             while version < SCHEMA_VERSION:
-                if version == 1:
-                    self._check_ours_v1()
                 for stmt in MIGRATIONS[version].split(";"):
                     if stmt.strip():
                         self.conn.execute(stmt)
                 version += 1
                 self.conn.execute(f"PRAGMA user_version = {int(version)}")
-
-    def _check_ours_v1(self) -> None:
-        """Migrate only a database this module made: a file of user_version 1 that lacks
-        our tables is someone else's, and is left as it is."""
-        for table, cols in _V1_COLUMNS.items():
-            have = {r[1] for r in self.conn.execute(f"PRAGMA table_info({table})")}  # names from a fixed dict
-            if not cols <= have:
-                raise RuntimeError(f"{self.path} says schema version 1 but has no {table} table with columns "
-                                   f"{sorted(cols)}: it is not an experiments database of this project, and "
-                                   "was not changed. Open another path.")
 
     def _write(self) -> _Transaction:
         return _Transaction(self.conn)
