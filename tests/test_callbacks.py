@@ -64,7 +64,7 @@ def test_progress_bar_saved_text_is_its_final_state(tmp_path):
 
     code = """from types import SimpleNamespace
 from utils.training.callbacks import ProgressBarCallback
-bar, state = ProgressBarCallback(), SimpleNamespace(max_steps=30, step=0, run_name="r")
+bar, state = ProgressBarCallback(), SimpleNamespace(max_steps=30, step=0, run_name="r", elapsed_s=0.0)
 bar.on_train_begin(state, None)
 for _ in range(30):
     bar.on_step_end(state, None)
