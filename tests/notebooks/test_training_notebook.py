@@ -146,13 +146,14 @@ def test_played_colab_runtime_dies_and_run_all_resumes_from_drive(local_run, tmp
 
     died = ARTIFACTS / "training.played-colab.ipynb"
     with pytest.raises(NotebookExecutionError, match="DeadKernelError"):
-        colab.run_all(NOTEBOOK, params, died, FAKE_COLAB_DIE_AT_STEP="20", **wandb_env)
+        colab.run_all(NOTEBOOK, params, died, FAKE_COLAB_DIE_AT_STEP="20",
+                      FAKE_COLAB_DEATH_NOTE=str(colab.base / "death.txt"), **wandb_env)
     first = nbformat.read(died, as_version=4)
     out = texts(first)
     assert "Colab: True" in out
     assert f"{colab.origin.as_uri()} at played-colab" in out and f"in {colab.clone_dir}" in out
     assert "Starting run notebook-run from step 0" in out
-    assert "the runtime dies after the checkpoint of step 20" in out
+    assert "the runtime dies after the checkpoint of step 20" in (colab.base / "death.txt").read_text()
     assert installed_distributions() == before, "the set-up cell's pip install changed the venv"
     root = colab.drive / "slm-workspace"
     assert (root / "experiments.db").is_file()

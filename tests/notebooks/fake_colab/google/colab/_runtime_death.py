@@ -3,6 +3,8 @@
 database backup are on Drive. Deterministic: the mirror copy is awaited first, so Drive
 holds exactly what a runtime that died there would have left.
 
+With FAKE_COLAB_DEATH_NOTE=PATH it also writes its last words to PATH.
+
 Test stand-in only: it wraps two library methods, once, when google.colab is imported.
 """
 
@@ -24,7 +26,16 @@ def install(die_at_step: int) -> None:
     def back_up_then_die(self, state, control, **kwargs):
         on_save(self, state, control, **kwargs)
         if state.step == die_at_step:
-            print(f"fake Colab: the runtime dies after the checkpoint of step {state.step}", flush=True)
+            message = f"fake Colab: the runtime dies after the checkpoint of step {state.step}"
+            # os._exit can beat the kernel's output thread to the socket, so the printed line
+            # may never reach the notebook: the note file (outside the VM) is what tests read.
+            note = os.environ.get("FAKE_COLAB_DEATH_NOTE")
+            if note:
+                with open(note, "w") as f:
+                    f.write(message + "\n")
+                    f.flush()
+                    os.fsync(f.fileno())
+            print(message, flush=True)
             sys.stderr.flush()
             os._exit(137)
 
