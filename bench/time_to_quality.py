@@ -1,0 +1,229 @@
+"""Time to quality: how long each recipe needs to reach AdamW's validation bits per byte.
+
+Same corpus (built-in ICD-10-CM), same BPE tokenizer, same model shape and budget: the
+`cpu` preset's (600 optimizer steps of 16 x 128 tokens), 3 seeds (model init and batch
+order; the data split and tokenizer stay those of seed 42). Recipes: AdamW, Muon, and
+Muon with torch.compile.
+
+Robust to a shared, busy machine: quality is measured against optimizer steps, which
+does not depend on the load, and time is measured per step with the recipes of a seed
+interleaved step by step (threads pass a baton at every step end, as in
+loop_overhead.py), so every recipe sees the same load within milliseconds. A recipe's
+time to step k is k x its median step time in that seed; evaluations are not timed,
+and a compiled recipe's compile time is printed apart and not counted.
+
+Printed, per recipe: final val bits/byte (mean and spread over seeds), median step time
+relative to AdamW, and the time to reach AdamW's final val bits/byte (same seed, linear
+interpolation between evaluations) as a fraction of AdamW's time. The last line is the
+ratio for the second recipe, e.g. `time_to_quality muon/adamw 0.71 (3 seeds)`.
+
+    .venv/bin/python bench/time_to_quality.py            # the full run (~20 min on 2 busy cores)
+    .venv/bin/python bench/time_to_quality.py --quick    # 1 seed, 60 steps (make bench)
+    .venv/bin/python bench/time_to_quality.py --recipe muon01 optimizer=muon muon_lr=0.01 ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+# The repository root first, and bench/ off the path: a script here must never shadow a package.
+sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+import torch  # noqa: E402
+
+from utils.training.callbacks import TrainerCallback  # noqa: E402
+from utils.training.config import TrainingConfig, parse_overrides  # noqa: E402
+from utils.training.data import prepare_data  # noqa: E402
+from utils.training.models import build_model  # noqa: E402
+from utils.training.sampler import RandomBatchSampler  # noqa: E402
+from utils.training.trainer import Trainer  # noqa: E402
+
+RECIPES = {
+    "adamw": {"optimizer": "adamw", "compile": "off"},
+    "muon": {"optimizer": "muon", "compile": "off"},
+    "muon+compile": {"optimizer": "muon", "compile": "on"},
+}
+DATA_SEED = 42  # the split and tokenizer: the same for every run
+
+
+class Baton:
+    """Round-robin turns between threads; each holder's time per step, evaluations excluded."""
+
+    def __init__(self, names):
+        self.cv = threading.Condition()
+        self.order, self.turn, self.t = list(names), 0, 0.0
+        self.times = {n: [] for n in names}
+
+    def _wait(self, name):
+        self.cv.wait_for(lambda: self.order[self.turn] == name)
+        self.t = time.perf_counter()
+
+    def start(self, name):
+        with self.cv:
+            self._wait(name)
+
+    def restart_clock(self):
+        """The holder did untimed work (an evaluation) since its turn began."""
+        self.t = time.perf_counter()
+
+    def step_done(self, name):
+        with self.cv:
+            self.times[name].append(time.perf_counter() - self.t)
+            self.turn = (self.turn + 1) % len(self.order)
+            self.cv.notify_all()
+            self._wait(name)
+
+    def finish(self, name):
+        with self.cv:
+            i = self.order.index(name)
+            self.order.pop(i)
+            if self.order:
+                if i < self.turn:
+                    self.turn -= 1
+                self.turn %= len(self.order)
+            self.cv.notify_all()
+
+
+class Recorder(TrainerCallback):
+    """Passes the baton at every step end; keeps (step, val_bpb) of every evaluation."""
+
+    def __init__(self, baton, name):
+        self.baton, self.name, self.curve = baton, name, []
+
+    def on_step_end(self, state, control, **kw):
+        self.baton.step_done(self.name)
+
+    def on_evaluate(self, state, control, metrics=None, **kw):
+        self.curve.append((state.step, metrics["val_bpb"]))
+        self.baton.restart_clock()
+
+
+def run_seed(recipes, base, data, seed, workdir):
+    """All recipes of one seed, interleaved step by step. -> {name: result dict}."""
+    baton = Baton(recipes)
+    out = {}
+
+    def target(name):
+        try:
+            cfg = base.replace(**recipes[name], random_seed=seed, run_name=f"{name.replace('+', '-')}-s{seed}")
+            model = build_model(cfg)
+            train = RandomBatchSampler(data.train.tokens, cfg.batch_size, cfg.block_size, seed)
+            val = RandomBatchSampler(data.val.tokens, cfg.batch_size, cfg.block_size, DATA_SEED)
+            rec = Recorder(baton, name)
+            trainer = Trainer(cfg, model, train, val, run_dir=Path(workdir) / cfg.run_name, callbacks=[rec],
+                              bytes_per_token=data.bytes_per_token, progress_bar=False)
+            baton.start(name)
+            result = trainer.train()
+            out[name] = {"curve": rec.curve, "compile_s": getattr(trainer, "compile_s", 0.0),
+                         "status": result.status}
+        finally:
+            baton.finish(name)
+
+    threads = [threading.Thread(target=target, args=(n,)) for n in recipes]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for name in recipes:
+        if name not in out:
+            raise RuntimeError(f"recipe {name} failed in seed {seed} (see the traceback above)")
+        times = baton.times[name]  # the first two steps (setup; compiling, when compiled) are dropped
+        out[name]["step_s"] = statistics.median(times[2:] if len(times) > 4 else times)
+    return out
+
+
+def steps_to_reach(curve, target):
+    """First step (interpolated between evaluations) at which val_bpb <= target; None if never."""
+    prev = None
+    for step, bpb in curve:
+        if bpb <= target:
+            if prev is None:
+                return float(step)
+            s0, b0 = prev
+            return s0 + (step - s0) * (b0 - target) / (b0 - bpb)
+        prev = (step, bpb)
+    return None
+
+
+def spread(xs):
+    return f"{statistics.mean(xs):.4f} ± {statistics.stdev(xs):.4f}" if len(xs) > 1 else f"{xs[0]:.4f}"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="1 seed, 60 steps, no compiled recipe (about 2 min)")
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--steps", type=int, default=0, help="optimizer steps; 0 = the preset's")
+    ap.add_argument("--eval-interval", type=int, default=25)
+    ap.add_argument("--preset", default="cpu")
+    ap.add_argument("--recipe", nargs="+", action="append", metavar=("NAME", "KEY=VALUE"),
+                    help="a recipe: a name from %s, or a new name followed by config overrides; "
+                         "the first is the reference" % ", ".join(RECIPES))
+    ap.add_argument("--threads", type=int, default=0, help="torch threads; 0 = torch's default")
+    a = ap.parse_args(argv)
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    if a.recipe:
+        recipes = {r[0]: {**RECIPES.get(r[0], {"compile": "off"}), **parse_overrides(r[1:])} for r in a.recipe}
+    else:
+        recipes = {k: v for k, v in RECIPES.items() if not (a.quick and v["compile"] == "on")}
+    seeds = [1, 2, 3][: 1 if a.quick else a.seeds] if a.seeds <= 3 else list(range(1, a.seeds + 1))
+    steps = a.steps or (60 if a.quick else 0)
+    eval_interval = 10 if a.quick else a.eval_interval
+    base = TrainingConfig.preset(a.preset, random_seed=DATA_SEED)
+    overrides = dict(eval_interval=eval_interval, sample_interval=0, checkpoint_interval=10**9, log_interval=50)
+    if steps:
+        overrides["max_steps"] = steps
+    with tempfile.TemporaryDirectory() as ws:
+        t0 = time.perf_counter()
+        data = prepare_data(base, ws)
+        base = base.replace(vocab_size=data.vocab_size, **overrides)
+        print(f"preset {a.preset}: {base.n_layer} layers x {base.d_model}, {base.model_family}, vocab "
+              f"{base.vocab_size}, {base.max_steps} steps of {base.tokens_per_step} tokens, eval every "
+              f"{eval_interval} steps; data ready in {time.perf_counter() - t0:.0f} s; torch threads "
+              f"{torch.get_num_threads()}", flush=True)
+        results = {name: [] for name in recipes}
+        for i, seed in enumerate(seeds):
+            names = list(recipes)
+            order = names[i % len(names):] + names[: i % len(names)]  # who goes first rotates by seed
+            t = time.perf_counter()
+            res = run_seed({n: recipes[n] for n in order}, base, data, seed, ws)
+            for name in recipes:
+                results[name].append(res[name])
+            line = "  ".join(f"{n} {res[n]['curve'][-1][1]:.4f} ({1000 * res[n]['step_s']:.0f} ms/step)"
+                             for n in recipes)
+            print(f"seed {seed} ({time.perf_counter() - t:.0f} s): val bpb {line}", flush=True)
+    ref = next(iter(recipes))
+    print(f"\n{'recipe':<16}{'val bpb at budget':>22}{'step time':>11}{'time to ' + ref + ' final bpb':>28}")
+    ratios = {}
+    for name, runs in results.items():
+        finals = [r["curve"][-1][1] for r in runs]
+        step_ratio = [r["step_s"] / results[ref][j]["step_s"] for j, r in enumerate(runs)]
+        fractions = []
+        for j, r in enumerate(runs):
+            reached = steps_to_reach(r["curve"], results[ref][j]["curve"][-1][1])
+            fractions.append(None if reached is None else
+                             reached * r["step_s"] / (base.max_steps * results[ref][j]["step_s"]))
+        got = [f for f in fractions if f is not None]
+        ratios[name] = (statistics.mean(got) if len(got) == len(fractions) else None, len(runs))
+        ttq = (spread(got) if len(got) == len(fractions) else f"not reached in {len(fractions) - len(got)} seed(s)")
+        compile_s = [r["compile_s"] for r in runs if r["compile_s"]]
+        extra = f"  (+ compile {statistics.mean(compile_s):.0f} s, not counted)" if compile_s else ""
+        print(f"{name:<16}{spread(finals):>22}{statistics.mean(step_ratio):>10.2f}x{ttq:>28}{extra}")
+    names = list(recipes)[1:]
+    for name in names[1:] + names[:1]:  # the second recipe's ratio is the last line
+        value, n = ratios[name]
+        shown = f"{value:.2f}" if value is not None else "not-reached"
+        print(f"time_to_quality {name}/{ref} {shown} ({n} seed{'s' if n != 1 else ''})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
