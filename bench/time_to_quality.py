@@ -164,8 +164,8 @@ def main(argv=None) -> int:
     ap.add_argument("--eval-interval", type=int, default=25)
     ap.add_argument("--preset", default="cpu")
     ap.add_argument("--recipe", nargs="+", action="append", metavar=("NAME", "KEY=VALUE"),
-                    help="a recipe: a name from %s, or a new name followed by config overrides; "
-                         "the first is the reference" % ", ".join(RECIPES))
+                    help=f"a recipe: a name from {', '.join(RECIPES)}, or a new name followed by config "
+                         "overrides; the first is the reference")
     ap.add_argument("--threads", type=int, default=0, help="torch threads; 0 = torch's default")
     a = ap.parse_args(argv)
     if a.threads:

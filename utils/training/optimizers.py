@@ -25,6 +25,7 @@ import inspect
 import torch
 
 from .config import OPTIMIZERS
+
 ADAMW_BETAS = (0.9, 0.95)
 # Keller Jordan's scaling, sqrt(max(1, rows/cols)): an update of RMS ~ 1/sqrt(cols).
 MUON_ADJUST_LR = "original"
