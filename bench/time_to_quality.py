@@ -3,7 +3,8 @@
 Same corpus (built-in ICD-10-CM), same BPE tokenizer, same model shape and budget: the
 `cpu` preset's (600 optimizer steps of 16 x 128 tokens), 3 seeds (model init and batch
 order; the data split and tokenizer stay those of seed 42). Recipes: AdamW, Muon, and
-Muon with torch.compile.
+Muon with torch.compile where compile=auto would compile (a CUDA GPU of capability >= 8.0;
+--compile on adds it anywhere: on 2 CPU cores it was measured not to pay, see README).
 
 Robust to a shared, busy machine: quality is measured against optimizer steps, which
 does not depend on the load, and time is measured per step with the recipes of a seed
@@ -43,7 +44,7 @@ from utils.training.config import TrainingConfig, parse_overrides  # noqa: E402
 from utils.training.data import prepare_data  # noqa: E402
 from utils.training.models import build_model  # noqa: E402
 from utils.training.sampler import RandomBatchSampler  # noqa: E402
-from utils.training.trainer import Trainer  # noqa: E402
+from utils.training.trainer import Trainer, resolve_compile, resolve_device  # noqa: E402
 
 RECIPES = {
     "adamw": {"optimizer": "adamw", "compile": "off"},
@@ -102,17 +103,19 @@ class Recorder(TrainerCallback):
 
     def on_evaluate(self, state, control, metrics=None, **kw):
         self.curve.append((state.step, metrics["val_bpb"]))
+        if state.step % 200 == 0:  # progress, off the printed results
+            print(f"  {self.name} step {state.step} val bpb {metrics['val_bpb']:.4f}", file=sys.stderr, flush=True)
         self.baton.restart_clock()
 
 
-def run_seed(recipes, base, data, seed, workdir):
+def run_seed(recipes, base, data, seed, workdir, tag="q"):
     """All recipes of one seed, interleaved step by step. -> {name: result dict}."""
     baton = Baton(recipes)
     out = {}
 
     def target(name):
         try:
-            cfg = base.replace(**recipes[name], random_seed=seed, run_name=f"{name.replace('+', '-')}-s{seed}")
+            cfg = base.replace(**recipes[name], random_seed=seed, run_name=f"{tag}-{name.replace('+', '-')}-s{seed}")
             model = build_model(cfg)
             train = RandomBatchSampler(data.train.tokens, cfg.batch_size, cfg.block_size, seed)
             val = RandomBatchSampler(data.val.tokens, cfg.batch_size, cfg.block_size, DATA_SEED)
@@ -137,6 +140,17 @@ def run_seed(recipes, base, data, seed, workdir):
         times = baton.times[name]  # the first two steps (setup; compiling, when compiled) are dropped
         out[name]["step_s"] = statistics.median(times[2:] if len(times) > 4 else times)
     return out
+
+
+_SHARED = None  # (base config, prepared data, workspace, threads), inherited by forked seed workers
+
+
+def _quality_job(seed, name, recipe):
+    base, data, ws, threads = _SHARED
+    if threads:
+        torch.set_num_threads(threads)
+    t = time.perf_counter()
+    return run_seed({name: recipe}, base, data, seed, ws)[name], time.perf_counter() - t
 
 
 def steps_to_reach(curve, target):
@@ -167,13 +181,20 @@ def main(argv=None) -> int:
                     help=f"a recipe: a name from {', '.join(RECIPES)}, or a new name followed by config "
                          "overrides; the first is the reference")
     ap.add_argument("--threads", type=int, default=0, help="torch threads; 0 = torch's default")
+    ap.add_argument("--jobs", type=int, default=1, help="quality runs in this many processes at once")
+    ap.add_argument("--timing-steps", type=int, default=40, help="steps of each recipe in the paired timing run")
+    ap.add_argument("--compile", choices=["auto", "on", "off"], default="auto",
+                    help="add the muon+compile recipe: auto = where compile=auto would compile (CUDA >= 8.0)")
     a = ap.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
     if a.recipe:
         recipes = {r[0]: {**RECIPES.get(r[0], {"compile": "off"}), **parse_overrides(r[1:])} for r in a.recipe}
     else:
-        recipes = {k: v for k, v in RECIPES.items() if not (a.quick and v["compile"] == "on")}
+        device = resolve_device()
+        capability = torch.cuda.get_device_capability(device) if device.type == "cuda" else None
+        with_compile = a.compile == "on" or (a.compile == "auto" and resolve_compile("auto", device.type, capability))
+        recipes = {k: v for k, v in RECIPES.items() if v["compile"] == "off" or (with_compile and not a.quick)}
     seeds = [1, 2, 3][: 1 if a.quick else a.seeds] if a.seeds <= 3 else list(range(1, a.seeds + 1))
     steps = a.steps or (60 if a.quick else 0)
     eval_interval = 10 if a.quick else a.eval_interval
@@ -189,34 +210,50 @@ def main(argv=None) -> int:
               f"{base.vocab_size}, {base.max_steps} steps of {base.tokens_per_step} tokens, eval every "
               f"{eval_interval} steps; data ready in {time.perf_counter() - t0:.0f} s; torch threads "
               f"{torch.get_num_threads()}", flush=True)
-        results = {name: [] for name in recipes}
-        for i, seed in enumerate(seeds):
-            names = list(recipes)
-            order = names[i % len(names):] + names[: i % len(names)]  # who goes first rotates by seed
-            t = time.perf_counter()
-            res = run_seed({n: recipes[n] for n in order}, base, data, seed, ws)
-            for name in recipes:
-                results[name].append(res[name])
-            line = "  ".join(f"{n} {res[n]['curve'][-1][1]:.4f} ({1000 * res[n]['step_s']:.0f} ms/step)"
-                             for n in recipes)
-            print(f"seed {seed} ({time.perf_counter() - t:.0f} s): val bpb {line}", flush=True)
+        results = {name: [None] * len(seeds) for name in recipes}
+        jobs = [(j, seed, name) for j, seed in enumerate(seeds) for name in recipes]
+
+        def report(j, name, res, seconds):
+            results[name][j] = res
+            print(f"seed {seeds[j]} {name}: val bpb {res['curve'][-1][1]:.4f} ({seconds:.0f} s)", flush=True)
+
+        timing_base = base.replace(max_steps=a.timing_steps, eval_interval=10**6)
+        if a.jobs > 1:  # quality runs in parallel processes, the paired timing run here meanwhile
+            import multiprocessing as mp
+            from concurrent.futures import ProcessPoolExecutor
+
+            global _SHARED
+            _SHARED = (base, data, ws, a.threads)
+            with ProcessPoolExecutor(a.jobs, mp_context=mp.get_context("fork")) as pool:
+                futures = [(j, name, pool.submit(_quality_job, seeds[j], name, recipes[name]))
+                           for j, _, name in jobs]
+                timing = run_seed(recipes, timing_base, data, seeds[0], ws, tag="t")
+                for j, name, f in futures:
+                    report(j, name, *f.result())
+        else:
+            timing = run_seed(recipes, timing_base, data, seeds[0], ws, tag="t")
+            for j, seed, name in jobs:
+                t = time.perf_counter()
+                res = run_seed({name: recipes[name]}, base, data, seed, ws)[name]
+                report(j, name, res, time.perf_counter() - t)
+        ms = "  ".join(f"{n} {1000 * timing[n]['step_s']:.0f} ms" for n in recipes)
+        print(f"median step time, recipes interleaved step by step over {a.timing_steps} steps each: {ms}", flush=True)
     ref = next(iter(recipes))
     print(f"\n{'recipe':<16}{'val bpb at budget':>22}{'step time':>11}{'time to ' + ref + ' final bpb':>28}")
     ratios = {}
     for name, runs in results.items():
         finals = [r["curve"][-1][1] for r in runs]
-        step_ratio = [r["step_s"] / results[ref][j]["step_s"] for j, r in enumerate(runs)]
+        step_ratio = timing[name]["step_s"] / timing[ref]["step_s"]
         fractions = []
         for j, r in enumerate(runs):
             reached = steps_to_reach(r["curve"], results[ref][j]["curve"][-1][1])
-            fractions.append(None if reached is None else
-                             reached * r["step_s"] / (base.max_steps * results[ref][j]["step_s"]))
+            fractions.append(None if reached is None else reached / base.max_steps * step_ratio)
         got = [f for f in fractions if f is not None]
         ratios[name] = (statistics.mean(got) if len(got) == len(fractions) else None, len(runs))
         ttq = (spread(got) if len(got) == len(fractions) else f"not reached in {len(fractions) - len(got)} seed(s)")
-        compile_s = [r["compile_s"] for r in runs if r["compile_s"]]
+        compile_s = [r["compile_s"] for r in runs + [timing[name]] if r["compile_s"]]
         extra = f"  (+ compile {statistics.mean(compile_s):.0f} s, not counted)" if compile_s else ""
-        print(f"{name:<16}{spread(finals):>22}{statistics.mean(step_ratio):>10.2f}x{ttq:>28}{extra}")
+        print(f"{name:<16}{spread(finals):>22}{step_ratio:>10.2f}x{ttq:>28}{extra}")
     names = list(recipes)[1:]
     for name in names[1:] + names[:1]:  # the second recipe's ratio is the last line
         value, n = ratios[name]
