@@ -183,6 +183,7 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=0, help="torch threads; 0 = torch's default")
     ap.add_argument("--jobs", type=int, default=1, help="quality runs in this many processes at once")
     ap.add_argument("--timing-steps", type=int, default=40, help="steps of each recipe in the paired timing run")
+    ap.add_argument("--timing-only", action="store_true", help="only the paired timing run (step times, compile)")
     ap.add_argument("--compile", choices=["auto", "on", "off"], default="auto",
                     help="add the muon+compile recipe: auto = where compile=auto would compile (CUDA >= 8.0)")
     a = ap.parse_args(argv)
@@ -218,6 +219,13 @@ def main(argv=None) -> int:
             print(f"seed {seeds[j]} {name}: val bpb {res['curve'][-1][1]:.4f} ({seconds:.0f} s)", flush=True)
 
         timing_base = base.replace(max_steps=a.timing_steps, eval_interval=10**6)
+        if a.timing_only:
+            timing = run_seed(recipes, timing_base, data, seeds[0], ws, tag="t")
+            for n in recipes:
+                extra = f", compile {timing[n]['compile_s']:.0f} s" if timing[n]["compile_s"] else ""
+                print(f"{n}: median step {1000 * timing[n]['step_s']:.0f} ms "
+                      f"({timing[n]['step_s'] / timing[next(iter(recipes))]['step_s']:.2f}x){extra}")
+            return 0
         if a.jobs > 1:  # quality runs in parallel processes, the paired timing run here meanwhile
             import multiprocessing as mp
             from concurrent.futures import ProcessPoolExecutor
