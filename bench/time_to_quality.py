@@ -7,18 +7,19 @@ Muon with torch.compile where compile=auto would compile (a CUDA GPU of capabili
 --compile on adds it anywhere: on 2 CPU cores it was measured not to pay, see README).
 
 Robust to a shared, busy machine: quality is measured against optimizer steps, which
-does not depend on the load, and time is measured per step with the recipes of a seed
-interleaved step by step (threads pass a baton at every step end, as in
-loop_overhead.py), so every recipe sees the same load within milliseconds. A recipe's
-time to step k is k x its median step time in that seed; evaluations are not timed,
-and a compiled recipe's compile time is printed apart and not counted.
+no load can change (one run per seed and recipe; --jobs runs them in parallel
+processes). Time is a step count times a median step time, and the step times come from
+one more run in which the recipes take turns step by step (threads pass a baton at every
+step end, as in loop_overhead.py), so every recipe sees the same load within
+milliseconds; evaluations are not timed, and a compiled recipe's compile time is
+printed apart and not counted.
 
-Printed, per recipe: final val bits/byte (mean and spread over seeds), median step time
+Printed, per recipe: final val bits/byte (mean and spread over seeds), step time
 relative to AdamW, and the time to reach AdamW's final val bits/byte (same seed, linear
 interpolation between evaluations) as a fraction of AdamW's time. The last line is the
 ratio for the second recipe, e.g. `time_to_quality muon/adamw 0.71 (3 seeds)`.
 
-    .venv/bin/python bench/time_to_quality.py            # the full run (~20 min on 2 busy cores)
+    .venv/bin/python bench/time_to_quality.py --jobs 6   # the full run (~20 min on 2 idle cores)
     .venv/bin/python bench/time_to_quality.py --quick    # 1 seed, 60 steps (make bench)
     .venv/bin/python bench/time_to_quality.py --recipe muon01 optimizer=muon muon_lr=0.01 ...
 """
@@ -218,7 +219,8 @@ def main(argv=None) -> int:
             results[name][j] = res
             print(f"seed {seeds[j]} {name}: val bpb {res['curve'][-1][1]:.4f} ({seconds:.0f} s)", flush=True)
 
-        timing_base = base.replace(max_steps=a.timing_steps, eval_interval=10**6)
+        timing_steps = min(a.timing_steps, 20) if a.quick else a.timing_steps
+        timing_base = base.replace(max_steps=timing_steps, eval_interval=10**6)
         if a.timing_only:
             timing = run_seed(recipes, timing_base, data, seeds[0], ws, tag="t")
             for n in recipes:
@@ -245,7 +247,7 @@ def main(argv=None) -> int:
                 res = run_seed({name: recipes[name]}, base, data, seed, ws)[name]
                 report(j, name, res, time.perf_counter() - t)
         ms = "  ".join(f"{n} {1000 * timing[n]['step_s']:.0f} ms" for n in recipes)
-        print(f"median step time, recipes interleaved step by step over {a.timing_steps} steps each: {ms}", flush=True)
+        print(f"median step time, recipes interleaved step by step over {timing_steps} steps each: {ms}", flush=True)
     ref = next(iter(recipes))
     print(f"\n{'recipe':<16}{'val bpb at budget':>22}{'step time':>11}{'time to ' + ref + ' final bpb':>28}")
     ratios = {}
