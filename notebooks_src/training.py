@@ -197,6 +197,8 @@ warmup_ratio = None  #@param {type:"raw"}
 weight_decay = None  #@param {type:"raw"}
 max_grad_norm = None  #@param {type:"raw"}
 precision = "auto"  #@param ["auto", "fp32", "bf16", "fp16"]
+# optimizer: muon = Muon on the hidden matrices (a lower loss in the same steps), AdamW on the rest
+optimizer = "preset's optimizer"  #@param ["preset's optimizer", "adamw", "muon"]
 gradient_accumulation_steps = None  #@param {type:"raw"}
 random_seed = 42  #@param {type:"integer"}
 log_interval = None  #@param {type:"raw"}
@@ -216,6 +218,7 @@ config = TrainingConfig.from_form(
     preset=preset, model_size=model_size, run_name=run_name, model_family=model_family,
     learning_rate=learning_rate, schedule=schedule, batch_size=batch_size, max_steps=max_steps, epochs=epochs,
     warmup_ratio=warmup_ratio, weight_decay=weight_decay, max_grad_norm=max_grad_norm, precision=precision,
+    optimizer=optimizer,
     gradient_accumulation_steps=gradient_accumulation_steps, random_seed=random_seed,
     log_interval=log_interval, eval_interval=eval_interval, checkpoint_interval=checkpoint_interval,
     sample_interval=sample_interval, early_stopping_patience=early_stopping_patience, **data_fields,

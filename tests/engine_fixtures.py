@@ -124,12 +124,14 @@ def main(argv=None) -> int:
     p.add_argument("--step-sleep", type=float, default=0.0)
     p.add_argument("--partial-resume", action="store_true",
                    help="restore only model and optimizer (the control that must diverge)")
+    p.add_argument("--optimizer", default="adamw")
     a = p.parse_args(argv)
     torch.set_num_threads(1)
     dist = DistributedContext.from_env(device="cpu") if a.ddp else None
     rank = dist.rank if dist else 0
     cfg = tiny_config(max_steps=a.max_steps, checkpoint_interval=a.ckpt_every, keep_checkpoints=2,
-                      gradient_accumulation_steps=a.accum, log_interval=5, eval_interval=10)
+                      gradient_accumulation_steps=a.accum, log_interval=5, eval_interval=10,
+                      optimizer=a.optimizer)
     micro, _ = cfg.rank_batch(dist.world_size if dist else 1)
     model = build_model(cfg)
     callbacks = []

@@ -81,7 +81,12 @@ BAD_INPUTS = [
     ({"checkpoint_interval": 0}, "checkpoint_interval"),
     ({"keep_checkpoints": 0}, "keep_checkpoints"),
     ({"sample_interval": -1}, "sample_interval"),
-    ({"compile": "true"}, "compile"),
+    ({"compile": "true"}, "compile"),  # a string must be auto/on/off; only the JSON booleans are legacy
+    ({"compile": 1}, "compile"),
+    ({"optimizer": "sgd"}, "optimizer"),
+    ({"optimizer": "Muon"}, "optimizer"),
+    ({"muon_lr": 0.0}, "muon_lr"),
+    ({"muon_lr": float("nan")}, "muon_lr"),
     ({"precision": "fp8"}, "precision"),
     ({"precision": "BF16"}, "precision"),
     ({"schedule": "step"}, "schedule"),
@@ -202,7 +207,7 @@ def test_parse_overrides():
     assert parse_overrides(["learning_rate=3e-4", "n_layer=2", "compile=true", "run_name=a"]) == {
         "learning_rate": 3e-4,
         "n_layer": 2,
-        "compile": True,
+        "compile": "on",  # the bool spelling of before compile took auto/on/off
         "run_name": "a",
     }
     with pytest.raises(ConfigError) as info:
@@ -285,3 +290,21 @@ def test_from_form_named_preset_choices_keep_the_presets_values():
     base = TrainingConfig.from_form(preset="smoke")
     named = TrainingConfig.from_form(preset="smoke", schedule=PRESET_CHOICE + "schedule")
     assert named == base and named.schedule == base.schedule
+
+
+def test_compile_takes_auto_on_off_and_the_old_booleans(tmp_path):
+    assert TrainingConfig().compile == "auto"
+    assert TrainingConfig.preset("smoke", compile=True).compile == "on"
+    assert TrainingConfig.preset("smoke", compile=False).compile == "off"
+    old = tmp_path / "old.json"  # a config file written when compile was a bool
+    old.write_text(json.dumps({**TrainingConfig.preset("smoke").to_dict(), "compile": True}))
+    assert TrainingConfig.load(old).compile == "on"
+    assert parse_overrides(["compile=false"]) == {"compile": "off"}
+    assert parse_overrides(["compile=auto"]) == {"compile": "auto"}
+    assert TrainingConfig.from_form(preset="smoke", compile="off").compile == "off"
+
+
+def test_optimizer_fields_change_training():
+    a = TrainingConfig.preset("smoke", optimizer="adamw")
+    assert sorted(a.resume_blockers(a.replace(optimizer="muon", muon_lr=0.05))) == ["muon_lr", "optimizer"]
+    assert TrainingConfig.from_form(preset="smoke", optimizer="muon", muon_lr="0.01").muon_lr == 0.01

@@ -104,3 +104,19 @@ def test_two_ranks_stay_in_step_and_a_sigkilled_run_resumes_bit_exact(tmp_path):
     partial = _torchrun_fixture(tmp_path / "partial", "--partial-resume")
     assert partial.returncode == 0, partial.stderr[-3000:]
     assert not _same(_final(tmp_path / "partial")[0], reference[0])
+
+@pytest.mark.slow
+def test_two_process_gloo_run_with_muon_keeps_replicas_identical(tmp_path):
+    """Muon orthogonalises each rank's copy of the all-reduced gradient: the same input on
+    every rank, so the replicas stay bit-identical without any extra communication."""
+    steps = 4
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={_free_port()}",
+           str(FIXTURE), str(tmp_path), "--ddp", "--accum", "2", "--max-steps", str(steps), "--optimizer", "muon"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"STATUS completed STEP {steps}" in done.stdout
+    r0 = torch.load(tmp_path / "final.pt", weights_only=True)
+    r1 = torch.load(tmp_path / "final_rank1.pt", weights_only=True)
+    assert all(torch.equal(r0[k], r1[k]) for k in r0)
+    ckpt = torch.load(tmp_path / "checkpoints" / f"step_{steps:08d}.pt", weights_only=True)
+    assert set(ckpt["optimizer"]) == {"adamw", "muon"} and ckpt["optimizer"]["muon"]["state"]

@@ -176,6 +176,22 @@ def test_search_space_from_json_dict_and_form_agree(tmp_path):
                                    "d_model": {"type": "categorical", "choices": [64, 128]}}
 
 
+def test_the_optimizer_and_its_learning_rate_can_be_searched():
+    space = SearchSpace.from_form(optimizer="adamw,muon", muon_lr="0.005:0.05:log")
+    assert space.to_dict() == {"optimizer": {"type": "categorical", "choices": ["adamw", "muon"]},
+                               "muon_lr": {"type": "float", "low": 0.005, "high": 0.05, "log": True}}
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    seen = set()
+    for _ in range(10):
+        trial = study.ask()
+        cfg = TrainingConfig.preset("smoke").replace(**space.suggest(trial))
+        seen.add(cfg.optimizer)
+        study.tell(trial, 0.0)
+    assert seen == {"adamw", "muon"}
+    with pytest.raises(SearchSpaceError, match="optimizer: value 'sgd' is not allowed"):
+        SearchSpace.from_form(optimizer="adamw,sgd")
+
+
 def test_the_example_search_space_file_is_valid():
     space = SearchSpace.from_json(ROOT / "examples" / "search_space.json")
     TrainingConfig.preset("smoke").replace(**{p.name: (p.low if p.choices == () else p.choices[0]) for p in space})

@@ -30,8 +30,8 @@ class StopAt(TrainerCallback):
             raise KeyboardInterrupt
 
 
-def run(run_dir, stop_at=None, cls=Trainer, steps=16):
-    cfg = tiny_config(max_steps=steps, checkpoint_interval=5, dropout=0.1)
+def run(run_dir, stop_at=None, cls=Trainer, steps=16, optimizer="adamw"):
+    cfg = tiny_config(max_steps=steps, checkpoint_interval=5, dropout=0.1, optimizer=optimizer)
     model = build_model(cfg)
     trainer = cls(cfg, model, ArrayBatches(make_tokens(), cfg.batch_size, cfg.block_size, seed=1),
                   ArrayBatches(make_tokens(seed=5), cfg.batch_size, cfg.block_size), run_dir=run_dir,
@@ -48,14 +48,30 @@ def same(a, b) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_interrupted_run_resumes_bit_exact_and_partial_restore_diverges(tmp_path):
-    reference = run(tmp_path / "ref")
-    run(tmp_path / "full", stop_at=7)
+@pytest.mark.parametrize("optimizer", ["adamw", "muon"])
+def test_interrupted_run_resumes_bit_exact_and_partial_restore_diverges(tmp_path, optimizer):
+    reference = run(tmp_path / "ref", optimizer=optimizer)
+    run(tmp_path / "full", stop_at=7, optimizer=optimizer)
     random.seed(99)
     torch.manual_seed(99)  # the restarted process's RNGs start elsewhere
-    assert same(run(tmp_path / "full"), reference)
-    run(tmp_path / "partial", stop_at=7)
-    assert not same(run(tmp_path / "partial", cls=ModelAndOptimizerOnly), reference)
+    assert same(run(tmp_path / "full", optimizer=optimizer), reference)
+    run(tmp_path / "partial", stop_at=7, optimizer=optimizer)
+    assert not same(run(tmp_path / "partial", cls=ModelAndOptimizerOnly, optimizer=optimizer), reference)
+
+
+def test_muon_resume_needs_its_momentum(tmp_path):
+    """Without Muon's momentum buffers (AdamW's state restored, Muon's fresh) the
+    continuation differs: the bit-exact result above depends on saving both."""
+
+    class WithoutMuonState(Trainer):
+        def _maybe_resume(self):
+            super()._maybe_resume()
+            if self.state.resumed_from_step:
+                self.optimizer.muon.state.clear()
+
+    reference = run(tmp_path / "ref", optimizer="muon")
+    run(tmp_path / "lost", stop_at=7, optimizer="muon")
+    assert not same(run(tmp_path / "lost", cls=WithoutMuonState, optimizer="muon"), reference)
 
 
 def _latest_step(ckpt_dir: Path) -> int:

@@ -25,6 +25,8 @@ from typing import Any, get_type_hints
 MODEL_FAMILIES = ("gpt2", "llama", "qwen2")
 SCHEDULES = ("cosine", "linear", "constant")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+OPTIMIZERS = ("adamw", "muon")
+COMPILE_MODES = ("auto", "on", "off")
 DATA_SOURCES = ("builtin", "hf", "local", "drive", "upload", "synthetic")
 # The one rule for names that become folder or file names (run_name, the HPO study name):
 # matched whole (fullmatch: a trailing newline is not allowed, as `$` would let it be), so
@@ -76,7 +78,9 @@ class TrainingConfig:
     min_lr_ratio: float = 0.1  # final lr as a share of the peak (cosine/linear)
     schedule: str = "cosine"  # cosine | linear | constant, after linear warmup
     warmup_ratio: float = 0.05  # share of max_steps spent warming up
-    weight_decay: float = 0.1  # AdamW decoupled weight decay (matrices only)
+    weight_decay: float = 0.1  # decoupled weight decay, lr-scaled (matrices only)
+    optimizer: str = "adamw"  # adamw | muon (Muon on the hidden matrices, AdamW on the rest)
+    muon_lr: float = 0.02  # Muon's peak learning rate (learning_rate stays AdamW's), same schedule
     max_grad_norm: float = 1.0  # clip the global gradient norm to this; 0 = no clipping
     batch_size: int = 32  # sequences per micro-step (one process; ranks split it, see rank_batch)
     gradient_accumulation_steps: int = 1  # micro-steps per optimizer step, all ranks together
@@ -96,7 +100,7 @@ class TrainingConfig:
     early_stopping_patience: int = 0  # evaluations without val_loss improvement; 0 = off
     # --- numerics ------------------------------------------------------------------
     precision: str = "auto"  # auto (bf16 > fp16 > fp32 by device) | fp32 | bf16 | fp16
-    compile: bool = False  # torch.compile the model
+    compile: str = "auto"  # auto (on for CUDA capability >= 8.0) | on | off; true/false mean on/off
     deterministic: bool = False  # deterministic kernels (slower)
     random_seed: int = 42  # seeds model init, batches and dropout
     # --- tracking --------------------------------------------------------------------
@@ -105,6 +109,8 @@ class TrainingConfig:
     memory_limit_gb: float = 0.0  # refuse runs whose minimum training memory exceeds this (GiB); 0 = the device's
 
     def __post_init__(self) -> None:
+        if isinstance(self.compile, bool):  # configs and checkpoints from when compile was a bool
+            object.__setattr__(self, "compile", "on" if self.compile else "off")
         type_problems = _check_types(self)
         problems = type_problems + _check_values(self, skip={p.field for p in type_problems})
         if problems:
@@ -315,6 +321,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         run_name="cpu", n_layer=4, n_head=4, n_kv_head=2, d_model=128, block_size=128, vocab_size=2048,
         batch_size=16, max_steps=600, learning_rate=2e-3, warmup_ratio=0.05, log_interval=10,
         eval_interval=100, eval_batches=10, checkpoint_interval=100, keep_checkpoints=3, sample_interval=300,
+        optimizer="muon", muon_lr=0.02,  # measured winner here (bench/time_to_quality.py, README)
     ),
     # The seed's three training modes, sized for a Colab GPU (T4 and up).
     "fast": dict(
@@ -407,6 +414,7 @@ _RANGES: dict[str, tuple[float, float, bool, bool]] = {
     "vocab_size": (260, 1_000_000, True, True),  # 256 bytes + special tokens
     "dropout": (0.0, 1.0, True, False),
     "learning_rate": (0.0, 1.0, False, True),
+    "muon_lr": (0.0, 1.0, False, True),
     "min_lr_ratio": (0.0, 1.0, True, True),
     "warmup_ratio": (0.0, 1.0, True, False),
     "weight_decay": (0.0, 1.0, True, True),
@@ -433,6 +441,8 @@ _CHOICES = {
     "schedule": SCHEDULES,
     "precision": PRECISIONS,
     "data_source": DATA_SOURCES,
+    "optimizer": OPTIMIZERS,
+    "compile": COMPILE_MODES,
 }
 
 
@@ -526,10 +536,15 @@ def _unknown_key(key: str) -> Problem:
     return Problem(key, "(unknown key)", f"is not a TrainingConfig field{hint}")
 
 
+_LEGACY_COMPILE = {"true": "on", "1": "on", "yes": "on", "false": "off", "0": "off", "no": "off"}
+
+
 def parse_value(name: str, text: str) -> Any:
     """Parse a string from a form or the command line into the field's type."""
     kind = FIELD_TYPES[name]
     s = text.strip()
+    if name == "compile" and s.lower() in _LEGACY_COMPILE:  # compile=true from when it was a bool
+        return _LEGACY_COMPILE[s.lower()]
     if kind is bool:
         if s.lower() in ("true", "1", "yes", "on"):
             return True
