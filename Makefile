@@ -82,6 +82,7 @@ $(BENCH_STAMP): $(STAMP)
 bench: setup $(BENCH_STAMP)
 	@set -e; for script in bench/*.py; do \
 		[ -e "$$script" ] || { echo "no benchmarks in bench/"; break; }; \
+		case "$$(basename "$$script")" in _*) continue;; esac; \
 		args=""; if [ -n "$(QUICK)" ] && grep -q -- '"--quick"' "$$script"; then args="--quick"; fi; \
 		echo "== $$script $$args"; \
 		PYTHONPATH="$(CURDIR)" $(PY) "$$script" $$args; \

@@ -34,6 +34,7 @@ sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != 
 import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
+from _baton import Baton  # noqa: E402  (bench/ is the script's folder: on sys.path)
 
 from utils.training.callbacks import TrainerCallback  # noqa: E402
 from utils.training.config import TrainingConfig  # noqa: E402
@@ -62,39 +63,6 @@ class Batches:
     def eval_batches(self, n):
         for i in range(n):
             yield self.next_batch() if i < 0 else Batches(self.vocab, self.batch_size, self.block_size, 99 + i).next_batch()
-
-
-class Baton:
-    """Round-robin turns between threads; records each holder's time per step."""
-
-    def __init__(self, names):
-        self.cv = threading.Condition()
-        self.order, self.turn, self.t = list(names), 0, 0.0
-        self.times = {n: [] for n in names}
-
-    def _wait(self, name):
-        self.cv.wait_for(lambda: self.order[self.turn] == name)
-        self.t = time.perf_counter()
-
-    def start(self, name):
-        with self.cv:
-            self._wait(name)
-
-    def step_done(self, name):
-        with self.cv:
-            self.times[name].append(time.perf_counter() - self.t)
-            self.turn = (self.turn + 1) % len(self.order)
-            self.cv.notify_all()
-            self._wait(name)
-
-    def finish(self, name):
-        with self.cv:
-            i = self.order.index(name)
-            self.order.pop(i)
-            if self.order:
-                self.turn = self.turn % len(self.order) if i >= self.turn else self.turn - 1
-                self.turn %= len(self.order)
-            self.cv.notify_all()
 
 
 class Pass(TrainerCallback):

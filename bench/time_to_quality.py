@@ -39,6 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 import torch  # noqa: E402
+from _baton import Baton  # noqa: E402  (bench/ is the script's folder: on sys.path)
 
 from utils.training.callbacks import TrainerCallback  # noqa: E402
 from utils.training.config import TrainingConfig, parse_overrides  # noqa: E402
@@ -53,44 +54,6 @@ RECIPES = {
     "muon+compile": {"optimizer": "muon", "compile": "on"},
 }
 DATA_SEED = 42  # the split and tokenizer: the same for every run
-
-
-class Baton:
-    """Round-robin turns between threads; each holder's time per step, evaluations excluded."""
-
-    def __init__(self, names):
-        self.cv = threading.Condition()
-        self.order, self.turn, self.t = list(names), 0, 0.0
-        self.times = {n: [] for n in names}
-
-    def _wait(self, name):
-        self.cv.wait_for(lambda: self.order[self.turn] == name)
-        self.t = time.perf_counter()
-
-    def start(self, name):
-        with self.cv:
-            self._wait(name)
-
-    def restart_clock(self):
-        """The holder did untimed work (an evaluation) since its turn began."""
-        self.t = time.perf_counter()
-
-    def step_done(self, name):
-        with self.cv:
-            self.times[name].append(time.perf_counter() - self.t)
-            self.turn = (self.turn + 1) % len(self.order)
-            self.cv.notify_all()
-            self._wait(name)
-
-    def finish(self, name):
-        with self.cv:
-            i = self.order.index(name)
-            self.order.pop(i)
-            if self.order:
-                if i < self.turn:
-                    self.turn -= 1
-                self.turn %= len(self.order)
-            self.cv.notify_all()
 
 
 class Recorder(TrainerCallback):
