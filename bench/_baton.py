@@ -1,7 +1,7 @@
 """Round-robin turns between benchmark threads (shared by bench scripts; not a benchmark).
 
 Two recipes that take turns step by step see the same machine load, so their step-time
-ratio holds on a busy machine. Imported by bench/loop_overhead.py and bench/time_to_quality.py.
+ratio holds on a busy machine. Imported as bench._baton by bench/loop_overhead.py and bench/time_to_quality.py.
 """
 
 from __future__ import annotations

@@ -34,8 +34,8 @@ sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != 
 import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
-from _baton import Baton  # noqa: E402  (bench/ is the script's folder: on sys.path)
 
+from bench._baton import Baton  # noqa: E402  (the root is on sys.path; bench/ a namespace package)
 from utils.training.callbacks import TrainerCallback  # noqa: E402
 from utils.training.config import TrainingConfig  # noqa: E402
 from utils.training.models import build_model  # noqa: E402

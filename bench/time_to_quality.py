@@ -39,8 +39,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 import torch  # noqa: E402
-from _baton import Baton  # noqa: E402  (bench/ is the script's folder: on sys.path)
 
+from bench._baton import Baton  # noqa: E402  (the root is on sys.path; bench/ a namespace package)
 from utils.training.callbacks import TrainerCallback  # noqa: E402
 from utils.training.config import TrainingConfig, parse_overrides  # noqa: E402
 from utils.training.data import prepare_data  # noqa: E402
