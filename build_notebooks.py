@@ -32,6 +32,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from utils.notebook_forms import parameter_assignments  # one reader of a form's assignments
+
 ROOT = Path(__file__).resolve().parent
 SOURCE_DIR = ROOT / "notebooks_src"
 OUTPUT_DIR = ROOT / "notebooks"
@@ -175,26 +177,6 @@ def _cell_label(cell: dict) -> str:
 
 def is_parameters_source(source: str) -> bool:
     return bool(PARAM_MARK.search(source))
-
-
-def parameter_assignments(source: str) -> tuple[list[str], list[str]]:
-    """(names assigned at top level, first lines of the statements that are not simple
-    assignments). Unparseable source counts as one such statement."""
-    import ast
-
-    try:
-        body = ast.parse(source).body
-    except SyntaxError as e:
-        return [], [f"syntax error: {e.msg}"]
-    names, other = [], []
-    for node in body:
-        if isinstance(node, ast.Assign) and all(isinstance(t, ast.Name) for t in node.targets):
-            names += [t.id for t in node.targets]
-        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
-            names.append(node.target.id)
-        else:
-            other.append(ast.get_source_segment(source, node).splitlines()[0])
-    return names, other
 
 
 def check_form(name: str, index: int, source: str) -> list[Problem]:

@@ -21,21 +21,30 @@ FORM_MARK = "@param"
 _registered: dict = {}  # shell -> its post_run_cell hook: one hook per kernel, replaced on each Run all
 
 
-def assigned_names(source: str) -> list[str] | None:
-    """Names a cell assigns at top level when it holds only assignments to names; None otherwise."""
+def parameter_assignments(source: str) -> tuple[list[str], list[str]]:
+    """(names assigned at top level, first lines of the statements that are not simple
+    assignments to names). Unparseable source counts as one such statement. The build
+    (build_notebooks.py) checks forms with it; the kernel finds injected cells with it."""
     try:
         body = ast.parse(source).body
-    except SyntaxError:
-        return None
+    except SyntaxError as e:
+        return [], [f"syntax error: {e.msg}"]
     names: list[str] = []
+    other: list[str] = []
     for node in body:
         if isinstance(node, ast.Assign) and all(isinstance(t, ast.Name) for t in node.targets):
             names += [t.id for t in node.targets]
         elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
             names.append(node.target.id)
         else:
-            return None
-    return names
+            other.append(ast.get_source_segment(source, node).splitlines()[0])
+    return names, other
+
+
+def assigned_names(source: str) -> list[str] | None:
+    """Names a cell assigns at top level when it holds only assignments to names; None otherwise."""
+    names, other = parameter_assignments(source)
+    return None if other else names
 
 
 def injected_names(previous_source: str) -> list[str]:
