@@ -308,3 +308,9 @@ def test_optimizer_fields_change_training():
     a = TrainingConfig.preset("smoke", optimizer="adamw")
     assert sorted(a.resume_blockers(a.replace(optimizer="muon", muon_lr=0.05))) == ["muon_lr", "optimizer"]
     assert TrainingConfig.from_form(preset="smoke", optimizer="muon", muon_lr="0.01").muon_lr == 0.01
+
+
+def test_from_form_unknown_preset_is_a_config_error_naming_it():
+    with pytest.raises(ConfigError) as err:
+        TrainingConfig.from_form(preset="bogus")
+    assert err.value.fields == ["preset"] and "bogus" in str(err.value)
