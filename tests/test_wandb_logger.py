@@ -184,3 +184,55 @@ def test_a_server_that_never_answers_costs_at_most_the_configured_timeout(tmp_pa
     assert t["CLOSED"] - t["CLOSE"] <= 2 * timeout_s + 1.5  # the start, then the finish: one timeout each
     assert t["EXIT"] - t["CLOSED"] <= 10.0
     assert "Traceback" not in r.stderr and CANARY not in r.stdout + r.stderr
+
+
+def _blocking_wandb(monkeypatch, block_init: bool, release):
+    """A stand-in `wandb` whose init (or, with block_init False, run.finish) blocks until
+    `release` is set: a W&B that never answers, with no clock in the test."""
+    import sys
+    import types
+
+    class Run:
+        summary: dict = {}
+
+        def define_metric(self, *a, **k):
+            pass
+
+        def log(self, *a, **k):
+            pass
+
+        def finish(self, exit_code=0):
+            release.wait()
+
+    def init(**kwargs):
+        if block_init:
+            release.wait()
+        return Run()
+
+    fake = types.ModuleType("wandb")
+    fake.errors = types.SimpleNamespace(Error=RuntimeError)
+    fake.Settings = lambda **k: k
+    fake.init, fake.teardown = init, lambda: None
+    monkeypatch.setitem(sys.modules, "wandb", fake)
+
+
+@pytest.mark.timeout(120)  # an unbounded wait would hang here: the timeout is the failure
+@pytest.mark.parametrize("block_init", [True, False], ids=["start-hangs", "finish-hangs"])
+def test_close_gives_up_on_a_wandb_that_never_answers(monkeypatch, tmp_path, capsys, block_init):
+    """Deterministic twin of the server test above: close() returns although W&B's start
+    (or finish) never ends, and says it stopped waiting after wandb_timeout_s."""
+    import threading
+
+    release = threading.Event()
+    _blocking_wandb(monkeypatch, block_init, release)
+    sink = WandbSink("p", run_name="hang", mode="offline", init_timeout_s=0.05, run_dir=tmp_path)
+    try:
+        sink.start({"tracking": {}})
+        if not block_init:
+            sink.wait_ready()  # the start has ended: only the finish can hang
+        sink.close("completed", {})
+        out = capsys.readouterr().out
+        expected = "still starting after 0.05 s" if block_init else "finishing the run took longer than 0.05 s"
+        assert expected in out and "not waiting longer" in out
+    finally:
+        release.set()  # let the stand-in's threads end
