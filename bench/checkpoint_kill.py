@@ -32,11 +32,11 @@ sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from utils.training.checkpoint import CheckpointManager  # noqa: E402
 from utils.training.config import TrainingConfig  # noqa: E402
-from utils.training.models import build_model  # noqa: E402
-from utils.training.sampler import RandomBatchSampler  # noqa: E402
-from utils.training.trainer import Trainer  # noqa: E402
+from utils.training.data.sampler import RandomBatchSampler  # noqa: E402
+from utils.training.engine.checkpoint import CheckpointManager  # noqa: E402
+from utils.training.engine.models import build_model  # noqa: E402
+from utils.training.engine.trainer import Trainer  # noqa: E402
 
 # ~1.3 M parameters: with AdamW's two moments a checkpoint is ~15 MB, so a write
 # takes long enough to be hit.

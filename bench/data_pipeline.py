@@ -32,8 +32,8 @@ CHILD = r"""
 import json, sys, time
 sys.path.insert(0, sys.argv[1])
 from pathlib import Path
-from utils.training.streaming import ChunkedTokenWriter
-from utils.training.tokenizer import load_gpt2_tokenizer
+from utils.training.data.stream import ChunkedTokenWriter
+from utils.training.data.tokenizer import load_gpt2_tokenizer
 def hwm_mb():
     for line in open("/proc/self/status"):
         if line.startswith("VmHWM:"):
@@ -49,7 +49,7 @@ print(json.dumps({"tokens": len(tf), "seconds": time.perf_counter() - t, "baseli
 
 
 def throughput(docs: list[str], reps: int, naive_docs: int) -> None:
-    from utils.training.tokenizer import encode_documents, load_gpt2_tokenizer
+    from utils.training.data.tokenizer import encode_documents, load_gpt2_tokenizer
 
     tok = load_gpt2_tokenizer()
     backend = tok.backend_tokenizer
@@ -107,7 +107,7 @@ def main() -> None:
     p.add_argument("--quick", action="store_true", help="smaller text and corpora (about a minute)")
     args = p.parse_args()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
-    from utils.training.data import builtin_corpus
+    from utils.training.data.pipeline import builtin_corpus
 
     docs = builtin_corpus()
     if args.quick:

@@ -25,12 +25,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 sys.path.insert(0, str(ROOT))
 
-from utils.training.experiment_db import ExperimentDB  # noqa: E402
+from utils.training.tracking.experiment_db import ExperimentDB  # noqa: E402
 
 WRITER = textwrap.dedent("""
     import sys
     sys.path.insert(0, sys.argv[3])
-    from utils.training.experiment_db import ExperimentDB
+    from utils.training.tracking.experiment_db import ExperimentDB
     db = ExperimentDB(sys.argv[1], flush_rows=10**9, flush_s=1e9)  # flushes only when told
     run_id = db.log_run(sys.argv[2], {})
     print("READY", flush=True)

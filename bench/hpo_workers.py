@@ -31,7 +31,7 @@ for path in (ROOT, ROOT / "tests"):
 def run_setting(url: str, workspace: Path, study: str, workers: int, n_trials: int, steps: int) -> dict:
     import optuna
 
-    from utils.training.hpo_storage import open_storage
+    from utils.training.hpo.storage import open_storage
 
     cmd = [sys.executable, "-m", "utils.training", "hpo", "--workspace", str(workspace), "--study-name", study,
            "--storage", url, "--n-trials", str(n_trials), "--preset", "smoke", "--param",

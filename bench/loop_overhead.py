@@ -36,10 +36,10 @@ import torch.nn as nn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from bench._baton import Baton  # noqa: E402  (the root is on sys.path; bench/ a namespace package)
-from utils.training.callbacks import TrainerCallback  # noqa: E402
 from utils.training.config import TrainingConfig  # noqa: E402
-from utils.training.models import build_model  # noqa: E402
-from utils.training.trainer import Trainer, build_scheduler, param_groups  # noqa: E402
+from utils.training.engine.callbacks import TrainerCallback  # noqa: E402
+from utils.training.engine.models import build_model  # noqa: E402
+from utils.training.engine.trainer import Trainer, build_scheduler, param_groups  # noqa: E402
 
 
 class Batches:

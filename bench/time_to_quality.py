@@ -41,12 +41,12 @@ sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != 
 import torch  # noqa: E402
 
 from bench._baton import Baton  # noqa: E402  (the root is on sys.path; bench/ a namespace package)
-from utils.training.callbacks import TrainerCallback  # noqa: E402
 from utils.training.config import TrainingConfig, parse_overrides  # noqa: E402
-from utils.training.data import prepare_data  # noqa: E402
-from utils.training.models import build_model  # noqa: E402
-from utils.training.sampler import RandomBatchSampler  # noqa: E402
-from utils.training.trainer import Trainer, resolve_compile, resolve_device  # noqa: E402
+from utils.training.data.pipeline import prepare_data  # noqa: E402
+from utils.training.data.sampler import RandomBatchSampler  # noqa: E402
+from utils.training.engine.callbacks import TrainerCallback  # noqa: E402
+from utils.training.engine.models import build_model  # noqa: E402
+from utils.training.engine.trainer import Trainer, resolve_compile, resolve_device  # noqa: E402
 
 RECIPES = {
     "adamw": {"optimizer": "adamw", "compile": "off"},

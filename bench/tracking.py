@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 sys.path.insert(0, str(ROOT))
 
-from utils.training.experiment_db import ExperimentDB, ExperimentDBSink  # noqa: E402
+from utils.training.tracking.experiment_db import ExperimentDB, ExperimentDBSink  # noqa: E402
 
 NAMES = [f"metric_{i}" for i in range(10)]  # 10 metrics a step, like a log dict
 
@@ -120,10 +120,10 @@ def bench_step_cost(tmp: Path, n_steps: int) -> tuple[float, float]:
     with the smoke preset's intervals (log every 5 steps, eval every 10)."""
     import torch
 
-    from utils.training.callbacks import TrainerControl, TrainerState
     from utils.training.config import TrainingConfig
-    from utils.training.metrics import MetricsTracker
-    from utils.training.models import build_model
+    from utils.training.engine.callbacks import TrainerControl, TrainerState
+    from utils.training.engine.models import build_model
+    from utils.training.tracking.metrics import MetricsTracker
 
     cfg = TrainingConfig.preset("smoke")
     model = build_model(cfg)

@@ -31,7 +31,7 @@ warnings.filterwarnings("ignore", message="IProgress not found")
 
 import pandas as pd
 
-from utils.training.style import caveat, show_figure, show_table
+from utils.training.viz.style import caveat, show_figure, show_table
 
 pd.set_option("display.width", 100)
 stages = {}  # stage -> seconds, measured below; drawn as the closing pipeline figure

@@ -231,7 +231,7 @@ print(format_summary(session.summary()))
 # %%
 # Training modes: a few real optimizer steps of each preset's model on this runtime,
 # timed, and the full run's time extrapolated from them (not guessed).
-from utils.training.timing import format_timings, measure_presets
+from utils.training.engine.timing import format_timings, measure_presets
 
 timings = measure_presets([p.strip() for p in time_presets.split(",") if p.strip()] + [config],
                           vocab_size=session.config.vocab_size)
@@ -276,7 +276,7 @@ print(model.config.__class__.__name__, {k: getattr(model.config, k) for k in ("n
 
 # %%
 # Set up the run: tracking options, and where training starts (fresh, or resumed).
-from utils.training.wandb_logger import resolve_wandb_key
+from utils.training.tracking.wandb_logger import resolve_wandb_key
 
 # Colab Secrets, then the environment, then (in Colab) a hidden prompt. Never printed.
 wandb_key = resolve_wandb_key(interactive=IN_COLAB) if use_wandb else None
@@ -294,7 +294,7 @@ print(session.resume_line())
 # %%
 # Train, with live curves and a progress bar; final evaluation and text samples at the end.
 from utils.training.session import context_claim
-from utils.training.style import duration
+from utils.training.viz.style import duration
 
 result = session.train()
 state = result.state
@@ -319,7 +319,7 @@ for sample in session.last_samples():
 from IPython.display import Image, display
 
 from utils.training import TrainingDashboard
-from utils.training.style import show_table
+from utils.training.viz.style import show_table
 
 dashboard_path = TrainingDashboard.from_db(db, config.run_name).save(session.run_dir / "dashboard.png")
 display(Image(filename=str(dashboard_path)))
@@ -390,8 +390,8 @@ if download_zip:
 # %%
 # This run against the earlier runs of this workspace (from the database).
 from utils.training import compare_runs
-from utils.training.analysis import write_summary_table
-from utils.training.style import chinchilla_share
+from utils.training.viz.analysis import write_summary_table
+from utils.training.viz.style import chinchilla_share
 
 names = db.list_runs()["run_name"].head(5).tolist()[::-1]  # the 5 newest, this run last
 records = [load_run(f"db:{n}", db=db) for n in names]
@@ -432,7 +432,7 @@ if run_search:
     import optuna
 
     from utils.training import SearchSpace, run_study
-    from utils.training.hpo import write_study_results
+    from utils.training.hpo.study import write_study_results
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # the trials table below says it all
     # "low:high[:log]" is a range, "a,b" a list of choices, "" leaves the field alone.

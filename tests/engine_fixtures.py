@@ -21,9 +21,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from utils.training.callbacks import TrainerCallback  # noqa: E402
 from utils.training.config import TrainingConfig  # noqa: E402
-from utils.training.trainer import Trainer  # noqa: E402
+from utils.training.engine.callbacks import TrainerCallback  # noqa: E402
+from utils.training.engine.trainer import Trainer  # noqa: E402
 
 VOCAB = 300
 
@@ -112,8 +112,8 @@ class ModelAndOptimizerOnly(Trainer):
 
 
 def main(argv=None) -> int:
-    from utils.training.distributed import DistributedContext
-    from utils.training.models import build_model
+    from utils.training.engine.distributed import DistributedContext
+    from utils.training.engine.models import build_model
 
     p = argparse.ArgumentParser()
     p.add_argument("run_dir")
@@ -168,8 +168,8 @@ def zygote() -> None:
     The parent never runs a multi-threaded op, so forking it is safe."""
     import traceback
 
-    from utils.training.models import build_model
-    from utils.training.trainer import Trainer  # noqa: F401 - imported for the children
+    from utils.training.engine.models import build_model
+    from utils.training.engine.trainer import Trainer  # noqa: F401 - imported for the children
 
     torch.set_num_threads(1)
     build_model(tiny_config())  # pulls in transformers' lazily imported model code

@@ -1,5 +1,5 @@
 """A database written with the seed notebook's schema (transformer-builder-colab-templates,
-utils/training/experiment_db.py, its CREATE TABLE statements verbatim) and its way of
+utils/training/tracking/experiment_db.py, its CREATE TABLE statements verbatim) and its way of
 writing rows (CURRENT_TIMESTAMP defaults, epoch-level and step-level metrics)."""
 
 from __future__ import annotations

@@ -18,8 +18,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from utils.training import session as session_module  # noqa: E402
-from utils.training.callbacks import TrainerCallback  # noqa: E402
 from utils.training.cli import main  # noqa: E402
+from utils.training.engine.callbacks import TrainerCallback  # noqa: E402
 
 
 class SigintAtStep(TrainerCallback):

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from test_run_log import FOUNDRY, foundry_logs, needs_foundry, shared_smoke_run
 
-from utils.training.analysis import PLOT_RUN_TITLES, compare_runs, plot_run, write_summary_table
-from utils.training.run_log import load_run, load_runs
+from utils.training.tracking.run_log import load_run, load_runs
+from utils.training.viz.analysis import PLOT_RUN_TITLES, compare_runs, plot_run, write_summary_table
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +88,7 @@ def test_compare_runs_and_summary_table(smoke_record, tmp_path):
 
 
 def test_mfu_against_an_estimated_peak_says_so(tmp_path):
-    from utils.training.run_log import RunLogWriter
+    from utils.training.tracking.run_log import RunLogWriter
 
     def record(estimated: bool):
         path = tmp_path / f"est-{estimated}.json"

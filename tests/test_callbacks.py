@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from utils.training.callbacks import (
+from utils.training.engine.callbacks import (
     CallbackHandler,
     CheckpointCallback,
     EarlyStoppingCallback,
@@ -63,7 +63,7 @@ def test_progress_bar_saved_text_is_its_final_state(tmp_path):
     from utils.notebook_exec import execute_notebook
 
     code = """from types import SimpleNamespace
-from utils.training.callbacks import ProgressBarCallback
+from utils.training.engine.callbacks import ProgressBarCallback
 bar, state = ProgressBarCallback(), SimpleNamespace(max_steps=30, step=0, run_name="r", elapsed_s=0.0)
 bar.on_train_begin(state, None)
 for _ in range(30):

@@ -7,8 +7,8 @@ import threading
 import pytest
 import torch
 
-import utils.training.checkpoint as ck
-from utils.training.checkpoint import CheckpointManager
+import utils.training.engine.checkpoint as ck
+from utils.training.engine.checkpoint import CheckpointManager
 
 
 def state(step: int, value: float = 1.0) -> dict:

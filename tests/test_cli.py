@@ -273,7 +273,7 @@ def test_a_folder_with_one_bad_log_plots_the_good_ones_and_lists_the_bad_one(run
 
 
 def test_runs_plot_of_an_unknown_db_name_exits_2_naming_it(tmp_path):
-    from utils.training.experiment_db import ExperimentDB
+    from utils.training.tracking.experiment_db import ExperimentDB
 
     with ExperimentDB(tmp_path / "experiments.db") as db:
         db.log_run("known", {})

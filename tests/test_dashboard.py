@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from test_run_log import foundry_logs, needs_foundry, shared_smoke_run
 
-from utils.training.dashboard import PANEL_TITLES, TrainingDashboard
-from utils.training.run_log import load_run
+from utils.training.tracking.run_log import load_run
+from utils.training.viz.dashboard import PANEL_TITLES, TrainingDashboard
 
 
 @pytest.fixture(scope="module")
@@ -64,9 +64,9 @@ def test_dashboard_from_a_dataframe(smoke_path):
 
 def test_dashboard_of_a_real_session_run_draws_our_clip_and_warmup(tmp_path):
     from utils.training.config import TrainingConfig
-    from utils.training.data import TextCorpus, builtin_corpus
-    from utils.training.experiment_db import ExperimentDB
+    from utils.training.data.pipeline import TextCorpus, builtin_corpus
     from utils.training.session import TrackingOptions, TrainingSession
+    from utils.training.tracking.experiment_db import ExperimentDB
 
     config = TrainingConfig.preset("smoke", max_steps=20, warmup_ratio=0.2, max_grad_norm=0.5, eval_interval=10)
     corpus = TextCorpus(builtin_corpus()[:3000], name="slice", source="builtin")

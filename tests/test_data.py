@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from utils.training.data import (
+from utils.training.data.pipeline import (
     DataError,
     TextCorpus,
     builtin_corpus,
@@ -217,7 +217,7 @@ def test_unigram_entropy_on_countable_tokens():
 
     import numpy as np
 
-    from utils.training.data import unigram_entropy
+    from utils.training.data.pipeline import unigram_entropy
 
     assert unigram_entropy(np.array([0, 1, 2, 3] * 5, dtype=np.uint16), 8) == pytest.approx(math.log(4))
     assert unigram_entropy(np.array([7, 7, 7], dtype=np.uint16), 8) == 0.0
@@ -246,7 +246,7 @@ def test_builtin_corpus_cache_matches_the_package_and_survives_damage(tmp_path, 
 
 def test_a_config_with_default_text_column_detects_the_csv_column(tmp_path):
     from utils.training.config import TrainingConfig
-    from utils.training.data import builtin_corpus, prepare_data
+    from utils.training.data.pipeline import builtin_corpus, prepare_data
 
     csv_path = tmp_path / "notes.csv"
     docs = builtin_corpus()[:3000]

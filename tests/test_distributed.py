@@ -13,7 +13,7 @@ import pytest
 import torch
 from engine_fixtures import KILL_ENV
 
-from utils.training.distributed import DistributedContext, pick_backend, world_size_from_env
+from utils.training.engine.distributed import DistributedContext, pick_backend, world_size_from_env
 
 FIXTURE = Path(__file__).with_name("engine_fixtures.py")
 

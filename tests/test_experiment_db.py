@@ -11,8 +11,8 @@ import textwrap
 import pandas as pd
 import pytest
 
-from utils.training.db_file import DatabaseFileError
-from utils.training.experiment_db import (
+from utils.training.tracking.db_file import DatabaseFileError
+from utils.training.tracking.experiment_db import (
     SCHEMA_VERSION,
     ExperimentDB,
     ExperimentDBSink,
@@ -205,7 +205,7 @@ def test_backup_and_restore_from_mirror(tmp_path):
 
 
 def test_no_torch_import():
-    code = "import sys; import utils.training.experiment_db; print('torch' in sys.modules)"
+    code = "import sys; import utils.training.tracking.experiment_db; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=str(__import__("pathlib").Path(__file__).resolve().parents[1]))
     assert out.stdout.strip() == "False"
@@ -214,7 +214,7 @@ def test_no_torch_import():
 WRITER = textwrap.dedent("""
     import sys
     sys.path.insert(0, sys.argv[3])
-    from utils.training.experiment_db import ExperimentDB
+    from utils.training.tracking.experiment_db import ExperimentDB
     worker = int(sys.argv[2])
     with ExperimentDB(sys.argv[1], flush_rows=1000) as db:
         for i in range(500):
@@ -269,7 +269,7 @@ def test_one_row_per_run_metric_and_step_at_the_sql_level(db):
 
 
 def _v1_database(path, tables: str) -> None:
-    from utils.training.experiment_db import MIGRATIONS
+    from utils.training.tracking.experiment_db import MIGRATIONS
 
     raw = sqlite3.connect(path)
     raw.executescript(tables)
@@ -280,7 +280,7 @@ def _v1_database(path, tables: str) -> None:
 
 
 def test_a_v1_database_is_migrated_keeping_its_data(tmp_path):
-    from utils.training.experiment_db import MIGRATIONS
+    from utils.training.tracking.experiment_db import MIGRATIONS
 
     path = tmp_path / "old.db"
     _v1_database(path, MIGRATIONS[0] + """;

@@ -17,9 +17,9 @@ import optuna
 import pytest
 
 from utils.training.config import TrainingConfig
-from utils.training.data import TextCorpus, builtin_corpus
+from utils.training.data.pipeline import TextCorpus, builtin_corpus
 from utils.training.session import TrackingOptions, TrainingSession, format_summary
-from utils.training.style import (
+from utils.training.viz.style import (
     EXPORT_DPI,
     MIN_TEXT_PX,
     caveat,
@@ -63,7 +63,7 @@ def runs(tmp_path_factory):
 
 
 def _records(runs):
-    from utils.training.run_log import load_run
+    from utils.training.tracking.run_log import load_run
 
     db = runs["text"]["session"].db
     return [load_run(f"db:fig-{n}", db=db) for n in ("text", "synthetic")]
@@ -121,9 +121,9 @@ def _study() -> optuna.Study:
 @pytest.fixture(scope="module")
 def all_figures(runs, tmp_path_factory):
     """{name: (figure, dpi it is shown at)} for every figure the project draws."""
-    from utils.training.analysis import compare_runs, plot_run
-    from utils.training.dashboard import TrainingDashboard
-    from utils.training.hpo_figures import study_figures
+    from utils.training.hpo.figures import study_figures
+    from utils.training.viz.analysis import compare_runs, plot_run
+    from utils.training.viz.dashboard import TrainingDashboard
 
     text, synthetic = _records(runs)
     figs = {
@@ -155,7 +155,7 @@ def test_every_figure_reads_at_notebook_width_and_keeps_legends_off_the_data(all
 
 
 def test_a_small_font_fails_the_readability_check():
-    from utils.training.style import new_figure
+    from utils.training.viz.style import new_figure
 
     fig = new_figure((18, 15))  # the old 9-panel tokenizer dashboard's size
     ax = fig.subplots()
@@ -165,7 +165,7 @@ def test_a_small_font_fails_the_readability_check():
 
 
 def test_a_legend_over_the_data_is_caught_and_moved():
-    from utils.training.style import new_figure, place_legends
+    from utils.training.viz.style import new_figure, place_legends
 
     fig = new_figure((6, 4))
     ax = fig.subplots()
@@ -180,8 +180,8 @@ def test_a_legend_over_the_data_is_caught_and_moved():
 
 
 def test_smoke_and_synthetic_runs_say_so_everywhere(runs):
-    from utils.training.analysis import compare_runs, plot_run
-    from utils.training.dashboard import TrainingDashboard
+    from utils.training.viz.analysis import compare_runs, plot_run
+    from utils.training.viz.dashboard import TrainingDashboard
 
     text, synthetic = _records(runs)
     for rec, note in ((text, SMOKE_NOTE), (synthetic, SYNTHETIC_NOTE)):
@@ -209,9 +209,9 @@ def test_caveat_wording_and_a_real_run_has_none():
 
 
 def test_no_empty_mfu_panel_on_cpu_and_one_duration(runs):
-    from utils.training.analysis import plot_run
-    from utils.training.dashboard import TrainingDashboard
-    from utils.training.style import duration
+    from utils.training.viz.analysis import plot_run
+    from utils.training.viz.dashboard import TrainingDashboard
+    from utils.training.viz.style import duration
 
     text, _ = _records(runs)
     assert text.col("mfu_pct") is None  # a CPU run
@@ -224,7 +224,7 @@ def test_no_empty_mfu_panel_on_cpu_and_one_duration(runs):
 
 
 def test_report_windows_exist_in_the_run():
-    from utils.training.report import MA_WINDOW, ma_window
+    from utils.training.viz.report import MA_WINDOW, ma_window
 
     assert ma_window(np.arange(2, 13, 2)) == 0  # 6 points over 10 steps: no moving average at all
     assert ma_window(np.arange(0, 80, 2)) == 78 // 4  # shorter than 2 windows: a quarter of the run
@@ -279,7 +279,7 @@ def test_token_boxes_show_space_tokens_and_fill_the_figure():
 
 
 def test_hpo_figures_with_too_few_trials_are_skipped_with_a_reason():
-    from utils.training.hpo_figures import study_figures
+    from utils.training.hpo.figures import study_figures
 
     study = optuna.create_study()
     for x in (0.1, 0.2):
@@ -303,7 +303,7 @@ def test_the_context_claim_needs_a_gap_beyond_the_noise(runs):
 
 
 def test_token_boxes_text_is_at_least_9_px_and_the_figure_fits_its_rows(all_figures):
-    from utils.training.style import text_heights
+    from utils.training.viz.style import text_heights
 
     fig, dpi = all_figures["token boxes"]
     assert min(h for h, _ in text_heights(fig, dpi)) >= 9

@@ -26,11 +26,12 @@ class Windows(torch.utils.data.Dataset):
 
 def test_trainer_run_lands_in_db_run_log_and_dashboard(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_DISABLED", "true")
-    from utils.training import TrainingConfig, build_model, builtin_corpus, train_bpe_tokenizer
-    from utils.training.cli import main
     from utils.training.experiment_db import ExperimentDB
     from utils.training.hf import ExperimentCallback
     from utils.training.live_plotting import LivePlotter
+
+    from utils.training import TrainingConfig, build_model, builtin_corpus, train_bpe_tokenizer
+    from utils.training.cli import main
 
     docs = builtin_corpus()[:1500]
     tok = train_bpe_tokenizer(docs[:1200], 300)

@@ -1,4 +1,4 @@
-"""utils/training/hpo.py, hpo_storage.py, hpo_figures.py.
+"""utils/training/hpo/study.py, hpo_storage.py, hpo_figures.py.
 
 The study machinery (workers, claim lock, dead workers, pruning, results) runs here on
 a cheap real training loop: gradient descent on a linear regression that speaks the
@@ -24,9 +24,16 @@ import pandas as pd
 import pytest
 from optuna.trial import TrialState
 
-from utils.training.callbacks import CallbackHandler, RunStatus, TrainerCallback, TrainerControl, TrainerState
 from utils.training.config import TrainingConfig
-from utils.training.hpo import (
+from utils.training.engine.callbacks import (
+    CallbackHandler,
+    RunStatus,
+    TrainerCallback,
+    TrainerControl,
+    TrainerState,
+)
+from utils.training.hpo.storage import StorageSpecError, open_storage
+from utils.training.hpo.study import (
     OptunaPruningCallback,
     SearchSpace,
     SearchSpaceError,
@@ -34,7 +41,6 @@ from utils.training.hpo import (
     run_study,
     write_study_results,
 )
-from utils.training.hpo_storage import StorageSpecError, open_storage
 
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
@@ -326,7 +332,7 @@ def test_without_postgres_binaries_the_tests_skip_locally_and_fail_in_ci(monkeyp
 def test_a_live_worker_whose_trial_was_failed_as_stale_goes_on(tmp_path):
     """An overloaded worker may miss its heartbeats for the grace period: another worker
     then fails its trial. The slow worker must drop that result and carry on, not crash."""
-    from utils.training.hpo_storage import open_storage as open_
+    from utils.training.hpo.storage import open_storage as open_
 
     storage = open_(f"sqlite:///{tmp_path}/s.db", heartbeat_interval=1, grace_period=2)
 
@@ -412,7 +418,7 @@ def test_a_killed_workers_trial_is_failed_and_the_study_continues(tmp_path):
     assert not (tmp_path / "runs" / "par-t1" / "teardown.json").exists()  # SIGKILL: no teardown possible
     assert all(t.state == TrialState.COMPLETE for k, t in by_number.items() if k != 1)
     # The ExperimentDB's trial table agrees, the dead one included.
-    from utils.training.experiment_db import ExperimentDB
+    from utils.training.tracking.experiment_db import ExperimentDB
 
     with ExperimentDB(tmp_path / "experiments.db") as db:
         rows = db.get_trials("par")
@@ -485,7 +491,7 @@ def test_results_files_are_written(tmp_path):
 
 
 def test_results_say_why_a_figure_is_skipped(tmp_path, monkeypatch, capsys):
-    import utils.training.hpo_figures as figures
+    import utils.training.hpo.figures as figures
 
     empty = write_study_results(optuna.create_study(), tmp_path / "empty")
     assert set(empty["skipped"]) == {"optimization_history", "intermediate_values", "param_importances",
@@ -528,7 +534,7 @@ def real_config(**kw) -> TrainingConfig:
 
 
 def test_real_trials_on_the_builtin_corpus_link_runs_and_prune_with_teardown(real_workspace):
-    from utils.training.experiment_db import ExperimentDB
+    from utils.training.tracking.experiment_db import ExperimentDB
 
     space = SearchSpace.from_form(learning_rate="1e-3:1e-2:log", schedule="cosine,linear")
     db = ExperimentDB(real_workspace / "experiments.db")

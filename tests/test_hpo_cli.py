@@ -1,4 +1,4 @@
-"""`python -m utils.training hpo` (utils/training/hpo_cli.py), driven through a subprocess."""
+"""`python -m utils.training hpo` (utils/training/hpo/cli.py), driven through a subprocess."""
 
 from __future__ import annotations
 
@@ -92,7 +92,7 @@ def test_a_study_runs_writes_results_and_resumes(real_workspace):
 def test_workers_are_started_with_the_same_study_arguments():
     import argparse
 
-    from utils.training.hpo_cli import _child_argv, add_arguments
+    from utils.training.hpo.cli import _child_argv, add_arguments
 
     parser = argparse.ArgumentParser()
     add_arguments(parser)
@@ -116,9 +116,9 @@ def test_three_workers_on_postgres_start_together_and_survive_a_killed_one(real_
     linked to its ExperimentDB run."""
     import optuna
 
-    from utils.training.experiment_db import ExperimentDB
-    from utils.training.hpo import SIGKILL_TRIAL_ENV
-    from utils.training.hpo_storage import open_storage
+    from utils.training.hpo.storage import open_storage
+    from utils.training.hpo.study import SIGKILL_TRIAL_ENV
+    from utils.training.tracking.experiment_db import ExperimentDB
 
     n = 4
     cmd = [sys.executable, "-m", "utils.training", "hpo", "--workspace", str(real_workspace), "--study-name", "pg",

@@ -9,7 +9,7 @@ import nbformat
 import pytest
 
 from utils.look import WIDTH, figure_outputs, figure_page, png_size, screenshot
-from utils.training.style import figure_png, new_figure
+from utils.training.viz.style import figure_png, new_figure
 
 
 def _png(width_in: float, height_in: float) -> bytes:

@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from utils.training.callbacks import TrainerControl, TrainerState
-from utils.training.metrics import PEAK_FLOPS, MetricsTracker, peak_flops
+from utils.training.engine.callbacks import TrainerControl, TrainerState
+from utils.training.tracking.metrics import PEAK_FLOPS, MetricsTracker, peak_flops
 
 
 @pytest.mark.parametrize("name,key", [
@@ -84,7 +84,7 @@ def test_cuda_path_reports_memory_and_mfu(monkeypatch):
     monkeypatch.setattr(torch.cuda, "memory_allocated", lambda i=None: 2 * 2**30)
     monkeypatch.setattr(torch.cuda, "memory_reserved", lambda i=None: 3 * 2**30)
     monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda i=None: 4 * 2**30)
-    monkeypatch.setattr("utils.training.metrics._nvml_handle", lambda index: None)
+    monkeypatch.setattr("utils.training.tracking.metrics._nvml_handle", lambda index: None)
     sink = ListSink()
     tracker = MetricsTracker([sink], flops_per_token=1e9, device="cuda:0")
     state = TrainerState(world_size=4)
@@ -117,10 +117,10 @@ def test_other_ranks_do_not_write_and_every_sink_closes():
 def test_final_train_loss_and_the_wandb_id_reach_the_database_and_the_run_log(tmp_path):
     import json
 
-    from utils.training.callbacks import RunStatus, TrainerControl, TrainerState
-    from utils.training.experiment_db import ExperimentDB, ExperimentDBSink
-    from utils.training.metrics import MetricsTracker
-    from utils.training.run_log import RunLogWriter
+    from utils.training.engine.callbacks import RunStatus, TrainerControl, TrainerState
+    from utils.training.tracking.experiment_db import ExperimentDB, ExperimentDBSink
+    from utils.training.tracking.metrics import MetricsTracker
+    from utils.training.tracking.run_log import RunLogWriter
 
     class WandbLike:  # what WandbSink does at start: its id into the checkpoint's tracking dict
         def start(self, run_info):

@@ -6,7 +6,7 @@ import pytest
 import torch
 from engine_fixtures import tiny_config
 
-from utils.training.models import build_model, count_parameters, default_d_ff, flops_per_token
+from utils.training.engine.models import build_model, count_parameters, default_d_ff, flops_per_token
 
 
 @pytest.mark.parametrize("family,cls", [("gpt2", "GPT2LMHeadModel"), ("llama", "LlamaForCausalLM"),

@@ -7,10 +7,10 @@ import pytest
 import torch
 from engine_fixtures import ArrayBatches, make_tokens, tiny_config
 
-from utils.training.callbacks import RunStatus, TrainerCallback
-from utils.training.models import build_model
-from utils.training.optimizers import MuonWithAdamW, build_optimizer, split_for_muon
-from utils.training.trainer import Trainer, build_scheduler, resolve_compile
+from utils.training.engine.callbacks import RunStatus, TrainerCallback
+from utils.training.engine.models import build_model
+from utils.training.engine.optimizers import MuonWithAdamW, build_optimizer, split_for_muon
+from utils.training.engine.trainer import Trainer, build_scheduler, resolve_compile
 
 torch.set_num_threads(1)
 

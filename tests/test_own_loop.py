@@ -20,7 +20,7 @@ def test_own_loop_example_tracks_a_plain_pytorch_loop(tmp_path, monkeypatch, cap
     assert "own-loop: best val loss" in capsys.readouterr().out
     assert (out / "dashboard.png").stat().st_size > 20_000 and (out / "live.png").exists()
     from utils.training.cli import main
-    from utils.training.experiment_db import ExperimentDB
+    from utils.training.tracking.experiment_db import ExperimentDB
 
     with ExperimentDB(out / "experiments.db") as db:
         run = db.get_run("own-loop")

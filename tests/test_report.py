@@ -8,7 +8,7 @@ import numpy as np
 from test_live_plotting import replay
 from test_run_log import shared_smoke_run
 
-from utils.training.report import REPORT_TITLES, TrainingReport, ma_window, moving_average
+from utils.training.viz.report import REPORT_TITLES, TrainingReport, ma_window, moving_average
 
 
 def test_report_writes_charts_history_and_samples(tmp_path):
@@ -54,7 +54,7 @@ def test_moving_average_uses_a_step_window():
 def test_moving_average_is_a_step_window_skipping_nan():
     import numpy as np
 
-    from utils.training.report import moving_average
+    from utils.training.viz.report import moving_average
 
     steps = [10, 20, 30, 40, 50]
     values = [1.0, 3.0, float("nan"), 5.0, 7.0]
@@ -71,8 +71,8 @@ def test_matplotlib_is_imported_before_training_starts(tmp_path):
     import sys
     from pathlib import Path
 
-    code = ("import sys; from utils.training.report import TrainingReport; "
-            "from utils.training.callbacks import TrainerState, TrainerControl; "
+    code = ("import sys; from utils.training.viz.report import TrainingReport; "
+            "from utils.training.engine.callbacks import TrainerState, TrainerControl; "
             "assert 'matplotlib.figure' not in sys.modules; "
             f"TrainingReport({str(tmp_path)!r}, viz_interval=5).on_train_begin(TrainerState(), TrainerControl()); "
             "print(all(m in sys.modules for m in ('matplotlib.figure', 'matplotlib.backends.backend_agg')))")

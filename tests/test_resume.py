@@ -14,9 +14,9 @@ import pytest
 import torch
 from engine_fixtures import ArrayBatches, ModelAndOptimizerOnly, Zygote, make_tokens, tiny_config
 
-from utils.training.callbacks import TrainerCallback
-from utils.training.models import build_model
-from utils.training.trainer import Trainer
+from utils.training.engine.callbacks import TrainerCallback
+from utils.training.engine.models import build_model
+from utils.training.engine.trainer import Trainer
 
 torch.set_num_threads(1)
 
@@ -123,9 +123,9 @@ def _tracked(run_dir: Path, db_path: Path, steps: int = 12, callbacks=(), first=
     run's length: only the checkpoint rule can make their data durable in time."""
     import sqlite3  # noqa: F401 - used by the callers' probes
 
-    from utils.training.experiment_db import ExperimentDB, ExperimentDBSink
-    from utils.training.metrics import MetricsTracker
-    from utils.training.run_log import RunLogWriter
+    from utils.training.tracking.experiment_db import ExperimentDB, ExperimentDBSink
+    from utils.training.tracking.metrics import MetricsTracker
+    from utils.training.tracking.run_log import RunLogWriter
 
     cfg = tiny_config(max_steps=steps, checkpoint_interval=3, log_interval=2, eval_interval=4)
     db = ExperimentDB(db_path, flush_s=3600, flush_rows=10**6)

@@ -14,8 +14,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from utils.training.callbacks import RunStatus, TrainerControl, TrainerState
-from utils.training.run_log import RunLogWriter, load_run, load_runs, nanogpt_lr
+from utils.training.engine.callbacks import RunStatus, TrainerControl, TrainerState
+from utils.training.tracking.run_log import RunLogWriter, load_run, load_runs, nanogpt_lr
 
 ROOT = Path(__file__).resolve().parents[1]
 FOUNDRY = ROOT.parent / "shared" / "data" / "external-runs" / "llm-foundry"
@@ -257,7 +257,7 @@ def test_load_run_rejects_unknown_json(tmp_path):
 
 def test_session_hardware_reaches_the_record(tmp_path):
     """run_info as TrainingSession writes it: hardware facts nested under "hardware"."""
-    from utils.training.analysis import summary_table
+    from utils.training.viz.analysis import summary_table
 
     def record(hardware: dict, device: str):
         w = RunLogWriter(tmp_path / f"{device}.json")
@@ -308,7 +308,7 @@ def test_a_resumed_log_keeps_one_record_checkpoint_and_sample_set_per_step(tmp_p
 
 
 def test_a_truncated_run_log_is_set_aside_and_rebuilt_from_the_database(tmp_path, capsys):
-    from utils.training.experiment_db import ExperimentDB
+    from utils.training.tracking.experiment_db import ExperimentDB
 
     path = tmp_path / "runs" / "cut" / "run.json"
     w = RunLogWriter(path, min_interval_s=0)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from utils.training.sampler import (
+from utils.training.data.sampler import (
     IGNORE_INDEX,
     DocumentBatchSampler,
     RandomBatchSampler,

@@ -11,9 +11,9 @@ import types
 
 import pytest
 import torch
+from utils.training.experiment_db import ExperimentDB, ExperimentDBSink, RunExistsError
 
 from utils.training import config as ours
-from utils.training.experiment_db import ExperimentDB, ExperimentDBSink, RunExistsError
 
 
 @pytest.mark.parametrize("module", ["training_config", "metrics_tracker", "seed_manager", "experiment_db",
@@ -276,6 +276,7 @@ def test_live_plotters_take_the_seed_calls(tmp_path):
 
 def test_dashboard_plots_the_seed_summary_frame(tmp_path):
     from utils.training.dashboard import TrainingDashboard
+
     from utils.training.metrics_tracker import MetricsTracker
 
     t = MetricsTracker(use_wandb=False)

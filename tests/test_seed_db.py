@@ -12,7 +12,7 @@ import pytest
 from seed_fixtures import files_next_to, sha256, write_seed_db
 
 from utils.training.cli import EXIT_OK, EXIT_USAGE, main
-from utils.training.experiment_db import DatabaseFileError, ExperimentDB
+from utils.training.tracking.experiment_db import DatabaseFileError, ExperimentDB
 
 
 def utc(text: str) -> float:

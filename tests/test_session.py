@@ -8,7 +8,7 @@ import shutil
 import pytest
 
 from utils.training.config import TrainingConfig
-from utils.training.data import TextCorpus, builtin_corpus
+from utils.training.data.pipeline import TextCorpus, builtin_corpus
 from utils.training.session import (
     CHINCHILLA_TOKENS_PER_PARAM,
     TrackingOptions,
@@ -79,7 +79,7 @@ def test_a_fresh_vm_resumes_from_the_mirrored_checkpoints(tmp_path, corpus):
     assert s.train().state.step == 1
     assert ws.db_mirror_path.is_file()  # backed up after checkpoints by the callback, before close()
     s.close()
-    from utils.training.experiment_db import ExperimentDB
+    from utils.training.tracking.experiment_db import ExperimentDB
 
     with ExperimentDB(ws.db_path) as db:  # the row points at the durable run folder, not the VM's checkpoints
         row = db.get_run("smoke")
@@ -130,7 +130,7 @@ def test_a_resumed_run_continues_the_same_wandb_run(tmp_path, corpus, monkeypatc
     second = run(time_limit_s=0.0)
     assert second.status == "completed" and second.state.resumed_from_step == 1
     assert second.state.tracking["wandb_run_id"] == wandb_id
-    from utils.training.experiment_db import ExperimentDB
+    from utils.training.tracking.experiment_db import ExperimentDB
 
     with ExperimentDB(tmp_path / "experiments.db") as db:
         row = db.get_run("smoke")

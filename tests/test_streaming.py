@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from utils.training.data import DataError, builtin_corpus, prepare_data
-from utils.training.streaming import ChunkedTokenWriter, ChunkStream, read_chunk
-from utils.training.token_file import TokenFile
-from utils.training.tokenizer import encode_documents, train_bpe_tokenizer
+from utils.training.data.pipeline import DataError, builtin_corpus, prepare_data
+from utils.training.data.stream import ChunkedTokenWriter, ChunkStream, read_chunk
+from utils.training.data.token_file import TokenFile
+from utils.training.data.tokenizer import encode_documents, train_bpe_tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +107,7 @@ def test_hf_chunk_mode_spools_a_streamed_dataset_and_resumes(tmp_path):
     import torch
 
     from utils.training.config import TrainingConfig
-    from utils.training.data import builtin_corpus, prepare_data
+    from utils.training.data.pipeline import builtin_corpus, prepare_data
 
     docs = builtin_corpus()[:6000]
     rows = tmp_path / "rows.jsonl"
@@ -138,7 +138,7 @@ def test_chunk_mode_tokenizer_never_sees_validation_text(tmp_path, monkeypatch):
     guess used to leak validation documents into the tokenizer's training sample."""
     from utils.training import tokenizer as tokenizer_module
     from utils.training.config import TrainingConfig
-    from utils.training.data import TextCorpus, builtin_corpus, prepare_data
+    from utils.training.data.pipeline import TextCorpus, builtin_corpus, prepare_data
 
     seen: list[str] = []
     real = tokenizer_module.load_tokenizer
@@ -154,7 +154,7 @@ def test_chunk_mode_tokenizer_never_sees_validation_text(tmp_path, monkeypatch):
     assert seen, "the BPE trained on a sample"
     # Everything before the training stream's start cursor is validation: the tokenizer's
     # sample must come entirely from after it.
-    from utils.training.streaming import read_documents
+    from utils.training.data.stream import read_documents
 
     after_start, _ = read_documents(data.train.files, data.train.start, 10**9, doc_split="line")
     assert set(seen) <= set(after_start)

@@ -3,7 +3,7 @@
 import math
 
 from utils.training.config import TrainingConfig
-from utils.training.timing import format_timings, measure_presets, time_config
+from utils.training.engine.timing import format_timings, measure_presets, time_config
 
 
 def test_a_preset_is_timed_with_real_steps():
@@ -31,8 +31,8 @@ def test_time_config_does_not_touch_the_budget_of_the_config():
 
 
 def test_each_model_is_timed_once_and_short_runs_read_in_seconds(monkeypatch):
-    import utils.training.timing as timing
-    from utils.training.timing import N_STEPS, PresetTiming
+    import utils.training.engine.timing as timing
+    from utils.training.engine.timing import N_STEPS, PresetTiming
 
     calls = []
 

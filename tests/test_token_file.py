@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from utils.training.token_file import TokenFile, TokenFileError, TokenFileWriter, dtype_for_vocab
+from utils.training.data.token_file import TokenFile, TokenFileError, TokenFileWriter, dtype_for_vocab
 
 
 def test_dtype_for_vocab():

@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 
 from utils.tokenization.tokenizer_training import compare_tokenizers_by_training, runs_table
-from utils.training.data import builtin_corpus
-from utils.training.experiment_db import ExperimentDB
+from utils.training.data.pipeline import builtin_corpus
+from utils.training.tracking.experiment_db import ExperimentDB
 
 
 def test_same_training_bytes_bpb_curves_and_a_rerun_shows_the_stored_runs(tmp_path):

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from transformers import PreTrainedTokenizerFast
 
-from utils.training.data import builtin_corpus
-from utils.training.tokenizer import (
+from utils.training.data.pipeline import builtin_corpus
+from utils.training.data.tokenizer import (
     EOS,
     TokenizerError,
     bytes_per_token,

@@ -10,10 +10,10 @@ import pytest
 import torch
 from engine_fixtures import ArrayBatches, make_tokens, tiny_config
 
-from utils.training.callbacks import RunStatus, TrainerCallback
-from utils.training.checkpoint import non_finite_tensors
-from utils.training.models import build_model
-from utils.training.trainer import (
+from utils.training.engine.callbacks import RunStatus, TrainerCallback
+from utils.training.engine.checkpoint import non_finite_tensors
+from utils.training.engine.models import build_model
+from utils.training.engine.trainer import (
     ResumeError,
     Trainer,
     adamw_kwargs,
@@ -131,7 +131,7 @@ def test_keyboard_interrupt_saves_and_reraises(tmp_path):
 
 
 def test_time_limit_stops_early_with_a_checkpoint(tmp_path, monkeypatch):
-    import utils.training.trainer as tr
+    import utils.training.engine.trainer as tr
 
     clock = {"t": 0.0}
 
@@ -361,7 +361,7 @@ def test_padding_is_neither_loss_nor_accuracy_in_sample_mode(tmp_path):
     val_loss is ~ln(vocab) per real token, whatever the amount of padding."""
     import numpy as np
 
-    from utils.training.sampler import IGNORE_INDEX, DocumentBatchSampler
+    from utils.training.data.sampler import IGNORE_INDEX, DocumentBatchSampler
 
     cfg = tiny_config(max_steps=1, block_size=32)
     rng = np.random.default_rng(0)
@@ -397,9 +397,9 @@ def test_a_teardown_failure_after_ctrl_c_does_not_replace_the_interrupt(tmp_path
     in the CLI) and the step-4 checkpoint is written."""
     from engine_fixtures import ArrayBatches, make_tokens, tiny_config
 
-    from utils.training.callbacks import TrainerCallback
-    from utils.training.models import build_model
-    from utils.training.trainer import Trainer
+    from utils.training.engine.callbacks import TrainerCallback
+    from utils.training.engine.models import build_model
+    from utils.training.engine.trainer import Trainer
 
     class CtrlCAt4(TrainerCallback):
         def on_step_end(self, state, control, **kw):

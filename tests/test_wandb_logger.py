@@ -7,8 +7,8 @@ import time
 import pytest
 
 from utils.training import wandb_logger
-from utils.training.experiment_db import ExperimentDB, ExperimentDBSink
-from utils.training.wandb_logger import WandbSink, resolve_wandb_key
+from utils.training.tracking.experiment_db import ExperimentDB, ExperimentDBSink
+from utils.training.tracking.wandb_logger import WandbSink, resolve_wandb_key
 
 CANARY = "canary" + "0123456789abcdef" * 3  # 54 characters: wandb accepts its length
 
@@ -79,9 +79,9 @@ def _train(tmp_path, name, sinks):
     import torch
 
     from tests.engine_fixtures import ArrayBatches, make_tokens, tiny_config
-    from utils.training.metrics import MetricsTracker
-    from utils.training.models import build_model
-    from utils.training.trainer import Trainer
+    from utils.training.engine.models import build_model
+    from utils.training.engine.trainer import Trainer
+    from utils.training.tracking.metrics import MetricsTracker
 
     torch.manual_seed(0)
     cfg = tiny_config(run_name=name, max_steps=12, log_interval=2, eval_interval=4)
@@ -130,7 +130,7 @@ import atexit, os, sys, time
 sys.path.insert(0, os.getcwd())
 t0 = time.monotonic()
 atexit.register(lambda: print(f"EXIT {time.monotonic() - t0:.3f}", flush=True))  # registered first: runs last
-from utils.training.wandb_logger import WandbSink
+from utils.training.tracking.wandb_logger import WandbSink
 sink = WandbSink("p", run_name="hang", mode="online", init_timeout_s=float(sys.argv[1]), run_dir=sys.argv[2])
 sink.start({"tracking": {}})
 for step in range(1, 5):  # a 4-step run

@@ -2,7 +2,7 @@
 figures of three panels, readable at notebook width), the training comparison and the
 pipeline timeline. Every function draws measured data it is given, saves a PNG at 300 dpi
 and returns a plain-text version of the same numbers (the text fallback). The style,
-colours and saving are the training figures' own (utils/training/style.py)."""
+colours and saving are the training figures' own (utils/training/viz/style.py)."""
 
 from __future__ import annotations
 
@@ -11,13 +11,13 @@ from pathlib import Path
 
 import numpy as np
 
-from utils.training.style import (
+from utils.training.viz.style import (
     EXPORT_DPI,
     new_figure,
     place_legends,
     series_colors,
 )
-from utils.training.style import save_figure as _save_image
+from utils.training.viz.style import save_figure as _save_image
 
 DPI = EXPORT_DPI
 WIDTH = 14.0  # inches: 9-point ticks stay ~8.8 px tall when the PNG is shown 1000 px wide

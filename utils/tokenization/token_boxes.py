@@ -4,7 +4,7 @@ with an efficiency rating per tokenizer derived from measured bytes per token.""
 from __future__ import annotations
 
 from utils.tokenization.figures import save_figure
-from utils.training.style import new_figure
+from utils.training.viz.style import new_figure
 
 BOX_PT = 9.0  # box text: >= 9 px shown, since the figure is never wider than 1000 px at its dpi
 LABEL_PT = 10.0

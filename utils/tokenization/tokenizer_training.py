@@ -45,9 +45,9 @@ def compare_tokenizers_by_training(documents: list[str], workspace: str | Path, 
     evals: validation points on each curve.
     """
     from utils.training.config import TrainingConfig
-    from utils.training.data import TextCorpus, prepare_data
-    from utils.training.run_log import load_run
+    from utils.training.data.pipeline import TextCorpus, prepare_data
     from utils.training.session import TrackingOptions, TrainingSession
+    from utils.training.tracking.run_log import load_run
 
     tokenizers = tokenizers or {"domain BPE": {"tokenizer": "bpe"}, "GPT-2 BPE": {"tokenizer": "gpt2"}}
     corpus = TextCorpus(documents=list(documents), name="tokenizer-tutorial", source="builtin")

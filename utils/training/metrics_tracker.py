@@ -1,5 +1,5 @@
 """The seed notebook's module path for MetricsTracker (ours: metrics.py, loop_metrics.py)."""
 
-from .metrics import MetricsTracker
+from utils.training.tracking.metrics import MetricsTracker
 
 __all__ = ["MetricsTracker"]

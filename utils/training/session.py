@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .callbacks import TrainerCallback, TrainerControl, TrainerState
-from .config import ConfigError, Problem, TrainingConfig
-from .workspace import Workspace
+from utils.training.config import ConfigError, Problem, TrainingConfig
+from utils.training.engine.callbacks import TrainerCallback, TrainerControl, TrainerState
+from utils.training.workspace import Workspace
 
 # Chinchilla's compute-optimal budget (Hoffmann et al. 2022, table 3): ~20 tokens per parameter.
 CHINCHILLA_TOKENS_PER_PARAM = 20
@@ -94,7 +94,7 @@ class TrainingSession:
     @property
     def db(self):
         if self._db is None and self.is_main:
-            from .experiment_db import ExperimentDB
+            from utils.training.tracking.experiment_db import ExperimentDB
 
             self._db = ExperimentDB.open_local(self.workspace.db_path, self.workspace.db_mirror_path)
         return self._db
@@ -103,8 +103,8 @@ class TrainingSession:
     def prepare(self) -> TrainingSession:
         """Data (tokenizer and token files cached under datasets/), the resolved config
         and the model. Safe to call twice."""
-        from .data import prepare_data
-        from .models import build_model, count_parameters, flops_per_token
+        from utils.training.data.pipeline import prepare_data
+        from utils.training.engine.models import build_model, count_parameters, flops_per_token
 
         if self.data is None:
             rank = self.dist.rank if self.dist else 0
@@ -139,8 +139,8 @@ class TrainingSession:
         config, model and data (no guesses)."""
         if self.model is None:
             self.prepare()
-        from .runtime import detect_runtime
-        from .trainer import resolve_precision
+        from utils.training.engine.trainer import resolve_precision
+        from utils.training.runtime import detect_runtime
 
         cfg = self.config
         rt = detect_runtime()
@@ -177,7 +177,7 @@ class TrainingSession:
     def caveat(self) -> str:
         """"smoke preset: not a result" and the like (style.caveat), "" for a real run: the
         summary card, the figures and the CLI's lines all say it."""
-        from .style import caveat
+        from utils.training.viz.style import caveat
 
         synthetic = bool(self.data is not None and self.data.stats.get("synthetic", False))
         return caveat(self.requested_config.preset, synthetic or self.requested_config.data_source == "synthetic")
@@ -186,8 +186,8 @@ class TrainingSession:
         """Refuse (ConfigError naming the fields) a run whose minimum training memory
         exceeds the device's memory or memory_limit_gb: without this, a batch_size of
         65536 allocates for many seconds and dies with the allocator's error."""
-        from .runtime import detect_runtime
-        from .trainer import resolve_precision
+        from utils.training.engine.trainer import resolve_precision
+        from utils.training.runtime import detect_runtime
 
         cfg = self.config
         rt = detect_runtime()
@@ -207,8 +207,8 @@ class TrainingSession:
     def resume_step(self) -> int | None:
         """The step the next train() continues from (newest valid checkpoint, local or
         mirrored), or None for a fresh start."""
-        from .checkpoint import CheckpointManager
-        from .trainer import CHECKPOINT_KEYS
+        from utils.training.engine.checkpoint import CheckpointManager
+        from utils.training.engine.trainer import CHECKPOINT_KEYS
 
         name = self.config.run_name
         path = CheckpointManager(self.workspace.checkpoint_run_dir(name) / "checkpoints",
@@ -230,12 +230,12 @@ class TrainingSession:
     def callbacks(self) -> list[TrainerCallback]:
         """The default callbacks, in order: metrics (first: it enriches the logs), plots,
         early stopping, database backup, then the caller's."""
-        from .metrics import MetricsTracker
-        from .run_log import RunLogWriter
+        from utils.training.tracking.metrics import MetricsTracker
+        from utils.training.tracking.run_log import RunLogWriter
 
         cbs: list[TrainerCallback] = []
         if self.is_main:
-            from .experiment_db import ExperimentDBSink
+            from utils.training.tracking.experiment_db import ExperimentDBSink
 
             sinks: list[Any] = [
                 ExperimentDBSink(self.db, self.config.run_name, self.config.to_dict()),
@@ -243,7 +243,7 @@ class TrainingSession:
             ]
             t = self.tracking
             if t.wandb_project and t.wandb_mode != "disabled":
-                from .wandb_logger import WandbSink
+                from utils.training.tracking.wandb_logger import WandbSink
 
                 sinks.append(
                     WandbSink(
@@ -262,12 +262,12 @@ class TrainingSession:
             world = self.dist.world_size if self.dist else 1
             cbs.append(MetricsTracker(sinks, flops_per_token=self.flops_per_token, world_size=world))
             if t.live_plot:
-                from .live_plotting import LivePlotter
+                from utils.training.viz.live_plotting import LivePlotter
 
                 cbs.append(LivePlotter(min_interval_s=t.live_plot_interval_s, save_path=self.run_dir / "live.png",
                                        caveat=self.caveat))
             if t.viz_interval > 0:
-                from .report import TrainingReport
+                from utils.training.viz.report import TrainingReport
 
                 cbs.append(TrainingReport(self.run_dir, viz_interval=t.viz_interval, caveat=self.caveat))
             if self.db.mirror_path is not None:
@@ -276,7 +276,7 @@ class TrainingSession:
 
     def train(self):
         """Run (or resume) training; returns the trainer's TrainResult."""
-        from .trainer import Trainer
+        from utils.training.engine.trainer import Trainer
 
         if self.model is None:
             self.prepare()
@@ -322,7 +322,7 @@ class TrainingSession:
 
     # --- pieces ----------------------------------------------------------------------
     def run_info(self) -> dict[str, Any]:
-        from .runtime import detect_runtime
+        from utils.training.runtime import detect_runtime
 
         rt = detect_runtime()
         on_gpu = rt.device == "cuda"
@@ -370,7 +370,7 @@ class TrainingSession:
 
 def format_summary(s: dict[str, Any]) -> str:
     """The summary card as aligned text (the notebook prints it; the CLI prints a line)."""
-    from .style import chinchilla_share
+    from utils.training.viz.style import chinchilla_share
 
     synthetic = "  (SYNTHETIC DATA: numbers are not about text)" if s["synthetic_data"] else ""
     rows = [

@@ -19,8 +19,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from . import config as _config
-from .config import FIELD_NAMES, ConfigError, Problem, _check_types, _check_values, _unknown_key
+from utils.training import config as _config
+from utils.training.config import FIELD_NAMES, ConfigError, Problem, _check_types, _check_values, _unknown_key
 
 # Seed name -> our field, where the names differ.
 SEED_FIELD_MAP = {"num_layers": "n_layer", "num_heads": "n_head", "max_seq_len": "block_size"}

@@ -21,7 +21,7 @@ from pathlib import Path
 
 def _path_name(field: str, name: str) -> str:
     """`name` if it may name a folder (config.path_name_problem, the one rule), else ConfigError."""
-    from .config import ConfigError, path_name_problem
+    from utils.training.config import ConfigError, path_name_problem
 
     problem = path_name_problem(field, name)
     if problem:
@@ -102,7 +102,7 @@ def open_notebook_workspace(
     """The notebook's workspace. In Colab with `use_drive`: Drive is mounted and holds
     the durable folder, `local_dir` the database and checkpoints. If the mount fails
     (no consent, no Drive), or outside Colab, everything is under `workspace_dir`."""
-    from .runtime import in_colab
+    from utils.training.runtime import in_colab
 
     if use_drive and in_colab():
         try:

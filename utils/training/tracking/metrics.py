@@ -14,8 +14,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .callbacks import TrainerCallback, TrainerControl, TrainerState
-from .loop_metrics import LoopTracking
+from utils.training.engine.callbacks import TrainerCallback, TrainerControl, TrainerState
+from utils.training.tracking.loop_metrics import LoopTracking
 
 GIB = 2**30  # bytes
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .run_log import RunRecord
-from .style import (
+from utils.training.tracking.run_log import RunRecord
+from utils.training.viz.style import (
     CHINCHILLA_TOKENS_PER_PARAM,
     PALETTE,
     chinchilla_share,

@@ -315,7 +315,7 @@ def _warmup_steps(config: dict, info: dict) -> int | None:
     max_steps = _first(info, "max_steps") or _first(config, "max_steps")
     if config.get("warmup_ratio") is None or not max_steps:
         return None
-    from .config import warmup_steps_for
+    from utils.training.config import warmup_steps_for
 
     return warmup_steps_for(float(config["warmup_ratio"]), int(max_steps))
 
@@ -358,7 +358,7 @@ def _from_run_log(doc: dict, path: Path) -> RunRecord:
 
 
 def _caveat(config: dict, info: dict) -> str:
-    from .style import caveat
+    from utils.training.viz.style import caveat
 
     synthetic = bool((info.get("data") or {}).get("synthetic")) or config.get("data_source") == "synthetic"
     return caveat(str(config.get("preset") or ""), synthetic)
@@ -472,7 +472,7 @@ def _from_llm_foundry(doc: dict, path: Path) -> RunRecord:
 def _from_db(db, name: str) -> RunRecord:
     """An ExperimentDB run: metrics in long format, val_* names go to the eval frame."""
     if isinstance(db, (str, Path)):
-        from .experiment_db import ExperimentDB
+        from utils.training.tracking.experiment_db import ExperimentDB
 
         db = ExperimentDB(db)
     run = db.get_run(name)
@@ -484,7 +484,7 @@ def _from_db(db, name: str) -> RunRecord:
         config = json.loads(config)
     long = db.get_metrics(run_id)
     if long is not None and not long.empty:
-        from .seed_db import SEED_TO_OURS
+        from utils.training.tracking.seed_db import SEED_TO_OURS
 
         # Points logged with the seed's names (db.log_metric(run, "val/loss", ...)) plot as ours.
         names = set(long["metric_name"].unique())

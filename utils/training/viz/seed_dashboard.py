@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .seed_db import SEED_TO_OURS
-from .style import PALETTE
+from utils.training.tracking.seed_db import SEED_TO_OURS
+from utils.training.viz.style import PALETTE
 
 
 def plot_frame(dash, df: pd.DataFrame, config: dict | None, title: str | None):
-    from .dashboard import TrainingDashboard
+    from utils.training.viz.dashboard import TrainingDashboard
 
     if not isinstance(df, pd.DataFrame) or df.empty:
         raise ValueError("plot() needs a non-empty DataFrame (MetricsTracker.get_summary(), or a frame with "

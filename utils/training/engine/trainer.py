@@ -33,7 +33,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .callbacks import (
+from utils.training.data.sampler import IGNORE_INDEX
+from utils.training.engine.callbacks import (
     CallbackHandler,
     CheckpointCallback,
     EarlyStoppingCallback,
@@ -42,11 +43,10 @@ from .callbacks import (
     TrainerControl,
     TrainerState,
 )
-from .checkpoint import CheckpointManager
-from .distributed import DistributedContext
-from .models import count_parameters, flops_per_token
-from .optimizers import adamw_kwargs, build_optimizer, param_groups  # noqa: F401 - re-exported (bench/)
-from .sampler import IGNORE_INDEX
+from utils.training.engine.checkpoint import CheckpointManager
+from utils.training.engine.distributed import DistributedContext
+from utils.training.engine.models import count_parameters, flops_per_token
+from utils.training.engine.optimizers import adamw_kwargs, build_optimizer, param_groups  # noqa: F401 - re-exported (bench/)
 
 CHECKPOINT_FORMAT = 1
 # What _maybe_resume reads: a checkpoint lacking one of these is skipped like a damaged one.
@@ -313,7 +313,7 @@ class Trainer:
     def _checkpoint_problem(self, state: dict) -> str | None:
         """Why a checkpoint that loaded cannot be resumed from (its saved config does not
         validate), or None. A config that differs is not this: that is a ResumeError."""
-        from .config import ConfigError
+        from utils.training.config import ConfigError
 
         try:
             type(self.config).from_dict(state["config"])

@@ -17,8 +17,16 @@ from pathlib import Path
 
 import numpy as np
 
-from .callbacks import TrainerCallback
-from .style import PALETTE, new_figure, no_data, place_legends, preload, save_figure, with_caveat
+from utils.training.engine.callbacks import TrainerCallback
+from utils.training.viz.style import (
+    PALETTE,
+    new_figure,
+    no_data,
+    place_legends,
+    preload,
+    save_figure,
+    with_caveat,
+)
 
 REPORT_TITLES = ("Loss", "Token accuracy", "Throughput", "Learning rate", "Loss vs accuracy", "Recent window",
                  "Latest text samples")

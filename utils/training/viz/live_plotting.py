@@ -15,8 +15,8 @@ import sys
 import time
 from types import SimpleNamespace
 
-from .callbacks import TrainerCallback
-from .style import PALETTE, figure_png, new_figure, place_legends
+from utils.training.engine.callbacks import TrainerCallback
+from utils.training.viz.style import PALETTE, figure_png, new_figure, place_legends
 
 FULL_TITLES = ("Loss", "Perplexity", "Learning rate", "Throughput")
 COMPACT_TITLES = ("Loss", "Throughput")
@@ -97,7 +97,7 @@ class LivePlotter(TrainerCallback):
             except ImportError:
                 self.mode = "text"
         if self.mode == "figure":
-            from .style import preload
+            from utils.training.viz.style import preload
 
             preload()  # before training: a Ctrl-C must not land in matplotlib's first import
 
@@ -124,7 +124,7 @@ class LivePlotter(TrainerCallback):
         self.draw(final=True)
         if self.save_path is not None:
             try:
-                from .style import save_figure
+                from utils.training.viz.style import save_figure
 
                 if self.fig is None or self.mode == "text":
                     self._draw_figure(final=True)  # in text mode: built for the file only, not shown
@@ -159,7 +159,7 @@ class LivePlotter(TrainerCallback):
 
     def save(self, filepath="training_curves.png", dpi: int = 150):
         """The current figure as PNG, PDF or SVG (by suffix); returns the path."""
-        from .style import save_figure
+        from utils.training.viz.style import save_figure
 
         if self.fig is None or self.mode == "text":
             mode, self.mode = self.mode, "file"  # build and fill the figure without displaying it

@@ -22,9 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import DataError, _pick_column, _suffix, list_data_files
-from .token_file import TokenFile, TokenFileWriter, dtype_for_vocab
-from .tokenizer import encode_documents, tokenizer_id
+from utils.training.data.pipeline import DataError, _pick_column, _suffix, list_data_files
+from utils.training.data.token_file import TokenFile, TokenFileWriter, dtype_for_vocab
+from utils.training.data.tokenizer import encode_documents, tokenizer_id
 
 PIECE_BYTES = 1 << 20  # text tokenized per encode_batch call while filling a chunk
 Cursor = tuple[int, int]  # (file index, byte offset or row index)
@@ -245,7 +245,7 @@ class ChunkStream:
         self.chunk_index, self.chunk_cursor = 0, self.start
 
     def next_batch(self):
-        from .sampler import _gather
+        from utils.training.data.sampler import _gather
 
         if self._chunk is None:
             self._load_chunk()
@@ -279,7 +279,7 @@ class ChunkStream:
 
     def eval_batches(self, n: int) -> Iterator:
         """Fixed batches from the first chunk at `start` (same every call)."""
-        from .sampler import RandomBatchSampler
+        from utils.training.data.sampler import RandomBatchSampler
 
         if self._eval is None:
             tokens, _, _ = read_chunk(self.files, self.start, self.tokenizer, self.tokens_per_chunk,
@@ -298,7 +298,7 @@ def spool_hf_to_text(name: str, config: str | None, split: str, text_column: str
     `load_kwargs` go to `datasets.load_dataset` (e.g. data_files for a local json dataset)."""
     import hashlib
 
-    from .data import _hub_reachable, _pick_column, hf_offline_message
+    from utils.training.data.pipeline import _hub_reachable, _pick_column, hf_offline_message
 
     if check_hub and not _hub_reachable():
         raise DataError(hf_offline_message(name))
@@ -345,9 +345,9 @@ def prepare_chunks(config, datasets_dir: Path, *, rank: int = 0, world_size: int
     written once to datasets/text/<hash>.txt (one document per line). The BPE tokenizer
     trains on up to `bpe_sample_bytes` of text after the held-out region (training text only).
     """
-    from .data import PreparedData, _cfg, _check_block, _source_options, load_source
-    from .sampler import RandomBatchSampler
-    from .tokenizer import corpus_hash, load_tokenizer
+    from utils.training.data.pipeline import PreparedData, _cfg, _check_block, _source_options, load_source
+    from utils.training.data.sampler import RandomBatchSampler
+    from utils.training.data.tokenizer import corpus_hash, load_tokenizer
 
     kind = _cfg(config, "data_source", "builtin")
     B, T, seed = int(_cfg(config, "batch_size")), int(_cfg(config, "block_size")), int(_cfg(config, "random_seed", 0))
@@ -358,7 +358,7 @@ def prepare_chunks(config, datasets_dir: Path, *, rank: int = 0, world_size: int
         opts = _source_options(config, kind, source_options)
         path = opts.get("path")
         if kind == "drive":
-            from .data import DRIVE_ROOT
+            from utils.training.data.pipeline import DRIVE_ROOT
 
             path = Path(opts.get("drive_root") or DRIVE_ROOT) / path
         if not path:

@@ -66,7 +66,7 @@ def add_seed_columns(df: pd.DataFrame, run_id: int, epochs: pd.DataFrame) -> pd.
 
 def seed_compare_runs(db, run_ids: list[int]) -> pd.DataFrame:
     """The seed's compare_runs: one row per known run id (unknown ids skipped)."""
-    from .experiment_db import RunNotFoundError
+    from utils.training.tracking.experiment_db import RunNotFoundError
 
     cols = ["run_id", "run_name", "created_at", "status", "final_train_loss", "final_val_loss", "best_val_loss",
             "best_epoch", "total_epochs"]
@@ -152,7 +152,7 @@ def _json_or_raw(text: str | None) -> Any:
 
 def read_seed_db(path: str | Path) -> tuple[list[dict], list[dict], list[dict]]:
     """(runs, metrics, artifacts) rows of a seed database, read without writing a byte."""
-    from .db_file import SEED_TABLES, SQLITE_MAGIC, DatabaseFileError
+    from utils.training.tracking.db_file import SEED_TABLES, SQLITE_MAGIC, DatabaseFileError
 
     path = Path(path)
     if not path.is_file():
@@ -219,7 +219,7 @@ def place_on_steps(points: list[dict]) -> tuple[list[tuple[str, int, float, floa
 
 def import_seed_db(db, path: str | Path) -> ImportReport:
     """Copy a seed experiments.db into `db` (an ExperimentDB of ours); see the module docstring."""
-    from .experiment_db import STATUSES
+    from utils.training.tracking.experiment_db import STATUSES
 
     path = Path(path)
     if path.resolve() == db.path.resolve():

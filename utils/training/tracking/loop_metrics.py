@@ -28,7 +28,7 @@ from typing import Any
 
 import pandas as pd
 
-from .seed_db import SEED_TO_OURS
+from utils.training.tracking.seed_db import SEED_TO_OURS
 
 SUMMARY_COLUMNS = ("epoch", "train/loss", "train/perplexity", "train/accuracy", "val/loss", "val/perplexity",
                    "val/accuracy", "learning_rate", "gradient_norm", "epoch_duration")
@@ -116,7 +116,7 @@ class LoopTracking:
         if not torch.cuda.is_available():
             return {}
         out = {"system/gpu_memory_mb": torch.cuda.max_memory_allocated() / 2**20}
-        from .metrics import _nvml_handle
+        from utils.training.tracking.metrics import _nvml_handle
 
         handle = _nvml_handle(torch.cuda.current_device())
         if handle is not None:

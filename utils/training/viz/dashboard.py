@@ -8,9 +8,9 @@ import math
 
 import pandas as pd
 
-from .analysis import run_seconds
-from .run_log import RunRecord, _first, load_run
-from .style import (
+from utils.training.tracking.run_log import RunRecord, _first, load_run
+from utils.training.viz.analysis import run_seconds
+from utils.training.viz.style import (
     EXPORT_DPI,
     PALETTE,
     duration,
@@ -174,7 +174,7 @@ class TrainingDashboard:
 
         ax = axes[5]
         ax.set_title(PANEL_TITLES[5])
-        from .analysis import memory_panel  # one memory panel for both figures
+        from utils.training.viz.analysis import memory_panel  # one memory panel for both figures
 
         memory_panel(ax, rec)
         place_legends(fig)
@@ -187,7 +187,7 @@ class TrainingDashboard:
     def plot(self, metrics_df: pd.DataFrame, config: dict | None = None, title: str | None = None):
         """The seed's call: the dashboard of a metrics frame (seed_dashboard.py: the seed's
         per-epoch get_summary() frame, or our wide frame with a `step` column); returns the figure."""
-        from .seed_dashboard import plot_frame
+        from utils.training.viz.seed_dashboard import plot_frame
 
         self._fig = plot_frame(self, metrics_df, config, title)
         return self._fig

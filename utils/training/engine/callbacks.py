@@ -22,18 +22,7 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-
-class RunStatus:
-    """How a run ended. Plain strings so they store as-is in SQLite, JSON and W&B."""
-
-    RUNNING = "running"
-    COMPLETED = "completed"
-    STOPPED_EARLY = "stopped_early"
-    PRUNED = "pruned"
-    FAILED = "failed"
-    INTERRUPTED = "interrupted"
-
-    ENDED = (COMPLETED, STOPPED_EARLY, PRUNED, FAILED, INTERRUPTED)
+from utils.training.contracts import RunStatus  # noqa: F401  (re-exported: callbacks steer with it)
 
 
 @dataclass
@@ -235,7 +224,7 @@ class ProgressBarCallback(TrainerCallback):
 
     def on_train_end(self, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
         if self.bar is not None:
-            from .style import duration
+            from utils.training.viz.style import duration
 
             # One number for the run's duration: the trainer's wall time (what the summary
             # line, the database and the dashboard show), not the bar's own clock.

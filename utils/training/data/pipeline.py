@@ -453,8 +453,8 @@ def _source_options(config, kind: str, overrides: dict) -> dict:
 
 def _token_file(path: Path, docs: list[str], tokenizer, tok_id: str, doc_hash: str):
     """Open the cached token file for `docs`, or tokenize them into it (in slices)."""
-    from .token_file import TokenFile, TokenFileWriter
-    from .tokenizer import encode_documents
+    from utils.training.data.token_file import TokenFile, TokenFileWriter
+    from utils.training.data.tokenizer import encode_documents
 
     vocab = len(tokenizer)
     if TokenFile.exists(path):
@@ -483,8 +483,8 @@ def prepare_data(config, workspace_dir, *, rank: int = 0, world_size: int = 1, m
     "sample" (one document per row, truncated/padded). The tokenizer trains on the
     training split only; token files are keyed by the split's hash and the tokenizer id.
     """
-    from .sampler import DocumentBatchSampler, RandomBatchSampler
-    from .tokenizer import bytes_per_token, corpus_hash, load_tokenizer, tokenizer_id
+    from utils.training.data.sampler import DocumentBatchSampler, RandomBatchSampler
+    from utils.training.data.tokenizer import bytes_per_token, corpus_hash, load_tokenizer, tokenizer_id
 
     if mode not in MODES:
         raise DataError(f"mode must be one of {MODES}, got {mode!r}")
@@ -492,7 +492,7 @@ def prepare_data(config, workspace_dir, *, rank: int = 0, world_size: int = 1, m
     seed = int(_cfg(config, "random_seed", 0))
     datasets_dir = Path(workspace_dir) / "datasets"
     if mode == "chunk":
-        from .streaming import prepare_chunks
+        from utils.training.data.stream import prepare_chunks
 
         return prepare_chunks(config, datasets_dir, rank=rank, world_size=world_size, corpus=corpus, **source_options)
     for chunk_only in ("tokens_per_chunk", "max_chunks"):  # so callers may pass them in every mode

@@ -144,7 +144,7 @@ def _tidy(name: str, fig: Any, n_trials: int, complete: int, note: str = "") -> 
                 coll.set_cmap(unfaded)
                 coll.set_linewidth(2.0)
     if name == "intermediate_values":  # optuna fades later trials to near white: one clear colour each
-        from .style import series_colors
+        from utils.training.viz.style import series_colors
 
         ax = fig.axes[0]
         lines = ax.get_lines()

@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from .callbacks import TrainerCallback, TrainerControl, TrainerState
-from .config import TrainingConfig
+from utils.training.config import TrainingConfig
+from utils.training.engine.callbacks import TrainerCallback, TrainerControl, TrainerState
 
 
 @dataclass
@@ -62,9 +62,9 @@ def time_config(config: TrainingConfig, *, name: str = "", n_steps: int = N_STEP
     (from the end of the last warmup step to the end of the last step)."""
     import torch
 
-    from .models import build_model, count_parameters
-    from .sampler import RandomBatchSampler
-    from .trainer import Trainer
+    from utils.training.data.sampler import RandomBatchSampler
+    from utils.training.engine.models import build_model, count_parameters
+    from utils.training.engine.trainer import Trainer
 
     if warmup_steps < 1 or n_steps < 1:
         raise ValueError(f"warmup_steps and n_steps must be >= 1, got {warmup_steps} and {n_steps}")
@@ -112,7 +112,7 @@ def measure_presets(presets: list[str | TrainingConfig], *, vocab_size: int, n_s
 
 def _step_key(cfg: TrainingConfig) -> str:
     """What a step's time depends on: the model, the batch and the numerics."""
-    from .config import config_dict_hash
+    from utils.training.config import config_dict_hash
 
     d = cfg.to_dict()
     for k in ("run_name", "preset", "max_steps", "max_tokens", "epochs", "log_interval", "eval_interval",

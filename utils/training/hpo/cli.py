@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from .config import PRESETS
+    from utils.training.config import PRESETS
 
     parser.add_argument("--workspace", default="workspace", help="workspace folder (default: workspace)")
     parser.add_argument("--space", type=Path, help="search space JSON file (see examples/search_space.json)")
@@ -68,7 +68,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def base_config(args: argparse.Namespace):
-    from .config import ConfigError, Problem, TrainingConfig, parse_overrides
+    from utils.training.config import ConfigError, Problem, TrainingConfig, parse_overrides
 
     if args.config and args.preset:
         raise ConfigError([Problem("--config/--preset", "both", "give one of them")])
@@ -77,7 +77,7 @@ def base_config(args: argparse.Namespace):
 
 
 def search_space(args: argparse.Namespace):
-    from .hpo import SearchSpace, SearchSpaceError
+    from utils.training.hpo.study import SearchSpace, SearchSpaceError
 
     entries = SearchSpace.from_json(args.space).to_dict() if args.space else {}
     if args.params:
@@ -98,12 +98,12 @@ def _storage(args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .config import ConfigError
-    from .hpo import SearchSpaceError
-    from .hpo_storage import StorageSpecError, _spec_kind
+    from utils.training.config import ConfigError
+    from utils.training.hpo.storage import StorageSpecError, _spec_kind
+    from utils.training.hpo.study import SearchSpaceError
 
     try:
-        from .config import path_name_problem
+        from utils.training.config import path_name_problem
 
         bad_name = path_name_problem("--study-name", args.study_name)  # it names the storage and results paths
         if bad_name:
@@ -148,8 +148,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_worker(args: argparse.Namespace, storage: str, config, space) -> int:
-    from .hpo import run_study
-    from .hpo_storage import _spec_kind, open_storage
+    from utils.training.hpo.storage import _spec_kind, open_storage
+    from utils.training.hpo.study import run_study
 
     if _spec_kind(storage) != "journal":  # RDB: a heartbeat with this worker's timing
         storage = open_storage(storage, heartbeat_interval=args.heartbeat_interval, grace_period=args.grace_period)
@@ -176,7 +176,7 @@ def _exit_for(study) -> int:
 
 
 def _child_argv(args: argparse.Namespace, storage: str, index: int) -> list[str]:
-    argv = [sys.executable, "-m", "utils.training.hpo_cli", "--workspace", str(args.workspace),
+    argv = [sys.executable, "-m", "utils.training.hpo.cli", "--workspace", str(args.workspace),
             "--study-name", args.study_name, "--n-trials", str(args.n_trials), "--storage", storage,
             "--worker-index", str(index), "--pruner", args.pruner, "--seed", str(args.seed),
             "--metric", args.metric, "--no-results", "--heartbeat-interval", str(args.heartbeat_interval),
@@ -218,8 +218,8 @@ def _run_workers(args: argparse.Namespace, storage: str) -> int:
 def _write_results(args: argparse.Namespace, storage: str) -> int:
     import optuna
 
-    from .hpo import write_study_results
-    from .hpo_storage import open_storage
+    from utils.training.hpo.storage import open_storage
+    from utils.training.hpo.study import write_study_results
 
     try:
         study = optuna.load_study(study_name=args.study_name, storage=open_storage(storage))
@@ -234,7 +234,7 @@ def _write_results(args: argparse.Namespace, storage: str) -> int:
 
 
 def _print_summary(study) -> None:
-    from .hpo_figures import study_summary
+    from utils.training.hpo.figures import study_summary
 
     s = study_summary(study)
     counts = ", ".join(f"{k} {v}" for k, v in s["trial_counts"].items() if v)

@@ -1,6 +1,6 @@
 """Our tracking, live plot and dashboard for a Hugging Face `transformers.Trainer` run.
 
-    from utils.training.hf import ExperimentCallback
+    from utils.training.tracking.hf import ExperimentCallback
     trainer = Trainer(model, args, train_dataset=..., eval_dataset=...,
                       callbacks=[ExperimentCallback("workspace/experiments.db")])
     trainer.train()   # -> a run row + metrics in experiments.db, OUTPUT_DIR/run.json,
@@ -27,13 +27,13 @@ from typing import Any
 try:
     from transformers import TrainerCallback as _HFCallback
 except ImportError as e:  # transformers is in requirements-training.txt
-    raise ImportError("utils.training.hf needs transformers: pip install transformers") from e
+    raise ImportError("utils.training.tracking.hf needs transformers: pip install transformers") from e
 
-from .callbacks import RunStatus, TrainerControl, TrainerState
-from .experiment_db import ExperimentDB, ExperimentDBSink
-from .live_plotting import LivePlotter
-from .metrics import MetricsTracker
-from .run_log import RunLogWriter
+from utils.training.engine.callbacks import RunStatus, TrainerControl, TrainerState
+from utils.training.tracking.experiment_db import ExperimentDB, ExperimentDBSink
+from utils.training.tracking.metrics import MetricsTracker
+from utils.training.tracking.run_log import RunLogWriter
+from utils.training.viz.live_plotting import LivePlotter
 
 HF_TO_OURS = {"loss": "train_loss", "learning_rate": "lr", "grad_norm": "grad_norm", "epoch": "epoch"}
 
@@ -117,7 +117,7 @@ class ExperimentCallback(_HFCallback):
             for cb in self._callbacks():
                 cb.on_train_end(self.state, self.control, status=status)
             if self.dashboard and state.is_world_process_zero:
-                from .dashboard import TrainingDashboard
+                from utils.training.viz.dashboard import TrainingDashboard
 
                 self.dashboard_path = TrainingDashboard.from_db(self.db, self.run_name).save(
                     self.run_dir / "dashboard.png")

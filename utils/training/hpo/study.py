@@ -54,9 +54,9 @@ import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from .callbacks import RunStatus, TrainerCallback, TrainerControl, TrainerState
-from .hpo_figures import write_study_results
-from .hpo_storage import claim_lock, fail_dead_trials, open_storage, optimize_exactly
+from utils.training.engine.callbacks import RunStatus, TrainerCallback, TrainerControl, TrainerState
+from utils.training.hpo.figures import write_study_results
+from utils.training.hpo.storage import claim_lock, fail_dead_trials, open_storage, optimize_exactly
 
 logger = logging.getLogger(__name__)
 
@@ -125,7 +125,7 @@ class Param:
 
 
 def _config_fields() -> tuple[tuple[str, ...], dict[str, type]]:
-    from .config import FIELD_NAMES, FIELD_TYPES
+    from utils.training.config import FIELD_NAMES, FIELD_TYPES
 
     return FIELD_NAMES, FIELD_TYPES
 
@@ -192,7 +192,7 @@ def _check_entry(name: str, entry: Any, field_type: type) -> tuple[Param | None,
 
 
 def _fits(value: Any, field_type: type) -> bool:
-    from .config import type_matches
+    from utils.training.config import type_matches
 
     return type_matches(value, field_type) and (field_type is not float or math.isfinite(value))
 
@@ -206,7 +206,7 @@ def _probe(params: Iterable[Param]) -> list[str]:
     (ranges and allowed strings live there, not here). Only rules about the field alone
     count: a rule that names another field (n_head divides d_model...) depends on the
     rest of the config, so a combination it forbids fails its trial instead."""
-    from .config import FIELD_NAMES, ConfigError, TrainingConfig
+    from utils.training.config import FIELD_NAMES, ConfigError, TrainingConfig
 
     problems = []
     for p in params:
@@ -325,7 +325,7 @@ class SearchSpace:
 
 
 def _parse_form_value(name: str, value: Any, field_type: type) -> dict[str, Any]:
-    from .config import parse_value
+    from utils.training.config import parse_value
 
     if isinstance(value, tuple) and len(value) == 2:
         return {"type": _type_for(field_type), "low": value[0], "high": value[1]}
@@ -482,7 +482,7 @@ def run_study(
     train_fn(config, callbacks, workspace_dir) -> TrainResult: the training run; default
     the real engine (`TrainingSession` when present). Tests pass a cheap one.
     """
-    from .config import ConfigError
+    from utils.training.config import ConfigError
 
     workspace_dir = Path(workspace_dir)
     if storage is None:
@@ -490,7 +490,9 @@ def run_study(
     study = create_study(study_name, storage, space=space, sampler_seed=sampler_seed,
                          worker_index=worker_index, pruner=pruner)
     study.set_user_attr("metric", metric)
-    from .style import caveat  # the figures say when the trials are smoke/cpu runs or synthetic tokens
+    from utils.training.viz.style import (
+        caveat,  # the figures say when the trials are smoke/cpu runs or synthetic tokens
+    )
 
     study.set_user_attr("caveat", caveat(str(getattr(base_config, "preset", "") or ""),
                                          getattr(base_config, "data_source", "") == "synthetic"))
@@ -598,11 +600,11 @@ def _open_db(db: Any, workspace_dir: Path, *, default: bool) -> tuple[Any, bool]
         return db, False
     if db is None and not default:
         return None, False
-    from .experiment_db import ExperimentDB
+    from utils.training.tracking.experiment_db import ExperimentDB
 
     if db is not None:
         return ExperimentDB(db), True
-    from .workspace import Workspace
+    from utils.training.workspace import Workspace
 
     ws = Workspace(workspace_dir)
     ws.create()
@@ -637,7 +639,7 @@ def _engine_train_fn(db: Any) -> TrainFn:
     `db`) with the trial's callbacks added after the default ones."""
 
     def train(config: Any, callbacks: list[TrainerCallback], workspace_dir: Path) -> Any:
-        from .session import TrackingOptions, TrainingSession
+        from utils.training.session import TrackingOptions, TrainingSession
 
         session = TrainingSession(config, workspace_dir, tracking=TrackingOptions(progress_bar=False),
                                   callbacks=callbacks, db=db)

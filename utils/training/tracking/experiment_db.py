@@ -37,10 +37,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .db_file import SEED_TABLES, SQLITE_MAGIC, DatabaseFileError, check_database_file  # noqa: F401 - re-exported
+from utils.training.contracts import RunStatus
+from utils.training.tracking.db_file import SEED_TABLES, SQLITE_MAGIC, DatabaseFileError, check_database_file  # noqa: F401 - re-exported
 
 SCHEMA_VERSION = 2
-STATUSES = ("running", "completed", "stopped_early", "pruned", "failed", "interrupted")
+STATUSES = RunStatus.ALL  # the statuses a run row may hold
 # Summary keys that have their own column on the run row; other keys go to summary_json.
 SUMMARY_COLUMNS = ("best_val_loss", "best_step", "tokens_seen", "final_step", "final_train_loss",
                    "total_time", "wandb_run_id", "run_dir")
@@ -224,7 +225,7 @@ class ExperimentDB:
             raise ValueError(f"run_name must be a non-empty string, got {run_name!r}")
         if on_duplicate not in ("error", "rename"):
             raise ValueError(f"on_duplicate must be 'error' or 'rename', got {on_duplicate!r}")
-        from .config import config_dict_hash  # no torch: config.py is plain Python
+        from utils.training.config import config_dict_hash  # no torch: config.py is plain Python
 
         if on_duplicate == "rename" and self.find_run(run_name) is not None:
             given, run_name = run_name, self.unique_run_name(run_name)
@@ -462,7 +463,7 @@ class ExperimentDB:
         """Columns step, metric_name, value, wall_time, then the seed's metric_id, run_id,
         epoch (the "epoch" metric at that step, else NaN) and timestamp (UTC); sorted by
         metric_name then step. A seed name ("val/loss") with no points reads ours ("val_loss")."""
-        from .seed_db import SEED_TO_OURS, add_seed_columns
+        from utils.training.tracking.seed_db import SEED_TO_OURS, add_seed_columns
 
         run_id = self._resolve(run)
         df = self._get_metrics(run_id, name)
@@ -522,7 +523,7 @@ class ExperimentDB:
         runs = list(runs)
         if metric is None and runs and all(isinstance(r, (int, np.integer)) and not isinstance(r, bool)
                                            for r in runs):
-            from .seed_db import seed_compare_runs
+            from utils.training.tracking.seed_db import seed_compare_runs
 
             return seed_compare_runs(self, runs)
         metric = metric or "val_loss"
@@ -542,7 +543,7 @@ class ExperimentDB:
         The run dict also carries best_value, best_step and (the seed's) best_epoch; a seed
         metric name ("val/loss") falls back to ours ("val_loss") when it has no points.
         Raises ValueError when no run logged `metric` (the seed API's contract)."""
-        from .seed_db import SEED_TO_OURS
+        from utils.training.tracking.seed_db import SEED_TO_OURS
 
         if mode not in ("min", "max"):
             raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
@@ -631,7 +632,7 @@ class ExperimentDB:
     def import_db(self, path: str | os.PathLike):
         """Copy the runs, metrics and artifacts of a seed notebook experiments.db into this
         database (the source is opened read-only and left byte-identical); see seed_db.py."""
-        from .seed_db import import_seed_db
+        from utils.training.tracking.seed_db import import_seed_db
 
         return import_seed_db(self, path)
 
@@ -755,7 +756,7 @@ class ExperimentDBSink:
         run_id = self.db.find_run(self.run_name)
         if run_id is None or self.config is None:
             return None
-        from .config import config_dict_hash
+        from utils.training.config import config_dict_hash
 
         same = self.db.get_run(run_id)["config_hash"] == config_dict_hash(config_to_dict(self.config))
         return run_id if same else None
