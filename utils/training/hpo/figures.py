@@ -24,6 +24,8 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from utils.training.io import atomic_open, atomic_write_text
+
 logger = logging.getLogger(__name__)
 
 FIGURES = ("optimization_history", "intermediate_values", "param_importances", "parallel_coordinate")
@@ -160,7 +162,9 @@ def _tidy(name: str, fig: Any, n_trials: int, complete: int, note: str = "") -> 
 
 def write_study_results(study: optuna.Study, out_dir: str | os.PathLike[str]) -> dict[str, Any]:
     """Write best.json, trials.csv and the PNG figures to `out_dir`; return the summary
-    with `files` (name -> path) and `skipped` (figure -> reason)."""
+    with `files` (name -> path) and `skipped` (figure -> reason). Each file is written
+    atomically (a reader never sees half of one) but not fsynced: `--results-only`
+    redraws them all from the study."""
     import matplotlib.pyplot as plt
 
     out = Path(out_dir)
@@ -169,14 +173,16 @@ def write_study_results(study: optuna.Study, out_dir: str | os.PathLike[str]) ->
     files: dict[str, str] = {}
 
     csv_path = out / "trials.csv"
-    study.trials_dataframe().to_csv(csv_path, index=False)
+    with atomic_open(csv_path, "w", durable=False) as f:
+        study.trials_dataframe().to_csv(f, index=False)
     files["trials.csv"] = str(csv_path)
 
     figs, skipped = study_figures(study)
     for name in FIGURES:
         if name in figs:
             path = out / f"{name}.png"
-            figs[name].savefig(path, dpi=110, bbox_inches="tight")
+            with atomic_open(path, "wb", durable=False) as f:
+                figs[name].savefig(f, format="png", dpi=110, bbox_inches="tight")
             plt.close(figs[name])
             files[f"{name}.png"] = str(path)
         else:
@@ -185,7 +191,7 @@ def write_study_results(study: optuna.Study, out_dir: str | os.PathLike[str]) ->
     summary["files"] = files
     summary["skipped"] = skipped
     best_path = out / "best.json"
-    best_path.write_text(json.dumps(_json_safe(summary), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    atomic_write_text(best_path, json.dumps(_json_safe(summary), indent=2, sort_keys=True) + "\n", durable=False)
     files["best.json"] = str(best_path)
     return summary
 
