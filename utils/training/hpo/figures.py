@@ -14,16 +14,20 @@ skipped with one line saying why; the reasons are in the returned dict and best.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import os
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import optuna
 from optuna.trial import TrialState
 
+from utils.training.hpo.storage import quiet_experimental
 from utils.training.io import atomic_open, atomic_write_text
 
 logger = logging.getLogger(__name__)
@@ -205,18 +209,11 @@ def _figure_of(ax: Any) -> Any:
     return ax.get_figure()
 
 
-class optuna_quiet:
+@contextlib.contextmanager
+def optuna_quiet() -> Iterator[None]:
     """Silence warnings that are noise for our users: Optuna's ExperimentalWarning on its
-    matplotlib backend, and matplotlib's note on a zero-height axis."""
-
-    def __enter__(self) -> None:
-        import warnings
-
-        self._ctx = warnings.catch_warnings()
-        self._ctx.__enter__()
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        # One completed trial gives a parameter axis of zero height; matplotlib widens it.
+    matplotlib backend, and matplotlib's note on a zero-height axis (one completed trial
+    gives a parameter axis of zero height; matplotlib widens it)."""
+    with quiet_experimental(), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Attempting to set identical", category=UserWarning)
-
-    def __exit__(self, *exc: object) -> None:
-        self._ctx.__exit__(*exc)
+        yield

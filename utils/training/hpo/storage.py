@@ -12,18 +12,10 @@ A study is named (`--study-name`) and lives in one storage, given as a *spec*:
                                (needs the psycopg 3 driver: `pip install "psycopg[binary]"`;
                                SQLAlchemy 2.1 maps postgresql:// to it)
 
-Commands (every worker runs the same line; they cooperate through the storage):
-
-    # one process
-    python -m utils.training hpo --workspace W --space examples/search_space.json \
-        --study-name s1 --n-trials 20 --storage W/results/hpo/s1.journal
-    # several workers on one machine: start the line N times (or pass --workers N)
-    python -m utils.training hpo ... --storage W/results/hpo/s1.journal --workers 3
-    # several machines: the same line on each machine, pointing at one server
-    python -m utils.training hpo ... --storage postgresql://optuna:PASS@db-host/optuna
-
-The worker loop that keeps the study at exactly N trials while workers come and die is
-in workers.py; this module names the storages and the claim lock each one gets:
+Every worker runs the same `hpo` line on one storage (commands: hpo/cli.py,
+docs/scale_out.md). The loop that keeps the study at exactly N trials while
+workers come and die is workers.py's; this module names the storages and the claim
+lock each one gets:
 
 * journal file / SQLite: an `fcntl.flock` on `SPEC.claim.lock` next to the file (the
   kernel drops it when a process dies, so a killed worker never blocks the rest);

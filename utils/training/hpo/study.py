@@ -7,19 +7,12 @@ per trial), and studies that several workers share and that resume.
                       workspace_dir="workspace", db=ExperimentDB("workspace/experiments.db"))
     write_study_results(study, "workspace/results/hpo/s1")
 
-The search space is space.py's, pruning pruning.py's. Storage contract (details and the
-command line for each case in storage.py; the worker loop in workers.py):
-
-* a journal file `PATH.journal` (or `.log`): one process, or several worker processes on
-  one machine sharing the file;
-* `sqlite:///PATH.db`: one process;
-* `postgresql://USER:PASS@HOST/DB`: worker processes on several machines.
-
-Studies are created with `load_if_exists=True`, so running the same command again
-resumes (with new sampler points, not a replay); `n_trials` is the size the study grows
-to, and all workers together create exactly that many counted trials (complete, pruned,
-and failed by their own run; a trial cut short by Ctrl-C or a killed worker is marked
-FAIL, does not count, and is redone). The other workers carry on.
+The search space is space.py's, pruning pruning.py's; the storages (a journal file,
+SQLite, PostgreSQL) are storage.py's, and workers.py holds the loop by which all workers
+together create exactly `n_trials` counted trials. Studies are created with
+`load_if_exists=True`, so running the same command again resumes (with new sampler
+points, not a replay) up to `n_trials`; a trial cut short by Ctrl-C or a killed worker
+is marked FAIL, does not count, and is redone.
 
 A trial is one real training run: `base_config.replace(**overrides,
 run_name=f"{study_name}-t{number}")` under WORKSPACE/runs/. `OptunaPruningCallback`

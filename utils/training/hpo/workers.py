@@ -63,16 +63,20 @@ ATTR_COUNTED = "counted"
 UNOWNED_GRACE_S = 120.0
 
 
-def _process_start_token(pid: int) -> str:
-    """Start time of `pid` from /proc (guards against PID reuse); '' where unknown."""
+def _proc_stat(pid: int) -> list[str]:
+    """The fields of /proc/PID/stat after the command name (field 3, the state, first);
+    [] where unknown (no /proc, or no such process)."""
     try:
         with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
-            stat = f.read()
+            return f.read().rsplit(")", 1)[-1].split()
     except OSError:
-        return ""
-    # Field 22 (starttime) counted after the ')' that ends the command name.
-    rest = stat.rsplit(")", 1)[-1].split()
-    return rest[19] if len(rest) > 19 else ""
+        return []
+
+
+def _process_start_token(pid: int) -> str:
+    """Start time of `pid` (field 22; guards against PID reuse); '' where unknown."""
+    stat = _proc_stat(pid)
+    return stat[19] if len(stat) > 19 else ""
 
 
 def _process_alive(pid: int, start_token: str) -> bool:
@@ -82,13 +86,9 @@ def _process_alive(pid: int, start_token: str) -> bool:
         return False
     except PermissionError:
         return True  # exists, owned by someone else
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
-            state = f.read().rsplit(")", 1)[-1].split()[0]
-        if state in ("Z", "X"):  # killed, not yet reaped by its parent
-            return False
-    except (OSError, IndexError):
-        pass
+    stat = _proc_stat(pid)
+    if stat[:1] in (["Z"], ["X"]):  # killed, not yet reaped by its parent
+        return False
     return not (start_token and _process_start_token(pid) not in ("", start_token))
 
 
