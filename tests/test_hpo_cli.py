@@ -89,22 +89,87 @@ def test_a_study_runs_writes_results_and_resumes(real_workspace):
     assert changed.returncode == 2 and "another search space" in changed.stderr
 
 
-def test_workers_are_started_with_the_same_study_arguments():
+def test_workers_are_started_with_the_same_study_arguments(tmp_path, monkeypatch):
+    """--workers N hands each worker process the job the command checked, as JSON: the
+    same study arguments, its own index, and nothing parsed or checked twice."""
     import argparse
 
-    from utils.training.hpo.cli import _child_argv, add_arguments
+    from utils.training.config import TrainingConfig
+    from utils.training.hpo.cli import add_arguments, storage_spec, study_job
+    from utils.training.hpo.job import StudyJob
+    from utils.training.hpo.space import SearchSpace
 
+    space_file = tmp_path / "s.json"
+    space_file.write_text(json.dumps({"learning_rate": {"type": "float", "low": 1e-4, "high": 1e-3, "log": True}}))
     parser = argparse.ArgumentParser()
     add_arguments(parser)
-    args = parser.parse_args(["--workspace", "W", "--space", "s.json", "--param", "n_layer=1:2", "--study-name", "s",
-                              "--n-trials", "9", "--workers", "3", "--preset", "fast", "--set", "max_steps=5",
-                              "--pruner", "hyperband", "--seed", "4"])
-    children = [parser.parse_args(_child_argv(args, "W/s.journal", i)[3:]) for i in range(3)]
+    args = parser.parse_args(["--workspace", "W", "--space", str(space_file), "--param", "n_layer=1:2",
+                              "--study-name", "s", "--n-trials", "9", "--workers", "3", "--preset", "fast",
+                              "--set", "max_steps=5", "--pruner", "hyperband", "--seed", "4"])
+    job = study_job(args, storage_spec(args))
+    assert job.config == TrainingConfig.preset("fast", max_steps=5)
+    assert job.space == SearchSpace.from_form(learning_rate="1e-4:1e-3:log", n_layer="1:2")
+    assert job.storage == str(Path("W").resolve() / "results" / "hpo" / "s.journal")
+
+    def parsed_again(*a, **kw):
+        raise AssertionError("a worker parsed its search space again")
+
+    for name in ("from_dict", "from_json", "from_form"):
+        monkeypatch.setattr(SearchSpace, name, classmethod(parsed_again))
+    children = [StudyJob.from_json(job.for_worker(i).to_json()) for i in range(3)]
     for i, child in enumerate(children):
-        assert child.worker_index == i and child.workers == 1 and child.no_results
-        assert child.storage == "W/s.journal"
-        for name in ("workspace", "space", "params", "study_name", "n_trials", "preset", "overrides", "pruner", "seed"):
-            assert getattr(child, name) == getattr(args, name), name
+        assert child.worker_index == i
+        assert child.config == job.config and child.space == job.space
+        for name in ("study_name", "n_trials", "storage", "workspace", "pruner", "seed", "metric",
+                     "heartbeat_interval", "grace_period"):
+            assert getattr(child, name) == getattr(job, name), name
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--n-trials", "0"], ["--n-trials", ">= 1", "'0'"]),
+        (["--n-trials", "many"], ["--n-trials", ">= 1", "'many'"]),
+        (["--workers", "0"], ["--workers", ">= 1"]),
+        (["--heartbeat-interval", "0"], ["--heartbeat-interval", ">= 1"]),
+    ],
+)
+def test_bad_counts_are_usage_errors_naming_the_flag(tmp_path, capsys, args, words):
+    from utils.training.hpo.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["--workspace", str(tmp_path), "--param", "n_layer=1:2", *args])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    for w in words:
+        assert w in err
+    assert "search space" not in err  # a trial count is no search-space error
+    assert not (tmp_path / "results").exists()
+
+
+def test_a_heartbeat_not_below_the_grace_period_is_a_usage_error(tmp_path, capsys):
+    from utils.training.hpo.cli import main
+
+    code = main(["--workspace", str(tmp_path), "--param", "n_layer=1:2", "--heartbeat-interval", "5",
+                 "--grace-period", "5"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--heartbeat-interval (5) must be below --grace-period (5)" in err
+    assert "search space" not in err and not (tmp_path / "results").exists()
+
+
+def test_workers_on_one_journal_share_the_study(real_workspace):
+    """--workers 2: the command starts two processes of itself, hands each its job on
+    stdin, waits for both, then writes the results of the one study they shared."""
+    ws = str(real_workspace)
+    r = hpo("--workspace", ws, "--study-name", "two", "--workers", "2", "--n-trials", "2", "--preset", "smoke",
+            "--param", "learning_rate=1e-3:1e-2:log", "--set", "max_steps=2", "--set", "eval_interval=1",
+            "--set", "checkpoint_interval=1000", "--pruner", "none")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "[hpo] 2 workers on" in r.stdout
+    table = pd.read_csv(real_workspace / "results" / "hpo" / "two" / "trials.csv")
+    assert sorted(table["number"]) == [0, 1] and set(table["state"]) == {"COMPLETE"}
+    # Each worker process printed its summary of the shared study, then the command its own.
+    assert r.stdout.count("[hpo] study two: 2 trials (complete 2)") == 3, r.stdout[-3000:]
 
 
 def test_three_workers_on_postgres_start_together_and_survive_a_killed_one(real_workspace, postgres_url):

@@ -60,7 +60,7 @@ _EXPORTS = {
     "TrainingReport": "viz.report",
     "plot_run": "viz.analysis",
     "compare_runs": "viz.analysis",
-    "SearchSpace": "hpo.study",
+    "SearchSpace": "hpo.space",
     "run_study": "hpo.study",
     "TrainingSession": "session",
     "Workspace": "workspace",

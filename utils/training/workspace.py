@@ -53,6 +53,19 @@ class Workspace:
     def results_dir(self) -> Path:
         return self.root / "results"
 
+    # --- hyperparameter search (hpo) ---------------------------------------------------
+    @property
+    def hpo_dir(self) -> Path:
+        return self.results_dir / "hpo"
+
+    def hpo_journal_path(self, study_name: str) -> Path:
+        """The study's default storage: a journal file (hpo/storage.py)."""
+        return self.hpo_dir / f"{_path_name('study_name', study_name)}.journal"
+
+    def hpo_study_dir(self, study_name: str) -> Path:
+        """The study's results: best.json, trials.csv, figures (hpo/figures.py)."""
+        return self.hpo_dir / _path_name("study_name", study_name)
+
     @property
     def runs_dir(self) -> Path:
         return self.root / "runs"

@@ -1,7 +1,7 @@
 """`python -m utils.training hpo`: an Optuna study of real training runs.
 
 Every worker runs the same command; they cooperate through the storage (see
-hpo_storage.py for the contract):
+hpo/storage.py for the contract):
 
     # one process (journal file under WORKSPACE/results/hpo/ by default)
     python -m utils.training hpo --workspace W --space examples/search_space.json \
@@ -21,6 +21,9 @@ WORKSPACE/results/hpo/STUDY/ (best.json, trials.csv, PNG figures).
 
 Exit codes: 0 done; 2 bad arguments, search space, config or storage (the message
 names the parameter); 1 a failure, with its cause; 130 interrupted.
+
+The arguments are checked once, into a StudyJob (hpo/job.py); `--workers N` hands that
+job, as JSON on stdin, to N processes of this module started with `--job-stdin`.
 """
 
 from __future__ import annotations
@@ -29,10 +32,40 @@ import argparse
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the command's parser is built for every `python -m utils.training`: no optuna here
+    import optuna
+
+    from utils.training.config import TrainingConfig
+    from utils.training.hpo.job import StudyJob
+    from utils.training.hpo.space import SearchSpace
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]  # the repository: worker processes import utils.training from it
+
+
+class UsageError(ValueError):
+    """Command-line arguments that are wrong together (the message names the flags)."""
+
+
+def at_least(minimum: int, meaning: str) -> Callable[[str], int]:
+    """An argparse type: a whole number >= minimum. A bad value is argparse's usage error
+    (exit 2), naming the flag, what it means and what is allowed."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < minimum:
+            raise argparse.ArgumentTypeError(f"must be a whole number >= {minimum} ({meaning}), got {text!r}")
+        return value
+
+    parse.__name__ = f"integer >= {minimum}"
+    return parse
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -44,18 +77,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a searched field, as in the notebook form: learning_rate=1e-4:3e-3:log, "
                              "n_layer=1:4, schedule=cosine,linear; repeatable, added to --space")
     parser.add_argument("--study-name", default="hpo", help="the study (and run-name prefix); default: hpo")
-    parser.add_argument("--n-trials", type=int, default=20,
+    parser.add_argument("--n-trials", type=at_least(1, "the number of trials the study grows to"), default=20,
                         help="the study grows to this many trials, all workers together (default: 20)")
     parser.add_argument("--storage",
                         help="PATH.journal (default: WORKSPACE/results/hpo/STUDY.journal), sqlite:///PATH.db, "
                              "or postgresql://USER:PASS@HOST/DB for workers on several machines")
-    parser.add_argument("--heartbeat-interval", type=int, default=30, metavar="SECONDS",
+    parser.add_argument("--heartbeat-interval", type=at_least(1, "seconds"), default=30, metavar="SECONDS",
                         help="RDB storages (SQLite, PostgreSQL): a running trial beats this often (default: 30)")
-    parser.add_argument("--grace-period", type=int, default=120, metavar="SECONDS",
+    parser.add_argument("--grace-period", type=at_least(1, "seconds"), default=120, metavar="SECONDS",
                         help="RDB storages: a trial silent this long is failed and redone (default: 120)")
-    parser.add_argument("--workers", type=int, default=1,
+    parser.add_argument("--workers", type=at_least(1, "worker processes"), default=1,
                         help="worker processes to run on this machine (journal file or SQLite storage)")
-    parser.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--worker-index", type=at_least(0, "this worker's number"), default=0, help=argparse.SUPPRESS)
+    # A worker process started by --workers: its StudyJob (JSON) is on stdin, already checked.
+    parser.add_argument("--job-stdin", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--preset", choices=sorted(PRESETS), help="base settings (default: smoke)")
     parser.add_argument("--config", type=Path, help="a TrainingConfig JSON file as the base (instead of --preset)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -67,74 +102,93 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-results", action="store_true", help="do not write results after the trials")
 
 
-def base_config(args: argparse.Namespace):
+def base_config(args: argparse.Namespace) -> TrainingConfig:
+    """--config or --preset with the --set overrides (one check for preset and overrides)."""
     from utils.training.config import ConfigError, Problem, TrainingConfig, parse_overrides
 
     if args.config and args.preset:
         raise ConfigError([Problem("--config/--preset", "both", "give one of them")])
-    base = TrainingConfig.load(args.config) if args.config else TrainingConfig.preset(args.preset or "smoke")
-    return base.replace(**parse_overrides(args.overrides))
+    overrides = parse_overrides(args.overrides)
+    if not args.config:
+        return TrainingConfig.from_preset(args.preset or "smoke", **overrides)
+    base = TrainingConfig.load(args.config)
+    return base.replace(**overrides) if overrides else base
 
 
-def search_space(args: argparse.Namespace):
-    from utils.training.hpo.study import SearchSpace, SearchSpaceError
+def search_space(args: argparse.Namespace) -> SearchSpace:
+    """--space FILE and the --param entries, each parsed once (a --param wins a field both name)."""
+    from utils.training.hpo.space import SearchSpace, SearchSpaceError
 
-    entries = SearchSpace.from_json(args.space).to_dict() if args.space else {}
-    if args.params:
-        form = {}
-        for item in args.params:
-            name, sep, spec = item.partition("=")
-            if not sep or not name.strip():
-                raise SearchSpaceError([f"--param {item!r}: write NAME=SPEC, e.g. learning_rate=1e-4:3e-3:log"])
-            form[name.strip()] = spec.strip()
-        entries.update(SearchSpace.from_form(**form).to_dict())
-    if not entries:
+    form = {}
+    for item in args.params:
+        name, sep, spec = item.partition("=")
+        if not sep or not name.strip():
+            raise SearchSpaceError([f"--param {item!r}: write NAME=SPEC, e.g. learning_rate=1e-4:3e-3:log"])
+        form[name.strip()] = spec.strip()
+    space = SearchSpace.from_json(args.space) if args.space else None
+    if form:
+        params = SearchSpace.from_form(**form)
+        space = params if space is None else space | params
+    if space is None:
         raise SearchSpaceError(["no search space: give --space FILE.json and/or --param NAME=SPEC"])
-    return SearchSpace.from_dict(entries)
+    return space
 
 
-def _storage(args: argparse.Namespace) -> str:
-    return args.storage or str(Path(args.workspace) / "results" / "hpo" / f"{args.study_name}.journal")
+def storage_spec(args: argparse.Namespace) -> str:
+    """--storage, checked against --workers; default: the workspace's journal file for the study."""
+    from utils.training.config import ConfigError, path_name_problem
+    from utils.training.hpo.storage import spec_kind
+    from utils.training.workspace import Workspace
+
+    bad_name = path_name_problem("--study-name", args.study_name)  # it names the storage and results paths
+    if bad_name:
+        raise ConfigError([bad_name])
+    storage = args.storage or str(Workspace(args.workspace).hpo_journal_path(args.study_name))
+    kind = spec_kind(storage)  # StorageSpecError for a spec that names no storage
+    if args.workers > 1 and kind not in ("journal", "sqlite"):
+        raise UsageError(f"--workers {args.workers} starts processes on this machine and needs a journal "
+                         f"file or SQLite storage; on several machines start one command per machine")
+    return storage
+
+
+def study_job(args: argparse.Namespace, storage: str) -> StudyJob:
+    """Every argument of the search, checked once."""
+    from utils.training.hpo.job import StudyJob
+
+    if args.grace_period <= args.heartbeat_interval:
+        raise UsageError(f"--heartbeat-interval ({args.heartbeat_interval}) must be below "
+                         f"--grace-period ({args.grace_period})")
+    return StudyJob(config=base_config(args), space=search_space(args), study_name=args.study_name,
+                    n_trials=args.n_trials, storage=storage, workspace=str(args.workspace), seed=args.seed,
+                    pruner=args.pruner, metric=args.metric, heartbeat_interval=args.heartbeat_interval,
+                    grace_period=args.grace_period, worker_index=args.worker_index)
 
 
 def run(args: argparse.Namespace) -> int:
     from utils.training.config import ConfigError
-    from utils.training.hpo.storage import StorageSpecError, _spec_kind
-    from utils.training.hpo.study import SearchSpaceError
+    from utils.training.hpo.space import SearchSpaceError
+    from utils.training.hpo.storage import StorageSpecError
 
     try:
-        from utils.training.config import path_name_problem
+        if args.job_stdin:
+            from utils.training.hpo.job import StudyJob
 
-        bad_name = path_name_problem("--study-name", args.study_name)  # it names the storage and results paths
-        if bad_name:
-            raise ConfigError([bad_name])
-        if args.n_trials < 1:
-            raise SearchSpaceError([f"--n-trials must be >= 1, got {args.n_trials}"])
-        if args.workers < 1:
-            raise SearchSpaceError([f"--workers must be >= 1, got {args.workers}"])
-        if args.heartbeat_interval < 1 or args.grace_period <= args.heartbeat_interval:
-            raise SearchSpaceError([f"--heartbeat-interval ({args.heartbeat_interval}) must be >= 1 and below "
-                                    f"--grace-period ({args.grace_period})"])
-        storage = _storage(args)
-        kind = _spec_kind(storage)
-        if args.workers > 1 and kind not in ("journal", "sqlite"):
-            raise StorageSpecError(f"--workers {args.workers} starts processes on this machine and needs a journal "
-                                   f"file or SQLite storage; on several machines start one command per machine")
-        config = None if args.results_only else base_config(args)
-        space = None if args.results_only else search_space(args)
-    except (ConfigError, SearchSpaceError, StorageSpecError) as e:
+            job, storage = StudyJob.from_json(sys.stdin.read()), None
+        else:
+            storage = storage_spec(args)
+            job = None if args.results_only else study_job(args, storage)
+    except (ConfigError, SearchSpaceError, StorageSpecError, UsageError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
 
     try:
-        if args.results_only:
-            return _write_results(args, storage)
-        if args.workers > 1 and args.worker_index == 0:
-            code = _run_workers(args, storage)
-        else:
-            code = _run_worker(args, storage, config, space)
-        if code == EXIT_OK and args.worker_index == 0 and not args.no_results:
-            code = _write_results(args, storage)
+        if job is None:
+            return _write_results(args.workspace, args.study_name, storage)
+        if args.job_stdin:
+            return _run_worker(job)  # the command that started this worker writes the results
+        code = _run_workers(job, args.workers) if args.workers > 1 and job.worker_index == 0 else _run_worker(job)
+        if code == EXIT_OK and job.worker_index == 0 and not args.no_results:
+            code = _write_results(args.workspace, args.study_name, storage)
         return code
     except KeyboardInterrupt:
         print("interrupted: the study is kept; run the same command again to resume it", file=sys.stderr)
@@ -147,20 +201,13 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_FAILED
 
 
-def _run_worker(args: argparse.Namespace, storage: str, config, space) -> int:
-    from utils.training.hpo.storage import _spec_kind, open_storage
-    from utils.training.hpo.study import run_study
-
-    if _spec_kind(storage) != "journal":  # RDB: a heartbeat with this worker's timing
-        storage = open_storage(storage, heartbeat_interval=args.heartbeat_interval, grace_period=args.grace_period)
-    study = run_study(config, space, n_trials=args.n_trials, storage=storage, study_name=args.study_name,
-                      workspace_dir=args.workspace, sampler_seed=args.seed, pruner=args.pruner,
-                      metric=args.metric, worker_index=args.worker_index)
+def _run_worker(job: StudyJob) -> int:
+    study = job.run()
     _print_summary(study)
     return _exit_for(study)
 
 
-def _exit_for(study) -> int:
+def _exit_for(study: optuna.Study) -> int:
     """EXIT_FAILED, naming the first error, when every trial of the study failed: a
     search that found nothing is no success."""
     from optuna.trial import TrialState
@@ -175,32 +222,24 @@ def _exit_for(study) -> int:
     return EXIT_FAILED
 
 
-def _child_argv(args: argparse.Namespace, storage: str, index: int) -> list[str]:
-    argv = [sys.executable, "-m", "utils.training.hpo.cli", "--workspace", str(args.workspace),
-            "--study-name", args.study_name, "--n-trials", str(args.n_trials), "--storage", storage,
-            "--worker-index", str(index), "--pruner", args.pruner, "--seed", str(args.seed),
-            "--metric", args.metric, "--no-results", "--heartbeat-interval", str(args.heartbeat_interval),
-            "--grace-period", str(args.grace_period)]
-    if args.space:
-        argv += ["--space", str(args.space)]
-    for p in args.params:
-        argv += ["--param", p]
-    if args.preset:
-        argv += ["--preset", args.preset]
-    if args.config:
-        argv += ["--config", str(args.config)]
-    for o in args.overrides:
-        argv += ["--set", o]
-    return argv
+WORKER_COMMAND = [sys.executable, "-m", "utils.training.hpo.cli", "--job-stdin"]
 
 
-def _run_workers(args: argparse.Namespace, storage: str) -> int:
-    """Worker processes 0..N-1 of this command on one storage; waits for all of them."""
+def _run_workers(job: StudyJob, workers: int) -> int:
+    """Worker processes 0..N-1 of `job` on one storage; waits for all of them."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     # Each worker trains on its own share of the cores instead of all fighting for all.
-    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // args.workers)))
-    procs = [subprocess.Popen(_child_argv(args, storage, i), env=env) for i in range(args.workers)]
-    print(f"[hpo] {args.workers} workers on {storage}: pids {[p.pid for p in procs]}")
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // workers)))
+    procs = []
+    for i in range(workers):
+        proc = subprocess.Popen(WORKER_COMMAND, env=env, stdin=subprocess.PIPE, text=True)
+        try:
+            with proc.stdin:  # type: ignore[union-attr]
+                proc.stdin.write(job.for_worker(i).to_json())  # type: ignore[union-attr]
+        except BrokenPipeError:
+            pass  # the worker died before reading its job: its exit code says so below
+        procs.append(proc)
+    print(f"[hpo] {workers} workers on {job.storage}: pids {[p.pid for p in procs]}")
     try:
         codes = [p.wait() for p in procs]
     except KeyboardInterrupt:
@@ -215,25 +254,26 @@ def _run_workers(args: argparse.Namespace, storage: str) -> int:
     return EXIT_OK
 
 
-def _write_results(args: argparse.Namespace, storage: str) -> int:
+def _write_results(workspace: str, study_name: str, storage: str) -> int:
     import optuna
 
+    from utils.training.hpo.figures import write_study_results
     from utils.training.hpo.storage import open_storage
-    from utils.training.hpo.study import write_study_results
+    from utils.training.workspace import Workspace
 
     try:
-        study = optuna.load_study(study_name=args.study_name, storage=open_storage(storage))
+        study = optuna.load_study(study_name=study_name, storage=open_storage(storage))
     except KeyError:
-        print(f"error: no study {args.study_name!r} in {storage}", file=sys.stderr)
+        print(f"error: no study {study_name!r} in {storage}", file=sys.stderr)
         return EXIT_USAGE
-    out = Path(args.workspace) / "results" / "hpo" / args.study_name
+    out = Workspace(workspace).hpo_study_dir(study_name)
     summary = write_study_results(study, out)
     _print_summary(study)
     print(f"[hpo] results in {out}: {', '.join(sorted(summary['files']))}")
     return EXIT_OK
 
 
-def _print_summary(study) -> None:
+def _print_summary(study: optuna.Study) -> None:
     from utils.training.hpo.figures import study_summary
 
     s = study_summary(study)

@@ -14,15 +14,21 @@ skipped with one line saying why; the reasons are in the returned dict and best.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import os
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import optuna
 from optuna.trial import TrialState
+
+from utils.training.hpo.storage import quiet_experimental
+from utils.training.io import atomic_open, atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -160,7 +166,9 @@ def _tidy(name: str, fig: Any, n_trials: int, complete: int, note: str = "") -> 
 
 def write_study_results(study: optuna.Study, out_dir: str | os.PathLike[str]) -> dict[str, Any]:
     """Write best.json, trials.csv and the PNG figures to `out_dir`; return the summary
-    with `files` (name -> path) and `skipped` (figure -> reason)."""
+    with `files` (name -> path) and `skipped` (figure -> reason). Each file is written
+    atomically (a reader never sees half of one) but not fsynced: `--results-only`
+    redraws them all from the study."""
     import matplotlib.pyplot as plt
 
     out = Path(out_dir)
@@ -169,14 +177,16 @@ def write_study_results(study: optuna.Study, out_dir: str | os.PathLike[str]) ->
     files: dict[str, str] = {}
 
     csv_path = out / "trials.csv"
-    study.trials_dataframe().to_csv(csv_path, index=False)
+    with atomic_open(csv_path, "w", durable=False) as f:
+        study.trials_dataframe().to_csv(f, index=False)
     files["trials.csv"] = str(csv_path)
 
     figs, skipped = study_figures(study)
     for name in FIGURES:
         if name in figs:
             path = out / f"{name}.png"
-            figs[name].savefig(path, dpi=110, bbox_inches="tight")
+            with atomic_open(path, "wb", durable=False) as f:
+                figs[name].savefig(f, format="png", dpi=110, bbox_inches="tight")
             plt.close(figs[name])
             files[f"{name}.png"] = str(path)
         else:
@@ -185,7 +195,7 @@ def write_study_results(study: optuna.Study, out_dir: str | os.PathLike[str]) ->
     summary["files"] = files
     summary["skipped"] = skipped
     best_path = out / "best.json"
-    best_path.write_text(json.dumps(_json_safe(summary), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    atomic_write_text(best_path, json.dumps(_json_safe(summary), indent=2, sort_keys=True) + "\n", durable=False)
     files["best.json"] = str(best_path)
     return summary
 
@@ -199,18 +209,11 @@ def _figure_of(ax: Any) -> Any:
     return ax.get_figure()
 
 
-class optuna_quiet:
+@contextlib.contextmanager
+def optuna_quiet() -> Iterator[None]:
     """Silence warnings that are noise for our users: Optuna's ExperimentalWarning on its
-    matplotlib backend, and matplotlib's note on a zero-height axis."""
-
-    def __enter__(self) -> None:
-        import warnings
-
-        self._ctx = warnings.catch_warnings()
-        self._ctx.__enter__()
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        # One completed trial gives a parameter axis of zero height; matplotlib widens it.
+    matplotlib backend, and matplotlib's note on a zero-height axis (one completed trial
+    gives a parameter axis of zero height; matplotlib widens it)."""
+    with quiet_experimental(), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Attempting to set identical", category=UserWarning)
-
-    def __exit__(self, *exc: object) -> None:
-        self._ctx.__exit__(*exc)
+        yield

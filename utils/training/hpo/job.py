@@ -1,0 +1,65 @@
+"""One worker's share of a study, as checked data: what `python -m utils.training hpo`
+runs in its own process, and what it hands to each process it starts with `--workers N`.
+
+The command checks its arguments once (config, search space, storage, flags) and
+builds a StudyJob. A worker process gets that job as JSON on its stdin (`to_json`,
+`from_json`): the config's `to_dict()`, from which the worker builds its one
+TrainingConfig, and the space's `to_dict()`, restored without being parsed again.
+Nothing goes back through command-line text to be parsed and checked a second time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+
+import optuna
+
+from utils.training.config import TrainingConfig
+from utils.training.hpo.space import SearchSpace
+from utils.training.hpo.storage import open_storage, spec_kind
+from utils.training.hpo.study import run_study
+
+__all__ = ["StudyJob"]
+
+
+@dataclass(frozen=True)
+class StudyJob:
+    """The arguments of `run_study` for one worker, plus the storage's heartbeat timing."""
+
+    config: TrainingConfig  # the base config of every trial
+    space: SearchSpace
+    study_name: str
+    n_trials: int  # the size the study grows to, all workers together
+    storage: str  # a storage spec (storage.py): journal path or database URL
+    workspace: str
+    seed: int = 0  # sampler seed; worker i uses seed + i on a new study
+    pruner: str = "median"
+    metric: str = "val_loss"
+    heartbeat_interval: int = 30  # RDB storages: seconds between a running trial's beats
+    grace_period: int = 120  # RDB storages: seconds of silence before a trial is failed
+    worker_index: int = 0
+
+    def for_worker(self, index: int) -> StudyJob:
+        return dataclasses.replace(self, worker_index=index)
+
+    def to_json(self) -> str:
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        d.update(config=self.config.to_dict(), space=self.space.to_dict())
+        return json.dumps(d)
+
+    @classmethod
+    def from_json(cls, text: str) -> StudyJob:
+        """The job `to_json` wrote (in the process that checked it)."""
+        d = json.loads(text)
+        return cls(**{**d, "config": TrainingConfig.from_dict(d["config"]), "space": SearchSpace.restore(d["space"])})
+
+    def run(self) -> optuna.Study:
+        """This worker's trials (see run_study); returns the study."""
+        storage: str | optuna.storages.BaseStorage = self.storage
+        if spec_kind(storage) != "journal":  # RDB: a heartbeat with this job's timing
+            storage = open_storage(storage, heartbeat_interval=self.heartbeat_interval, grace_period=self.grace_period)
+        return run_study(self.config, self.space, n_trials=self.n_trials, storage=storage,
+                         study_name=self.study_name, workspace_dir=self.workspace, sampler_seed=self.seed,
+                         pruner=self.pruner, metric=self.metric, worker_index=self.worker_index)
