@@ -55,7 +55,8 @@ class MetricsSink(Protocol):
         infinity kept as themselves)."""
 
     def add_samples(self, step: int, samples: list[dict[str, str]]) -> None:
-        """Generated text at `step`: [{"prompt": ..., "completion": ...}]."""
+        """Generated text at `step`: [{"prompt", "output", "accuracy"}] (accuracy: share of greedy
+        tokens equal to the reference continuation, or None)."""
 
     def add_checkpoint(self, step: int, path: str) -> None:
         """A checkpoint for `step` was written at `path`."""
