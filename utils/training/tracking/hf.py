@@ -30,7 +30,8 @@ except ImportError as e:  # transformers is in requirements-training.txt
     raise ImportError("utils.training.tracking.hf needs transformers: pip install transformers") from e
 
 from utils.training.engine.callbacks import RunStatus, TrainerControl, TrainerState
-from utils.training.tracking.experiment_db import ExperimentDB, ExperimentDBSink
+from utils.training.tracking.db_sink import ExperimentDBSink
+from utils.training.tracking.experiment_db import ExperimentDB
 from utils.training.tracking.metrics import MetricsTracker
 from utils.training.tracking.run_log import RunLogWriter
 from utils.training.viz.live_plotting import LivePlotter

@@ -17,7 +17,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from utils.training.io import atomic_write_json
 from utils.training.tracking.readers import load_run, load_runs, run_log_specs  # noqa: F401 - re-exported
@@ -32,6 +32,9 @@ from utils.training.tracking.run_log_format import (  # noqa: F401 - re-exported
     now_iso,
 )
 from utils.training.tracking.run_record import RunRecord  # noqa: F401 - re-exported
+
+if TYPE_CHECKING:
+    from utils.training.tracking.experiment_db import ExperimentDB
 
 
 def _plain(value: Any) -> Any:
@@ -70,7 +73,7 @@ class RunLogWriter:
     """
 
     def __init__(self, path, min_interval_s: float = 30.0, config: Any = None, name: str | None = None,
-                 db: Any = None):
+                 db: ExperimentDB | None = None):
         self.path = Path(path)
         self.min_interval_s = float(min_interval_s)  # seconds between two rewrites of the file
         self._last_write = time.monotonic()
@@ -87,7 +90,7 @@ class RunLogWriter:
         if config is not None:
             self.doc["config"] = _plain(config)
 
-    def _read_existing(self, db: Any, name: str) -> dict | None:
+    def _read_existing(self, db: ExperimentDB | None, name: str) -> dict | None:
         """The document on disk; None when there is none. One that does not parse is set
         aside, and what `db` holds of the run is the new document."""
         if not self.path.exists():
@@ -112,7 +115,7 @@ class RunLogWriter:
         return rebuilt
 
     # -- MetricsSink -------------------------------------------------------
-    def start(self, run_info: dict) -> None:
+    def start(self, run_info: dict[str, Any]) -> None:
         if self._loaded and "resumed_from_step" in (run_info or {}):
             self._drop_after(int(run_info.get("resumed_from_step") or 0))
         # The sinks' ids (db_run_id, wandb_run_id): the W&B sink adds its id to this very
@@ -164,7 +167,7 @@ class RunLogWriter:
         if self._dirty:
             self._write()
 
-    def close(self, status: str, summary: dict) -> None:
+    def close(self, status: str, summary: dict[str, Any]) -> None:
         self.doc["status"] = str(status)
         self.doc["summary"] = _plain(dict(summary or {}))
         self.doc["ended_at"] = now_iso()
@@ -190,7 +193,7 @@ class RunLogWriter:
         self._dirty = False
 
 
-def _doc_from_db(db: Any, name: str) -> dict | None:
+def _doc_from_db(db: ExperimentDB, name: str) -> dict | None:
     """A run log document rebuilt from the experiments database's run `name` (metrics,
     checkpoints, samples), or None when the database does not have it."""
     if db.find_run(name) is None:
