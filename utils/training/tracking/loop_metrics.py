@@ -115,7 +115,7 @@ class LoopTracking:
 
         if not torch.cuda.is_available():
             return {}
-        out = {"system/gpu_memory_mb": torch.cuda.max_memory_allocated() / 2**20}
+        out = {"system/gpu_memory_mb": torch.cuda.max_memory_allocated() / 2**20}  # MiB (the seed's name)
         from utils.training.tracking.metrics import nvml_handle
 
         handle = nvml_handle(torch.cuda.current_device())
