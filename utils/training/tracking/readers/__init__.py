@@ -12,8 +12,9 @@ read from there through experiment_db.py.)
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from utils.training.tracking.readers.experiment_db import read_db_run
 from utils.training.tracking.readers.keys import read_json_object
@@ -22,8 +23,11 @@ from utils.training.tracking.readers.run_log import read_run_log
 from utils.training.tracking.run_log_format import FORMAT, RunLogError
 from utils.training.tracking.run_record import RunRecord
 
+if TYPE_CHECKING:
+    from utils.training.tracking.experiment_db import ExperimentDB
 
-def load_run(spec: str | Path, db: Any = None) -> RunRecord:
+
+def load_run(spec: str | Path, db: ExperimentDB | str | os.PathLike | None = None) -> RunRecord:
     """A run log file or run folder, an llm-foundry log (told apart by its keys),
     or "db:NAME" read through `db` (an ExperimentDB or its path). RunLogError (a
     ValueError naming the file) when the file is not a readable run."""

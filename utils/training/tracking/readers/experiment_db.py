@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -15,8 +15,11 @@ from utils.training.tracking.readers.keys import first_present
 from utils.training.tracking.readers.run_log import caveat, hardware_facts, model_facts, warmup_steps
 from utils.training.tracking.run_record import RunRecord
 
+if TYPE_CHECKING:
+    from utils.training.tracking.experiment_db import ExperimentDB
 
-def read_db_run(db: Any, name: str) -> RunRecord:
+
+def read_db_run(db: ExperimentDB | str | os.PathLike, name: str) -> RunRecord:
     """Run `name` of `db` (an ExperimentDB or the path of one) -> RunRecord. KeyError (our
     RunNotFoundError) when the database has no such run."""
     if isinstance(db, (str, os.PathLike)):
