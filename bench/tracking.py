@@ -25,7 +25,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 sys.path.insert(0, str(ROOT))
 
-from utils.training.tracking.experiment_db import ExperimentDB, ExperimentDBSink  # noqa: E402
+from utils.training.tracking.db_sink import ExperimentDBSink  # noqa: E402
+from utils.training.tracking.experiment_db import ExperimentDB  # noqa: E402
 
 NAMES = [f"metric_{i}" for i in range(10)]  # 10 metrics a step, like a log dict
 

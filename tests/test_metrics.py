@@ -84,7 +84,7 @@ def test_cuda_path_reports_memory_and_mfu(monkeypatch):
     monkeypatch.setattr(torch.cuda, "memory_allocated", lambda i=None: 2 * 2**30)
     monkeypatch.setattr(torch.cuda, "memory_reserved", lambda i=None: 3 * 2**30)
     monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda i=None: 4 * 2**30)
-    monkeypatch.setattr("utils.training.tracking.metrics._nvml_handle", lambda index: None)
+    monkeypatch.setattr("utils.training.tracking.metrics.nvml_handle", lambda index: None)
     sink = ListSink()
     tracker = MetricsTracker([sink], flops_per_token=1e9, device="cuda:0")
     state = TrainerState(world_size=4)
@@ -146,3 +146,32 @@ def test_final_train_loss_and_the_wandb_id_reach_the_database_and_the_run_log(tm
     doc = json.loads((tmp_path / "r" / "run.json").read_text())
     assert doc["tracking"]["wandb_run_id"] == "abcd1234" and doc["summary"]["final_train_loss"] == 2.5
     db.close()
+
+
+def test_gpu_name_is_the_drivers_name_on_cuda_and_none_elsewhere(monkeypatch):
+    from utils.training.tracking.metrics import gpu_name
+
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda i=None: f"NVIDIA H200 #{i}")
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    assert gpu_name("cuda:1") == "NVIDIA H200 #1" and gpu_name(torch.device("cuda", 2)) == "NVIDIA H200 #2"
+    assert gpu_name("cuda") == "NVIDIA H200 #0"
+    assert gpu_name("cpu") is None and gpu_name(torch.device("cpu")) is None and gpu_name("mps") is None
+    assert peak_flops(gpu_name("cuda:0"))[0] == PEAK_FLOPS["H200"][0]
+
+
+def test_every_sink_of_ours_is_a_metrics_sink(tmp_path):
+    """The MetricsSink Protocol (utils.training.contracts), checked at run time: each sink
+    MetricsTracker is given in the library has every method of the contract."""
+    from utils.training.contracts import MetricsSink
+    from utils.training.tracking.db_sink import ExperimentDBSink
+    from utils.training.tracking.experiment_db import ExperimentDB
+    from utils.training.tracking.run_log import RunLogWriter
+    from utils.training.tracking.wandb_logger import WandbSink
+
+    with ExperimentDB(tmp_path / "e.db") as db:
+        sinks = [ExperimentDBSink(db, "run"), RunLogWriter(tmp_path / "run.json"), WandbSink("p", mode="disabled")]
+        for sink in sinks:
+            assert isinstance(sink, MetricsSink), type(sink).__name__
+        assert not isinstance(object(), MetricsSink)
+        tracker = MetricsTracker(sinks)
+        assert tracker.sinks == sinks

@@ -335,3 +335,34 @@ def test_a_truncated_run_log_is_set_aside_and_rebuilt_from_the_database(tmp_path
     path.write_text("{")
     RunLogWriter(path).start({})
     assert len(list(path.parent.glob("run.json.corrupt-*"))) >= 1
+
+
+def test_every_reader_gives_the_clip_threshold_under_our_name(tmp_path, smoke_run):
+    """max_grad_norm is read from each format's own key (ours, an older log's grad_clip,
+    llm-foundry's grad_clip), so no consumer looks for aliases."""
+    from utils.training.tracking.run_record import RunRecord
+
+    assert load_run(smoke_run).max_grad_norm == 1.0  # this log's config says grad_clip
+    path = tmp_path / "ours" / "run.json"
+    writer = RunLogWriter(path, min_interval_s=0.0, config={"max_grad_norm": 0.5})
+    writer.start({})
+    writer.close("completed", {})
+    assert load_run(path).max_grad_norm == 0.5
+    doc = {"training_iterations": [], "config": {"grad_clip": 2.0}}
+    (tmp_path / "foundry.json").write_text(json.dumps(doc))
+    assert load_run(tmp_path / "foundry.json").max_grad_norm == 2.0
+    assert RunRecord(name="r", source="dataframe", config={"max_grad_norm": 0.25}).max_grad_norm == 0.25
+    assert RunRecord(name="r", source="dataframe").max_grad_norm is None
+
+
+def test_readers_are_importable_from_the_old_and_new_paths():
+    import utils.training.run_log as old
+
+    import utils.training.tracking.run_log as new
+    from utils.training.tracking import readers
+
+    assert old is new
+    for name in ("load_run", "load_runs", "run_log_specs", "RunRecord", "RunLogWriter", "RunLogError", "nanogpt_lr",
+                 "GB_TO_GIB", "FORMAT", "VERSION", "_first"):
+        assert hasattr(new, name), name
+    assert new.load_run is readers.load_run

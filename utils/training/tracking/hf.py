@@ -29,8 +29,9 @@ try:
 except ImportError as e:  # transformers is in requirements-training.txt
     raise ImportError("utils.training.tracking.hf needs transformers: pip install transformers") from e
 
-from utils.training.engine.callbacks import RunStatus, TrainerControl, TrainerState
-from utils.training.tracking.experiment_db import ExperimentDB, ExperimentDBSink
+from utils.training.engine.callbacks import RunStatus, TrainerCallback, TrainerControl, TrainerState
+from utils.training.tracking.db_sink import ExperimentDBSink
+from utils.training.tracking.experiment_db import ExperimentDB
 from utils.training.tracking.metrics import MetricsTracker
 from utils.training.tracking.run_log import RunLogWriter
 from utils.training.viz.live_plotting import LivePlotter
@@ -126,7 +127,7 @@ class ExperimentCallback(_HFCallback):
                 self.db.close()
 
     # -- helpers --------------------------------------------------------------------------
-    def _callbacks(self) -> list:
+    def _callbacks(self) -> list[TrainerCallback]:
         return [cb for cb in (self.tracker, self.plotter) if cb is not None]
 
     def _sync(self, state) -> None:

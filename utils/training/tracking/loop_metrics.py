@@ -115,10 +115,10 @@ class LoopTracking:
 
         if not torch.cuda.is_available():
             return {}
-        out = {"system/gpu_memory_mb": torch.cuda.max_memory_allocated() / 2**20}
-        from utils.training.tracking.metrics import _nvml_handle
+        out = {"system/gpu_memory_mb": torch.cuda.max_memory_allocated() / 2**20}  # MiB (the seed's name)
+        from utils.training.tracking.metrics import nvml_handle
 
-        handle = _nvml_handle(torch.cuda.current_device())
+        handle = nvml_handle(torch.cuda.current_device())
         if handle is not None:
             import pynvml
 

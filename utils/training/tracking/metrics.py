@@ -12,12 +12,15 @@ the peak the dense bf16/fp16 tensor figure below. CPU runs report no MFU.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
+from utils.training.contracts import MetricsSink
 from utils.training.engine.callbacks import TrainerCallback, TrainerControl, TrainerState
 from utils.training.tracking.loop_metrics import LoopTracking
 
-GIB = 2**30  # bytes
+GIB = 2**30  # bytes. The memory metrics named `*_gb` (memory_allocated_gb, memory_reserved_gb,
+# memory_peak_gb, cpu_rss_gb) hold GiB: the names are a stored data contract, the unit is GiB.
 
 # Dense (no structured sparsity) bf16/fp16 tensor-core peak per GPU, FLOP/s. Datasheets
 # often print the 2:4 sparse figure, which is twice these.
@@ -55,6 +58,44 @@ def _table_key(device_name: str) -> str | None:
     return None
 
 
+def gpu_name(device: Any) -> str | None:
+    """The name the driver gives the GPU of `device` ("cuda", "cuda:1" or a torch.device;
+    e.g. 'NVIDIA A100-SXM4-80GB', the key of peak_flops), or None for a CPU or MPS device.
+    Imports torch only for a CUDA device."""
+    index = cuda_index(device)
+    if index is None:
+        return None
+    import torch
+
+    return torch.cuda.get_device_name(index)
+
+
+def cuda_index(device: Any) -> int | None:
+    """The CUDA ordinal of `device` (the current device for a bare "cuda"); None off CUDA."""
+    dev = str(device)
+    if not dev.startswith("cuda"):
+        return None
+    if ":" in dev:
+        return int(dev.split(":")[1])
+    import torch
+
+    return torch.cuda.current_device()
+
+
+def nvml_handle(index: int) -> Any:
+    """pynvml handle for GPU `index` (for gpu_util_pct), or None when pynvml is not
+    installed or NVML fails: every other metric works without it."""
+    try:
+        import pynvml
+    except ImportError:
+        return None  # gpu_util_pct needs `pip install nvidia-ml-py`
+    try:
+        pynvml.nvmlInit()
+        return pynvml.nvmlDeviceGetHandleByIndex(index)
+    except pynvml.NVMLError:
+        return None
+
+
 def peak_flops(device_name: str | None) -> tuple[float | None, str, bool]:
     """(peak dense bf16/fp16 FLOP/s per GPU, source, estimated). CPU or None: (None, why, False)."""
     if not device_name or device_name.lower().startswith("cpu") or device_name.lower() == "mps":
@@ -80,12 +121,12 @@ class MetricsTracker(LoopTracking, TrainerCallback):
     Also callable by hand from any training loop (loop_metrics.py, the seed's API):
     `MetricsTracker(use_wandb=True)` then log_scalar / log_epoch / get_summary."""
 
-    def __init__(self, sinks: list | tuple | bool = (), *, flops_per_token: float | None = None, world_size: int = 1,
+    def __init__(self, sinks: Sequence[MetricsSink] | bool = (), *, flops_per_token: float | None = None, world_size: int = 1,
                  device: Any = None, use_wandb: bool = True, gradient_accumulation_steps: int = 1):
         if isinstance(sinks, bool):  # the seed's MetricsTracker(True/False): its first argument is use_wandb
             sinks, use_wandb = (), sinks
         self._init_loop_tracking(use_wandb, gradient_accumulation_steps)  # W&B only for log_scalar/log_epoch
-        self.sinks = list(sinks)
+        self.sinks: list[MetricsSink] = list(sinks)
         self.flops_per_token = flops_per_token  # forward + backward FLOPs per trained token
         self.world_size = int(world_size)
         self.device = device
@@ -101,12 +142,10 @@ class MetricsTracker(LoopTracking, TrainerCallback):
         device = self.device if self.device is not None else run_info.get("device", "cpu")
         dev = str(device)
         name = dev
-        if dev.startswith("cuda"):
-            import torch
-
-            self._cuda_index = int(dev.split(":")[1]) if ":" in dev else torch.cuda.current_device()
-            name = torch.cuda.get_device_name(self._cuda_index)
-            self._nvml = _nvml_handle(self._cuda_index)
+        self._cuda_index = cuda_index(dev)
+        if self._cuda_index is not None:
+            name = gpu_name(dev)
+            self._nvml = nvml_handle(self._cuda_index)
         else:
             import psutil
 
@@ -223,18 +262,6 @@ class MetricsTracker(LoopTracking, TrainerCallback):
         if first_error is not None:
             raise first_error
 
-    def _writers(self, state: TrainerState) -> list:
+    def _writers(self, state: TrainerState) -> list[MetricsSink]:
         return self.sinks if state.is_world_process_zero else []  # one rank writes
 
-
-def _nvml_handle(index: int):
-    """pynvml handle for GPU `index`, or None when pynvml is not installed or NVML fails."""
-    try:
-        import pynvml
-    except ImportError:
-        return None  # gpu_util_pct needs `pip install nvidia-ml-py`; everything else works without it
-    try:
-        pynvml.nvmlInit()
-        return pynvml.nvmlDeviceGetHandleByIndex(index)
-    except pynvml.NVMLError:
-        return None

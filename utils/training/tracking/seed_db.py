@@ -31,6 +31,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from utils.training.contracts import RunStatus
+
 # The seed's metric names -> ours (docs/ARCHITECTURE.md vocabulary).
 SEED_TO_OURS = {
     "train/loss": "train_loss",
@@ -219,8 +221,6 @@ def place_on_steps(points: list[dict]) -> tuple[list[tuple[str, int, float, floa
 
 def import_seed_db(db, path: str | Path) -> ImportReport:
     """Copy a seed experiments.db into `db` (an ExperimentDB of ours); see the module docstring."""
-    from utils.training.tracking.experiment_db import STATUSES
-
     path = Path(path)
     if path.resolve() == db.path.resolve():
         raise ValueError(f"{path} is this database itself; import from the seed's file at another path")
@@ -251,7 +251,7 @@ def import_seed_db(db, path: str | Path) -> ImportReport:
             run_id = db.log_run(ours, _json_or_raw(run.get("config")), run_info=info)
             created.append(run_id)
             status = STATUS_MAP.get(run.get("status"), run.get("status"))
-            status = status if status in STATUSES else "failed"
+            status = status if status in RunStatus.ALL else RunStatus.FAILED
             rows, placed = place_on_steps(by_run.get(src_id, []))
             report.epoch_placed += placed
             report.metrics += len(rows)
@@ -261,7 +261,7 @@ def import_seed_db(db, path: str | Path) -> ImportReport:
                                 **({"metadata": _json_or_raw(a["metadata"])} if a.get("metadata") else {}))
                 report.artifacts += 1
             when = _timestamp(run.get("created_at"))
-            with db._write():
+            with db.transaction():
                 db.conn.execute("UPDATE runs SET created_at = ?, updated_at = ? WHERE run_id = ?",
                                 (when or 0.0, when or 0.0, run_id))
                 # Artifacts keep the seed's times too (log_artifact stamped them now).
@@ -293,8 +293,7 @@ def _write_points(db, run_id: int, rows: list[tuple[str, int, float, float, int 
         by_step.setdefault((step, wall), {})[name] = value
     db.flush()
     for (step, wall), values in sorted(by_step.items(), key=lambda kv: (kv[0][0], _nan_last(kv[0][1]))):
-        db._buffer.append((run_id, int(step), wall, values))
-        db._buffered += len(values)
+        db.log_metrics(run_id, values, step, wall_time=wall)
     db.flush()
     return len(rows)
 

@@ -208,6 +208,11 @@ class WandbSink:
     def flush(self) -> None:
         """Nothing to do: wandb sends in the background."""
 
+    def sync(self) -> None:
+        """Nothing to make durable: W&B is a view of the run, the experiments database its
+        record (docs/storage.md). A run resumed from a checkpoint logs the steps after it
+        again, and W&B keeps the later values. Never raises."""
+
     def close(self, status: str, summary: dict) -> None:
         """Wait for a start still under way, then finish the run: each wait at most
         `init_timeout_s` (the config's wandb_timeout_s), so a hanging server costs a
