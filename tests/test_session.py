@@ -26,7 +26,7 @@ def corpus() -> TextCorpus:
 
 def session_for(ws, corpus, **overrides) -> TrainingSession:
     config = TrainingConfig.preset("smoke", max_steps=6, eval_interval=3, checkpoint_interval=3, **overrides)
-    return TrainingSession(config, ws, corpus=corpus, tracking=TrackingOptions(progress_bar=False), log=lambda _m: None)
+    return TrainingSession(config, ws, corpus=corpus, tracking=TrackingOptions(progress_bar=False))
 
 
 def test_summary_numbers_follow_from_config_model_and_data(tmp_path, corpus):
@@ -119,7 +119,7 @@ def test_a_resumed_run_continues_the_same_wandb_run(tmp_path, corpus, monkeypatc
     def run(time_limit_s: float):
         config = TrainingConfig.preset("smoke", max_steps=6, eval_interval=3, checkpoint_interval=3,
                                        time_limit_s=time_limit_s)
-        s = TrainingSession(config, tmp_path, corpus=corpus, tracking=tracking, log=lambda _m: None)
+        s = TrainingSession(config, tmp_path, corpus=corpus, tracking=tracking)
         result = s.train()
         s.close()
         return result
@@ -142,14 +142,14 @@ def test_chunk_mode_session_summarises_and_trains_without_a_corpus_size(tmp_path
 
     options = {"mode": "chunk", "tokens_per_chunk": 4096}
     s = TrainingSession(TrainingConfig.preset("smoke", max_steps=4, eval_interval=2), tmp_path, corpus=corpus,
-                        data_options=options, tracking=TrackingOptions(progress_bar=False), log=lambda _m: None)
+                        data_options=options, tracking=TrackingOptions(progress_bar=False))
     card = s.summary()
     assert card["train_tokens"] is None and card["epochs_planned"] is None and card["max_steps"] == 4
     assert "size unknown" in format_summary(card)
     assert s.train().state.step == 4
     s.close()
     by_epochs = TrainingSession(TrainingConfig.preset("smoke", max_steps=0, run_name="epochs"), tmp_path,
-                                corpus=corpus, data_options=options, log=lambda _m: None)
+                                corpus=corpus, data_options=options)
     with pytest.raises(ConfigError, match="max_steps"):
         by_epochs.summary()
 
