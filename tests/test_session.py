@@ -168,3 +168,46 @@ def test_a_run_that_cannot_fit_is_refused_before_anything_is_allocated(tmp_path,
         assert w in str(e.value)
     assert s.trainer is None and not (s.run_dir / "checkpoints").exists()  # refused before the trainer existed
     s.close()
+
+
+def test_run_facts_are_measured_once_and_handed_to_the_card_the_memory_check_and_the_trainer(
+        tmp_path, corpus, monkeypatch):
+    from utils.training.tracking import run_facts
+
+    measured = []
+    real = run_facts.measure_run_facts
+    monkeypatch.setattr(run_facts, "measure_run_facts", lambda *a, **k: measured.append(1) or real(*a, **k))
+    config = TrainingConfig.preset("smoke", max_steps=2, eval_interval=2, checkpoint_interval=2)
+    s = TrainingSession(config, tmp_path, corpus=corpus, tracking=TrackingOptions(progress_bar=False))
+    card = s.summary()
+    s.check_memory()
+    result = s.train()
+    assert result.status == "completed" and len(measured) == 1
+    assert s.trainer.run_facts is s.facts
+    assert card["parameters"] == s.facts.n_params == s.parameters["total"]
+    assert card["precision"] == s.facts.precision == "fp32"
+    import json
+
+    info = json.loads((s.run_dir / "run.json").read_text())["run_info"]
+    assert info["parameters"] == s.facts.n_params and info["config_hash"] == s.config.config_hash
+    assert info["model"]["n_params"] == s.facts.n_params and info["hardware"]["device"] == "cpu"
+    assert info["max_steps"] == card["max_steps"] == 2
+    s.close()
+
+
+def test_callbacks_are_built_once(tmp_path, corpus):
+    s = session_for(tmp_path, corpus)
+    s.prepare()
+    first = s.callbacks()
+    assert s.callbacks() is first
+    tracker = first[0]
+    assert s.callbacks()[0].sinks is tracker.sinks  # the same sinks: no second database run
+    s.close()
+
+
+def test_log_is_deprecated_and_tracking_options_is_the_old_name(tmp_path):
+    from utils.training.session import ReportingOptions
+
+    assert TrackingOptions is ReportingOptions
+    with pytest.warns(DeprecationWarning, match="log"):
+        TrainingSession(TrainingConfig.preset("smoke"), tmp_path, log=print).close()
