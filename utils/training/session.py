@@ -20,7 +20,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from utils.training.config import ConfigError, TrainingConfig
 from utils.training.engine.callbacks import TrainerCallback
@@ -34,6 +34,12 @@ from utils.training.summary import (  # noqa: F401 - re-exported (the notebook i
 )
 from utils.training.tracking.run_facts import RunFacts
 from utils.training.workspace import Workspace
+
+if TYPE_CHECKING:
+    from utils.training.contracts import MetricsSink
+    from utils.training.data.pipeline import PreparedData, TextCorpus
+    from utils.training.engine.distributed import DistributedContext
+    from utils.training.tracking.experiment_db import ExperimentDB
 
 _NOT_GIVEN: Any = object()  # TrainingSession(log=...) given or not
 
@@ -70,11 +76,11 @@ class TrainingSession:
         *,
         tracking: ReportingOptions | None = None,
         callbacks: list[TrainerCallback] | tuple[TrainerCallback, ...] = (),
-        db: Any = None,
-        data: Any = None,
-        corpus: Any = None,
+        db: ExperimentDB | None = None,
+        data: PreparedData | None = None,
+        corpus: TextCorpus | None = None,
         data_options: dict[str, Any] | None = None,
-        dist: Any = None,
+        dist: DistributedContext | None = None,
         log: Any = _NOT_GIVEN,
     ):
         if log is not _NOT_GIVEN:
@@ -233,7 +239,7 @@ class TrainingSession:
             from utils.training.tracking.experiment_db import ExperimentDBSink
 
             name = self.config.run_name
-            sinks: list[Any] = [
+            sinks: list[MetricsSink] = [
                 ExperimentDBSink(self.db, name, self.config.to_dict()),
                 RunLogWriter(self.workspace.run_log_path(name), db=self.db),
             ]
