@@ -65,6 +65,7 @@ class RunFacts:
             "flops_per_token": self.flops_per_token,
             "device": self.device,
             "device_name": self.gpu_name or self.device_type,
+            "gpu_name": self.gpu_name or None,  # None off GPU: readers then say "cpu", never "1x cpu"
             "precision": self.precision,
             "world_size": self.world_size,
             "tokens_per_step": self.tokens_per_step,
