@@ -314,3 +314,61 @@ def test_from_form_unknown_preset_is_a_config_error_naming_it():
     with pytest.raises(ConfigError) as err:
         TrainingConfig.from_form(preset="bogus")
     assert err.value.fields == ["preset"] and "bogus" in str(err.value)
+
+
+# --- validated once, at the edge ------------------------------------------------------
+@pytest.fixture
+def validations(monkeypatch) -> list:
+    """The `only` argument of every run of the one validation (None: every field)."""
+    from utils.training import config as config_module
+
+    calls: list = []
+    real = config_module.check_config
+
+    def counted(cfg, only=None):
+        calls.append(None if only is None else sorted(only))
+        return real(cfg, only=only)
+
+    monkeypatch.setattr(config_module, "check_config", counted)
+    return calls
+
+
+def test_a_config_from_a_form_is_validated_once(validations):
+    cfg = TrainingConfig.from_form(preset="smoke", model_size="tiny", learning_rate="3e-4", max_steps="12")
+    assert (cfg.learning_rate, cfg.max_steps, cfg.d_model) == (3e-4, 12, 128)
+    assert validations == [None]
+
+
+def test_a_bad_form_is_validated_once_and_names_every_field(validations):
+    with pytest.raises(ConfigError) as e:
+        TrainingConfig.from_form(preset="smoke", learning_rate="fast", batch_size="0", bogus="1")
+    assert set(e.value.fields) == {"learning_rate", "batch_size", "bogus"}
+    assert validations == [None]
+
+
+def test_preset_and_dict_are_validated_once(validations):
+    TrainingConfig.preset("smoke")
+    TrainingConfig.from_dict({"run_name": "x"})
+    assert validations == [None, None]
+
+
+def test_replace_checks_only_what_changed_and_the_cross_field_rules(validations):
+    cfg = TrainingConfig.preset("smoke")
+    validations.clear()
+    assert cfg.replace(batch_size=4).batch_size == 4
+    assert validations == [["batch_size"]]
+    with pytest.raises(ConfigError, match="batch_size"):
+        cfg.replace(batch_size=0)
+    with pytest.raises(ConfigError, match="n_head"):  # a cross-field rule, though only n_kv_head changed
+        cfg.replace(n_kv_head=3)
+    with pytest.raises(ConfigError, match="did you mean 'learning_rate'"):
+        cfg.replace(lr=1e-3)
+    assert cfg.replace(compile=False).compile == "off"  # the legacy bool, normalised as on construction
+    assert cfg.batch_size == 8  # frozen: the original is untouched
+
+
+def test_a_budget_from_epochs_over_a_corpus_of_unknown_size_is_a_config_error():
+    cfg = TrainingConfig.preset("smoke", max_steps=0)
+    with pytest.raises(ConfigError, match="max_steps"):
+        cfg.resolve_max_steps(None)
+    assert cfg.replace(max_tokens=512 * 4).resolve_max_steps(None) == 4

@@ -23,3 +23,9 @@ def test_colab_detected_from_module(monkeypatch):
     monkeypatch.setitem(sys.modules, "google", google)
     monkeypatch.setitem(sys.modules, "google.colab", colab)
     assert in_colab() is True
+
+
+def test_gpu_name_is_empty_off_gpu():
+    from utils.training.runtime import gpu_name
+
+    assert gpu_name("cpu") == "" and gpu_name("mps") == ""

@@ -26,7 +26,7 @@ def corpus() -> TextCorpus:
 
 def session_for(ws, corpus, **overrides) -> TrainingSession:
     config = TrainingConfig.preset("smoke", max_steps=6, eval_interval=3, checkpoint_interval=3, **overrides)
-    return TrainingSession(config, ws, corpus=corpus, tracking=TrackingOptions(progress_bar=False), log=lambda _m: None)
+    return TrainingSession(config, ws, corpus=corpus, tracking=TrackingOptions(progress_bar=False))
 
 
 def test_summary_numbers_follow_from_config_model_and_data(tmp_path, corpus):
@@ -119,7 +119,7 @@ def test_a_resumed_run_continues_the_same_wandb_run(tmp_path, corpus, monkeypatc
     def run(time_limit_s: float):
         config = TrainingConfig.preset("smoke", max_steps=6, eval_interval=3, checkpoint_interval=3,
                                        time_limit_s=time_limit_s)
-        s = TrainingSession(config, tmp_path, corpus=corpus, tracking=tracking, log=lambda _m: None)
+        s = TrainingSession(config, tmp_path, corpus=corpus, tracking=tracking)
         result = s.train()
         s.close()
         return result
@@ -142,14 +142,14 @@ def test_chunk_mode_session_summarises_and_trains_without_a_corpus_size(tmp_path
 
     options = {"mode": "chunk", "tokens_per_chunk": 4096}
     s = TrainingSession(TrainingConfig.preset("smoke", max_steps=4, eval_interval=2), tmp_path, corpus=corpus,
-                        data_options=options, tracking=TrackingOptions(progress_bar=False), log=lambda _m: None)
+                        data_options=options, tracking=TrackingOptions(progress_bar=False))
     card = s.summary()
     assert card["train_tokens"] is None and card["epochs_planned"] is None and card["max_steps"] == 4
     assert "size unknown" in format_summary(card)
     assert s.train().state.step == 4
     s.close()
     by_epochs = TrainingSession(TrainingConfig.preset("smoke", max_steps=0, run_name="epochs"), tmp_path,
-                                corpus=corpus, data_options=options, log=lambda _m: None)
+                                corpus=corpus, data_options=options)
     with pytest.raises(ConfigError, match="max_steps"):
         by_epochs.summary()
 
@@ -168,3 +168,46 @@ def test_a_run_that_cannot_fit_is_refused_before_anything_is_allocated(tmp_path,
         assert w in str(e.value)
     assert s.trainer is None and not (s.run_dir / "checkpoints").exists()  # refused before the trainer existed
     s.close()
+
+
+def test_run_facts_are_measured_once_and_handed_to_the_card_the_memory_check_and_the_trainer(
+        tmp_path, corpus, monkeypatch):
+    from utils.training.tracking import run_facts
+
+    measured = []
+    real = run_facts.measure_run_facts
+    monkeypatch.setattr(run_facts, "measure_run_facts", lambda *a, **k: measured.append(1) or real(*a, **k))
+    config = TrainingConfig.preset("smoke", max_steps=2, eval_interval=2, checkpoint_interval=2)
+    s = TrainingSession(config, tmp_path, corpus=corpus, tracking=TrackingOptions(progress_bar=False))
+    card = s.summary()
+    s.check_memory()
+    result = s.train()
+    assert result.status == "completed" and len(measured) == 1
+    assert s.trainer.run_facts is s.facts
+    assert card["parameters"] == s.facts.n_params == s.parameters["total"]
+    assert card["precision"] == s.facts.precision == "fp32"
+    import json
+
+    info = json.loads((s.run_dir / "run.json").read_text())["run_info"]
+    assert info["parameters"] == s.facts.n_params and info["config_hash"] == s.config.config_hash
+    assert info["model"]["n_params"] == s.facts.n_params and info["hardware"]["device"] == "cpu"
+    assert info["max_steps"] == card["max_steps"] == 2
+    s.close()
+
+
+def test_callbacks_are_built_once(tmp_path, corpus):
+    s = session_for(tmp_path, corpus)
+    s.prepare()
+    first = s.callbacks()
+    assert s.callbacks() is first
+    tracker = first[0]
+    assert s.callbacks()[0].sinks is tracker.sinks  # the same sinks: no second database run
+    s.close()
+
+
+def test_log_is_deprecated_and_tracking_options_is_the_old_name(tmp_path):
+    from utils.training.session import ReportingOptions
+
+    assert TrackingOptions is ReportingOptions
+    with pytest.warns(DeprecationWarning, match="log"):
+        TrainingSession(TrainingConfig.preset("smoke"), tmp_path, log=print).close()

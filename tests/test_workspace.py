@@ -72,3 +72,12 @@ def test_notebook_workspace_falls_back_when_mount_fails(tmp_path, monkeypatch):
     ws = open_notebook_workspace(tmp_path / "ws", mount_point=tmp_path / "d", local_dir=tmp_path / "vm", log=lines.append)
     assert ws.local is None and ws.root == (tmp_path / "ws").resolve()
     assert "Drive not mounted" in lines[0] and "no consent" in lines[0]
+
+
+def test_a_runs_files_are_named_by_the_workspace(tmp_path):
+    ws = Workspace(tmp_path / "drive", local=tmp_path / "vm")
+    run = tmp_path / "drive" / "runs" / "a"
+    assert ws.run_log_path("a") == run / "run.json" and ws.run_config_path("a") == run / "config.json"
+    assert ws.export_dir("a") == run / "model" and ws.dashboard_path("a") == run / "dashboard.png"
+    assert ws.live_plot_path("a") == run / "live.png"
+    assert ws.checkpoint_dir("a") == tmp_path / "vm" / "runs" / "a" / "checkpoints"

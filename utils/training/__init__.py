@@ -27,8 +27,8 @@ legacy_paths.install()  # the flat module paths of before the subpackages keep i
 # public name -> the module (under utils.training) that defines it
 _EXPORTS = {
     "TrainingConfig": "config",
-    "ConfigError": "config",
-    "PRESETS": "config",
+    "ConfigError": "config_rules",
+    "PRESETS": "presets",
     "TrainerState": "engine.callbacks",
     "TrainerControl": "engine.callbacks",
     "TrainerCallback": "engine.callbacks",
@@ -63,6 +63,8 @@ _EXPORTS = {
     "SearchSpace": "hpo.space",
     "run_study": "hpo.study",
     "TrainingSession": "session",
+    "ReportingOptions": "session",
+    "RunFacts": "tracking.run_facts",
     "Workspace": "workspace",
     "detect_runtime": "runtime",
     "in_colab": "runtime",

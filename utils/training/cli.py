@@ -11,7 +11,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from utils.training.config import PRESETS, ConfigError, Problem, TrainingConfig, parse_overrides
+from utils.training.config import ConfigError, Problem, TrainingConfig, parse_overrides, read_config_file
+from utils.training.presets import PRESETS, preset_values
 from utils.training.tracking.db_file import DatabaseFileError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -95,13 +96,16 @@ def main(argv: list[str] | None = None) -> int:
 
 def config_from_args(args: argparse.Namespace) -> TrainingConfig:
     """--config or --preset, then the data flags, --checkpoint-interval, --timeout,
-    --run-name and the --set overrides, all validated together."""
+    --run-name and the --set overrides, merged as plain values and validated together,
+    once (the preset or file alone is not validated first: only the config that runs)."""
     if args.config and args.preset:
         raise ConfigError([Problem("--config/--preset", "both", "give one of them")])
     if args.config:
-        base = TrainingConfig.load(args.config).to_dict()
+        base = read_config_file(args.config)
+        if not isinstance(base, dict):  # a JSON list or number: from_dict says what a config is
+            return TrainingConfig.from_dict(base)
     else:
-        base = TrainingConfig.preset("smoke" if args.test else args.preset or "fast").to_dict()
+        base = preset_values("smoke" if args.test else args.preset or "fast")
     if args.test:
         base.update(data_source="builtin")
     changes = {name: getattr(args, name) for name in _DATA_FLAGS if getattr(args, name) is not None}
@@ -120,7 +124,7 @@ def train_command(args: argparse.Namespace) -> int:
     from utils.training.engine.callbacks import RunStatus
     from utils.training.engine.distributed import DistributedContext, world_size_from_env
     from utils.training.engine.trainer import ResumeError
-    from utils.training.session import TrackingOptions, TrainingSession
+    from utils.training.session import ReportingOptions, TrainingSession
     from utils.training.viz.style import chinchilla_share
 
     config = config_from_args(args)
@@ -140,15 +144,14 @@ def train_command(args: argparse.Namespace) -> int:
         if args.max_chunks > 0:
             data_options["max_chunks"] = args.max_chunks
     dist = DistributedContext.from_env()
-    tracking = TrackingOptions(
+    tracking = ReportingOptions(
         wandb_project=args.wandb_project,
         wandb_entity=args.wandb_entity,
         wandb_mode=args.wandb_mode,
         viz_interval=config.eval_interval if args.viz_interval is None else args.viz_interval,
         progress_bar=not args.no_progress,
     )
-    session = TrainingSession(config, args.workspace, tracking=tracking, data_options=data_options, dist=dist,
-                              log=print if dist.is_main else (lambda _msg: None))
+    session = TrainingSession(config, args.workspace, tracking=tracking, data_options=data_options, dist=dist)
     interrupted = False
     try:
         if dist.is_main:
@@ -205,22 +208,23 @@ def _close(session, dist, interrupted: bool) -> None:
 def _write_dashboard(session) -> None:
     from utils.training.viz.dashboard import TrainingDashboard
 
-    dash = TrainingDashboard.from_db(session.db, session.config.run_name)
-    path = dash.save(session.run_dir / "dashboard.png")
+    name = session.config.run_name
+    path = TrainingDashboard.from_db(session.db, name).save(session.workspace.dashboard_path(name))
     print(f"dashboard: {path}")
 
 
 def runs_command(args: argparse.Namespace) -> int:
     from utils.training.tracking.experiment_db import ExperimentDB
+    from utils.training.workspace import Workspace
 
-    workspace = Path(args.workspace)
-    db_path = workspace / "experiments.db"
+    workspace = Workspace(args.workspace)  # paths only: `runs` creates no folder
+    db_path = _as_given(args.workspace, workspace, workspace.db_path)
     if args.runs_command == "import":
         if not args.path.exists():
             raise ConfigError([Problem("PATH", str(args.path), "does not exist")])
         with ExperimentDB(db_path) as db:
             print(db.import_db(args.path))
-            print(f"into {db_path}; see them with: python -m utils.training runs list --workspace {workspace}")
+            print(f"into {db_path}; see them with: python -m utils.training runs list --workspace {args.workspace}")
         return EXIT_OK
     if args.runs_command == "list":
         if not db_path.exists():
@@ -238,7 +242,7 @@ def runs_command(args: argparse.Namespace) -> int:
     if args.runs_command == "plot":
         from utils.training.viz.analysis import plot_run
 
-        out_dir = args.out or workspace / "results"
+        out_dir = args.out or _as_given(args.workspace, workspace, workspace.results_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         for record in records:
             path = out_dir / f"{_safe(record.name)}_analysis.png"
@@ -303,6 +307,12 @@ def _load_records(specs: list[str], db_path: Path) -> list:
         if db is not None:
             db.close()
     return records
+
+
+def _as_given(given: str, workspace, path: Path) -> Path:
+    """`path` of `workspace` spelled from the --workspace the user gave (relative stays
+    relative), as the messages always printed it."""
+    return Path(given) / path.relative_to(workspace.root)
 
 
 def _safe(name: str) -> str:

@@ -1,7 +1,8 @@
 """Where we run: Colab or not, which device, how much memory.
 
-Used by the notebooks' first cells, the summary card and the trainer's precision
-choice. Importing this module does not import torch; `detect_runtime` does.
+Used by the notebooks' first cells and the run facts (tracking/run_facts.py: the summary
+card, the memory check, the trainer's run_info). Importing this module does not import
+torch; `detect_runtime` and `gpu_name` do.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import os
 import platform
 import sys
 from dataclasses import asdict, dataclass
+from typing import Any
 
 
 def in_colab() -> bool:
@@ -51,12 +53,11 @@ class RuntimeInfo:
 def detect_runtime() -> RuntimeInfo:
     import torch
 
-    gpu_name, gpu_count, gpu_mem, bf16 = "", 0, 0.0, False
+    name, count, memory_gb, bf16 = "", 0, 0.0, False
     if torch.cuda.is_available():
         device = "cuda"
-        gpu_count = torch.cuda.device_count()
-        props = torch.cuda.get_device_properties(0)
-        gpu_name, gpu_mem = props.name, props.total_memory / 2**30
+        count = torch.cuda.device_count()
+        name, memory_gb = gpu_name(0), torch.cuda.get_device_properties(0).total_memory / 2**30
         bf16 = torch.cuda.is_bf16_supported()
     elif getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         device = "mps"
@@ -64,9 +65,9 @@ def detect_runtime() -> RuntimeInfo:
         device = "cpu"
     return RuntimeInfo(
         device=device,
-        gpu_name=gpu_name,
-        gpu_count=gpu_count,
-        gpu_memory_gb=round(gpu_mem, 2),
+        gpu_name=name,
+        gpu_count=count,
+        gpu_memory_gb=round(memory_gb, 2),
         bf16_supported=bf16,
         colab=in_colab(),
         python=platform.python_version(),
@@ -74,6 +75,21 @@ def detect_runtime() -> RuntimeInfo:
         cpu_count=os.cpu_count() or 1,
         ram_gb=round(_host_memory_bytes() / 2**30, 1),
     )
+
+
+def gpu_name(device: Any = None) -> str:
+    """The one lookup of a GPU's name (torch.cuda.get_device_name, e.g. 'NVIDIA A100-SXM4-80GB',
+    'Tesla T4'): `device` a CUDA device, index or string ("cuda:1"; None = the current one).
+    "" when it is not a CUDA device or no GPU is there."""
+    import torch
+
+    if isinstance(device, (str, torch.device)):
+        device = torch.device(device)
+        if device.type != "cuda":
+            return ""
+    if not torch.cuda.is_available():
+        return ""
+    return torch.cuda.get_device_name(device)
 
 
 def _host_memory_bytes() -> int:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from utils.training import config as _config
-from utils.training.config import FIELD_NAMES, ConfigError, Problem, _check_types, _check_values, _unknown_key
+from utils.training.config import FIELD_NAMES, ConfigError, Problem, check_config, unknown_key
 
 # Seed name -> our field, where the names differ.
 SEED_FIELD_MAP = {"num_layers": "n_layer", "num_heads": "n_head", "max_seq_len": "block_size"}
@@ -61,7 +61,7 @@ class TrainingConfig(_config.TrainingConfig):
             elif key in FIELD_NAMES:
                 ours[key] = value
             else:
-                problems.append(_unknown_key(key))
+                problems.append(unknown_key(key, FIELD_NAMES))
         if "num_heads" in values and "n_kv_head" not in values:
             ours["n_kv_head"] = ours["n_head"]  # the seed's models had no grouped-query attention
         if problems:
@@ -132,8 +132,7 @@ class TrainingConfig(_config.TrainingConfig):
     def validate(self) -> bool:
         """True, or ConfigError (a ValueError) listing every problem. Construction already ran
         these checks; this re-runs them for the seed's habit of calling validate()."""
-        type_problems = _check_types(self)
-        problems = type_problems + _check_values(self, skip={p.field for p in type_problems})
+        problems = check_config(self)
         if problems:
             raise ConfigError(problems)
         return True

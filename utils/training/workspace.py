@@ -90,6 +90,29 @@ class Workspace:
     def checkpoint_mirror_dir(self, run_name: str) -> Path | None:
         return self.run_dir(run_name) / "checkpoints" if self.local else None
 
+    def checkpoint_dir(self, run_name: str) -> Path:
+        """The primary `checkpoints/` folder of a run (local disk in Colab)."""
+        return self.checkpoint_run_dir(run_name) / "checkpoints"
+
+    # --- a run's files (all in its durable run_dir) ------------------------------------
+    def run_config_path(self, run_name: str) -> Path:
+        """The config the run trained with (TrainingConfig JSON)."""
+        return self.run_dir(run_name) / "config.json"
+
+    def dashboard_path(self, run_name: str) -> Path:
+        return self.run_dir(run_name) / "dashboard.png"
+
+    def export_dir(self, run_name: str) -> Path:
+        """save_pretrained model and tokenizer (AutoModelForCausalLM loads it)."""
+        return self.run_dir(run_name) / "model"
+
+    def live_plot_path(self, run_name: str) -> Path:
+        return self.run_dir(run_name) / "live.png"
+
+    def run_log_path(self, run_name: str) -> Path:
+        """The JSON run log (tracking.run_log)."""
+        return self.run_dir(run_name) / "run.json"
+
     def create(self) -> Workspace:
         for d in (self.configs_dir, self.datasets_dir, self.results_dir, self.runs_dir):
             d.mkdir(parents=True, exist_ok=True)

@@ -45,7 +45,6 @@ from utils.training.engine.callbacks import (
 )
 from utils.training.engine.checkpoint import CheckpointManager
 from utils.training.engine.distributed import DistributedContext
-from utils.training.engine.models import count_parameters, flops_per_token
 from utils.training.engine.optimizers import adamw_kwargs, build_optimizer, param_groups  # noqa: F401 - re-exported (bench/)
 
 CHECKPOINT_FORMAT = 1
@@ -184,8 +183,9 @@ class Trainer:
     def __init__(self, config, model, train_batches, val_batches=None, *, run_dir, callbacks=(),
                  tokenizer=None, bytes_per_token=None, sample_prompts=(), sample_references=(),
                  mirror_dir=None, device=None, dist: DistributedContext | None = None, run_info=None,
-                 progress_bar: bool = True, sample_tokens: int = 32):
+                 progress_bar: bool = True, sample_tokens: int = 32, run_facts=None):
         self.config = config
+        self.run_facts = run_facts  # tracking.run_facts.RunFacts from the session; None = measured in _run_info
         self.dist = dist or DistributedContext()
         self.device = resolve_device(device if device is not None else
                                      (self.dist.device if self.dist.is_distributed else None))
@@ -265,19 +265,18 @@ class Trainer:
         return cfg.resolve_max_steps(n)
 
     def _run_info(self) -> dict:
-        counts = count_parameters(self.raw_model)
-        name = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else self.device.type
+        """The caller's run_info (data stats, hardware, the durable run_dir) plus the run
+        facts (tracking.run_facts: the session's, measured once; a Trainer built without a
+        session measures its own here) and what only the loop knows."""
+        from utils.training.tracking.run_facts import measure_run_facts
+
+        facts = self.run_facts or measure_run_facts(
+            self.config, self.raw_model, device=self.device, world_size=self.dist.world_size,
+            train_tokens=self.train_tokens or None, precision=self.precision, max_steps=self.max_steps)
         info = {
-            "run_name": self.config.run_name, "checkpoint_dir": str(self.checkpoints.dir),
-            "model_family": getattr(self.raw_model.config, "model_type", self.config.model_family),
-            "parameters": counts["total"], "non_embedding_parameters": counts["non_embedding"],
-            "flops_per_token": flops_per_token(self.config, counts["non_embedding"]),
-            "device": str(self.device), "device_name": name, "precision": self.precision,
-            "world_size": self.dist.world_size, "max_steps": self.max_steps,
-            "tokens_per_step": self.config.tokens_per_step, "config_hash": self.config.config_hash,
+            "run_name": self.config.run_name, "checkpoint_dir": str(self.checkpoints.dir), **facts.run_info(),
             "resumed_from_step": self.state.resumed_from_step, "compiled": self.compiled,
         }
-        # The caller's extras (data stats, hardware, the durable run_dir) plus these facts.
         return {**self.user_run_info, **info}
 
     # -- checkpoints -----------------------------------------------------------------

@@ -1,0 +1,62 @@
+"""Presets: named starting points for a TrainingConfig, and the notebook form's model sizes.
+
+Plain data (no imports): `TrainingConfig.preset(name)` and `from_form(preset=...)` read
+these dicts, and the config's validation checks a `preset` field against PRESETS' names.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # Seconds on a laptop CPU: tests, CI and the notebooks' smoke parameters.
+    "smoke": dict(
+        run_name="smoke", n_layer=2, n_head=4, n_kv_head=2, d_model=64, block_size=64, vocab_size=512,
+        batch_size=8, max_steps=30, learning_rate=3e-3, warmup_ratio=0.1, log_interval=5,
+        eval_interval=10, eval_batches=2, checkpoint_interval=10, keep_checkpoints=2, sample_interval=0,
+    ),
+    # A few minutes on 2 CPU cores (make run): small enough to finish, big enough to learn.
+    "cpu": dict(
+        run_name="cpu", n_layer=4, n_head=4, n_kv_head=2, d_model=128, block_size=128, vocab_size=2048,
+        batch_size=16, max_steps=600, learning_rate=2e-3, warmup_ratio=0.05, log_interval=10,
+        eval_interval=100, eval_batches=10, checkpoint_interval=100, keep_checkpoints=3, sample_interval=300,
+        optimizer="muon", muon_lr=0.02,  # measured winner here (bench/time_to_quality.py, README)
+    ),
+    # The seed's three training modes, sized for a Colab GPU (T4 and up).
+    "fast": dict(
+        run_name="fast", n_layer=4, n_head=4, n_kv_head=4, d_model=256, block_size=256, vocab_size=4096,
+        batch_size=32, max_steps=2000, learning_rate=1e-3, log_interval=20, eval_interval=200,
+        eval_batches=20, checkpoint_interval=500, sample_interval=500,
+    ),
+    "balanced": dict(
+        run_name="balanced", n_layer=6, n_head=6, n_kv_head=2, d_model=384, block_size=512, vocab_size=8192,
+        batch_size=32, max_steps=5000, learning_rate=6e-4, log_interval=25, eval_interval=250,
+        eval_batches=40, checkpoint_interval=500, sample_interval=1000,
+    ),
+    "quality": dict(
+        run_name="quality", n_layer=12, n_head=12, n_kv_head=4, d_model=768, block_size=1024,
+        vocab_size=16384, batch_size=16, gradient_accumulation_steps=4, max_steps=10000,
+        learning_rate=3e-4, log_interval=50, eval_interval=500, eval_batches=50, checkpoint_interval=1000,
+        sample_interval=2000,
+    ),
+}
+
+# The notebook form's "model size" choice: shapes only, everything else from the preset.
+MODEL_SIZES: dict[str, dict[str, int]] = {
+    "tiny": dict(n_layer=2, d_model=128, n_head=4, n_kv_head=2),
+    "small": dict(n_layer=4, d_model=256, n_head=4, n_kv_head=2),
+    "medium": dict(n_layer=6, d_model=384, n_head=6, n_kv_head=2),
+    "base": dict(n_layer=12, d_model=768, n_head=12, n_kv_head=4),
+}
+
+# A dropdown offers no blank choice, so "keep the preset's value" is a named first choice:
+# "preset's size" (model_size), "preset's schedule", "preset's optimizer". from_form reads any
+# value starting with PRESET_CHOICE as "not given".
+PRESET_CHOICE = "preset's "
+PRESET_SIZE = PRESET_CHOICE + "size"
+
+
+def preset_values(name: str) -> dict[str, Any]:
+    """The field values of preset `name` plus `preset=name` (unvalidated: the config that is
+    built from them validates once). KeyError for an unknown name; callers say what is allowed."""
+    return {**PRESETS[name], "preset": name}
