@@ -148,14 +148,15 @@ def test_final_train_loss_and_the_wandb_id_reach_the_database_and_the_run_log(tm
     db.close()
 
 
-def test_gpu_name_is_the_drivers_name_on_cuda_and_none_elsewhere(monkeypatch):
-    from utils.training.tracking.metrics import gpu_name
+def test_gpu_name_is_the_drivers_name_on_cuda_and_empty_elsewhere(monkeypatch):
+    from utils.training.runtime import gpu_name  # the one lookup; the tracker and the run facts call it
 
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda i=None: f"NVIDIA H200 #{i}")
     monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert gpu_name("cuda:1") == "NVIDIA H200 #1" and gpu_name(torch.device("cuda", 2)) == "NVIDIA H200 #2"
-    assert gpu_name("cuda") == "NVIDIA H200 #0"
-    assert gpu_name("cpu") is None and gpu_name(torch.device("cpu")) is None and gpu_name("mps") is None
+    assert gpu_name(torch.device("cuda", 0)) == "NVIDIA H200 #0"
+    assert gpu_name("cpu") == "" and gpu_name(torch.device("cpu")) == "" and gpu_name("mps") == ""
     assert peak_flops(gpu_name("cuda:0"))[0] == PEAK_FLOPS["H200"][0]
 
 

@@ -83,12 +83,15 @@ def gpu_name(device: Any = None) -> str:
     "" when it is not a CUDA device or no GPU is there."""
     import torch
 
-    if isinstance(device, (str, torch.device)):
+    if device is None:
+        if not torch.cuda.is_available():
+            return ""
+    elif isinstance(device, (str, torch.device)):
         device = torch.device(device)
         if device.type != "cuda":
             return ""
-    if not torch.cuda.is_available():
-        return ""
+        device = torch.cuda.current_device() if device.index is None else device.index
+    # a CUDA device named outright: ask the driver (an error here is a real one, not "no GPU")
     return torch.cuda.get_device_name(device)
 
 

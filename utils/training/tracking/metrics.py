@@ -58,18 +58,6 @@ def _table_key(device_name: str) -> str | None:
     return None
 
 
-def gpu_name(device: Any) -> str | None:
-    """The name the driver gives the GPU of `device` ("cuda", "cuda:1" or a torch.device;
-    e.g. 'NVIDIA A100-SXM4-80GB', the key of peak_flops), or None for a CPU or MPS device.
-    Imports torch only for a CUDA device."""
-    index = cuda_index(device)
-    if index is None:
-        return None
-    import torch
-
-    return torch.cuda.get_device_name(index)
-
-
 def cuda_index(device: Any) -> int | None:
     """The CUDA ordinal of `device` (the current device for a bare "cuda"); None off CUDA."""
     dev = str(device)
@@ -144,7 +132,10 @@ class MetricsTracker(LoopTracking, TrainerCallback):
         name = dev
         self._cuda_index = cuda_index(dev)
         if self._cuda_index is not None:
-            name = gpu_name(dev)
+            from utils.training.runtime import gpu_name  # the one lookup of a GPU's name
+
+            # the run facts carry it (measured once); a tracker in someone's own loop asks
+            name = run_info.get("gpu_name") or gpu_name(self._cuda_index)
             self._nvml = nvml_handle(self._cuda_index)
         else:
             import psutil
