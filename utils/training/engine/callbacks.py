@@ -53,6 +53,14 @@ class TrainerState:
     # {"db_run_id": 3, "wandb_run_id": "a1b2c3"}.
     tracking: dict[str, Any] = field(default_factory=dict)
 
+    def record_evaluation(self, val_loss: float) -> None:
+        """An evaluation at this step: the last and best val_loss, the patience count."""
+        self.last_val_loss, self.last_eval_step = val_loss, self.step
+        if val_loss < self.best_val_loss:
+            self.best_val_loss, self.best_step, self.evals_without_improvement = val_loss, self.step, 0
+        else:
+            self.evals_without_improvement += 1
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         # Process-local facts are not restored from a checkpoint.

@@ -75,6 +75,17 @@ def device_compiles(config, device: torch.device) -> bool:
     return resolve_compile(config.compile, device.type, capability)
 
 
+def wrap_model(model: torch.nn.Module, *, compiled: bool, device: torch.device, ddp: bool) -> torch.nn.Module:
+    """What the training step calls: `model` compiled (lazily: the first step pays for
+    it, timed apart by the trainer) and/or wrapped in DistributedDataParallel."""
+    wrapped = torch.compile(model) if compiled else model
+    if ddp:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        wrapped = DDP(wrapped, device_ids=[device.index] if device.type == "cuda" else None)
+    return wrapped
+
+
 def configure_backends(config, device: torch.device) -> None:
     """Process-wide switches a run needs: deterministic kernels when asked, TF32 matmuls
     on CUDA (Ampere+ tensor cores; fp32 accuracy is not what a language model needs)."""

@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import importlib
 import sys
 import time
 from dataclasses import dataclass, field
@@ -36,7 +37,7 @@ import torch.nn.functional as F
 
 from utils.training.contracts import BatchSource
 from utils.training.data.sampler import IGNORE_INDEX
-from utils.training.engine import evaluation, generation
+from utils.training.engine import evaluation, generation, resume
 from utils.training.engine.callbacks import (
     CallbackHandler,
     EarlyStoppingCallback,
@@ -51,35 +52,29 @@ from utils.training.engine.device import (
     configure_backends,
     device_compiles,
     device_precision,
-    resolve_compile,
     resolve_device,
-    resolve_precision,
+    wrap_model,
 )
 from utils.training.engine.distributed import DistributedContext
-from utils.training.engine.flow import FLAGS, CheckpointCallback, FlowCallback
+from utils.training.engine.flow import FLAGS, FlowCallback
+from utils.training.engine.log_window import LogWindow, NonFiniteLossError
 from utils.training.engine.models import count_parameters, flops_per_token
-from utils.training.engine.optimizers import adamw_kwargs, build_optimizer, build_scheduler, param_groups
-from utils.training.engine.resume import (
-    CHECKPOINT_FORMAT,
-    CHECKPOINT_KEYS,
-    ResumeError,
-    check_resumable,
-    checkpoint_payload,
-    restore,
-    saved_config_problem,
-)
-from utils.training.engine.rng import capture_rng, restore_rng, seed_everything
+from utils.training.engine.optimizers import build_optimizer, build_scheduler
+from utils.training.engine.rng import capture_rng, seed_everything
 
-# Names this module had before they moved to their own modules (`utils.training.trainer.X`
-# and `utils.training.engine.trainer.X` keep importing).
-__all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_KEYS", "CheckpointCallback", "NonFiniteLossError", "ResumeError",
-           "TrainResult", "Trainer", "adamw_kwargs", "autocast_context", "build_optimizer", "build_scheduler",
-           "capture_rng", "param_groups", "resolve_compile", "resolve_device", "resolve_precision", "restore_rng",
-           "seed_everything"]
+# Names this module had before they moved (`from utils.training.trainer import X` and the
+# engine.trainer path keep working): name -> its module now, imported when first asked for.
+MOVED = {"resolve_device": "device", "resolve_precision": "device", "autocast_context": "device",
+         "resolve_compile": "device", "capture_rng": "rng", "restore_rng": "rng", "seed_everything": "rng",
+         "build_scheduler": "optimizers", "build_optimizer": "optimizers", "adamw_kwargs": "optimizers",
+         "param_groups": "optimizers", "CHECKPOINT_FORMAT": "resume", "CHECKPOINT_KEYS": "resume",
+         "ResumeError": "resume", "CheckpointCallback": "flow"}
 
 
-class NonFiniteLossError(FloatingPointError):
-    """The training loss became NaN or infinite."""
+def __getattr__(name: str) -> Any:
+    if name in MOVED:
+        return getattr(importlib.import_module(f"utils.training.engine.{MOVED[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass
@@ -120,8 +115,8 @@ class Trainer:
         bar = [ProgressBarCallback()] if progress_bar and self.dist.is_main else []
         self.callbacks = CallbackHandler(user + own + [self.flow] + bar)
         self.checkpoints = CheckpointManager(self.run_dir / "checkpoints", keep=config.keep_checkpoints,
-                                             mirror_dir=mirror_dir, required_keys=CHECKPOINT_KEYS,
-                                             validate=functools.partial(saved_config_problem, config))
+                                             mirror_dir=mirror_dir, required_keys=resume.CHECKPOINT_KEYS,
+                                             validate=functools.partial(resume.saved_config_problem, config))
         self.state = TrainerState(run_name=config.run_name, world_size=ws, is_world_process_zero=self.dist.is_main)
         self.control = TrainerControl()
         self.last_logs: dict[str, float] = {}
@@ -135,13 +130,7 @@ class Trainer:
         configure_backends(cfg, dev)
         self.raw_model.to(dev)
         self.compiled = device_compiles(cfg, dev)
-        # Compiling is lazy: the first training step pays for it (timed apart, see train()).
-        self.model = torch.compile(self.raw_model) if self.compiled else self.raw_model
-        if self.dist.is_distributed:
-            from torch.nn.parallel import DistributedDataParallel as DDP
-
-            ids = [dev.index] if dev.type == "cuda" else None
-            self.model = DDP(self.model, device_ids=ids)
+        self.model = wrap_model(self.raw_model, compiled=self.compiled, device=dev, ddp=self.dist.is_distributed)
         self.optimizer = build_optimizer(self.raw_model, cfg, dev.type)
         # Enabled only for fp16: bf16 has fp32's exponent range and needs no loss scaling.
         self.scaler = torch.amp.GradScaler(dev.type if dev.type == "cuda" else "cpu",
@@ -186,33 +175,22 @@ class Trainer:
 
     # -- checkpoints -----------------------------------------------------------------
 
-    def _gather_local_states(self, collective: bool) -> tuple[list, list]:
-        mine = (capture_rng(), self.train_batches.state_dict())
-        states = self.dist.all_gather_object(mine) if collective else [mine]
-        return [s[0] for s in states], [s[1] for s in states]
-
     def _save_checkpoint(self, collective: bool = True) -> Path | None:
         """All ranks call this (the gather is a collective); rank 0 writes. on_save on
         every rank (checkpoint_path None on the others): it answers control.should_save."""
-        state = self.state
-        rngs, samplers = self._gather_local_states(collective)
-        path = None
+        state, mine = self.state, (capture_rng(), self.train_batches.state_dict())
+        rngs, samplers = zip(*(self.dist.all_gather_object(mine) if collective else [mine]))
+        state.last_save_step, path = state.step, None  # every rank; the checkpoint's TrainerState says so too
         if self.dist.is_main:
             state.elapsed_s = self._elapsed()
             # What was logged up to this step becomes durable before the checkpoint exists: a
             # resume from it never logs those steps again, so they would be lost for good.
             self.callbacks.call("on_before_save", state, self.control)
-            saved_at = state.last_save_step
-            state.last_save_step = state.step  # as the checkpoint's own TrainerState says
-            try:
-                payload = checkpoint_payload(state=state, config=self.config, model=self.raw_model,
-                                             optimizer=self.optimizer, scheduler=self.scheduler, scaler=self.scaler,
-                                             rngs=rngs, samplers=samplers, world_size=self.dist.world_size)
-                path = self.checkpoints.save(payload, state.step, is_best=state.best_step == state.step)
-            except BaseException:
-                state.last_save_step = saved_at
-                raise
-        state.last_save_step = state.step
+            payload = resume.checkpoint_payload(state=state, config=self.config, model=self.raw_model,
+                                                optimizer=self.optimizer, scheduler=self.scheduler,
+                                                scaler=self.scaler, rngs=list(rngs), samplers=list(samplers),
+                                                world_size=self.dist.world_size)
+            path = self.checkpoints.save(payload, state.step, is_best=state.best_step == state.step)
         self.callbacks.call("on_save", state, self.control, checkpoint_path=str(path) if path else None)
         return path
 
@@ -224,10 +202,10 @@ class Trainer:
             seed_everything(self.config.random_seed + self.dist.rank)
             return
         payload = self.checkpoints.load(path)
-        check_resumable(self.config, payload, path)
-        self.state = restore(payload, model=self.raw_model, optimizer=self.optimizer, scheduler=self.scheduler,
-                             scaler=self.scaler, batches=self.train_batches, dist=self.dist,
-                             seed=self.config.random_seed, state=self.state)
+        resume.check_resumable(self.config, payload, path)
+        self.state = resume.restore(payload, model=self.raw_model, optimizer=self.optimizer,
+                                    scheduler=self.scheduler, scaler=self.scaler, batches=self.train_batches,
+                                    dist=self.dist, seed=self.config.random_seed, state=self.state)
         if self.dist.is_main:
             print(f"Resuming {self.config.run_name} from step {payload['step']} (checkpoint {path})", flush=True)
 
@@ -257,41 +235,6 @@ class Trainer:
     def _elapsed(self) -> float:
         return self._elapsed_base + (time.perf_counter() - self._t_start)
 
-    def _check_finite(self) -> None:
-        """One host sync: the first non-finite step loss among those not checked yet."""
-        if len(self._pending) == self._checked:
-            return
-        losses = torch.stack(self._pending[self._checked:])
-        finite = torch.isfinite(losses)
-        if not bool(finite.all()):
-            first = self._pending_first_step + self._checked + int((~finite).nonzero()[0, 0])
-            self._pending.clear()
-            raise NonFiniteLossError(
-                f"training loss became {losses[~finite][0].item()} at step {first}: stopping before anything "
-                "non-finite is saved. Try a lower learning_rate, max_grad_norm > 0, or precision='fp32'."
-            )
-        self._checked = len(self._pending)
-
-    def _logs(self) -> dict[str, float]:
-        losses = torch.stack(self._pending)
-        steps = len(self._pending)
-        dt = time.perf_counter() - self._t_interval - self._paused_s  # eval, samples, saves, compile excluded
-        steps_timed = steps - self._untimed_steps  # the compiling step is not a training step's time
-        tokens = steps_timed * self.config.tokens_per_step
-        if steps_timed <= 0:  # an interval of only the compiling step: no step time to report
-            dt, steps_timed = 0.0, 1
-        logs = {
-            "step": self.state.step, "train_loss": losses.mean().item(), "lr": self.scheduler.get_last_lr()[0],
-            "grad_norm": float(self._grad_norm), "step_time_ms": 1000.0 * dt / steps_timed,
-            "tokens_per_sec": tokens / dt if dt > 0 else 0.0, "tokens_seen": self.state.tokens_seen,
-            "elapsed_s": self._elapsed(),
-        }
-        if self._accuracy is not None:
-            logs["train_accuracy"] = float(self._accuracy)
-        if self._untimed_steps:
-            logs["compile_s"] = self.compile_s
-        return logs
-
     def _train_step(self, want_accuracy: bool) -> None:
         model, accum, dev = self.model, self.accum, self.device
         ddp = self.dist.is_distributed
@@ -309,18 +252,19 @@ class Trainer:
             total = loss.detach() if total is None else total + loss.detach()
         if want_accuracy:
             real = y != IGNORE_INDEX
-            self._accuracy = ((logits.detach().argmax(-1) == y) & real).sum() / real.sum().clamp(min=1)
+            self.window.accuracy = ((logits.detach().argmax(-1) == y) & real).sum() / real.sum().clamp(min=1)
         self.scaler.unscale_(self.optimizer)
         if self.config.max_grad_norm > 0:
-            self._grad_norm = torch.nn.utils.clip_grad_norm_(self.raw_model.parameters(), self.config.max_grad_norm)
+            self.window.grad_norm = torch.nn.utils.clip_grad_norm_(self.raw_model.parameters(),
+                                                                   self.config.max_grad_norm)
         elif want_accuracy:  # only logged at log steps; no clipping asked
-            self._grad_norm = torch.nn.utils.get_total_norm([p.grad for p in self.raw_model.parameters()
-                                                            if p.grad is not None])
+            grads = [p.grad for p in self.raw_model.parameters() if p.grad is not None]
+            self.window.grad_norm = torch.nn.utils.get_total_norm(grads)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
         self.scheduler.step()
-        self._pending.append(total / accum if accum > 1 else total)
+        self.window.add(total / accum if accum > 1 else total)
 
     def _compiling_step(self, want_accuracy: bool) -> None:
         """The first step of a compiled model: tracing and code generation happen here.
@@ -331,8 +275,8 @@ class Trainer:
             torch.cuda.synchronize(self.device)
         self.compile_s = time.perf_counter() - t0
         self._compile_pending = False
-        self._paused_s += self.compile_s
-        self._untimed_steps += 1
+        self.window.paused_s += self.compile_s
+        self.window.untimed_steps += 1
         if self.dist.is_main:
             print(f"torch.compile: the first step took {self.compile_s:.1f} s (compiling); "
                   "not counted in step time or tokens/s", flush=True)
@@ -342,13 +286,9 @@ class Trainer:
         self._resumed_path = None  # the checkpoint _maybe_resume continues from
         self._maybe_resume()
         self._elapsed_base = self.state.elapsed_s
-        self._t_start = self._t_interval = time.perf_counter()
-        self._pending: list[torch.Tensor] = []  # step losses since the last log, on the device
-        self._checked = 0  # how many of them passed the finiteness check
-        self._paused_s = 0.0  # seconds of eval, samples and saving since the last log
-        self._pending_first_step = self.state.step + 1
-        self._grad_norm, self._accuracy = torch.zeros(()), None
-        self.compile_s, self._untimed_steps = 0.0, 0  # compile time; steps it covers in this log interval
+        self._t_start = time.perf_counter()
+        self.window = LogWindow(first_step=self.state.step + 1)  # the steps since the last log
+        self.compile_s = 0.0  # the compiling step's wall time
         self._compile_pending = self.compiled
         state, control, cfg = self.state, self.control, self.config
         status, error = RunStatus.COMPLETED, None
@@ -404,17 +344,16 @@ class Trainer:
         """Act on what the control asks after this step: log, evaluate, sample, save, in
         that order. -> whether the loop must stop now."""
         state, control = self.state, self.control
-        self._check_finite()
+        self.window.check_finite()
         self._agree()
         logged = control.should_log
         if logged:  # the mean over every step since the last log, whatever synced in between
-            self.last_logs = self._logs()
+            self.last_logs = self.window.logs(step=state.step, lr=self.scheduler.get_last_lr()[0],
+                                              tokens_per_step=self.config.tokens_per_step,
+                                              tokens_seen=state.tokens_seen, elapsed_s=self._elapsed(),
+                                              compile_s=self.compile_s)
             self.callbacks.call("on_log", state, control, logs=self.last_logs)
-            self._untimed_steps = 0
-            self._pending.clear()
-            self._checked = 0
-            self._pending_first_step = state.step + 1
-            self._accuracy = None
+            self.window.restart(first_step=state.step + 1)
         t_work = time.perf_counter()
         if control.should_evaluate:
             self._evaluate()
@@ -427,24 +366,17 @@ class Trainer:
         if control.should_save:
             self._save_checkpoint()
         if logged:  # the next interval starts after this sync point's work
-            self._t_interval, self._paused_s = time.perf_counter(), 0.0
+            self.window.restart_clock()
         else:  # eval, samples and saving are not step time
-            self._paused_s += time.perf_counter() - t_work
+            self.window.paused_s += time.perf_counter() - t_work
         # In DDP a stop asked for during on_save waits for the next sync point (the others
         # have not seen it); on one process it stops now.
         return agreed_stop if self.dist.is_distributed else control.should_stop
 
     def _evaluate(self) -> None:
-        state = self.state
-        metrics = self.evaluate()
-        state.last_val_loss = metrics["val_loss"]
-        if metrics["val_loss"] < state.best_val_loss:
-            state.best_val_loss, state.best_step, state.evals_without_improvement = metrics["val_loss"], state.step, 0
-        else:
-            state.evals_without_improvement += 1
-        self.last_eval = metrics
-        state.last_eval_step = state.step
-        self.callbacks.call("on_evaluate", state, self.control, metrics=metrics)
+        self.last_eval = metrics = self.evaluate()
+        self.state.record_evaluation(metrics["val_loss"])
+        self.callbacks.call("on_evaluate", self.state, self.control, metrics=metrics)
 
     def _finish(self) -> None:
         """End of the loop (completed or stopped): a last sync point for whatever the end
@@ -471,7 +403,7 @@ class Trainer:
         only (other ranks may already be gone). A failure to save is reported and the
         interrupt goes on (the previous checkpoint stays)."""
         try:
-            self._check_finite()
+            self.window.check_finite()
         except NonFiniteLossError as e:
             print(f"Not saving on interrupt: {e}", file=sys.stderr)
             return
