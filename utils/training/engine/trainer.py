@@ -1,9 +1,7 @@
 """The training loop. It knows only callback events (callbacks.py) and acts on what the
-control asks after each step; when to log, evaluate, sample and save is the
-FlowCallback's decision (flow.py), and tracking, plots, early stopping and pruning are
-callbacks too. Around it: device.py (device, precision, compile), optimizers.py
-(optimizer and schedule), rng.py, evaluation.py, generation.py (samples, export),
-checkpoint.py (files) and resume.py (what a checkpoint holds and who may continue it).
+control asks after each step; when to log, evaluate, sample and save is FlowCallback's
+decision (flow.py). Around it: device.py, optimizers.py, rng.py, evaluation.py,
+generation.py (samples, export), checkpoint.py (files), resume.py (their contents).
 
 One optimizer step = the global batch (batch_size * gradient_accumulation_steps
 sequences of block_size tokens) whatever the world size: each rank runs `accum`
@@ -23,7 +21,6 @@ that the continuation is bit-identical on CPU.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import functools
 import importlib
 import sys
@@ -332,20 +329,12 @@ class Trainer:
             self._train_end(status, error)
         return TrainResult(status, state, self._final_metrics(), error=str(error) if error else "")
 
-    def _agree(self) -> None:
-        """DDP: every rank takes rank 0's control, as what follows is collective (flow.py
-        keeps flags raised on rank 0 alone for steps where every rank gets here)."""
-        if self.dist.is_distributed:
-            theirs = self.dist.broadcast_object(dataclasses.asdict(self.control))
-            for name, value in theirs.items():
-                setattr(self.control, name, value)
-
     def _sync_point(self) -> bool:
         """Act on what the control asks after this step: log, evaluate, sample, save, in
         that order. -> whether the loop must stop now."""
         state, control = self.state, self.control
         self.window.check_finite()
-        self._agree()
+        self.dist.adopt_main(control)  # DDP: what follows is collective (flow.py: no flag raised on rank 0 alone)
         logged = control.should_log
         if logged:  # the mean over every step since the last log, whatever synced in between
             self.last_logs = self.window.logs(step=state.step, lr=self.scheduler.get_last_lr()[0],
@@ -361,7 +350,7 @@ class Trainer:
             samples = self.generate_samples() if self.dist.is_main else []
             state.last_sample_step = state.step
             self.callbacks.call("on_sample", state, control, samples=samples)
-        self._agree()  # a stop or a save asked for by a rank-0 callback during the events above
+        self.dist.adopt_main(control)  # a stop or a save asked for by a rank-0 callback in the events above
         agreed_stop = control.should_stop
         if control.should_save:
             self._save_checkpoint()
