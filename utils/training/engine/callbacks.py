@@ -17,6 +17,9 @@ Events, in the order a run sees them:
     on_before_save(state, control)                  before a checkpoint is written: make logs durable
     on_save(state, control, checkpoint_path=...)    when control.should_save, after the checkpoint verified
     on_train_end(state, control, status=..., error=...)   always, from a `finally`
+
+Under DDP, user callbacks run on rank 0 only; on the other ranks on_sample gets
+samples=[] and on_save checkpoint_path=None (rank 0 generates and writes).
 """
 
 from __future__ import annotations
