@@ -63,7 +63,7 @@ def config(name: str) -> TrainingConfig:
 def child(workspace: Path, name: str, data) -> None:
     torch.set_num_threads(1)
     session = TrainingSession(config(name), workspace, data=data,
-                              tracking=TrackingOptions(progress_bar=False, viz_interval=0), log=lambda _m: None)
+                              tracking=TrackingOptions(progress_bar=False, viz_interval=0))
     try:
         session.train()
     finally:

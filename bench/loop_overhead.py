@@ -39,7 +39,8 @@ from bench._baton import Baton  # noqa: E402  (the root is on sys.path; bench/ a
 from utils.training.config import TrainingConfig  # noqa: E402
 from utils.training.engine.callbacks import TrainerCallback  # noqa: E402
 from utils.training.engine.models import build_model  # noqa: E402
-from utils.training.engine.trainer import Trainer, build_scheduler, param_groups  # noqa: E402
+from utils.training.engine.optimizers import build_scheduler, param_groups  # noqa: E402
+from utils.training.engine.trainer import Trainer  # noqa: E402
 
 
 class Batches:

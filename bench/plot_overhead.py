@@ -68,7 +68,7 @@ def main() -> None:
     spent: dict[str, float] = defaultdict(float)
     with tempfile.TemporaryDirectory(prefix="plot-overhead-") as ws:
         config = TrainingConfig.preset(args.preset, max_steps=steps, run_name="overhead")
-        session = TrainingSession(config, ws, tracking=TrackingOptions(progress_bar=False), log=lambda _m: None)
+        session = TrainingSession(config, ws, tracking=TrackingOptions(progress_bar=False))
         session.prepare()
         plotter = LivePlotter(mode="figure")
         # The session's default callbacks (metrics tracker first) and the plotter, each timed.

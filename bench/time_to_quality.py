@@ -45,8 +45,9 @@ from utils.training.config import TrainingConfig, parse_overrides  # noqa: E402
 from utils.training.data.pipeline import prepare_data  # noqa: E402
 from utils.training.data.sampler import RandomBatchSampler  # noqa: E402
 from utils.training.engine.callbacks import TrainerCallback  # noqa: E402
+from utils.training.engine.device import resolve_compile, resolve_device  # noqa: E402
 from utils.training.engine.models import build_model  # noqa: E402
-from utils.training.engine.trainer import Trainer, resolve_compile, resolve_device  # noqa: E402
+from utils.training.engine.trainer import Trainer  # noqa: E402
 
 RECIPES = {
     "adamw": {"optimizer": "adamw", "compile": "off"},

@@ -108,7 +108,7 @@ class ModelAndOptimizerOnly(Trainer):
         self.raw_model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.state.step = ckpt["step"]
-        self._saved_step = ckpt["step"]
+        self.state.last_save_step = ckpt["step"]
 
 
 def main(argv=None) -> int:

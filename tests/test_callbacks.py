@@ -1,4 +1,4 @@
-"""Concrete callbacks: checkpoint cadence, early stopping, the progress bar."""
+"""Concrete callbacks: checkpoint cadence (flow.py), early stopping, the progress bar."""
 
 from __future__ import annotations
 
@@ -6,13 +6,13 @@ import pytest
 
 from utils.training.engine.callbacks import (
     CallbackHandler,
-    CheckpointCallback,
     EarlyStoppingCallback,
     ProgressBarCallback,
     RunStatus,
     TrainerControl,
     TrainerState,
 )
+from utils.training.engine.flow import CheckpointCallback
 
 
 def test_checkpoint_callback_asks_at_its_interval():

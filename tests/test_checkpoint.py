@@ -56,6 +56,15 @@ def test_temp_files_of_killed_writes_are_swept(tmp_path):
     assert list(tmp_path.iterdir()) == [] and mgr.latest_valid() is None
 
 
+def test_temp_files_of_the_shared_atomic_write_are_swept(tmp_path):
+    from utils.training.io import temp_path
+
+    temp_path(tmp_path / "step_00000005.pt").write_bytes(b"half a checkpoint")  # a kill inside io.atomic_open
+    (tmp_path / "step_00000005.pt.sha256").write_text("0" * 64)  # its checksum, written just before
+    mgr = CheckpointManager(tmp_path, keep=2)
+    assert list(tmp_path.iterdir()) == [] and mgr.latest_valid() is None
+
+
 def test_failed_write_loses_nothing(tmp_path, monkeypatch):
     mgr = CheckpointManager(tmp_path, keep=1)
     good = mgr.save(state(1), step=1)

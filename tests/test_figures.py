@@ -38,7 +38,7 @@ def _session(root, **overrides) -> TrainingSession:
                                    **overrides)
     corpus = None if overrides.get("data_source") == "synthetic" else TextCorpus(
         builtin_corpus()[:3000], name="icd10cm-slice", source="builtin")
-    return TrainingSession(config, root, corpus=corpus, log=lambda _m: None,
+    return TrainingSession(config, root, corpus=corpus,
                            tracking=TrackingOptions(progress_bar=False, live_plot=True, viz_interval=12))
 
 

@@ -8,9 +8,10 @@ import torch
 from engine_fixtures import ArrayBatches, make_tokens, tiny_config
 
 from utils.training.engine.callbacks import RunStatus, TrainerCallback
+from utils.training.engine.device import resolve_compile
 from utils.training.engine.models import build_model
-from utils.training.engine.optimizers import MuonWithAdamW, build_optimizer, split_for_muon
-from utils.training.engine.trainer import Trainer, build_scheduler, resolve_compile
+from utils.training.engine.optimizers import MuonWithAdamW, build_optimizer, build_scheduler, split_for_muon
+from utils.training.engine.trainer import Trainer
 
 torch.set_num_threads(1)
 

@@ -12,16 +12,11 @@ from engine_fixtures import ArrayBatches, make_tokens, tiny_config
 
 from utils.training.engine.callbacks import RunStatus, TrainerCallback
 from utils.training.engine.checkpoint import non_finite_tensors
+from utils.training.engine.device import autocast_context, resolve_precision
 from utils.training.engine.models import build_model
-from utils.training.engine.trainer import (
-    ResumeError,
-    Trainer,
-    adamw_kwargs,
-    autocast_context,
-    build_scheduler,
-    param_groups,
-    resolve_precision,
-)
+from utils.training.engine.optimizers import adamw_kwargs, build_scheduler, param_groups
+from utils.training.engine.resume import ResumeError
+from utils.training.engine.trainer import Trainer
 
 torch.set_num_threads(1)  # 2 shared cores: one thread is several times faster for these tiny models
 

@@ -60,8 +60,7 @@ def compare_tokenizers_by_training(documents: list[str], workspace: str | Path, 
         steps = max(1, math.ceil(train_mb * 1e6 / bytes_per_step))
         cfg = cfg.replace(max_steps=steps, eval_interval=max(1, steps // evals), checkpoint_interval=steps,
                           log_interval=max(1, min(cfg.log_interval, steps // evals)))
-        session = TrainingSession(cfg, workspace, data=data, tracking=TrackingOptions(progress_bar=False),
-                                  log=lambda _msg: None)
+        session = TrainingSession(cfg, workspace, data=data, tracking=TrackingOptions(progress_bar=False))
         try:
             result = session.train()
         finally:

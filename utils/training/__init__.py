@@ -33,6 +33,7 @@ _EXPORTS = {
     "TrainerControl": "engine.callbacks",
     "TrainerCallback": "engine.callbacks",
     "CallbackHandler": "engine.callbacks",
+    "FlowCallback": "engine.flow",
     "RunStatus": "contracts",
     "MetricsSink": "contracts",
     "BatchSource": "contracts",

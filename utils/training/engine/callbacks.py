@@ -3,17 +3,23 @@
 The loop (trainer.py) knows only the events below. Tracking, plotting, checkpoint
 scheduling, early stopping and pruning are callbacks: they read `TrainerState` and
 steer the loop only through `TrainerControl` (the split Hugging Face's Trainer uses).
+When to log, evaluate, sample and save is itself a callback's decision (flow.py's
+FlowCallback); the handler lowers each `should_*` flag when the event answering it is
+sent, before the callbacks run (so one of them may raise it again).
 
 Events, in the order a run sees them:
 
     on_train_begin(state, control, config=..., model=..., run_info=...)
     on_step_end(state, control)                     every optimizer step; no host sync here
-    on_log(state, control, logs=...)                every log_interval steps
-    on_evaluate(state, control, metrics=...)        every eval_interval steps and at the end
-    on_sample(state, control, samples=...)          every sample_interval steps and at the end
+    on_log(state, control, logs=...)                when control.should_log (every log_interval steps)
+    on_evaluate(state, control, metrics=...)        when control.should_evaluate (every eval_interval, at the end)
+    on_sample(state, control, samples=...)          when control.should_sample (every sample_interval, at the end)
     on_before_save(state, control)                  before a checkpoint is written: make logs durable
-    on_save(state, control, checkpoint_path=...)    after a checkpoint verified
+    on_save(state, control, checkpoint_path=...)    when control.should_save, after the checkpoint verified
     on_train_end(state, control, status=..., error=...)   always, from a `finally`
+
+Under DDP, user callbacks run on rank 0 only; on the other ranks on_sample gets
+samples=[] and on_save checkpoint_path=None (rank 0 generates and writes).
 """
 
 from __future__ import annotations
@@ -43,11 +49,20 @@ class TrainerState:
     resumed_from_step: int | None = None  # None on a fresh start
     last_eval_step: int = -1  # the step of the last evaluation (-1: none yet)
     last_sample_step: int = -1  # the step of the last text samples (-1: none yet)
+    last_save_step: int = -1  # the step of the last checkpoint (-1: none yet)
     world_size: int = 1
     is_world_process_zero: bool = True
     # Ids that sinks store so a resumed run continues the same rows:
     # {"db_run_id": 3, "wandb_run_id": "a1b2c3"}.
     tracking: dict[str, Any] = field(default_factory=dict)
+
+    def record_evaluation(self, val_loss: float) -> None:
+        """An evaluation at this step: the last and best val_loss, the patience count."""
+        self.last_val_loss, self.last_eval_step = val_loss, self.step
+        if val_loss < self.best_val_loss:
+            self.best_val_loss, self.best_step, self.evals_without_improvement = val_loss, self.step, 0
+        else:
+            self.evals_without_improvement += 1
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -63,7 +78,8 @@ class TrainerState:
 
 @dataclass
 class TrainerControl:
-    """The only thing callbacks change. The loop reads it after every event."""
+    """The only thing callbacks change. The loop reads it after every step and acts on
+    the flags; the CallbackHandler lowers each flag when its event is sent."""
 
     should_stop: bool = False
     stop_status: str = RunStatus.COMPLETED  # status to end with when should_stop is set
@@ -71,6 +87,7 @@ class TrainerControl:
     should_save: bool = False  # save a checkpoint after this step
     should_evaluate: bool = False  # evaluate after this step
     should_log: bool = False  # emit on_log after this step
+    should_sample: bool = False  # generate text samples (on_sample) after this step
 
     def stop(self, status: str, reason: str) -> None:
         """Ask the loop to end after the current step with `status` (e.g. pruned)."""
@@ -114,9 +131,16 @@ EVENTS = (
 )
 
 
+# The control flag each event answers: lowered by the handler before the callbacks run.
+ANSWERS = {"on_log": "should_log", "on_evaluate": "should_evaluate", "on_sample": "should_sample",
+           "on_save": "should_save"}
+
+
 class CallbackHandler:
     """Calls callbacks in list order. `on_train_end` reaches every callback even when
-    one of them raises (teardown must run); the first error is re-raised after."""
+    one of them raises (teardown must run); the first error is re-raised after. An
+    event that answers a control flag (ANSWERS) lowers it first, as Hugging Face's
+    CallbackHandler does: the loop acts, the handler resets, a callback may ask again."""
 
     def __init__(self, callbacks: list[TrainerCallback] | tuple[TrainerCallback, ...] = ()):
         self.callbacks: list[TrainerCallback] = list(callbacks)
@@ -127,6 +151,8 @@ class CallbackHandler:
     def call(self, event: str, state: TrainerState, control: TrainerControl, **kwargs: Any) -> TrainerControl:
         if event not in EVENTS:
             raise ValueError(f"unknown callback event {event!r}; events are {EVENTS}")
+        if event in ANSWERS:
+            setattr(control, ANSWERS[event], False)
         if event == "on_train_end":
             return self._call_all(event, state, control, **kwargs)
         for cb in self.callbacks:
@@ -147,22 +173,9 @@ class CallbackHandler:
 
 
 # ---------------------------------------------------------------------------------------
-# Concrete callbacks the trainer adds by default. They keep no state of their own beyond
-# handles: what must survive a resume lives in TrainerState (saved in checkpoints).
+# Concrete callbacks the trainer adds by default (with flow.FlowCallback). They keep no
+# state of their own beyond handles: what must survive a resume lives in TrainerState.
 # ---------------------------------------------------------------------------------------
-
-
-class CheckpointCallback(TrainerCallback):
-    """Asks for a checkpoint every `interval` optimizer steps (the trainer writes it)."""
-
-    def __init__(self, interval: int):
-        if interval < 1:
-            raise ValueError(f"checkpoint_interval must be >= 1, got {interval}")
-        self.interval = interval
-
-    def on_step_end(self, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
-        if state.step % self.interval == 0:
-            control.should_save = True
 
 
 class EarlyStoppingCallback(TrainerCallback):
@@ -237,3 +250,13 @@ class ProgressBarCallback(TrainerCallback):
                 self._display.update(self.bar.container)
                 self._display = None
             self.bar = None
+
+
+def __getattr__(name: str) -> Any:
+    """CheckpointCallback lives in flow.py now (with all cadence); imported lazily, as
+    flow.py imports this module."""
+    if name == "CheckpointCallback":
+        from utils.training.engine.flow import CheckpointCallback
+
+        return CheckpointCallback
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

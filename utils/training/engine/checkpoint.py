@@ -12,11 +12,12 @@ that torch refuses to unpickle (not ours, or tampered with), or that lacks a key
 the trainer needs, is skipped the same way, and the next older one is used.
 Checkpoints written before checksums existed (no .sha256 file) load unverified.
 
-Crash safety: a checkpoint is written to a temp file in the same folder, fsynced,
-renamed over its final name with os.replace (atomic on POSIX), and the folder is
-fsynced so that the rename itself survives a power cut. A kill at any moment leaves
+Crash safety: every file here is written with utils.training.io's atomic write (a
+temp file in the same folder, fsynced, renamed over its final name, the folder
+fsynced so that the rename itself survives a power cut). A kill at any moment leaves
 either the old set of files or the old set plus one complete new file; the temp
-files of killed writes are swept away by the next manager.
+files of killed writes (io's names, and `step_N.pt.tmp-PID` of older versions) are
+swept away by the next manager.
 
 The mirror (Google Drive in Colab) is a copy made after the local file verified, in
 a background thread, checked by hash; a failing or hanging mirror is reported once
@@ -38,8 +39,11 @@ from pathlib import Path
 
 import torch
 
+from utils.training.io import atomic_open, atomic_write_bytes, is_temp_name, temp_path
+
 _NAME = re.compile(r"^step_(\d{8})\.pt$")
-_TMP_MARK = ".tmp-"
+# The temp names of versions before io.py (`step_00000005.pt.tmp-1234`): still swept.
+LEGACY_TMP_MARK = ".tmp-"
 _BEST_FILE = "best.json"
 _SUM_SUFFIX = ".sha256"
 
@@ -68,17 +72,6 @@ class _HashingWriter:
         self.f.flush()
 
 
-def _fsync_dir(path: Path) -> None:
-    # Makes a rename durable. Folders cannot be opened for fsync on Windows.
-    if not hasattr(os, "O_DIRECTORY"):
-        return
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -94,17 +87,6 @@ def _expected_checksum(path: Path) -> str | None:
         return checksum_path(path).read_text().strip().lower()
     except FileNotFoundError:
         return None
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Small files (best.json): same temp+fsync+replace discipline as checkpoints."""
-    tmp = path.with_name(f"{path.name}{_TMP_MARK}{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
 
 
 def non_finite_tensors(state: dict) -> list[str]:
@@ -157,23 +139,14 @@ class CheckpointManager:
                 f"refusing to save checkpoint at step {step}: non-finite values in {', '.join(bad[:5])}"
             )
         path = self.dir / checkpoint_name(step)
-        tmp = self.dir / f"{path.name}{_TMP_MARK}{os.getpid()}"
-        try:
-            with open(tmp, "wb") as f:
-                w = _HashingWriter(f)
-                torch.save(state_dict, w)
-                f.flush()
-                os.fsync(f.fileno())
-            # The checksum is in place before the checkpoint: a checkpoint never exists
-            # without its own checksum (an orphaned checksum is swept).
+        # On any error (disk full, a kill signal turned into an exception) nothing already
+        # saved is touched; only atomic_open's own temp file goes.
+        with atomic_open(path, "wb") as f:
+            w = _HashingWriter(f)
+            torch.save(state_dict, w)
+            # The checksum is in place before the checkpoint (renamed when this block ends):
+            # a checkpoint never exists without its own checksum (an orphaned one is swept).
             atomic_write_bytes(checksum_path(path), (w.h.hexdigest() + "\n").encode())
-            os.replace(tmp, path)
-            _fsync_dir(self.dir)
-        except BaseException:
-            # Disk full, a kill signal turned into an exception, ...: nothing already
-            # saved is touched; only our own temp file goes.
-            tmp.unlink(missing_ok=True)
-            raise
         self._verify(path, step)
         if is_best:
             self.best_step = step
@@ -283,7 +256,8 @@ class CheckpointManager:
     def _sweep_temp_files(self) -> None:
         for p in self.dir.iterdir():
             orphan_sum = p.name.endswith(_SUM_SUFFIX) and not (self.dir / p.name[: -len(_SUM_SUFFIX)]).exists()
-            if _TMP_MARK in p.name or orphan_sum:  # a killed write, or one killed before its rename
+            killed = is_temp_name(p.name) or LEGACY_TMP_MARK in p.name
+            if killed or orphan_sum:  # a killed write, or one killed before its rename
                 p.unlink(missing_ok=True)
 
     # -- the mirror ----------------------------------------------------------------
@@ -310,15 +284,19 @@ class CheckpointManager:
         try:
             self.mirror_dir.mkdir(parents=True, exist_ok=True)
             dest = self.mirror_dir / path.name
-            tmp = self.mirror_dir / f"{path.name}{_TMP_MARK}{os.getpid()}"
-            shutil.copyfile(path, tmp)
-            expected = _expected_checksum(path) or _sha256(path)
-            if _sha256(tmp) != expected:
+            # Not io.atomic_copy: the copy is verified by hash on the mirror's side before
+            # its rename, and shutil.copyfile lets the kernel copy (multi-GB files to Drive).
+            tmp = temp_path(dest)
+            try:
+                shutil.copyfile(path, tmp)
+                expected = _expected_checksum(path) or _sha256(path)
+                if _sha256(tmp) != expected:
+                    raise OSError(f"hash mismatch after copying {path.name}")
+                # The checksum first, as locally: a mirrored checkpoint is verified on load too.
+                atomic_write_bytes(checksum_path(dest), (expected + "\n").encode())
+                os.replace(tmp, dest)
+            finally:
                 tmp.unlink(missing_ok=True)
-                raise OSError(f"hash mismatch after copying {path.name}")
-            # The checksum first, as locally: a mirrored checkpoint is verified on load too.
-            atomic_write_bytes(checksum_path(dest), (expected + "\n").encode())
-            os.replace(tmp, dest)
             for p in self.mirror_dir.iterdir():
                 base = p.name[: -len(_SUM_SUFFIX)] if p.name.endswith(_SUM_SUFFIX) else p.name
                 if _NAME.match(base) and base not in keep:

@@ -11,7 +11,7 @@ is a no-op, so the trainer calls them unconditionally.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
@@ -110,6 +110,13 @@ class DistributedContext:
         box = [obj]
         dist.broadcast_object_list(box, src=src, device=self.device if self.backend == "nccl" else None)
         return box[0]
+
+    def adopt_main(self, obj: Any) -> None:
+        """Every rank takes rank 0's values of dataclass `obj`'s fields, in place (the
+        loop's control before collective work: every rank must do the same)."""
+        if self.is_distributed:
+            for name, value in self.broadcast_object(asdict(obj)).items():
+                setattr(obj, name, value)
 
     def all_gather_object(self, obj: Any) -> list[Any]:
         """[obj of rank 0, obj of rank 1, ...] on every rank."""

@@ -1,4 +1,4 @@
-"""The optimizer of a run: AdamW, or Muon for the hidden matrices with AdamW for the rest.
+"""The optimizer of a run and its learning-rate schedule: AdamW, or Muon for the hidden matrices with AdamW for the rest.
 
 config.optimizer = "adamw": one torch.optim.AdamW; matrices and embeddings decay,
 biases and norm gains do not (nanoGPT's split).
@@ -126,3 +126,23 @@ def build_optimizer(model: torch.nn.Module, config, device_type: str) -> torch.o
     muon = torch.optim.Muon(hidden, lr=config.muon_lr, weight_decay=config.weight_decay,
                             adjust_lr_fn=MUON_ADJUST_LR)
     return MuonWithAdamW(adamw, muon)
+
+
+def build_scheduler(optimizer, config, max_steps: int):
+    """Linear warmup over warmup_ratio·max_steps, then the config's schedule down to
+    min_lr_ratio·peak (transformers' LambdaLR schedules; state_dict-able)."""
+    from transformers import optimization as opt
+
+    warmup = config.warmup_steps(max_steps)
+    if config.schedule == "constant" or config.min_lr_ratio >= 1.0:  # no decay to do
+        return opt.get_constant_schedule_with_warmup(optimizer, num_warmup_steps=warmup)
+    if config.schedule == "cosine":
+        return opt.get_cosine_with_min_lr_schedule_with_warmup(
+            optimizer, num_warmup_steps=warmup, num_training_steps=max_steps, min_lr_rate=config.min_lr_ratio
+        )
+    if config.schedule == "linear":  # polynomial of power 1 = linear, ending at lr_end (absolute)
+        return opt.get_polynomial_decay_schedule_with_warmup(
+            optimizer, num_warmup_steps=warmup, num_training_steps=max_steps,
+            lr_end=config.learning_rate * config.min_lr_ratio, power=1.0,
+        )
+    raise ValueError(f"schedule: {config.schedule!r} is not one of cosine, linear, constant")

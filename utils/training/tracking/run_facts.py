@@ -109,15 +109,15 @@ def measure_run_facts(config: Any, model: Any, *, device: Any = None, world_size
                       train_tokens: int | None = None, precision: str | None = None,
                       max_steps: int | None = None) -> RunFacts:
     """The facts of training `model` under `config` on `device` (None: the trainer's
-    choice, engine.trainer.resolve_device) with `world_size` processes over
+    choice, engine.device.resolve_device) with `world_size` processes over
     `train_tokens` training tokens (None: unknown, streamed). `precision` and `max_steps`:
     the ones a caller already resolved (a Trainer without a session), else resolved here:
     ValueError for a precision this device cannot run (as the trainer says it),
     ConfigError naming max_steps for epochs over a corpus of unknown size."""
     import torch
 
+    from utils.training.engine.device import resolve_device, resolve_precision
     from utils.training.engine.models import count_parameters, flops_per_token
-    from utils.training.engine.trainer import resolve_device, resolve_precision
     from utils.training.runtime import detect_runtime, gpu_name
 
     dev = resolve_device(device)
