@@ -156,6 +156,14 @@ def _one_ddp_run(workspace: Path, run_name: str, steps: int) -> None:
     assert [p.name for p in (workspace / "runs" / run_name).glob("run*.json")] == ["run.json"]
 
 
+def _clean_teardown(stderr: str) -> None:
+    """No rank aborted at exit, and none could have: every rank freed its process group in
+    cleanup (a group left alive lets gloo's threads abort the exit now and then, see
+    DistributedContext.cleanup; the warning shows it on every run, whatever the timing)."""
+    assert "terminate called" not in stderr, stderr[-3000:]
+    assert "process group is still referenced" not in stderr, stderr[-3000:]
+
+
 def test_torchrun_two_processes_on_cpu_logs_once(workspace):
     # The README's command: the smoke preset (accumulation 1) on 2 ranks, 4 sequences each.
     r = subprocess.run(
@@ -165,6 +173,7 @@ def test_torchrun_two_processes_on_cpu_logs_once(workspace):
         cwd=ROOT, capture_output=True, text=True, timeout=300,
     )
     assert r.returncode == 0, r.stderr[-3000:]
+    _clean_teardown(r.stderr)
     assert r.stdout.count("ddp: completed at step 10") == 1
     _one_ddp_run(workspace, "ddp", 10)
 
@@ -182,6 +191,7 @@ def test_torchrun_across_two_nodes_with_c10d_rendezvous(workspace):
     outs = [node.communicate(timeout=300) for node in nodes]
     for node, (_, err) in zip(nodes, outs):
         assert node.returncode == 0, err[-3000:]
+        _clean_teardown(err)
     assert sum(out.count("twonode: completed at step 10") for out, _ in outs) == 1  # rank 0 reports, once
     _one_ddp_run(workspace, "twonode", 10)
 

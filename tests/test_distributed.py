@@ -13,7 +13,12 @@ import pytest
 import torch
 from engine_fixtures import KILL_ENV
 
-from utils.training.engine.distributed import DistributedContext, pick_backend, world_size_from_env
+from utils.training.engine.distributed import (
+    DistributedContext,
+    init_process_group,
+    pick_backend,
+    world_size_from_env,
+)
 
 FIXTURE = Path(__file__).with_name("engine_fixtures.py")
 
@@ -46,6 +51,41 @@ def test_bad_environment_names_the_variable(monkeypatch):
     monkeypatch.setenv("RANK", "5")
     with pytest.raises(ValueError, match="RANK=5"):
         DistributedContext.from_env(device="cpu")
+
+
+def test_cleanup_frees_the_process_group_so_its_threads_end_before_exit(capsys):
+    """A gloo group alive at interpreter exit aborts the process ("terminate called without
+    an active exception": its worker threads free finished collectives under the GIL, and
+    finalization ends such a thread inside a C++ destructor). cleanup() must free the group,
+    which joins the threads; a holder left behind (here a live DDP wrapper) is reported.
+    One process, world size 1, no clock."""
+    import gc
+    import weakref
+
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    def join() -> tuple[DistributedContext, weakref.ref]:
+        init_process_group("gloo", 0, 1, store=dist.HashStore())
+        return DistributedContext(backend="gloo"), weakref.ref(dist.group.WORLD)
+
+    ctx, group = join()
+    model = DDP(torch.nn.Linear(4, 4))  # constructing DDP imports torch.distributed.nn if not yet imported
+    model(torch.randn(2, 4)).sum().backward()  # gradient all-reduce on the worker threads
+    assert ctx.all_gather_object({"step": 1}) == [{"step": 1}]
+    del model  # as the trainer does when train() ends
+    ctx.cleanup()
+    assert group() is None and not dist.is_initialized()
+    assert "still referenced" not in capsys.readouterr().err
+
+    ctx, group = join()
+    held = DDP(torch.nn.Linear(4, 4))
+    ctx.cleanup()
+    assert group() is not None
+    assert "rank 0: the process group is still referenced after destroy_process_group" in capsys.readouterr().err
+    del held
+    gc.collect()
+    assert group() is None
 
 
 def _free_port() -> int:

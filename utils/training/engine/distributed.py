@@ -10,7 +10,10 @@ is a no-op, so the trainer calls them unconditionally.
 
 from __future__ import annotations
 
+import gc
 import os
+import sys
+import weakref
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -36,6 +39,18 @@ def world_size_from_env() -> int:
     """WORLD_SIZE as torchrun sets it (1 without torchrun), read before joining any
     process group: the CLI checks the config against it before preparing data."""
     return max(1, _env_int("WORLD_SIZE", 1))
+
+
+def init_process_group(backend: str, rank: int, world_size: int, **kwargs: Any) -> None:
+    """dist.init_process_group, with torch.distributed.nn imported first: it binds
+    group.WORLD into its functions' defaults when first imported (DDP pulls it in through
+    torch._dynamo), so imported after the group exists it would pin the group for the
+    life of the process and DistributedContext.cleanup could not free it. Imported
+    before, those defaults are None."""
+    import torch.distributed as dist
+    import torch.distributed.nn as _dist_nn  # noqa: F401 - imported for the side effect above
+
+    dist.init_process_group(backend=backend, rank=rank, world_size=world_size, **kwargs)
 
 
 @dataclass
@@ -71,7 +86,7 @@ class DistributedContext:
         if device.type == "cuda":
             torch.cuda.set_device(device)
         if not dist.is_initialized():
-            dist.init_process_group(backend=backend, rank=rank, world_size=world_size)
+            init_process_group(backend, rank, world_size)
         return cls(rank=rank, world_size=world_size, local_rank=local_rank, backend=backend, device=device)
 
     @property
@@ -129,9 +144,28 @@ class DistributedContext:
         return out
 
     def cleanup(self) -> None:
+        """Destroy the process group and free it now, so that its worker threads are
+        joined while the interpreter is still whole.
+
+        A gloo worker thread frees each finished collective after the caller's wait has
+        returned, and that takes the GIL (the collective's tensors have Python objects).
+        A group still alive at exit leaves those threads running into interpreter
+        finalization, where a thread that asks for the GIL is ended in the middle of a C++
+        destructor: "terminate called without an active exception", SIGABRT, after a
+        completed run. Freeing the group runs its destructor, which joins the threads.
+        Whoever wrapped a model in DDP must drop the wrapper first (it holds the group);
+        the trainer does so when train() ends.
+        """
         if self.backend is not None:
             import torch.distributed as dist
 
             if dist.is_initialized():
+                group = weakref.ref(dist.group.WORLD)
                 dist.destroy_process_group()
+                if group() is not None:
+                    gc.collect()  # a holder in a reference cycle
+                if group() is not None:
+                    print(f"warning: rank {self.rank}: the process group is still referenced after "
+                          "destroy_process_group, so its worker threads outlive it and may abort the "
+                          "process at exit", file=sys.stderr, flush=True)
             self.backend = None

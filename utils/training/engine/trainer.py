@@ -322,6 +322,9 @@ class Trainer:
             status, error = RunStatus.FAILED, e
             raise
         finally:
+            # Drop the DDP wrapper (the next train() wraps anew): it holds the process group,
+            # which DistributedContext.cleanup must free before the interpreter exits.
+            self.model = self.raw_model
             state.elapsed_s = self._elapsed()
             self.checkpoints.wait_for_mirror()
             self._train_end(status, error)
