@@ -85,7 +85,7 @@ def train_bpe_tokenizer(texts: Sequence[str], vocab_size: int, cache_dir: str | 
 
         os.makedirs(os.path.dirname(path), exist_ok=True)
         # atomic: a concurrent rank never reads half a file (a cache: not fsynced)
-        atomic_write_text(path, bpe._tokenizer.to_str(pretty=True), durable=False)
+        atomic_write_text(path, bpe.to_str(pretty=True), durable=False)
     tok = _wrap(bpe._tokenizer, name)
     tok.tokenizer_id = name
     return tok
