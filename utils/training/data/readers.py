@@ -117,6 +117,7 @@ class FileReader:
         self.path, self.position, self.start = Path(path), int(position), int(position)
         self.text_column, self.doc_split = text_column, doc_split
         self.units_read = 0  # rows/lines/paragraphs parsed, skipped ones included (tests count them)
+        self.last_read_bytes = 0  # UTF-8 bytes of the documents the last `read` returned
         self._any_text = False
         self._units_iter = self._units()
         self._next: tuple[list[str], int] | None = None
@@ -145,6 +146,7 @@ class FileReader:
             docs.extend(unit)
             size += sum(len(d.encode("utf-8")) for d in unit)
             self._advance()
+        self.last_read_bytes = size
         return docs
 
     def close(self) -> None:
@@ -348,7 +350,7 @@ class CorpusReader:
                 self.opens += 1
             piece = self._reader.read(None if max_bytes is None else max_bytes - size)
             docs.extend(piece)
-            size += sum(len(d.encode("utf-8")) for d in piece)
+            size += self._reader.last_read_bytes
             if self._reader.eof:
                 self._close_file()
                 self._file_i, self._position = self._file_i + 1, 0
