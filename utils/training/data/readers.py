@@ -234,7 +234,7 @@ class TxtReader(FileReader):
 
     @staticmethod
     def _line_docs(text: str, lines: list[str], ends: list[int]) -> Block:
-        """A document per line as str.splitlines sees lines ("\r", "\x0c", "\u2028"... too)."""
+        r"""A document per line as str.splitlines sees lines ("\r", "\x0c", "\u2028"... too)."""
         parts = text.splitlines()
         if len(parts) == len(lines):  # no break but "\n" and "\r\n": the lines are the parts
             stripped = [p.strip() for p in parts]
