@@ -32,7 +32,7 @@ Cursor = tuple[int, int]  # (file index, position within that file)
 TEXT_SUFFIXES = (".txt", ".jsonl", ".csv", ".parquet")
 TEXT_COLUMN_GUESSES = ("text", "content", "document", "body", "sentence", "description", "article")
 DOC_SPLITS = ("auto", "paragraph", "line", "file")
-BLOCK_BYTES = 1 << 20  # text files are read and decoded a block of whole lines at a time
+BLOCK_BYTES = 1 << 18  # text files are read and decoded a block of whole lines at a time (256 KiB)
 
 
 class DataError(ValueError):
