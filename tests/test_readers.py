@@ -12,9 +12,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from utils.training.data.readers import ROWS_PER_BLOCK, CorpusReader, DataError, open_reader
+from utils.training.data.readers import ROWS_PER_BLOCK, DataError, open_reader
 from utils.training.data.sources import builtin_corpus, load_source
-from utils.training.data.stream import ChunkedTokenWriter, ChunkStream, read_chunk, read_documents
+from utils.training.data.stream import (
+    ChunkedTokenWriter,
+    ChunkStream,
+    CorpusReader,
+    read_chunk,
+    read_documents,
+)
 from utils.training.data.tokenizer import encode_documents, train_bpe_tokenizer
 
 ROWS = 3000

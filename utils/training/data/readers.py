@@ -10,7 +10,7 @@ the next unread one, so a caller can stop after any amount of text and later con
     .csv   position = data row index (blank rows not counted); text from `text_column`
     .parquet position = row index; whole row groups before it are skipped unread
 
-`CorpusReader` chains the readers of a list of files with a cursor (file index,
+`stream.CorpusReader` chains the readers of a list of files with a cursor (file index,
 position). The packed pipeline reads every file to its end; chunk mode reads a piece at
 a time with the same readers, so both modes see the same documents and the same errors.
 """
@@ -23,11 +23,9 @@ import json
 import os
 import re
 from bisect import bisect_left
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from itertools import accumulate, compress
 from pathlib import Path
-
-Cursor = tuple[int, int]  # (file index, position within that file)
 
 TEXT_SUFFIXES = (".txt", ".jsonl", ".csv", ".parquet")
 TEXT_COLUMN_GUESSES = ("text", "content", "document", "body", "sentence", "description", "article")
@@ -365,78 +363,3 @@ def open_reader(path: str | os.PathLike, position: int = 0, text_column: str | N
     if reader is None:
         raise DataError(f"{path}: unsupported file type; use one of {TEXT_SUFFIXES} (optionally .gz)")
     return reader(path, position, text_column, doc_split)
-
-
-def list_data_files(path: str | os.PathLike) -> list[Path]:
-    """A file, or every supported file under a folder (recursive, sorted; hidden ones skipped)."""
-    p = Path(path).expanduser()
-    if not p.exists():
-        raise DataError(f"data path {p} does not exist")
-    if p.is_file():
-        return [p]
-    files = sorted(f for f in p.rglob("*")
-                   if f.is_file() and file_suffix(f) in TEXT_SUFFIXES and not f.name.startswith("."))
-    if not files:
-        raise DataError(f"folder {p} has no {'/'.join(TEXT_SUFFIXES)} files (optionally .gz)")
-    return files
-
-
-class CorpusReader:
-    """The documents of `files` in order from `cursor`, each file read once: consecutive
-    `read` calls continue the open reader, `seek` to another cursor opens a new one.
-
-    `cursor` is None once every file is read. `opens` and `units_read` count the files
-    opened and the units parsed (so a test can tell linear reading from re-reading)."""
-
-    def __init__(self, files: Sequence[Path], text_column: str | None = None, doc_split: str = "paragraph",
-                 cursor: Cursor = (0, 0)):
-        self.files = [Path(f) for f in files]
-        self.text_column, self.doc_split = text_column, doc_split
-        self.opens = self._closed_units = 0
-        self._file_i, self._position = int(cursor[0]), int(cursor[1])
-        self._reader: FileReader | None = None
-
-    @property
-    def cursor(self) -> Cursor | None:
-        if self._file_i >= len(self.files):
-            return None
-        return (self._file_i, self._reader.position if self._reader else self._position)
-
-    @property
-    def units_read(self) -> int:
-        return self._closed_units + (self._reader.units_read if self._reader else 0)
-
-    def seek(self, cursor: Cursor) -> None:
-        """Continue from `cursor` (nothing to do when it is where the last read stopped)."""
-        if tuple(cursor) == self.cursor:
-            return
-        self._close_file()
-        self._file_i, self._position = int(cursor[0]), int(cursor[1])
-
-    def read(self, max_bytes: int | None = None) -> list[str]:
-        """Whole documents until about `max_bytes` UTF-8 bytes (all when None), across files."""
-        docs: list[str] = []
-        size = 0
-        while self._file_i < len(self.files) and (max_bytes is None or size < max_bytes):
-            if self._reader is None:
-                self._reader = open_reader(self.files[self._file_i], self._position, self.text_column,
-                                           self.doc_split)
-                self.opens += 1
-            piece = self._reader.read(None if max_bytes is None else max_bytes - size)
-            docs.extend(piece)
-            size += self._reader.last_read_bytes
-            if self._reader.eof:
-                self._close_file()
-                self._file_i, self._position = self._file_i + 1, 0
-        return docs
-
-    def _close_file(self) -> None:
-        if self._reader is not None:
-            self._position = self._reader.position
-            self._closed_units += self._reader.units_read
-            self._reader.close()
-            self._reader = None
-
-    def close(self) -> None:
-        self._close_file()
-

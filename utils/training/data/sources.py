@@ -27,7 +27,6 @@ from utils.training.data.readers import (
     TEXT_SUFFIXES,
     DataError,
     file_suffix,
-    list_data_files,
     open_reader,
     pick_text_column,
 )
@@ -131,6 +130,20 @@ def load_builtin() -> TextCorpus:
 
 # ---------------------------------------------------------------------------------------
 # files: local, Drive, upload
+
+
+def list_data_files(path: str | os.PathLike) -> list[Path]:
+    """A file, or every supported file under a folder (recursive, sorted; hidden ones skipped)."""
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise DataError(f"data path {p} does not exist")
+    if p.is_file():
+        return [p]
+    files = sorted(f for f in p.rglob("*")
+                   if f.is_file() and file_suffix(f) in TEXT_SUFFIXES and not f.name.startswith("."))
+    if not files:
+        raise DataError(f"folder {p} has no {'/'.join(TEXT_SUFFIXES)} files (optionally .gz)")
+    return files
 
 
 def data_files(source: str, path: str | os.PathLike | None, drive_root: str | os.PathLike | None = None) -> list[Path]:

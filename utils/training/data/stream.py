@@ -23,18 +23,79 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from utils.training.data.readers import CorpusReader, Cursor, DataError, list_data_files
-from utils.training.data.sources import spool_hf_to_text
+from utils.training.data.readers import DataError, FileReader, open_reader
+from utils.training.data.sources import list_data_files, spool_hf_to_text
 from utils.training.data.token_file import TokenFile, TokenFileWriter, dtype_for_vocab
 from utils.training.data.tokenizer import encode_documents, text_bytes, tokenizer_id
 
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["PIECE_BYTES", "ChunkStream", "ChunkedTokenWriter", "Cursor", "read_chunk", "read_documents",
-           "sample_documents", "spool_hf_to_text"]
+__all__ = ["PIECE_BYTES", "ChunkStream", "ChunkedTokenWriter", "CorpusReader", "Cursor", "read_chunk",
+           "read_documents", "sample_documents", "spool_hf_to_text"]
 
 PIECE_BYTES = 1 << 20  # text tokenized per encode_batch call while filling a chunk
+Cursor = tuple[int, int]  # (file index, position within that file: see readers.py)
+
+
+class CorpusReader:
+    """The documents of `files` in order from `cursor`, each file read once: consecutive
+    `read` calls continue the open reader, `seek` to another cursor opens a new one.
+
+    `cursor` is None once every file is read. `opens` and `units_read` count the files
+    opened and the units parsed (so a test can tell linear reading from re-reading)."""
+
+    def __init__(self, files: Sequence[Path], text_column: str | None = None, doc_split: str = "paragraph",
+                 cursor: Cursor = (0, 0)):
+        self.files = [Path(f) for f in files]
+        self.text_column, self.doc_split = text_column, doc_split
+        self.opens = self._closed_units = 0
+        self._file_i, self._position = int(cursor[0]), int(cursor[1])
+        self._reader: FileReader | None = None
+
+    @property
+    def cursor(self) -> Cursor | None:
+        if self._file_i >= len(self.files):
+            return None
+        return (self._file_i, self._reader.position if self._reader else self._position)
+
+    @property
+    def units_read(self) -> int:
+        return self._closed_units + (self._reader.units_read if self._reader else 0)
+
+    def seek(self, cursor: Cursor) -> None:
+        """Continue from `cursor` (nothing to do when it is where the last read stopped)."""
+        if tuple(cursor) == self.cursor:
+            return
+        self._close_file()
+        self._file_i, self._position = int(cursor[0]), int(cursor[1])
+
+    def read(self, max_bytes: int | None = None) -> list[str]:
+        """Whole documents until about `max_bytes` UTF-8 bytes (all when None), across files."""
+        docs: list[str] = []
+        size = 0
+        while self._file_i < len(self.files) and (max_bytes is None or size < max_bytes):
+            if self._reader is None:
+                self._reader = open_reader(self.files[self._file_i], self._position, self.text_column,
+                                           self.doc_split)
+                self.opens += 1
+            piece = self._reader.read(None if max_bytes is None else max_bytes - size)
+            docs.extend(piece)
+            size += self._reader.last_read_bytes
+            if self._reader.eof:
+                self._close_file()
+                self._file_i, self._position = self._file_i + 1, 0
+        return docs
+
+    def _close_file(self) -> None:
+        if self._reader is not None:
+            self._position = self._reader.position
+            self._closed_units += self._reader.units_read
+            self._reader.close()
+            self._reader = None
+
+    def close(self) -> None:
+        self._close_file()
 
 
 def _corpus_reader(files: CorpusReader | Sequence[Path], text_column: str | None, doc_split: str) -> CorpusReader:
