@@ -269,3 +269,36 @@ def test_a_txt_of_one_document_per_line_is_detected_and_the_split_said(tmp_path)
     assert len(load_source("local", path=str(tmp_path / "essays.txt"), doc_split="line").documents) == 3
     with pytest.raises(DataError, match="doc_split must be one of"):
         load_source("local", path=str(tmp_path / "essays.txt"), doc_split="sentence")
+
+
+def test_old_data_names_import_from_the_package():
+    from utils.training import data
+    from utils.training.data import (  # noqa: F401  the names of the former data.py
+        DataError,
+        PreparedData,
+        TextCorpus,
+        builtin_corpus,
+        hf_offline_message,
+        list_data_files,
+        load_source,
+        prepare_data,
+        split_documents,
+        unigram_entropy,
+    )
+
+    assert data.DataError is DataError and data.load_local is data.sources.load_local
+    with pytest.raises(AttributeError):
+        data.no_such_name  # noqa: B018
+
+
+def test_token_files_and_tokenizers_are_where_the_workspace_names_them(tmp_path, small_corpus):
+    from utils.training.data.tokenizer import corpus_hash, tokenizer_id
+    from utils.training.workspace import Workspace
+
+    ws = Workspace(tmp_path)
+    data = prepare_data(make_config(vocab_size=300, block_size=32, batch_size=4), ws, corpus=small_corpus)
+    train, _ = split_documents(small_corpus.documents, 0.1, 0)
+    stem = ws.token_file_path(corpus_hash(train), tokenizer_id(data.tokenizer), "train")
+    assert stem.with_suffix(".bin").exists() and stem.with_suffix(".json").exists()
+    assert list(ws.tokenizers_dir.glob("bpe-*.json"))
+    assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]  # no temp file left behind

@@ -91,3 +91,12 @@ def test_document_rows_truncate_and_pad():
     r.load_state_dict(state)
     assert _eq(r.next_batch(), nxt)
     assert all(_eq(p, q) for p, q in zip(s.eval_batches(2), r.eval_batches(2)))
+
+
+def test_every_sampler_is_a_batch_source():
+    from utils.training.contracts import BatchSource
+
+    samplers = [RandomBatchSampler(TOKENS, 4, 16, seed=0), SequentialBatchSampler(TOKENS, 4, 16),
+                DocumentBatchSampler(TOKENS, 0, 4, 16, seed=0)]
+    assert all(isinstance(s, BatchSource) for s in samplers)
+    assert not isinstance(TOKENS, BatchSource)

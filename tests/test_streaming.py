@@ -159,3 +159,19 @@ def test_chunk_mode_tokenizer_never_sees_validation_text(tmp_path, monkeypatch):
     after_start, _ = read_documents(data.train.files, data.train.start, 10**9, doc_split="line")
     assert set(seen) <= set(after_start)
     assert data.val_documents == corpus.documents[: len(data.val_documents)]  # the held-out head
+
+
+def test_chunk_stream_is_a_batch_source(text_file, tok):
+    from utils.training.contracts import BatchSource
+
+    stream = ChunkStream([text_file], tok, batch_size=4, block_size=16, tokens_per_chunk=3000, doc_split="line")
+    assert isinstance(stream, BatchSource)
+
+
+def test_old_streaming_path_keeps_its_names():
+    from utils.training import streaming
+
+    for name in ("ChunkedTokenWriter", "ChunkStream", "read_chunk", "read_documents", "sample_documents",
+                 "spool_hf_to_text", "prepare_chunks", "PIECE_BYTES"):
+        assert getattr(streaming, name) is not None, name
+    assert streaming.ChunkStream is ChunkStream

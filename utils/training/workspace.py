@@ -50,6 +50,22 @@ class Workspace:
         return self.root / "datasets"
 
     @property
+    def text_dir(self) -> Path:
+        """Corpora written out as text for chunk mode, one document per line (HF spools,
+        in-memory corpora): datasets/text/KEY.txt."""
+        return self.datasets_dir / "text"
+
+    @property
+    def tokenizers_dir(self) -> Path:
+        """Trained tokenizers, keyed by their training text's hash and vocabulary size."""
+        return self.datasets_dir / "tokenizers"
+
+    def token_file_path(self, corpus_hash: str, tokenizer_id: str, split: str) -> Path:
+        """A split's packed token file (stem of .bin + .json), keyed by the split's text
+        hash and the tokenizer: datasets/HASH16-TOKENIZER/SPLIT."""
+        return self.datasets_dir / f"{corpus_hash[:16]}-{tokenizer_id}" / split
+
+    @property
     def results_dir(self) -> Path:
         return self.root / "results"
 

@@ -1,4 +1,4 @@
-"""Batches and their position (the BatchSource protocol of docs/ARCHITECTURE.md).
+"""Batches and their position: batch sources (utils.training.contracts.BatchSource).
 
 `RandomBatchSampler` draws random windows from a 1-D token array (a numpy memmap or
 any array-like). Batch i comes from a generator seeded by (seed, rank, i), so the
@@ -21,8 +21,9 @@ def _as_array(tokens) -> np.ndarray:
     return np.asarray(tokens)
 
 
-def _gather(tokens: np.ndarray, starts: np.ndarray, block_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """starts: (B,) window starts -> x, y: (B, T) int64; y is x shifted by one token."""
+def gather_windows(tokens: np.ndarray, starts: np.ndarray, block_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The (x, y) batch of windows at `starts` (B,): x, y are (B, T) int64, y is x shifted
+    by one token. Every batch source draws its windows with this (ChunkStream too)."""
     idx = starts[:, None] + np.arange(block_size + 1)[None, :]  # (B, T+1)
     win = torch.from_numpy(np.asarray(tokens[idx]).astype(np.int64))
     return win[:, :-1].contiguous(), win[:, 1:].contiguous()
@@ -84,7 +85,7 @@ class RandomBatchSampler(_PositionedSampler):
     def batch_at(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         rng = np.random.default_rng([self.seed, self.rank, i])
         starts = rng.integers(0, self.num_windows, size=self.batch_size)
-        return _gather(self.tokens, starts, self.block_size)
+        return gather_windows(self.tokens, starts, self.block_size)
 
     def eval_batches(self, n: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """n fixed batches: windows evenly spaced over the whole array (same every call,
@@ -93,7 +94,7 @@ class RandomBatchSampler(_PositionedSampler):
         starts = np.linspace(0, self.num_windows - 1, num=total).astype(np.int64)
         starts = starts[self.rank :: self.world_size]
         for j in range(n):
-            yield _gather(self.tokens, starts[j * self.batch_size : (j + 1) * self.batch_size], self.block_size)
+            yield gather_windows(self.tokens, starts[j * self.batch_size : (j + 1) * self.batch_size], self.block_size)
 
     def __len__(self) -> int:  # windows per epoch-equivalent, for progress displays
         return max(1, self.num_windows // (self.batch_size * self.block_size))
@@ -119,7 +120,7 @@ class SequentialBatchSampler(_PositionedSampler):
     def batch_at(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         first = (i * self.world_size + self.rank) * self.batch_size
         windows = (first + np.arange(self.batch_size)) % self.n_windows
-        return _gather(self.tokens, windows * self.block_size, self.block_size)
+        return gather_windows(self.tokens, windows * self.block_size, self.block_size)
 
     def eval_batches(self, n: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for j in range(n):

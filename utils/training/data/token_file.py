@@ -2,17 +2,21 @@
 
 The dtype follows from the vocabulary (uint16 while every id fits, else uint32) and is
 checked on write and on read: reading uint32 tokens as uint16 would train on silent
-garbage. Files are written under a temporary name and renamed when complete, so an
-interrupted write never leaves a cache entry that looks valid.
+garbage. Both files are written with utils.training.io's atomic write (the header last),
+so an interrupted write never leaves a cache entry that looks valid. Token files are a
+cache (the corpus can be tokenized again): atomic, not fsynced.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
+
+from utils.training.io import atomic_open, atomic_write_json
 
 FORMAT_VERSION = 1
 
@@ -118,8 +122,8 @@ class TokenFileWriter:
         self.dtype = dtype_for_vocab(vocab_size)
         self.vocab_size, self.tokenizer, self.corpus_hash, self.extra = vocab_size, tokenizer, corpus_hash, extra
         self.num_tokens = self.num_documents = self.max_token = 0
-        self._tmp = self.bin_path.with_name(f"{self.bin_path.name}.{os.getpid()}.tmp")
-        self._f = open(self._tmp, "wb")
+        self._stack = ExitStack()  # holds the atomic write of the .bin until close or abort
+        self._f = self._stack.enter_context(atomic_open(self.bin_path, "wb", durable=False))
 
     def append(self, tokens: np.ndarray, num_documents: int = 0) -> None:
         tokens = np.asarray(tokens)
@@ -136,22 +140,19 @@ class TokenFileWriter:
         self.num_documents += num_documents
 
     def close(self) -> None:
-        self._f.close()
         header = {
             "format": FORMAT_VERSION, "dtype": self.dtype.name, "vocab_size": self.vocab_size,
             "tokenizer": self.tokenizer, "corpus_hash": self.corpus_hash, "num_tokens": self.num_tokens,
             "num_documents": self.num_documents, "max_token": self.max_token, **self.extra,
         }
         self.json_path.unlink(missing_ok=True)  # an old header must never describe the new data
-        os.replace(self._tmp, self.bin_path)
-        tmp_json = self.json_path.with_name(f"{self.json_path.name}.{os.getpid()}.tmp")
-        tmp_json.write_text(json.dumps(header, indent=1), encoding="utf-8")
-        os.replace(tmp_json, self.json_path)  # the header last: it marks the file complete
+        self._stack.close()  # the .bin in place
+        atomic_write_json(self.json_path, header, durable=False, indent=1)  # the header last: it marks it complete
 
     def abort(self) -> None:
-        if not self._f.closed:
-            self._f.close()
-        self._tmp.unlink(missing_ok=True)
+        """Drop what was written; the final names are left as they were."""
+        aborted = TokenFileError(f"{self.bin_path}: write aborted")
+        self._stack.__exit__(TokenFileError, aborted, None)  # atomic_open removes its temp file
 
     def __enter__(self) -> TokenFileWriter:
         return self

@@ -81,10 +81,11 @@ def train_bpe_tokenizer(texts: Sequence[str], vocab_size: int, cache_dir: str | 
     bpe = ByteLevelBPETokenizer()
     bpe.train_from_iterator(texts, vocab_size=vocab_size, min_frequency=2, special_tokens=[EOS], show_progress=False)
     if path:
+        from utils.training.io import atomic_write_text
+
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        tmp = f"{path}.{os.getpid()}.tmp"
-        bpe.save(tmp)
-        os.replace(tmp, path)  # atomic: a concurrent rank never reads half a file
+        # atomic: a concurrent rank never reads half a file (a cache: not fsynced)
+        atomic_write_text(path, bpe.to_str(pretty=True), durable=False)
     tok = _wrap(bpe._tokenizer, name)
     tok.tokenizer_id = name
     return tok
@@ -155,7 +156,12 @@ def encode_documents(tok, docs: Sequence[str], append_eos: bool = True, dtype=np
     return out
 
 
+def text_bytes(docs: Sequence[str]) -> int:
+    """UTF-8 bytes of `docs` as the model sees them: each eos counts as one byte (the
+    newline it stands for). The numerator of bytes_per_token, and so of val_bpb."""
+    return sum(len(d.encode("utf-8")) for d in docs) + len(docs)
+
+
 def bytes_per_token(docs: Sequence[str], num_tokens: int) -> float:
-    """UTF-8 bytes per token; each eos counts as one byte (the newline it stands for)."""
-    n_bytes = sum(len(d.encode("utf-8")) for d in docs) + len(docs)
-    return n_bytes / max(1, num_tokens)
+    """UTF-8 bytes per token of `docs` encoded as `num_tokens` tokens (text_bytes / tokens)."""
+    return text_bytes(docs) / max(1, num_tokens)
