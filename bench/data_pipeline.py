@@ -107,7 +107,7 @@ def main() -> None:
     p.add_argument("--quick", action="store_true", help="smaller text and corpora (about a minute)")
     args = p.parse_args()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
-    from utils.training.data.pipeline import builtin_corpus
+    from utils.training.data.sources import builtin_corpus
 
     docs = builtin_corpus()
     if args.quick:

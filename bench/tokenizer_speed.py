@@ -51,7 +51,7 @@ def main() -> None:
 
     from utils.tokenization.fitting import EOS, fit_tokenizer, sentencepiece_proto
     from utils.tokenization.zoo import SentencePieceTokenizer, TiktokenTokenizer
-    from utils.training.data.pipeline import builtin_corpus
+    from utils.training.data.sources import builtin_corpus
 
     docs, n = [], 0
     for d in builtin_corpus():

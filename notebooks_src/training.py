@@ -212,7 +212,8 @@ time_presets = "fast,balanced"  #@param {type:"string"}
 # %%
 # Validate the form into a TrainingConfig, then the summary card of this run.
 from utils.training import TrainingSession
-from utils.training.session import TrackingOptions, format_summary
+from utils.training.session import TrackingOptions
+from utils.training.summary import format_summary
 
 config = TrainingConfig.from_form(
     preset=preset, model_size=model_size, run_name=run_name, model_family=model_family,
@@ -293,7 +294,7 @@ print(session.resume_line())
 
 # %%
 # Train, with live curves and a progress bar; final evaluation and text samples at the end.
-from utils.training.session import context_claim
+from utils.training.summary import context_claim
 from utils.training.viz.style import duration
 
 result = session.train()
@@ -432,7 +433,7 @@ if run_search:
     import optuna
 
     from utils.training import SearchSpace, run_study
-    from utils.training.hpo.study import write_study_results
+    from utils.training.hpo.figures import write_study_results
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # the trials table below says it all
     # "low:high[:log]" is a range, "a,b" a list of choices, "" leaves the field alone.

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from test_run_log import FOUNDRY, foundry_logs, needs_foundry, shared_smoke_run
 
-from utils.training.tracking.run_log import load_run, load_runs
+from utils.training.tracking.readers import load_run, load_runs
 from utils.training.viz.analysis import PLOT_RUN_TITLES, compare_runs, plot_run, write_summary_table
 
 

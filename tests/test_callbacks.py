@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from utils.training.contracts import RunStatus
 from utils.training.engine.callbacks import (
     CallbackHandler,
     EarlyStoppingCallback,
     ProgressBarCallback,
-    RunStatus,
     TrainerControl,
     TrainerState,
 )

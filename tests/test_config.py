@@ -7,14 +7,9 @@ import math
 
 import pytest
 
-from utils.training.config import (
-    FIELD_NAMES,
-    PRESETS,
-    RESUME_SAFE_FIELDS,
-    ConfigError,
-    TrainingConfig,
-    parse_overrides,
-)
+from utils.training.config import FIELD_NAMES, RESUME_SAFE_FIELDS, TrainingConfig, parse_overrides
+from utils.training.config_rules import ConfigError
+from utils.training.presets import PRESETS
 
 # (overrides on top of the smoke preset, the field the error must name)
 BAD_INPUTS = [
@@ -262,7 +257,7 @@ def test_rank_batch_splits_the_accumulation_first_as_nanogpt_does():
 
 
 def test_from_form_model_size_dropdown_default_keeps_the_presets_size():
-    from utils.training.config import PRESET_SIZE
+    from utils.training.presets import PRESET_SIZE
 
     assert TrainingConfig.from_form(preset="smoke", model_size=PRESET_SIZE) == TrainingConfig.from_form(preset="smoke")
 
@@ -285,7 +280,7 @@ def test_hostile_config_json_is_a_config_error_naming_the_file_or_field(tmp_path
 
 
 def test_from_form_named_preset_choices_keep_the_presets_values():
-    from utils.training.config import PRESET_CHOICE
+    from utils.training.presets import PRESET_CHOICE
 
     base = TrainingConfig.from_form(preset="smoke")
     named = TrainingConfig.from_form(preset="smoke", schedule=PRESET_CHOICE + "schedule")

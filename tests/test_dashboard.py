@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from test_run_log import foundry_logs, needs_foundry, shared_smoke_run
 
-from utils.training.tracking.run_log import load_run
+from utils.training.tracking.readers import load_run
 from utils.training.viz.dashboard import PANEL_TITLES, TrainingDashboard
 
 
@@ -64,7 +64,7 @@ def test_dashboard_from_a_dataframe(smoke_path):
 
 def test_dashboard_of_a_real_session_run_draws_our_clip_and_warmup(tmp_path):
     from utils.training.config import TrainingConfig
-    from utils.training.data.pipeline import TextCorpus, builtin_corpus
+    from utils.training.data.sources import TextCorpus, builtin_corpus
     from utils.training.session import TrackingOptions, TrainingSession
     from utils.training.tracking.experiment_db import ExperimentDB
 

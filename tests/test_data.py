@@ -13,14 +13,9 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from utils.training.data.pipeline import (
-    DataError,
-    TextCorpus,
-    builtin_corpus,
-    load_source,
-    prepare_data,
-    split_documents,
-)
+from utils.training.data.pipeline import prepare_data, split_documents
+from utils.training.data.readers import DataError
+from utils.training.data.sources import TextCorpus, builtin_corpus, load_source
 
 
 def make_config(**kw) -> SimpleNamespace:
@@ -246,7 +241,8 @@ def test_builtin_corpus_cache_matches_the_package_and_survives_damage(tmp_path, 
 
 def test_a_config_with_default_text_column_detects_the_csv_column(tmp_path):
     from utils.training.config import TrainingConfig
-    from utils.training.data.pipeline import builtin_corpus, prepare_data
+    from utils.training.data.pipeline import prepare_data
+    from utils.training.data.sources import builtin_corpus
 
     csv_path = tmp_path / "notes.csv"
     docs = builtin_corpus()[:3000]

@@ -12,12 +12,8 @@ import pandas as pd
 import pytest
 
 from utils.training.tracking.db_file import DatabaseFileError
-from utils.training.tracking.experiment_db import (
-    SCHEMA_VERSION,
-    ExperimentDB,
-    ExperimentDBSink,
-    RunExistsError,
-)
+from utils.training.tracking.db_schema import SCHEMA_VERSION
+from utils.training.tracking.experiment_db import ExperimentDB, ExperimentDBSink, RunExistsError
 
 
 @pytest.fixture
@@ -269,7 +265,7 @@ def test_one_row_per_run_metric_and_step_at_the_sql_level(db):
 
 
 def _v1_database(path, tables: str) -> None:
-    from utils.training.tracking.experiment_db import MIGRATIONS
+    from utils.training.tracking.db_schema import MIGRATIONS
 
     raw = sqlite3.connect(path)
     raw.executescript(tables)
@@ -280,7 +276,7 @@ def _v1_database(path, tables: str) -> None:
 
 
 def test_a_v1_database_is_migrated_keeping_its_data(tmp_path):
-    from utils.training.tracking.experiment_db import MIGRATIONS
+    from utils.training.tracking.db_schema import MIGRATIONS
 
     path = tmp_path / "old.db"
     _v1_database(path, MIGRATIONS[0] + """;

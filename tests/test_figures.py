@@ -17,8 +17,9 @@ import optuna
 import pytest
 
 from utils.training.config import TrainingConfig
-from utils.training.data.pipeline import TextCorpus, builtin_corpus
-from utils.training.session import TrackingOptions, TrainingSession, format_summary
+from utils.training.data.sources import TextCorpus, builtin_corpus
+from utils.training.session import TrackingOptions, TrainingSession
+from utils.training.summary import format_summary
 from utils.training.viz.style import (
     EXPORT_DPI,
     MIN_TEXT_PX,
@@ -63,7 +64,7 @@ def runs(tmp_path_factory):
 
 
 def _records(runs):
-    from utils.training.tracking.run_log import load_run
+    from utils.training.tracking.readers import load_run
 
     db = runs["text"]["session"].db
     return [load_run(f"db:fig-{n}", db=db) for n in ("text", "synthetic")]
@@ -293,7 +294,7 @@ def test_hpo_figures_with_too_few_trials_are_skipped_with_a_reason():
 
 
 def test_the_context_claim_needs_a_gap_beyond_the_noise(runs):
-    from utils.training.session import context_claim
+    from utils.training.summary import context_claim
 
     assert "within 2 standard errors" in context_claim(5.110, 0.043, 5.112)  # the smoke notebook's numbers
     assert "uses context" in context_claim(4.0, 0.05, 5.1)

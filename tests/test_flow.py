@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from utils.training.engine.callbacks import CallbackHandler, RunStatus, TrainerControl, TrainerState
+from utils.training.contracts import RunStatus
+from utils.training.engine.callbacks import CallbackHandler, TrainerControl, TrainerState
 from utils.training.engine.flow import FLAGS, CheckpointCallback, FlowCallback
 
 

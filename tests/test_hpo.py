@@ -26,22 +26,13 @@ import pytest
 from optuna.trial import TrialState
 
 from utils.training.config import TrainingConfig
-from utils.training.engine.callbacks import (
-    CallbackHandler,
-    RunStatus,
-    TrainerCallback,
-    TrainerControl,
-    TrainerState,
-)
+from utils.training.contracts import RunStatus
+from utils.training.engine.callbacks import CallbackHandler, TrainerCallback, TrainerControl, TrainerState
+from utils.training.hpo.figures import write_study_results
+from utils.training.hpo.pruning import OptunaPruningCallback
+from utils.training.hpo.space import SearchSpace, SearchSpaceError
 from utils.training.hpo.storage import StorageSpecError, open_storage
-from utils.training.hpo.study import (
-    OptunaPruningCallback,
-    SearchSpace,
-    SearchSpaceError,
-    create_study,
-    run_study,
-    write_study_results,
-)
+from utils.training.hpo.study import create_study, run_study
 
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent

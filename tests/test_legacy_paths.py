@@ -33,7 +33,7 @@ def test_former_modules_now_packages_forward_their_names():
     from utils.training.data import prepare_data
     from utils.training.data.pipeline import prepare_data as new_prepare
     from utils.training.hpo import SearchSpace
-    from utils.training.hpo.study import SearchSpace as new_space
+    from utils.training.hpo.space import SearchSpace as new_space
 
     assert prepare_data is new_prepare and SearchSpace is new_space
     with pytest.raises(ImportError, match="no_such_name"):

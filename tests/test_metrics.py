@@ -117,7 +117,8 @@ def test_other_ranks_do_not_write_and_every_sink_closes():
 def test_final_train_loss_and_the_wandb_id_reach_the_database_and_the_run_log(tmp_path):
     import json
 
-    from utils.training.engine.callbacks import RunStatus, TrainerControl, TrainerState
+    from utils.training.contracts import RunStatus
+    from utils.training.engine.callbacks import TrainerControl, TrainerState
     from utils.training.tracking.experiment_db import ExperimentDB, ExperimentDBSink
     from utils.training.tracking.metrics import MetricsTracker
     from utils.training.tracking.run_log import RunLogWriter

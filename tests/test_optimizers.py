@@ -7,7 +7,8 @@ import pytest
 import torch
 from engine_fixtures import ArrayBatches, make_tokens, tiny_config
 
-from utils.training.engine.callbacks import RunStatus, TrainerCallback
+from utils.training.contracts import RunStatus
+from utils.training.engine.callbacks import TrainerCallback
 from utils.training.engine.device import resolve_compile
 from utils.training.engine.models import build_model
 from utils.training.engine.optimizers import MuonWithAdamW, build_optimizer, build_scheduler, split_for_muon

@@ -14,8 +14,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from utils.training.engine.callbacks import RunStatus, TrainerControl, TrainerState
-from utils.training.tracking.run_log import RunLogWriter, load_run, load_runs, nanogpt_lr
+from utils.training.contracts import RunStatus
+from utils.training.engine.callbacks import TrainerControl, TrainerState
+from utils.training.tracking.readers import load_run, load_runs
+from utils.training.tracking.readers.llm_foundry import nanogpt_lr
+from utils.training.tracking.run_log import RunLogWriter
 
 ROOT = Path(__file__).resolve().parents[1]
 FOUNDRY = ROOT.parent / "shared" / "data" / "external-runs" / "llm-foundry"

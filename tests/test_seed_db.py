@@ -12,7 +12,8 @@ import pytest
 from seed_fixtures import files_next_to, sha256, write_seed_db
 
 from utils.training.cli import EXIT_OK, EXIT_USAGE, main
-from utils.training.tracking.experiment_db import DatabaseFileError, ExperimentDB
+from utils.training.tracking.db_file import DatabaseFileError
+from utils.training.tracking.experiment_db import ExperimentDB
 
 
 def utc(text: str) -> float:

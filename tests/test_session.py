@@ -8,14 +8,11 @@ import shutil
 import pytest
 
 from utils.training.config import TrainingConfig
-from utils.training.data.pipeline import TextCorpus, builtin_corpus
-from utils.training.session import (
-    CHINCHILLA_TOKENS_PER_PARAM,
-    TrackingOptions,
-    TrainingSession,
-    estimate_training_memory_gb,
-    format_summary,
-)
+from utils.training.data.sources import TextCorpus, builtin_corpus
+from utils.training.engine.memory import estimate_training_memory_gb
+from utils.training.session import TrackingOptions, TrainingSession
+from utils.training.summary import format_summary
+from utils.training.viz.style import CHINCHILLA_TOKENS_PER_PARAM
 from utils.training.workspace import Workspace
 
 
@@ -138,7 +135,7 @@ def test_a_resumed_run_continues_the_same_wandb_run(tmp_path, corpus, monkeypatc
 
 
 def test_chunk_mode_session_summarises_and_trains_without_a_corpus_size(tmp_path, corpus):
-    from utils.training.config import ConfigError
+    from utils.training.config_rules import ConfigError
 
     options = {"mode": "chunk", "tokens_per_chunk": 4096}
     s = TrainingSession(TrainingConfig.preset("smoke", max_steps=4, eval_interval=2), tmp_path, corpus=corpus,
@@ -159,7 +156,7 @@ def test_chunk_mode_session_summarises_and_trains_without_a_corpus_size(tmp_path
     ({"memory_limit_gb": 0.001}, ["batch_size = 8", "memory_limit_gb = 0.001", "gradient_accumulation_steps"]),
 ])
 def test_a_run_that_cannot_fit_is_refused_before_anything_is_allocated(tmp_path, corpus, overrides, words):
-    from utils.training.config import ConfigError
+    from utils.training.config_rules import ConfigError
 
     s = session_for(tmp_path, corpus, **overrides)
     with pytest.raises(ConfigError) as e:

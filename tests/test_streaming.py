@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from utils.training.data.pipeline import DataError, builtin_corpus, prepare_data
+from utils.training.data.pipeline import prepare_data
+from utils.training.data.readers import DataError
+from utils.training.data.sources import builtin_corpus
 from utils.training.data.stream import ChunkedTokenWriter, ChunkStream, read_chunk
 from utils.training.data.token_file import TokenFile
 from utils.training.data.tokenizer import encode_documents, train_bpe_tokenizer
@@ -107,7 +109,8 @@ def test_hf_chunk_mode_spools_a_streamed_dataset_and_resumes(tmp_path):
     import torch
 
     from utils.training.config import TrainingConfig
-    from utils.training.data.pipeline import builtin_corpus, prepare_data
+    from utils.training.data.pipeline import prepare_data
+    from utils.training.data.sources import builtin_corpus
 
     docs = builtin_corpus()[:6000]
     rows = tmp_path / "rows.jsonl"
@@ -138,7 +141,8 @@ def test_chunk_mode_tokenizer_never_sees_validation_text(tmp_path, monkeypatch):
     guess used to leak validation documents into the tokenizer's training sample."""
     from utils.training import tokenizer as tokenizer_module
     from utils.training.config import TrainingConfig
-    from utils.training.data.pipeline import TextCorpus, builtin_corpus, prepare_data
+    from utils.training.data.pipeline import prepare_data
+    from utils.training.data.sources import TextCorpus, builtin_corpus
 
     seen: list[str] = []
     real = tokenizer_module.load_tokenizer

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from utils.tokenization.tokenizer_training import compare_tokenizers_by_training, runs_table
-from utils.training.data.pipeline import builtin_corpus
+from utils.training.data.sources import builtin_corpus
 from utils.training.tracking.experiment_db import ExperimentDB
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from transformers import PreTrainedTokenizerFast
 
-from utils.training.data.pipeline import builtin_corpus
+from utils.training.data.sources import builtin_corpus
 from utils.training.data.tokenizer import (
     EOS,
     TokenizerError,

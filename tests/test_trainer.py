@@ -10,7 +10,8 @@ import pytest
 import torch
 from engine_fixtures import ArrayBatches, make_tokens, tiny_config
 
-from utils.training.engine.callbacks import RunStatus, TrainerCallback
+from utils.training.contracts import RunStatus
+from utils.training.engine.callbacks import TrainerCallback
 from utils.training.engine.checkpoint import non_finite_tensors
 from utils.training.engine.device import autocast_context, resolve_precision
 from utils.training.engine.models import build_model

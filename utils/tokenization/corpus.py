@@ -75,7 +75,8 @@ def load_corpus(test_split: float = 0.1, seed: int = 0, max_docs: int | None = N
     """Medical documents (default: the built-in ICD-10-CM descriptions) split into train
     and test; `max_docs` takes a seeded sample first (the corpus is ordered by chapter,
     so its head would be one chapter only)."""
-    from utils.training.data.pipeline import builtin_corpus, split_documents
+    from utils.training.data.pipeline import split_documents
+    from utils.training.data.sources import builtin_corpus
 
     docs = builtin_corpus() if documents is None else list(documents)
     source = "ICD-10-CM descriptions (simple-icd-10-cm)" if documents is None else "given documents"

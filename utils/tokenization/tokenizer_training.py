@@ -45,9 +45,10 @@ def compare_tokenizers_by_training(documents: list[str], workspace: str | Path, 
     evals: validation points on each curve.
     """
     from utils.training.config import TrainingConfig
-    from utils.training.data.pipeline import TextCorpus, prepare_data
+    from utils.training.data.pipeline import prepare_data
+    from utils.training.data.sources import TextCorpus
     from utils.training.session import TrackingOptions, TrainingSession
-    from utils.training.tracking.run_log import load_run
+    from utils.training.tracking.readers import load_run
 
     tokenizers = tokenizers or {"domain BPE": {"tokenizer": "bpe"}, "GPT-2 BPE": {"tokenizer": "gpt2"}}
     corpus = TextCorpus(documents=list(documents), name="tokenizer-tutorial", source="builtin")

@@ -11,7 +11,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from utils.training.config import ConfigError, Problem, TrainingConfig, parse_overrides, read_config_file
+from utils.training.config import TrainingConfig, parse_overrides, read_config_file
+from utils.training.config_rules import ConfigError, Problem
 from utils.training.presets import PRESETS, preset_values
 from utils.training.tracking.db_file import DatabaseFileError
 
@@ -120,8 +121,8 @@ def config_from_args(args: argparse.Namespace) -> TrainingConfig:
 
 
 def train_command(args: argparse.Namespace) -> int:
-    from utils.training.data.pipeline import DataError
-    from utils.training.engine.callbacks import RunStatus
+    from utils.training.contracts import RunStatus
+    from utils.training.data.readers import DataError
     from utils.training.engine.distributed import DistributedContext, world_size_from_env
     from utils.training.engine.trainer import ResumeError
     from utils.training.session import ReportingOptions, TrainingSession
@@ -264,7 +265,8 @@ def _load_records(specs: list[str], db_path: Path) -> list:
     """Each RUN: a run log file, a run folder, a folder of run logs, or db:NAME. A bad
     file given by name is an error (exit 2, naming it); in a folder of runs the bad
     ones are listed and the good ones read; a folder with none good is an error."""
-    from utils.training.tracking.run_log import RunLogError, load_run, run_log_specs
+    from utils.training.tracking.readers import load_run, run_log_specs
+    from utils.training.tracking.run_log_format import RunLogError
 
     db = None
     records = []

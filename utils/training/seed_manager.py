@@ -16,7 +16,7 @@ import numpy as np
 def set_random_seed(seed: int, deterministic: bool = False) -> None:
     import torch
 
-    from utils.training.engine.trainer import seed_everything
+    from utils.training.engine.rng import seed_everything
 
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")

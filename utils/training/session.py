@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from utils.training.config import ConfigError, TrainingConfig
+from utils.training.config import TrainingConfig
+from utils.training.config_rules import ConfigError
 from utils.training.engine.callbacks import TrainerCallback
 from utils.training.engine.memory import estimate_training_memory_gb, memory_problem  # noqa: F401 - re-exported
 from utils.training.run_callbacks import DatabaseBackup, LastSamples
@@ -37,7 +38,8 @@ from utils.training.workspace import Workspace
 
 if TYPE_CHECKING:
     from utils.training.contracts import MetricsSink
-    from utils.training.data.pipeline import PreparedData, TextCorpus
+    from utils.training.data.pipeline import PreparedData
+    from utils.training.data.sources import TextCorpus
     from utils.training.engine.distributed import DistributedContext
     from utils.training.tracking.experiment_db import ExperimentDB
 

@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from utils.training import config as _config
-from utils.training.config import FIELD_NAMES, ConfigError, Problem, check_config, unknown_key
+from utils.training.config import FIELD_NAMES
+from utils.training.config_rules import ConfigError, Problem, check_config, unknown_key
 
 # Seed name -> our field, where the names differ.
 SEED_FIELD_MAP = {"num_layers": "n_layer", "num_heads": "n_head", "max_seq_len": "block_size"}

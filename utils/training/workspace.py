@@ -21,7 +21,7 @@ from pathlib import Path
 
 def _path_name(field: str, name: str) -> str:
     """`name` if it may name a folder (config.path_name_problem, the one rule), else ConfigError."""
-    from utils.training.config import ConfigError, path_name_problem
+    from utils.training.config_rules import ConfigError, path_name_problem
 
     problem = path_name_problem(field, name)
     if problem:

@@ -24,7 +24,7 @@ import inspect
 
 import torch
 
-from utils.training.config import OPTIMIZERS
+from utils.training.config_rules import OPTIMIZERS
 
 ADAMW_BETAS = (0.9, 0.95)
 # Keller Jordan's scaling, sqrt(max(1, rows/cols)): an update of RMS ~ 1/sqrt(cols).

@@ -46,7 +46,7 @@ def saved_config_problem(config, payload: dict) -> str | None:
     """Why a checkpoint that loaded cannot be resumed from (its saved config does not
     validate as `config`'s type), or None. A config that differs is not this: that is
     a ResumeError (check_resumable). CheckpointManager's `validate` hook."""
-    from utils.training.config import ConfigError
+    from utils.training.config_rules import ConfigError
 
     try:
         type(config).from_dict(payload["config"])

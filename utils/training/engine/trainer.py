@@ -32,14 +32,13 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from utils.training.contracts import BatchSource
+from utils.training.contracts import BatchSource, RunStatus
 from utils.training.data.sampler import IGNORE_INDEX
 from utils.training.engine import evaluation, generation, resume
 from utils.training.engine.callbacks import (
     CallbackHandler,
     EarlyStoppingCallback,
     ProgressBarCallback,
-    RunStatus,
     TrainerControl,
     TrainerState,
 )

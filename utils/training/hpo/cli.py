@@ -69,7 +69,7 @@ def at_least(minimum: int, meaning: str) -> Callable[[str], int]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from utils.training.config import PRESETS
+    from utils.training.presets import PRESETS
 
     parser.add_argument("--workspace", default="workspace", help="workspace folder (default: workspace)")
     parser.add_argument("--space", type=Path, help="search space JSON file (see examples/search_space.json)")
@@ -104,7 +104,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def base_config(args: argparse.Namespace) -> TrainingConfig:
     """--config or --preset with the --set overrides (one check for preset and overrides)."""
-    from utils.training.config import ConfigError, Problem, TrainingConfig, parse_overrides
+    from utils.training.config import TrainingConfig, parse_overrides
+    from utils.training.config_rules import ConfigError, Problem
 
     if args.config and args.preset:
         raise ConfigError([Problem("--config/--preset", "both", "give one of them")])
@@ -136,7 +137,7 @@ def search_space(args: argparse.Namespace) -> SearchSpace:
 
 def storage_spec(args: argparse.Namespace) -> str:
     """--storage, checked against --workers; default: the workspace's journal file for the study."""
-    from utils.training.config import ConfigError, path_name_problem
+    from utils.training.config_rules import ConfigError, path_name_problem
     from utils.training.hpo.storage import spec_kind
     from utils.training.workspace import Workspace
 
@@ -165,7 +166,7 @@ def study_job(args: argparse.Namespace, storage: str) -> StudyJob:
 
 
 def run(args: argparse.Namespace) -> int:
-    from utils.training.config import ConfigError
+    from utils.training.config_rules import ConfigError
     from utils.training.hpo.space import SearchSpaceError
     from utils.training.hpo.storage import StorageSpecError
 

@@ -8,7 +8,8 @@ from typing import Any
 
 import optuna
 
-from utils.training.engine.callbacks import RunStatus, TrainerCallback, TrainerControl, TrainerState
+from utils.training.contracts import RunStatus
+from utils.training.engine.callbacks import TrainerCallback, TrainerControl, TrainerState
 
 logger = logging.getLogger(__name__)
 

@@ -29,14 +29,8 @@ from typing import Any
 
 import optuna
 
-from utils.training.config import (
-    FIELD_NAMES,
-    FIELD_TYPES,
-    ConfigError,
-    TrainingConfig,
-    parse_value,
-    type_matches,
-)
+from utils.training.config import FIELD_NAMES, FIELD_TYPES, TrainingConfig, parse_value
+from utils.training.config_rules import ConfigError, type_matches
 from utils.training.io import atomic_write_json
 
 __all__ = ["Param", "SearchSpace", "SearchSpaceError", "PARAM_TYPES"]

@@ -36,8 +36,10 @@ import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from utils.training.config import ConfigError, TrainingConfig
-from utils.training.engine.callbacks import RunStatus, TrainerCallback, TrainerControl, TrainerState
+from utils.training.config import TrainingConfig
+from utils.training.config_rules import ConfigError
+from utils.training.contracts import RunStatus
+from utils.training.engine.callbacks import TrainerCallback, TrainerControl, TrainerState
 from utils.training.hpo.figures import write_study_results
 from utils.training.hpo.pruning import OptunaPruningCallback
 from utils.training.hpo.space import PARAM_TYPES, Param, SearchSpace, SearchSpaceError

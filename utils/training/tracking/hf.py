@@ -29,7 +29,8 @@ try:
 except ImportError as e:  # transformers is in requirements-training.txt
     raise ImportError("utils.training.tracking.hf needs transformers: pip install transformers") from e
 
-from utils.training.engine.callbacks import RunStatus, TrainerCallback, TrainerControl, TrainerState
+from utils.training.contracts import RunStatus
+from utils.training.engine.callbacks import TrainerCallback, TrainerControl, TrainerState
 from utils.training.tracking.db_sink import ExperimentDBSink
 from utils.training.tracking.experiment_db import ExperimentDB
 from utils.training.tracking.metrics import MetricsTracker

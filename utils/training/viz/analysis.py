@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from utils.training.tracking.run_log import RunRecord
+from utils.training.tracking.run_record import RunRecord
 from utils.training.viz.style import (
     CHINCHILLA_TOKENS_PER_PARAM,
     PALETTE,

@@ -8,7 +8,9 @@ import math
 
 import pandas as pd
 
-from utils.training.tracking.run_log import RunRecord, _first, load_run
+from utils.training.tracking.readers import load_run
+from utils.training.tracking.run_log import _first
+from utils.training.tracking.run_record import RunRecord
 from utils.training.viz.analysis import run_seconds
 from utils.training.viz.style import (
     EXPORT_DPI,
