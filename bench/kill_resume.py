@@ -44,7 +44,7 @@ sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != 
 import torch  # noqa: E402
 
 from utils.training.config import TrainingConfig  # noqa: E402
-from utils.training.session import TrackingOptions, TrainingSession  # noqa: E402
+from utils.training.session import ReportingOptions, TrainingSession  # noqa: E402
 
 # Log every step, evaluate every 6, samples every 10, a checkpoint every 2: many points
 # per second to lose, and a checkpoint interval that is a multiple of the log interval
@@ -63,7 +63,7 @@ def config(name: str) -> TrainingConfig:
 def child(workspace: Path, name: str, data) -> None:
     torch.set_num_threads(1)
     session = TrainingSession(config(name), workspace, data=data,
-                              tracking=TrackingOptions(progress_bar=False, viz_interval=0))
+                              tracking=ReportingOptions(progress_bar=False, viz_interval=0))
     try:
         session.train()
     finally:
@@ -153,7 +153,7 @@ def main() -> int:
     rng = random.Random(a.seed)
     torch.set_num_threads(1)
     ws = a.workspace or Path(tempfile.mkdtemp(prefix="kill-resume-"))
-    prep = TrainingSession(config("reference"), ws, tracking=TrackingOptions(progress_bar=False))
+    prep = TrainingSession(config("reference"), ws, tracking=ReportingOptions(progress_bar=False))
     prep.prepare()  # tokenizer and token files, in the parent: every child shares them
     data = prep.data
 

@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 from utils.training import live_plotting  # noqa: E402
 from utils.training.config import TrainingConfig  # noqa: E402
 from utils.training.engine.callbacks import EVENTS, TrainerCallback  # noqa: E402
-from utils.training.session import TrackingOptions, TrainingSession  # noqa: E402
+from utils.training.session import ReportingOptions, TrainingSession  # noqa: E402
 from utils.training.viz.live_plotting import LivePlotter  # noqa: E402
 
 
@@ -68,7 +68,7 @@ def main() -> None:
     spent: dict[str, float] = defaultdict(float)
     with tempfile.TemporaryDirectory(prefix="plot-overhead-") as ws:
         config = TrainingConfig.preset(args.preset, max_steps=steps, run_name="overhead")
-        session = TrainingSession(config, ws, tracking=TrackingOptions(progress_bar=False))
+        session = TrainingSession(config, ws, tracking=ReportingOptions(progress_bar=False))
         session.prepare()
         plotter = LivePlotter(mode="figure")
         # The session's default callbacks (metrics tracker first) and the plotter, each timed.

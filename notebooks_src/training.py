@@ -212,7 +212,7 @@ time_presets = "fast,balanced"  #@param {type:"string"}
 # %%
 # Validate the form into a TrainingConfig, then the summary card of this run.
 from utils.training import TrainingSession
-from utils.training.session import TrackingOptions
+from utils.training.session import ReportingOptions
 from utils.training.summary import format_summary
 
 config = TrainingConfig.from_form(
@@ -281,7 +281,7 @@ from utils.training.tracking.wandb_logger import resolve_wandb_key
 
 # Colab Secrets, then the environment, then (in Colab) a hidden prompt. Never printed.
 wandb_key = resolve_wandb_key(interactive=IN_COLAB) if use_wandb else None
-session.tracking = TrackingOptions(
+session.tracking = ReportingOptions(
     wandb_api_key=wandb_key,
     wandb_project=wandb_project if use_wandb else "",
     wandb_entity=wandb_entity,

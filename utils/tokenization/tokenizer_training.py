@@ -47,7 +47,7 @@ def compare_tokenizers_by_training(documents: list[str], workspace: str | Path, 
     from utils.training.config import TrainingConfig
     from utils.training.data.pipeline import prepare_data
     from utils.training.data.sources import TextCorpus
-    from utils.training.session import TrackingOptions, TrainingSession
+    from utils.training.session import ReportingOptions, TrainingSession
     from utils.training.tracking.readers import load_run
 
     tokenizers = tokenizers or {"domain BPE": {"tokenizer": "bpe"}, "GPT-2 BPE": {"tokenizer": "gpt2"}}
@@ -61,7 +61,7 @@ def compare_tokenizers_by_training(documents: list[str], workspace: str | Path, 
         steps = max(1, math.ceil(train_mb * 1e6 / bytes_per_step))
         cfg = cfg.replace(max_steps=steps, eval_interval=max(1, steps // evals), checkpoint_interval=steps,
                           log_interval=max(1, min(cfg.log_interval, steps // evals)))
-        session = TrainingSession(cfg, workspace, data=data, tracking=TrackingOptions(progress_bar=False))
+        session = TrainingSession(cfg, workspace, data=data, tracking=ReportingOptions(progress_bar=False))
         try:
             result = session.train()
         finally:

@@ -327,9 +327,9 @@ def _engine_train_fn(db: ExperimentDB | None) -> TrainFn:
     `db`) with the trial's callbacks added after the default ones."""
 
     def train(config: TrainingConfig, callbacks: list[TrainerCallback], workspace_dir: Path) -> TrainResult:
-        from utils.training.session import TrackingOptions, TrainingSession
+        from utils.training.session import ReportingOptions, TrainingSession
 
-        session = TrainingSession(config, workspace_dir, tracking=TrackingOptions(progress_bar=False),
+        session = TrainingSession(config, workspace_dir, tracking=ReportingOptions(progress_bar=False),
                                   callbacks=callbacks, db=db)
         try:
             return session.train()
