@@ -1,0 +1,376 @@
+"""The panel vocabulary: one function per kind of training chart, drawn one way in every
+figure. The dashboard, the run analysis, the report and the live plot are layouts that
+place these panels; a change to how loss, lr, throughput or memory is drawn is made here.
+
+Every panel reads one `RunRecord` (tracking/run_log.py: our run logs, ExperimentDB runs,
+llm-foundry logs, and the in-memory histories of the report and live plot all become one)
+and draws into one axes: its title, data, axis labels with units, legend. A metric the
+run did not measure keeps its panel, marked (style.no_data), so layouts stay aligned.
+Nothing here imports matplotlib at module level (callbacks import it in on_train_begin).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from utils.training.tracking.run_log import RunRecord
+from utils.training.viz.style import CHINCHILLA_TOKENS_PER_PARAM, PALETTE, chinchilla_share, human, no_data
+
+MA_WINDOW = 50  # steps in the moving average of loss and accuracy (when the run is long enough)
+WIDE_RANGE = 20.0  # max/min loss ratio above which the loss axis goes log
+# The one lr axis rule: log when the logged lr spans LR_LOG_RATIO or more (max / min, all
+# positive), linear otherwise. Not exactly a decade: the most common schedule (warmup, then
+# cosine to 10%) spans 10x only at its very last step, so a "> 10x" rule would flip the axis
+# with where the log steps happen to fall (a 60-step smoke run logs 9.9x). At 5x and more a
+# linear axis squeezes the schedule's tail against the floor; a constant or gently decaying
+# lr stays linear. A schedule that reaches 0 stays linear (log would drop that point).
+LR_LOG_RATIO = 5.0
+# exp(50) ~ 5e21: a loss past 50 nats/token is a diverged run; its perplexity is drawn at that cap.
+PERPLEXITY_MAX_LOSS = 50.0
+
+
+# -- reading a record ---------------------------------------------------------------
+
+def points(rec: RunRecord, column: str, frame: str = "train") -> tuple[pd.Series, pd.Series] | None:
+    """(steps, values) of one metric with its unmeasured rows dropped; None when never measured."""
+    if rec.col(column, frame) is None:
+        return None
+    d = getattr(rec, frame).dropna(subset=[column])
+    return d["step"], d[column]
+
+
+def derived_note(rec: RunRecord, column: str) -> str:
+    """' (derived)' for a column the reader computed rather than the run measured."""
+    return " (derived)" if column in rec.derived else ""
+
+
+def grad_clip_threshold(config: dict) -> float | None:
+    """The gradient-clipping threshold a run's config names: ours (`max_grad_norm`) or
+    llm-foundry's (`grad_clip`); None when neither (or 0: no clipping). Can go once the
+    run-log readers normalise configs to our names."""
+    for key in ("max_grad_norm", "grad_clip"):
+        if config.get(key) is not None:
+            return float(config[key]) or None
+    return None
+
+
+def run_seconds(rec: RunRecord) -> float | None:
+    """The run's wall time: the trainer's total (database/run log summary), else the last
+    logged elapsed_s. The printed summary line, the progress bar, the dashboard and the
+    comparison all show this one number."""
+    total = rec.summary.get("total_time")
+    if total is not None and total == total:
+        return float(total)
+    elapsed = rec.col("elapsed_s")
+    return float(elapsed.dropna().iloc[-1]) if elapsed is not None else None
+
+
+def perplexity(loss: float, stored: float | None = math.nan) -> float:
+    """The perplexity to show: the value the run stored (the metrics tracker logs
+    train_perplexity and val_perplexity), else exp(loss), capped at PERPLEXITY_MAX_LOSS.
+    The one fallback, for runs that did not store it (older logs, a hand-driven loop)."""
+    if stored is not None and stored == stored:
+        return float(stored)
+    if loss is None or loss != loss:
+        return math.nan
+    return math.exp(min(float(loss), PERPLEXITY_MAX_LOSS))
+
+
+def perplexity_points(rec: RunRecord, frame: str = "train") -> tuple[pd.Series, pd.Series] | None:
+    """(steps, perplexity) of the train or eval frame (see `perplexity`); None without loss or perplexity."""
+    prefix = "train" if frame == "train" else "val"
+    df = getattr(rec, frame)
+    if rec.col(f"{prefix}_loss", frame) is None and rec.col(f"{prefix}_perplexity", frame) is None:
+        return None
+    nan = pd.Series(math.nan, index=df.index)
+    loss, stored = df.get(f"{prefix}_loss", nan), df.get(f"{prefix}_perplexity", nan)
+    ppl = pd.Series([perplexity(lo, st) for lo, st in zip(loss, stored)], index=df.index, dtype=float)
+    keep = ppl.notna()
+    return df["step"][keep], ppl[keep]
+
+
+# -- moving averages that exist in the run -------------------------------------------
+
+def moving_average(steps, values, window_steps: int = MA_WINDOW) -> np.ndarray:
+    """Mean of the values logged in the last `window_steps` steps (a step window, not a record window)."""
+    steps, values = np.asarray(steps, float), np.asarray(values, float)
+    # Prefix sums of the non-NaN values and their counts; steps are ascending, so each
+    # window is the index range (first step > s - window, this record]: O(n log n), not O(n^2).
+    ok = ~np.isnan(values)
+    sums = np.concatenate([[0.0], np.cumsum(np.where(ok, values, 0.0))])
+    counts = np.concatenate([[0], np.cumsum(ok)])
+    lo = np.searchsorted(steps, steps - window_steps, side="right")
+    hi = np.searchsorted(steps, steps, side="right")
+    n = counts[hi] - counts[lo]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n > 0, (sums[hi] - sums[lo]) / np.maximum(n, 1), np.nan)
+
+
+def ma_window(steps, window_steps: int = MA_WINDOW) -> int:
+    """The moving-average window this run really has: MA_WINDOW steps when the run spans at
+    least twice that, else a quarter of its span; 0 (not drawn) when that holds fewer than
+    3 logged points."""
+    steps = np.asarray(steps, float)
+    if steps.size < 3:
+        return 0
+    span = float(steps[-1] - steps[0])
+    gap = float(np.median(np.diff(steps))) or 1.0
+    window = window_steps if span >= 2 * window_steps else int(span // 4)
+    return window if window >= 3 * gap else 0
+
+
+def _curve(ax, steps, values, color: str, label: str, smooth: bool) -> None:
+    """A metric's line; with `smooth`, faint under its moving average (when the run has a window)."""
+    window = ma_window(steps) if smooth else 0
+    ax.plot(steps, values, color=color, alpha=0.45 if window else 1.0, lw=1 if window else None, label=label)
+    if window:
+        ax.plot(steps, moving_average(steps, values, window), color=color, lw=2, label=f"{window}-step moving average")
+
+
+def epoch_axes(axes) -> None:
+    """Relabel the step axes of a figure driven once per epoch (the seed's loops)."""
+    for ax in axes:
+        if ax.get_xlabel() == "step":
+            ax.set_xlabel("epoch")
+            ax.xaxis.get_major_locator().set_params(integer=True)
+
+
+# -- the panels ---------------------------------------------------------------------
+
+def loss_panel(ax, rec: RunRecord, *, smooth: bool = False, perplexity_axis: bool = False, title: str = "Loss") -> None:
+    """Train loss (smoothed where the run has a window), val points, the best val marked.
+    perplexity_axis: perplexity as a second scale of the same line (exp of the axis)."""
+    ax.set_title(title)
+    train, val = points(rec, "train_loss"), points(rec, "val_loss", "eval")
+    if train is None and val is None:
+        no_data(ax, "no loss logged")
+        return
+    if train is not None:
+        _curve(ax, *train, PALETTE["train"], "train", smooth)
+    if val is not None:
+        ax.plot(*val, "o-", color=PALETTE["val"], ms=4, label="val")
+    best, best_step = rec.best_val()
+    if best_step is not None:
+        ax.plot([best_step], [best], "*", color=PALETTE["best"], ms=14, label=f"best {best:.3f} @ {best_step}")
+    values = pd.concat([pts[1] for pts in (train, val) if pts is not None])
+    lo, hi = float(values.min()), float(values.max())
+    if not perplexity_axis and lo > 0 and hi / lo > WIDE_RANGE:
+        ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss (nats/token)" + (", log" if ax.get_yscale() == "log" else ""))
+    if perplexity_axis:
+        sec = ax.secondary_yaxis("right", functions=(lambda x: np.exp(np.clip(x, -50, 50)),
+                                                     lambda p: np.log(np.clip(p, 1e-12, None))))
+        sec.set_ylabel("perplexity")
+        perplexity_ticks(ax, sec)
+    ax.legend(loc="upper right")
+
+
+def perplexity_ticks(ax, sec) -> None:
+    """Perplexity ticks at 1-2-5 values inside the loss range; powers of ten only when crowded."""
+    from matplotlib.ticker import FixedLocator
+
+    lo, hi = ax.get_ylim()
+    lo_p, hi_p = math.exp(max(lo, -50)), math.exp(min(hi, 50))
+    cands = [m * 10**k for k in range(-2, 22) for m in (1, 2, 3, 5)]
+    ticks = [t for t in cands if lo_p <= t <= hi_p]
+    if len(ticks) > 7:
+        ticks = [t for t in ticks if str(int(t)).startswith("1") or t < 1]
+    sec.yaxis.set_major_locator(FixedLocator(ticks))
+    sec.yaxis.set_major_formatter(lambda v, _pos: human(v))
+
+
+def perplexity_panel(ax, rec: RunRecord, title: str = "Perplexity") -> None:
+    """Stored train and val perplexity (exp(loss) where the run stored none), log axis."""
+    ax.set_title(title)
+    train, val = perplexity_points(rec), perplexity_points(rec, "eval")
+    if train is None and val is None:
+        no_data(ax, "no loss logged")
+        return
+    if train is not None:
+        ax.plot(*train, color=PALETTE["train"], label="train")
+    if val is not None:
+        ax.plot(*val, "o-", color=PALETTE["val"], ms=4, label="val")
+    ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("perplexity (log)")
+    ax.legend(loc="upper right")
+
+
+def lr_scale(values) -> str:
+    """'log' or 'linear' by the one lr axis rule (LR_LOG_RATIO above)."""
+    v = np.asarray(values, float)
+    v = v[np.isfinite(v)]
+    if v.size == 0 or v.min() <= 0:
+        return "linear"
+    return "log" if v.max() / v.min() >= LR_LOG_RATIO else "linear"
+
+
+def lr_panel(ax, rec: RunRecord, title: str = "Learning rate") -> None:
+    """The lr schedule, its warmup shaded; log or linear by `lr_scale`."""
+    ax.set_title(title + (" (derived from config)" if rec.lr_derived else ""))
+    pts = points(rec, "lr")
+    if pts is None:
+        no_data(ax, "lr not logged")
+        return
+    ax.plot(*pts, color=PALETTE["lr"], label="lr" + derived_note(rec, "lr"))
+    if rec.warmup_steps:
+        ax.axvspan(0, rec.warmup_steps, color=PALETTE["lr"], alpha=0.12, label=f"warmup ({rec.warmup_steps} steps)")
+    scale = lr_scale(pts[1])
+    ax.set_yscale(scale)
+    if scale == "linear":
+        ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, 3))
+    ax.set_xlabel("step")
+    ax.set_ylabel("learning rate" + (" (log)" if scale == "log" else ""))
+    ax.legend(loc="upper right")
+
+
+def grad_norm_panel(ax, rec: RunRecord, title: str = "Gradient norm (pre-clip)") -> None:
+    """Global gradient norm before clipping, with the clipping threshold kept inside the frame."""
+    ax.set_title(title)
+    pts = points(rec, "grad_norm")
+    if pts is None:
+        no_data(ax, "grad_norm not logged")
+        return
+    ax.plot(*pts, color=PALETTE["grad"], label="grad norm")
+    clip = grad_clip_threshold(rec.config)
+    if clip:
+        ax.axhline(clip, color=PALETTE["best"], ls="--", lw=1.2, label=f"clip at {clip:g}")
+        lo, hi = ax.get_ylim()  # keep the threshold inside the frame, not on its edge
+        ax.set_ylim(min(lo, 0.9 * clip), max(hi, 1.1 * clip))
+    ax.set_xlabel("step")
+    ax.set_ylabel("global L2 norm")
+    ax.legend(loc="upper right")
+
+
+def mean_panel(ax, rec: RunRecord, column: str, color: str, ylabel: str, unit: str, missing: str,
+               title: str) -> None:
+    """A metric from 0 with its run average as a dashed line; the average also in the title."""
+    pts = points(rec, column)
+    if pts is None:
+        ax.set_title(title)
+        no_data(ax, missing)
+        return
+    mean = float(pts[1].mean())
+    ax.plot(*pts, color=color, label=column + derived_note(rec, column))
+    ax.axhline(mean, color=PALETTE["best"], ls="--", lw=1.2, label=f"average {human(mean)} {unit}")
+    ax.set_title(f"{title} (avg {human(mean)} {unit})")
+    ax.set_ylim(0, float(pts[1].max()) * 1.1)
+    ax.set_xlabel("step")
+    ax.set_ylabel(ylabel)
+    ax.legend(loc="best")
+
+
+def throughput_panel(ax, rec: RunRecord, *, step_time: bool = False, mean: bool = False,
+                     title: str = "Throughput") -> None:
+    """Tokens/s over all GPUs from 0; `mean`: with its average; `step_time`: the step time
+    on a second axis (title then "... and step time")."""
+    if mean:
+        mean_panel(ax, rec, "tokens_per_sec", PALETTE["throughput"], "tokens/s (all GPUs)", "tokens/s",
+                   "throughput not logged", title)
+        return
+    ax.set_title(title)
+    pts = points(rec, "tokens_per_sec")
+    if pts is None:
+        no_data(ax, "throughput not logged")
+        return
+    ax.plot(*pts, color=PALETTE["throughput"], label="tokens/s")
+    ax.set_ylim(0, float(pts[1].max()) * 1.1)
+    ax.set_xlabel("step")
+    ax.set_ylabel("tokens/s (all GPUs)")
+    handles = ax.get_lines()
+    ms = points(rec, "step_time_ms") if step_time else None
+    if ms is not None:
+        ax.set_title(f"{title} and step time")
+        ax2 = ax.twinx()
+        ax2.plot(*ms, color=PALETTE["step_time"], lw=1, label="step time")
+        ax2.set_ylabel("step time (ms)")
+        ax2.set_ylim(0, float(ms[1].max()) * 1.1)
+        ax2.grid(False)
+        handles = handles + ax2.get_lines()
+    ax.legend(handles=handles, loc="best")
+
+
+def mfu_or_step_time_panel(ax, rec: RunRecord) -> None:
+    """MFU with its average; where there is none (a CPU, or a GPU of unknown peak) the
+    measured step time, and the title says once why MFU is absent."""
+    if rec.col("mfu_pct") is not None:
+        mean_panel(ax, rec, "mfu_pct", PALETTE["train"], "MFU (% of peak bf16)", "%", "", "MFU")
+        if rec.hardware.get("peak_estimated"):
+            ax.set_title(ax.get_title() + "\npeak ESTIMATED: GPU not in the peak table")
+        return
+    ms = rec.col("step_time_ms")
+    if ms is not None and float(ms.mean()) >= 1000:  # seconds read better than "1.32K ms"
+        import dataclasses
+
+        in_s = dataclasses.replace(rec, train=rec.train.assign(step_time_s=rec.train["step_time_ms"] / 1000))
+        mean_panel(ax, in_s, "step_time_s", PALETTE["step_time"], "step time (s)", "s", "", "Step time")
+    else:
+        mean_panel(ax, rec, "step_time_ms", PALETTE["step_time"], "step time (ms)", "ms",
+                   "MFU and step time not logged", "Step time")
+    ax.set_title(ax.get_title() + "\n(no MFU: CPU run or unknown GPU peak)")
+
+
+def memory_panel(ax, rec: RunRecord, title: str = "Memory") -> None:
+    """GPU memory per GPU (allocated, peak, the card's capacity), else the process RSS; GiB."""
+    ax.set_title(title)
+    gpu = [(c, color, name) for c, color, name in (("memory_allocated_gb", PALETTE["memory"], "allocated"),
+                                                   ("memory_peak_gb", PALETTE["peak"], "peak allocated"))
+           if rec.col(c) is not None]
+    if gpu:
+        for c, color, name in gpu:
+            ax.plot(*points(rec, c), color=color, label=name)
+        cap = rec.hardware.get("gpu_memory_gib")
+        if cap:
+            ax.axhline(cap, color=PALETTE["capacity"], ls=":", lw=1.5, label=f"capacity {cap:.1f} GiB")
+            ax.set_ylim(0, cap * 1.08)
+        ax.set_ylabel("GPU memory per GPU (GiB)")
+    elif rec.col("cpu_rss_gb") is not None:
+        steps, rss = points(rec, "cpu_rss_gb")
+        ax.plot(steps, rss, color=PALETTE["memory"], label="process RSS")
+        ax.set_ylim(0, float(rss.max()) * 1.15)
+        ax.set_ylabel("CPU memory (GiB)")
+    else:
+        no_data(ax, "memory not logged")
+        return
+    ax.set_xlabel("step")
+    ax.legend(loc="lower right")
+
+
+def tokens_panel(ax, rec: RunRecord, title: str = "Tokens vs Chinchilla-optimal") -> None:
+    """Tokens seen (log) against 20 tokens per parameter; the share in the title, written as
+    the summary card writes it."""
+    ax.set_title(title)
+    pts = points(rec, "tokens_seen")
+    if pts is None:
+        no_data(ax, "tokens_seen not logged")
+        return
+    ax.plot(*pts, color=PALETTE["train"], label="tokens seen" + derived_note(rec, "tokens_seen"))
+    ax.set_xlabel("step")
+    ax.set_ylabel("tokens (log)")
+    ax.set_yscale("log")
+    if not math.isnan(rec.n_params):
+        target = CHINCHILLA_TOKENS_PER_PARAM * rec.n_params
+        seen = float(pts[1].iloc[-1])
+        ax.axhline(target, color=PALETTE["target"], ls="--", lw=1.2, label=f"20 tokens/param = {human(target)}")
+        ax.set_title(f"{title} ({chinchilla_share(seen, rec.n_params)}: {human(seen)} of {human(target)})")
+    ax.legend(loc="lower right")
+
+
+def accuracy_panel(ax, rec: RunRecord, *, smooth: bool = False, title: str = "Accuracy") -> None:
+    """Next-token accuracy, train (smoothed where the run has a window) and val points."""
+    ax.set_title(title)
+    train, val = points(rec, "train_accuracy"), points(rec, "val_accuracy", "eval")
+    if train is None and val is None:
+        no_data(ax, "accuracy not logged")
+        return
+    if train is not None:
+        _curve(ax, *train, PALETTE["train"], "train", smooth)
+    if val is not None:
+        ax.plot(*val, "o-", color=PALETTE["val"], ms=4, label="val")
+    ax.set_xlabel("step")
+    ax.set_ylabel("next-token accuracy (fraction)")
+    ax.legend(loc="lower right")
