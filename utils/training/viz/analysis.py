@@ -9,20 +9,21 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from utils.training.tracking.run_log import RunRecord
-from utils.training.viz.panels import (  # noqa: F401 - memory_panel, perplexity_ticks, run_seconds: re-exported
+from utils.training.viz.panels import (  # noqa: F401 - memory_panel, perplexity_ticks: re-exported
+    bars_panel,
     loss_panel,
     lr_panel,
     memory_panel,
     mfu_or_step_time_panel,
     perplexity_ticks,
-    run_seconds,
+    runs_loss_panel,
     throughput_panel,
     tokens_panel,
 )
+from utils.training.viz.series import run_seconds
 from utils.training.viz.style import (
     CHINCHILLA_TOKENS_PER_PARAM,
     human,
@@ -30,7 +31,6 @@ from utils.training.viz.style import (
     place_legends,
     save_figure,
     series_colors,
-    time_unit,
     with_caveat,
 )
 
@@ -136,28 +136,8 @@ def compare_runs(records, out_path=None, dpi: int | None = None):
         title += "\n" + "; ".join(f"run {i + 1}: {r.caveat}" for i, r in enumerate(records) if r.caveat)
     fig.suptitle(title, fontsize=12)
 
-    longest = max((float(r.train["elapsed_s"].max()) for r in records if r.col("elapsed_s") is not None), default=0.0)
-    div, unit = time_unit(longest)
-    any_derived_time = False
-    for rec, label, color in zip(records, labels, colors):
-        tr = rec.train.dropna(subset=["train_loss"]) if "train_loss" in rec.train else rec.train.iloc[0:0]
-        if "tokens_seen" in tr:
-            ax_tok.plot(tr["tokens_seen"], tr["train_loss"], color=color, label=label)
-        if "elapsed_s" in tr:
-            ax_time.plot(tr["elapsed_s"] / div, tr["train_loss"], color=color, label=label)
-            any_derived_time |= "elapsed_s" in rec.derived
-    ax_tok.set_title(COMPARE_TITLES[0])
-    ax_tok.set_xscale("log")
-    ax_tok.set_xlabel("tokens seen (log)")
-    ax_tok.set_ylabel("train loss (nats/token)")
-    ax_time.set_title(COMPARE_TITLES[1] + (" (derived for llm-foundry logs)" if any_derived_time else ""))
-    ends = [float(r.train["elapsed_s"].max()) / div for r in records if r.col("elapsed_s") is not None]
-    if ends and max(ends) > 100 * min(ends) > 0:  # a minutes-long run next to a day-long one
-        ax_time.set_xscale("log")
-        unit += ", log"
-    ax_time.set_xlabel(f"wall time ({unit})")
-    ax_time.set_ylabel("train loss (nats/token)")
-
+    runs_loss_panel(ax_tok, records, labels, colors, "tokens_seen", COMPARE_TITLES[0])
+    runs_loss_panel(ax_time, records, labels, colors, "elapsed_s", COMPARE_TITLES[1])
     bar_cols = ["best_val_loss", "mean_mfu_pct", "mean_tokens_per_sec"]
     bar_titles = list(COMPARE_TITLES[2:5])
     bar_labels = ["val loss (nats/token)", "MFU (% of peak)", "tokens/s (all GPUs)"]
@@ -166,17 +146,7 @@ def compare_runs(records, out_path=None, dpi: int | None = None):
         bar_cols[1], bar_titles[1] = "wall_time_s", COMPARE_TITLES[5] + " of each run (no run measured MFU)"
         bar_labels[1] = "wall time (s)"
     for ax, col, title, ylabel in zip(bars, bar_cols, bar_titles, bar_labels):
-        values = df[col].to_numpy(dtype=float)
-        x = np.arange(len(values))
-        ax.bar(x, np.nan_to_num(values), color=colors)
-        for xi, v in zip(x, values):
-            ax.annotate("n/a" if np.isnan(v) else human(v), (xi, 0 if np.isnan(v) else v), ha="center",
-                        va="bottom", fontsize=9, xytext=(0, 2), textcoords="offset points")
-        ax.margins(y=0.12)  # room for the value above the tallest bar
-        ax.set_xticks(x, [str(i + 1) for i in x])
-        ax.set_xlabel("run (numbered as in the legend above)")
-        ax.set_title(title)
-        ax.set_ylabel(ylabel)
+        bars_panel(ax, df[col], colors, title, ylabel)
     # Bars are numbered; the legend maps numbers to runs once instead of rotated tick labels.
     # Runs without tokens_seen (imported from the seed's database) have lines on the time axis only.
     legend_ax = ax_tok if ax_tok.get_lines() else ax_time

@@ -17,10 +17,10 @@ from utils.training.viz.panels import (
     lr_panel,
     memory_panel,
     perplexity_panel,
-    run_seconds,
     throughput_panel,
 )
 from utils.training.viz.seed_dashboard import plot_frame, record_from_frame
+from utils.training.viz.series import run_seconds
 from utils.training.viz.style import (
     EXPORT_DPI,
     duration,

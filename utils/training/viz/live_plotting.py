@@ -22,10 +22,10 @@ from utils.training.viz.panels import (
     epoch_axes,
     loss_panel,
     lr_panel,
-    perplexity,
     perplexity_panel,
     throughput_panel,
 )
+from utils.training.viz.series import perplexity
 from utils.training.viz.style import figure_png, new_figure, place_legends
 
 FULL_TITLES = ("Loss", "Perplexity", "Learning rate", "Throughput")
@@ -91,6 +91,7 @@ class LivePlotter(TrainerCallback):
         self.best = (math.inf, None)  # (val_loss, step)
         self.handle = None
         self.fig = None
+        self._frozen = False  # layout solved once and kept for the live frames
         self.redraws = 0
         self.draw_s = 0.0  # total seconds spent drawing
         self._last_draw = -math.inf
@@ -254,12 +255,16 @@ class LivePlotter(TrainerCallback):
         if self.best[1] is not None:
             self.axes["Loss"].set_title(f"Loss (best val {self.best[0]:.3f} at {self.x_label} {self.best[1]})")
         if final:
+            if self._frozen:  # the layout was frozen for the live frames; the kept figure is laid out anew
+                self.fig.set_layout_engine("constrained")
+                self._frozen = False
             place_legends(self.fig)  # once: it measures where the data lies
         if self.mode == "figure":
             # Live frames skip the tight bounding box (a second render); the final one keeps it.
             image = _png_image(figure_png(self.fig, dpi=None if final else LIVE_DPI, tight=final))
-            if self.fig.get_layout_engine() is not None and not final:
+            if not final and not self._frozen:
                 self.fig.set_layout_engine("none")  # laid out once; re-solving it each frame costs ~40%
+                self._frozen = True
             if self.handle is None:
                 self.handle = _display(image)
             else:

@@ -17,109 +17,33 @@ import numpy as np
 import pandas as pd
 
 from utils.training.tracking.run_log import RunRecord
-from utils.training.viz.style import CHINCHILLA_TOKENS_PER_PARAM, PALETTE, chinchilla_share, human, no_data
+from utils.training.viz.series import (
+    derived_note,
+    grad_clip_threshold,
+    ma_window,
+    moving_average,
+    perplexity_points,
+    points,
+)
+from utils.training.viz.style import (
+    CHINCHILLA_TOKENS_PER_PARAM,
+    PALETTE,
+    chinchilla_share,
+    human,
+    no_data,
+    time_unit,
+)
 
-MA_WINDOW = 50  # steps in the moving average of loss and accuracy (when the run is long enough)
 WIDE_RANGE = 20.0  # max/min loss ratio above which the loss axis goes log
-# The one lr axis rule: log when the logged lr spans LR_LOG_RATIO or more (max / min, all
-# positive), linear otherwise. Not exactly a decade: the most common schedule (warmup, then
-# cosine to 10%) spans 10x only at its very last step, so a "> 10x" rule would flip the axis
-# with where the log steps happen to fall (a 60-step smoke run logs 9.9x). At 5x and more a
-# linear axis squeezes the schedule's tail against the floor; a constant or gently decaying
-# lr stays linear. A schedule that reaches 0 stays linear (log would drop that point).
+# The one lr axis rule: log when the lr falls by LR_LOG_RATIO or more after its peak (peak /
+# lowest value after it, all positive), linear otherwise. The decay decides, not the warmup:
+# a linear warmup from ~0 spans decades in every run and would put every lr axis on log, where
+# the ramp reads as a saturating curve. Not exactly a decade: the most common decay (cosine
+# to 10%) reaches 10x only at its very last step, so a "> 10x" rule would flip the axis with
+# where the log steps happen to fall (a 60-step smoke run logs 9.9x). A fall of 5x or more
+# squeezes the tail against the floor of a linear axis; a constant lr, a warmup-only run and
+# a schedule ending at 0 (log would drop that point) stay linear.
 LR_LOG_RATIO = 5.0
-# exp(50) ~ 5e21: a loss past 50 nats/token is a diverged run; its perplexity is drawn at that cap.
-PERPLEXITY_MAX_LOSS = 50.0
-
-
-# -- reading a record ---------------------------------------------------------------
-
-def points(rec: RunRecord, column: str, frame: str = "train") -> tuple[pd.Series, pd.Series] | None:
-    """(steps, values) of one metric with its unmeasured rows dropped; None when never measured."""
-    if rec.col(column, frame) is None:
-        return None
-    d = getattr(rec, frame).dropna(subset=[column])
-    return d["step"], d[column]
-
-
-def derived_note(rec: RunRecord, column: str) -> str:
-    """' (derived)' for a column the reader computed rather than the run measured."""
-    return " (derived)" if column in rec.derived else ""
-
-
-def grad_clip_threshold(config: dict) -> float | None:
-    """The gradient-clipping threshold a run's config names: ours (`max_grad_norm`) or
-    llm-foundry's (`grad_clip`); None when neither (or 0: no clipping). Can go once the
-    run-log readers normalise configs to our names."""
-    for key in ("max_grad_norm", "grad_clip"):
-        if config.get(key) is not None:
-            return float(config[key]) or None
-    return None
-
-
-def run_seconds(rec: RunRecord) -> float | None:
-    """The run's wall time: the trainer's total (database/run log summary), else the last
-    logged elapsed_s. The printed summary line, the progress bar, the dashboard and the
-    comparison all show this one number."""
-    total = rec.summary.get("total_time")
-    if total is not None and total == total:
-        return float(total)
-    elapsed = rec.col("elapsed_s")
-    return float(elapsed.dropna().iloc[-1]) if elapsed is not None else None
-
-
-def perplexity(loss: float, stored: float | None = math.nan) -> float:
-    """The perplexity to show: the value the run stored (the metrics tracker logs
-    train_perplexity and val_perplexity), else exp(loss), capped at PERPLEXITY_MAX_LOSS.
-    The one fallback, for runs that did not store it (older logs, a hand-driven loop)."""
-    if stored is not None and stored == stored:
-        return float(stored)
-    if loss is None or loss != loss:
-        return math.nan
-    return math.exp(min(float(loss), PERPLEXITY_MAX_LOSS))
-
-
-def perplexity_points(rec: RunRecord, frame: str = "train") -> tuple[pd.Series, pd.Series] | None:
-    """(steps, perplexity) of the train or eval frame (see `perplexity`); None without loss or perplexity."""
-    prefix = "train" if frame == "train" else "val"
-    df = getattr(rec, frame)
-    if rec.col(f"{prefix}_loss", frame) is None and rec.col(f"{prefix}_perplexity", frame) is None:
-        return None
-    nan = pd.Series(math.nan, index=df.index)
-    loss, stored = df.get(f"{prefix}_loss", nan), df.get(f"{prefix}_perplexity", nan)
-    ppl = pd.Series([perplexity(lo, st) for lo, st in zip(loss, stored)], index=df.index, dtype=float)
-    keep = ppl.notna()
-    return df["step"][keep], ppl[keep]
-
-
-# -- moving averages that exist in the run -------------------------------------------
-
-def moving_average(steps, values, window_steps: int = MA_WINDOW) -> np.ndarray:
-    """Mean of the values logged in the last `window_steps` steps (a step window, not a record window)."""
-    steps, values = np.asarray(steps, float), np.asarray(values, float)
-    # Prefix sums of the non-NaN values and their counts; steps are ascending, so each
-    # window is the index range (first step > s - window, this record]: O(n log n), not O(n^2).
-    ok = ~np.isnan(values)
-    sums = np.concatenate([[0.0], np.cumsum(np.where(ok, values, 0.0))])
-    counts = np.concatenate([[0], np.cumsum(ok)])
-    lo = np.searchsorted(steps, steps - window_steps, side="right")
-    hi = np.searchsorted(steps, steps, side="right")
-    n = counts[hi] - counts[lo]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(n > 0, (sums[hi] - sums[lo]) / np.maximum(n, 1), np.nan)
-
-
-def ma_window(steps, window_steps: int = MA_WINDOW) -> int:
-    """The moving-average window this run really has: MA_WINDOW steps when the run spans at
-    least twice that, else a quarter of its span; 0 (not drawn) when that holds fewer than
-    3 logged points."""
-    steps = np.asarray(steps, float)
-    if steps.size < 3:
-        return 0
-    span = float(steps[-1] - steps[0])
-    gap = float(np.median(np.diff(steps))) or 1.0
-    window = window_steps if span >= 2 * window_steps else int(span // 4)
-    return window if window >= 3 * gap else 0
 
 
 def _curve(ax, steps, values, color: str, label: str, smooth: bool) -> None:
@@ -201,12 +125,15 @@ def perplexity_panel(ax, rec: RunRecord, title: str = "Perplexity") -> None:
 
 
 def lr_scale(values) -> str:
-    """'log' or 'linear' by the one lr axis rule (LR_LOG_RATIO above)."""
+    """'log' or 'linear' for these lr values (in step order) by the one lr axis rule (LR_LOG_RATIO)."""
     v = np.asarray(values, float)
     v = v[np.isfinite(v)]
-    if v.size == 0 or v.min() <= 0:
+    if v.size == 0:
         return "linear"
-    return "log" if v.max() / v.min() >= LR_LOG_RATIO else "linear"
+    after_peak = v[int(np.argmax(v)):]
+    if after_peak.min() <= 0:
+        return "linear"
+    return "log" if after_peak.max() / after_peak.min() >= LR_LOG_RATIO else "linear"
 
 
 def lr_panel(ax, rec: RunRecord, title: str = "Learning rate") -> None:
@@ -374,3 +301,45 @@ def accuracy_panel(ax, rec: RunRecord, *, smooth: bool = False, title: str = "Ac
     ax.set_xlabel("step")
     ax.set_ylabel("next-token accuracy (fraction)")
     ax.legend(loc="lower right")
+
+
+# -- panels of several runs (one colour per run, style.series_colors) ----------------
+
+def runs_loss_panel(ax, records, labels, colors, x: str = "tokens_seen", title: str = "Loss") -> None:
+    """Train loss of each run against tokens seen (log axis) or wall time (`x="elapsed_s"`,
+    in s/min/h; log where a minutes-long run sits next to a day-long one)."""
+    div, unit, derived = 1.0, "", False
+    if x == "elapsed_s":
+        ends = [float(r.train["elapsed_s"].max()) for r in records if r.col("elapsed_s") is not None]
+        div, unit = time_unit(max(ends, default=0.0))
+        if ends and max(ends) > 100 * min(ends) > 0:
+            ax.set_xscale("log")
+            unit += ", log"
+    for rec, label, color in zip(records, labels, colors):
+        tr = rec.train.dropna(subset=["train_loss"]) if "train_loss" in rec.train else rec.train.iloc[0:0]
+        if x in tr:
+            ax.plot(tr[x] / div if div != 1.0 else tr[x], tr["train_loss"], color=color, label=label)
+            derived |= x in rec.derived
+    if x == "elapsed_s":
+        ax.set_title(title + (" (derived for llm-foundry logs)" if derived else ""))
+        ax.set_xlabel(f"wall time ({unit})")
+    else:
+        ax.set_title(title)
+        ax.set_xscale("log")
+        ax.set_xlabel("tokens seen (log)")
+    ax.set_ylabel("train loss (nats/token)")
+
+
+def bars_panel(ax, values, colors, title: str, ylabel: str) -> None:
+    """One bar per run, numbered as in the figure's legend, its value written above it (n/a: not measured)."""
+    values = np.asarray(values, dtype=float)
+    x = np.arange(len(values))
+    ax.bar(x, np.nan_to_num(values), color=colors)
+    for xi, v in zip(x, values):
+        ax.annotate("n/a" if np.isnan(v) else human(v), (xi, 0 if np.isnan(v) else v), ha="center",
+                    va="bottom", fontsize=9, xytext=(0, 2), textcoords="offset points")
+    ax.margins(y=0.12)  # room for the value above the tallest bar
+    ax.set_xticks(x, [str(i + 1) for i in x])
+    ax.set_xlabel("run (numbered as in the legend above)")
+    ax.set_title(title)
+    ax.set_ylabel(ylabel)

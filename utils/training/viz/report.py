@@ -16,16 +16,12 @@ import pandas as pd
 from utils.training.engine.callbacks import TrainerCallback
 from utils.training.io import atomic_copy, atomic_write_json
 from utils.training.tracking.run_log import RunRecord
-from utils.training.viz.panels import (  # noqa: F401 - MA_WINDOW, ma_window, moving_average: re-exported
+from utils.training.viz.panels import accuracy_panel, grad_norm_panel, loss_panel, lr_panel, throughput_panel
+from utils.training.viz.series import (  # noqa: F401 - MA_WINDOW, ma_window, moving_average: re-exported
     MA_WINDOW,
-    accuracy_panel,
-    grad_norm_panel,
-    loss_panel,
-    lr_panel,
     ma_window,
     moving_average,
     points,
-    throughput_panel,
 )
 from utils.training.viz.style import (
     PALETTE,
