@@ -147,11 +147,15 @@ def compare_runs(records, out_path=None, dpi: int | None = None):
         bar_labels[1] = "wall time (s)"
     for ax, col, title, ylabel in zip(bars, bar_cols, bar_titles, bar_labels):
         bars_panel(ax, df[col], colors, title, ylabel)
-    # Bars are numbered; the legend maps numbers to runs once instead of rotated tick labels.
-    # Runs without tokens_seen (imported from the seed's database) have lines on the time axis only.
-    legend_ax = ax_tok if ax_tok.get_lines() else ax_time
-    if legend_ax.get_lines():
-        legend_ax.legend(handles=legend_ax.get_lines(), labels=[f"{i + 1}. {lb}" for i, lb in enumerate(labels)])
+    # Bars are numbered; one legend for the figure maps numbers to runs (instead of rotated
+    # tick labels), under the figure: inside an axes, 7 long run names had nowhere to go.
+    # Its handles are per run, not the lines of one axes: a run without tokens_seen (the
+    # seed's database) has a line on the time axis only, and numbering must not shift.
+    from matplotlib.lines import Line2D
+
+    fig.legend(handles=[Line2D([], [], color=c) for c in colors],
+               labels=[f"{i + 1}. {lb}" for i, lb in enumerate(labels)],
+               loc="outside lower center", ncols=min(len(labels), 3))
     place_legends(fig)
     if "wall_time_s" in df:
         df = df.drop(columns="wall_time_s")

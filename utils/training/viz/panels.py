@@ -340,6 +340,6 @@ def bars_panel(ax, values, colors, title: str, ylabel: str) -> None:
                     va="bottom", fontsize=9, xytext=(0, 2), textcoords="offset points")
     ax.margins(y=0.12)  # room for the value above the tallest bar
     ax.set_xticks(x, [str(i + 1) for i in x])
-    ax.set_xlabel("run (numbered as in the legend above)")
+    ax.set_xlabel("run (numbered as in the legend below)")
     ax.set_title(title)
     ax.set_ylabel(ylabel)
