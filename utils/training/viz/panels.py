@@ -18,6 +18,7 @@ import pandas as pd
 
 from utils.training.tracking.run_log import RunRecord
 from utils.training.viz.series import (
+    PERPLEXITY_MAX_LOSS,
     derived_note,
     grad_clip_threshold,
     ma_window,
@@ -54,6 +55,14 @@ def _curve(ax, steps, values, color: str, label: str, smooth: bool) -> None:
         ax.plot(steps, moving_average(steps, values, window), color=color, lw=2, label=f"{window}-step moving average")
 
 
+def legend(ax, handles=None, **kwargs) -> None:
+    """A legend where it names more than one series; a lone line is named by the title and
+    axis label (a legend would only repeat them, and costs ~10% of a live frame to render)."""
+    handles = handles if handles is not None else ax.get_legend_handles_labels()[0]
+    if len(handles) > 1:
+        ax.legend(handles=handles, **kwargs)
+
+
 def epoch_axes(axes) -> None:
     """Relabel the step axes of a figure driven once per epoch (the seed's loops)."""
     for ax in axes:
@@ -85,12 +94,12 @@ def loss_panel(ax, rec: RunRecord, *, smooth: bool = False, perplexity_axis: boo
         ax.set_yscale("log")
     ax.set_xlabel("step")
     ax.set_ylabel("loss (nats/token)" + (", log" if ax.get_yscale() == "log" else ""))
-    if perplexity_axis:
-        sec = ax.secondary_yaxis("right", functions=(lambda x: np.exp(np.clip(x, -50, 50)),
+    if perplexity_axis:  # an axis scale (perplexity = exp(loss) by definition), not a plotted series
+        sec = ax.secondary_yaxis("right", functions=(lambda x: np.exp(np.clip(x, -50, PERPLEXITY_MAX_LOSS)),
                                                      lambda p: np.log(np.clip(p, 1e-12, None))))
         sec.set_ylabel("perplexity")
         perplexity_ticks(ax, sec)
-    ax.legend(loc="upper right")
+    legend(ax, loc="upper right")
 
 
 def perplexity_ticks(ax, sec) -> None:
@@ -98,7 +107,7 @@ def perplexity_ticks(ax, sec) -> None:
     from matplotlib.ticker import FixedLocator
 
     lo, hi = ax.get_ylim()
-    lo_p, hi_p = math.exp(max(lo, -50)), math.exp(min(hi, 50))
+    lo_p, hi_p = math.exp(max(lo, -50)), math.exp(min(hi, PERPLEXITY_MAX_LOSS))
     cands = [m * 10**k for k in range(-2, 22) for m in (1, 2, 3, 5)]
     ticks = [t for t in cands if lo_p <= t <= hi_p]
     if len(ticks) > 7:
@@ -121,7 +130,7 @@ def perplexity_panel(ax, rec: RunRecord, title: str = "Perplexity") -> None:
     ax.set_yscale("log")
     ax.set_xlabel("step")
     ax.set_ylabel("perplexity (log)")
-    ax.legend(loc="upper right")
+    legend(ax, loc="upper right")
 
 
 def lr_scale(values) -> str:
@@ -152,7 +161,7 @@ def lr_panel(ax, rec: RunRecord, title: str = "Learning rate") -> None:
         ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, 3))
     ax.set_xlabel("step")
     ax.set_ylabel("learning rate" + (" (log)" if scale == "log" else ""))
-    ax.legend(loc="upper right")
+    legend(ax, loc="upper right")
 
 
 def grad_norm_panel(ax, rec: RunRecord, title: str = "Gradient norm (pre-clip)") -> None:
@@ -170,7 +179,7 @@ def grad_norm_panel(ax, rec: RunRecord, title: str = "Gradient norm (pre-clip)")
         ax.set_ylim(min(lo, 0.9 * clip), max(hi, 1.1 * clip))
     ax.set_xlabel("step")
     ax.set_ylabel("global L2 norm")
-    ax.legend(loc="upper right")
+    legend(ax, loc="upper right")
 
 
 def mean_panel(ax, rec: RunRecord, column: str, color: str, ylabel: str, unit: str, missing: str,
@@ -188,7 +197,7 @@ def mean_panel(ax, rec: RunRecord, column: str, color: str, ylabel: str, unit: s
     ax.set_ylim(0, float(pts[1].max()) * 1.1)
     ax.set_xlabel("step")
     ax.set_ylabel(ylabel)
-    ax.legend(loc="best")
+    legend(ax, loc="best")
 
 
 def throughput_panel(ax, rec: RunRecord, *, step_time: bool = False, mean: bool = False,
@@ -218,7 +227,7 @@ def throughput_panel(ax, rec: RunRecord, *, step_time: bool = False, mean: bool 
         ax2.set_ylim(0, float(ms[1].max()) * 1.1)
         ax2.grid(False)
         handles = handles + ax2.get_lines()
-    ax.legend(handles=handles, loc="best")
+    legend(ax, handles=handles, loc="best")
 
 
 def mfu_or_step_time_panel(ax, rec: RunRecord) -> None:
@@ -264,7 +273,7 @@ def memory_panel(ax, rec: RunRecord, title: str = "Memory") -> None:
         no_data(ax, "memory not logged")
         return
     ax.set_xlabel("step")
-    ax.legend(loc="lower right")
+    legend(ax, loc="lower right")
 
 
 def tokens_panel(ax, rec: RunRecord, title: str = "Tokens vs Chinchilla-optimal") -> None:
@@ -284,7 +293,7 @@ def tokens_panel(ax, rec: RunRecord, title: str = "Tokens vs Chinchilla-optimal"
         seen = float(pts[1].iloc[-1])
         ax.axhline(target, color=PALETTE["target"], ls="--", lw=1.2, label=f"20 tokens/param = {human(target)}")
         ax.set_title(f"{title} ({chinchilla_share(seen, rec.n_params)}: {human(seen)} of {human(target)})")
-    ax.legend(loc="lower right")
+    legend(ax, loc="lower right")
 
 
 def accuracy_panel(ax, rec: RunRecord, *, smooth: bool = False, title: str = "Accuracy") -> None:
@@ -300,7 +309,7 @@ def accuracy_panel(ax, rec: RunRecord, *, smooth: bool = False, title: str = "Ac
         ax.plot(*val, "o-", color=PALETTE["val"], ms=4, label="val")
     ax.set_xlabel("step")
     ax.set_ylabel("next-token accuracy (fraction)")
-    ax.legend(loc="lower right")
+    legend(ax, loc="lower right")
 
 
 # -- panels of several runs (one colour per run, style.series_colors) ----------------
