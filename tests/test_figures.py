@@ -225,7 +225,7 @@ def test_no_empty_mfu_panel_on_cpu_and_one_duration(runs):
 
 
 def test_report_windows_exist_in_the_run():
-    from utils.training.viz.report import MA_WINDOW, ma_window
+    from utils.training.viz.series import MA_WINDOW, ma_window
 
     assert ma_window(np.arange(2, 13, 2)) == 0  # 6 points over 10 steps: no moving average at all
     assert ma_window(np.arange(0, 80, 2)) == 78 // 4  # shorter than 2 windows: a quarter of the run

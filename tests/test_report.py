@@ -8,7 +8,8 @@ import numpy as np
 from test_live_plotting import replay
 from test_run_log import shared_smoke_run
 
-from utils.training.viz.report import REPORT_TITLES, TrainingReport, ma_window, moving_average
+from utils.training.viz.report import REPORT_TITLES, TrainingReport
+from utils.training.viz.series import ma_window, moving_average
 
 
 def test_report_writes_charts_history_and_samples(tmp_path):
@@ -54,7 +55,7 @@ def test_moving_average_uses_a_step_window():
 def test_moving_average_is_a_step_window_skipping_nan():
     import numpy as np
 
-    from utils.training.viz.report import moving_average
+    from utils.training.viz.series import moving_average
 
     steps = [10, 20, 30, 40, 50]
     values = [1.0, 3.0, float("nan"), 5.0, 7.0]

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import numpy as np
 
+from utils.training.viz import style
 from utils.training.viz.style import (
     EXPORT_DPI,
     new_figure,
     place_legends,
     series_colors,
 )
-from utils.training.viz.style import save_figure as _save_image
 
 DPI = EXPORT_DPI
 WIDTH = 14.0  # inches: 9-point ticks stay ~8.8 px tall when the PNG is shown 1000 px wide
@@ -25,7 +25,7 @@ WIDTH = 14.0  # inches: 9-point ticks stay ~8.8 px tall when the PNG is shown 10
 
 def save_figure(fig, path: str | Path, text: str | None = None) -> Path:
     """PNG at 300 dpi; the text fallback next to it as .txt."""
-    path = _save_image(fig, path, dpi=DPI)
+    path = style.save_figure(fig, path, dpi=DPI)  # the shared writer; this wrapper adds the .txt
     if text is not None:
         path.with_suffix(".txt").write_text(text + "\n")
     return path

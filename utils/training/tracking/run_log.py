@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any
 
 from utils.training.io import atomic_write_json
 from utils.training.tracking.readers import load_run, load_runs, run_log_specs  # noqa: F401 - re-exported
-from utils.training.tracking.readers.keys import first_present as _first  # noqa: F401 - viz/dashboard's old import
 from utils.training.tracking.readers.llm_foundry import GB_TO_GIB, nanogpt_lr  # noqa: F401 - re-exported
 from utils.training.tracking.run_log_format import (  # noqa: F401 - re-exported
     FORMAT,

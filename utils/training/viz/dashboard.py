@@ -9,25 +9,30 @@ import math
 import pandas as pd
 
 from utils.training.tracking.readers import load_run
-from utils.training.tracking.run_log import _first
 from utils.training.tracking.run_record import RunRecord
-from utils.training.viz.analysis import run_seconds
+from utils.training.viz.panels import (
+    WIDE_RANGE,  # noqa: F401 - re-exported: the loss axis rule lives in panels.py now
+    accuracy_panel,
+    grad_norm_panel,
+    loss_panel,
+    lr_panel,
+    memory_panel,
+    perplexity_panel,
+    throughput_panel,
+)
+from utils.training.viz.seed_dashboard import plot_frame, record_from_frame
+from utils.training.viz.series import run_seconds
 from utils.training.viz.style import (
     EXPORT_DPI,
-    PALETTE,
     duration,
     human,
     new_figure,
-    no_data,
     place_legends,
     save_figure,
     with_caveat,
 )
 
 PANEL_TITLES = ("Loss", "Perplexity", "Learning rate", "Gradient norm (pre-clip)", "Throughput and step time", "Memory")
-WIDE_RANGE = 20.0  # max/min loss ratio above which the loss axis goes log
-
-
 
 
 class TrainingDashboard:
@@ -54,14 +59,7 @@ class TrainingDashboard:
     def from_dataframe(cls, df: pd.DataFrame, eval_df: pd.DataFrame | None = None, config: dict | None = None,
                        name: str = "run") -> TrainingDashboard:
         """Wide frame with a `step` column; val_* columns (or `eval_df`) become the eval points."""
-        df = df.sort_values("step").reset_index(drop=True)
-        if eval_df is None:
-            val_cols = [c for c in df.columns if c.startswith("val_")]
-            eval_df = df[["step", *val_cols]].dropna(subset=val_cols, how="all") if val_cols else pd.DataFrame()
-            df = df.drop(columns=val_cols)
-        cfg = dict(config or {})
-        return cls(RunRecord(name=name, source="dataframe", config=cfg, train=df, eval=eval_df.reset_index(drop=True),
-                             warmup_steps=cfg.get("warmup_steps") or cfg.get("warmup_iters")))
+        return cls(record_from_frame(df, eval_df, config, name))
 
     # -- drawing -------------------------------------------------------------
     def header(self) -> str:
@@ -86,99 +84,20 @@ class TrainingDashboard:
         if self.record is None:
             raise ValueError("this TrainingDashboard has no run yet: call plot(metrics_df), or build it with "
                              "from_run(path), from_db(db, run) or from_dataframe(df)")
-        rec, tr, ev = self.record, self.record.train, self.record.eval
+        rec = self.record
         fig = new_figure((13, 8))
         axes = fig.subplots(2, 3).ravel()
         fig.suptitle(self.header(), fontsize=11)
-        best, best_step = rec.best_val()
-
-        ax = axes[0]
-        ax.set_title(PANEL_TITLES[0])
-        losses = []
-        if rec.col("train_loss") is not None:
-            ax.plot(tr["step"], tr["train_loss"], color=PALETTE["train"], label="train")
-            losses.append(tr["train_loss"].dropna())
-        if rec.col("val_loss", "eval") is not None:
-            ax.plot(ev["step"], ev["val_loss"], "o-", color=PALETTE["val"], ms=4, label="val")
-            losses.append(ev["val_loss"].dropna())
-        if best_step is not None:
-            ax.plot([best_step], [best], "*", color=PALETTE["best"], ms=14, label=f"best {best:.3f} @ {best_step}")
-        if losses:
-            lo, hi = min(s.min() for s in losses), max(s.max() for s in losses)
-            if lo > 0 and hi / lo > WIDE_RANGE:
-                ax.set_yscale("log")
-            ax.legend(loc="upper right")
-        ax.set_xlabel("step")
-        ax.set_ylabel("loss (nats/token)" + (", log" if ax.get_yscale() == "log" else ""))
-
-        ax = axes[1]
-        ax.set_title(PANEL_TITLES[1])
-        if rec.col("train_loss") is not None:
-            ax.plot(tr["step"], tr["train_loss"].map(math.exp), color=PALETTE["train"], label="train")
-            if rec.col("val_loss", "eval") is not None:
-                ax.plot(ev["step"], ev["val_loss"].map(math.exp), "o-", color=PALETTE["val"], ms=4, label="val")
-            ax.set_yscale("log")
-            ax.set_xlabel("step")
-            ax.set_ylabel("perplexity (log)")
-            ax.legend(loc="upper right")
+        loss_panel(axes[0], rec, title=PANEL_TITLES[0])
+        perplexity_panel(axes[1], rec, title=PANEL_TITLES[1])
+        lr_panel(axes[2], rec, title=PANEL_TITLES[2])
+        grad_norm_panel(axes[3], rec, title=PANEL_TITLES[3])
+        has_acc = rec.col("train_accuracy") is not None or rec.col("val_accuracy", "eval") is not None
+        if has_acc and rec.col("tokens_per_sec") is None:  # a hand-driven loop: accuracy, not an empty panel
+            accuracy_panel(axes[4], rec)
         else:
-            no_data(ax, "no loss logged")
-
-        ax = axes[2]
-        ax.set_title(PANEL_TITLES[2] + (" (derived from config)" if rec.lr_derived else ""))
-        if rec.col("lr") is not None:
-            ax.plot(tr["step"], tr["lr"], color=PALETTE["lr"], label="lr")
-            if rec.warmup_steps:
-                ax.axvspan(0, rec.warmup_steps, color=PALETTE["lr"], alpha=0.12, label=f"warmup ({rec.warmup_steps} steps)")
-            ax.set_xlabel("step")
-            ax.set_ylabel("learning rate")
-            ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, 3))
-            ax.legend(loc="upper right")
-        else:
-            no_data(ax, "lr not logged")
-
-        ax = axes[3]
-        ax.set_title(PANEL_TITLES[3])
-        if rec.col("grad_norm") is not None:
-            d = tr.dropna(subset=["grad_norm"])
-            ax.plot(d["step"], d["grad_norm"], color=PALETTE["grad"], label="grad norm")
-            clip = _first(rec.config, "max_grad_norm", "grad_clip")  # ours, or llm-foundry's
-            if clip:
-                ax.axhline(float(clip), color=PALETTE["best"], ls="--", lw=1.2, label=f"clip at {clip}")
-                lo, hi = ax.get_ylim()  # keep the threshold inside the frame, not on its edge
-                ax.set_ylim(min(lo, 0.9 * float(clip)), max(hi, 1.1 * float(clip)))
-            ax.set_xlabel("step")
-            ax.set_ylabel("global L2 norm")
-            ax.legend(loc="upper right")
-        else:
-            no_data(ax, "grad_norm not logged")
-
-        ax = axes[4]
-        ax.set_title(PANEL_TITLES[4])
-        if rec.col("tokens_per_sec") is not None:
-            d = tr.dropna(subset=["tokens_per_sec"])
-            ax.plot(d["step"], d["tokens_per_sec"], color=PALETTE["throughput"], label="tokens/s")
-            ax.set_ylabel("tokens/s (all GPUs)")
-            ax.set_xlabel("step")
-            ax.set_ylim(0, float(d["tokens_per_sec"].max()) * 1.1)
-            handles = ax.get_lines()
-            if rec.col("step_time_ms") is not None:
-                ax2 = ax.twinx()
-                d2 = tr.dropna(subset=["step_time_ms"])
-                ax2.plot(d2["step"], d2["step_time_ms"], color=PALETTE["step_time"], lw=1, label="step time")
-                ax2.set_ylabel("step time (ms)")
-                ax2.set_ylim(0, float(d2["step_time_ms"].max()) * 1.1)
-                ax2.grid(False)
-                handles = handles + ax2.get_lines()
-            ax.legend(handles=handles, loc="best")
-        else:
-            no_data(ax, "throughput not logged")
-
-        ax = axes[5]
-        ax.set_title(PANEL_TITLES[5])
-        from utils.training.viz.analysis import memory_panel  # one memory panel for both figures
-
-        memory_panel(ax, rec)
+            throughput_panel(axes[4], rec, step_time=True)
+        memory_panel(axes[5], rec, title=PANEL_TITLES[5])
         place_legends(fig)
         return fig
 
@@ -189,7 +108,5 @@ class TrainingDashboard:
     def plot(self, metrics_df: pd.DataFrame, config: dict | None = None, title: str | None = None):
         """The seed's call: the dashboard of a metrics frame (seed_dashboard.py: the seed's
         per-epoch get_summary() frame, or our wide frame with a `step` column); returns the figure."""
-        from utils.training.viz.seed_dashboard import plot_frame
-
         self._fig = plot_frame(self, metrics_df, config, title)
         return self._fig

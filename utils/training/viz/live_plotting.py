@@ -15,11 +15,27 @@ import sys
 import time
 from types import SimpleNamespace
 
+import pandas as pd
+
 from utils.training.engine.callbacks import TrainerCallback
-from utils.training.viz.style import PALETTE, figure_png, new_figure, place_legends
+from utils.training.tracking.run_record import RunRecord
+from utils.training.viz.panels import (
+    accuracy_panel,
+    epoch_axes,
+    loss_panel,
+    lr_panel,
+    perplexity_panel,
+    throughput_panel,
+)
+from utils.training.viz.series import perplexity
+from utils.training.viz.style import figure_png, new_figure, place_legends
 
 FULL_TITLES = ("Loss", "Perplexity", "Learning rate", "Throughput")
 COMPACT_TITLES = ("Loss", "Throughput")
+PANELS = {"Loss": loss_panel, "Perplexity": perplexity_panel, "Learning rate": lr_panel,
+          "Throughput": throughput_panel, "Accuracy": accuracy_panel}  # panel title -> its drawing (panels.py)
+TRAIN_KEYS = ("train_loss", "train_perplexity", "lr", "tokens_per_sec", "train_accuracy")  # kept from each log
+EVAL_KEYS = ("val_loss", "val_perplexity", "val_accuracy")
 LIVE_DPI = 80  # low dpi keeps a redraw cheap; the final figure is saved at the style's dpi
 # Seconds the first draw is expected to take, before any was measured. The real first
 # draw (imports, building the figure, one render) took ~2.9 s on 2 CPU cores and later
@@ -50,6 +66,21 @@ def _png_image(png: bytes):
     return Image(data=png, format="png")
 
 
+def _empty(ax) -> None:
+    """Remove what a panel drew (data, legend, labels, scales) and keep the axes' tick artists."""
+    for artist in [*ax.lines, *ax.collections, *ax.patches, *ax.texts]:
+        artist.remove()
+    if ax.get_legend() is not None:
+        ax.get_legend().remove()
+    ax.set_xscale("linear")  # also back to the default locators (style.no_data fixes them empty)
+    ax.set_yscale("linear")
+    ax.set_title("")
+    ax.set_xlabel("")
+    ax.set_ylabel("")
+    ax.relim()
+    ax.autoscale()
+
+
 class LivePlotter(TrainerCallback):
     """A Trainer callback, or driven by hand from any loop with the seed notebook's calls:
     `LivePlotter(metrics=['loss', 'perplexity', 'accuracy'])`, `update(epoch, train_metrics,
@@ -71,11 +102,13 @@ class LivePlotter(TrainerCallback):
         self.metrics = list(metrics) if metrics is not None else ["loss", "perplexity", "accuracy"]
         self.figsize, self.style = figsize, style
         self.x_label = "step"  # "epoch" once update() drives it
-        self.train = {"step": [], "train_loss": [], "lr": [], "tokens_per_sec": [], "train_accuracy": []}
-        self.val = {"step": [], "val_loss": [], "val_accuracy": []}
+        self.config: dict = {}  # the run's config (on_train_begin), for the panels
+        self.train = {k: [] for k in ("step", *TRAIN_KEYS)}
+        self.val = {k: [] for k in ("step", *EVAL_KEYS)}
         self.best = (math.inf, None)  # (val_loss, step)
         self.handle = None
         self.fig = None
+        self._frozen = False  # layout solved once and kept for the live frames
         self.redraws = 0
         self.draw_s = 0.0  # total seconds spent drawing
         self._last_draw = -math.inf
@@ -85,6 +118,8 @@ class LivePlotter(TrainerCallback):
 
     # -- events ----------------------------------------------------------------
     def on_train_begin(self, state, control, **kwargs) -> None:
+        config = kwargs.get("config")
+        self.config = config.to_dict() if hasattr(config, "to_dict") else dict(config or {})
         self._resolve_mode()
         self._t_begin = self._last_draw = time.monotonic()  # first redraw one interval in, not at step 1
 
@@ -104,7 +139,7 @@ class LivePlotter(TrainerCallback):
     def on_log(self, state, control, logs=None, **kwargs) -> None:
         logs = logs or {}
         self.train["step"].append(state.step)
-        for k in ("train_loss", "lr", "tokens_per_sec", "train_accuracy"):
+        for k in TRAIN_KEYS:
             self.train[k].append(float(logs.get(k, math.nan)))
         self._maybe_draw()
 
@@ -115,7 +150,8 @@ class LivePlotter(TrainerCallback):
         step, loss = int(metrics.get("step", state.step)), float(metrics["val_loss"])
         self.val["step"].append(step)
         self.val["val_loss"].append(loss)
-        self.val["val_accuracy"].append(float(metrics.get("val_accuracy", math.nan)))
+        for k in EVAL_KEYS[1:]:
+            self.val[k].append(float(metrics.get(k, math.nan)))
         if loss < self.best[0]:
             self.best = (loss, step)
         self._maybe_draw()
@@ -150,10 +186,12 @@ class LivePlotter(TrainerCallback):
         self.train["lr"].append(get(train_metrics, "train", "learning_rate"))
         self.train["tokens_per_sec"].append(get(train_metrics, "train", "tokens_per_sec"))
         self.train["train_accuracy"].append(get(train_metrics, "train", "accuracy"))
+        self.train["train_perplexity"].append(get(train_metrics, "train", "perplexity"))
         val_loss = get(val_metrics, "val", "loss")
         if not math.isnan(val_loss):
-            self.on_evaluate(SimpleNamespace(step=int(epoch)), None, metrics={"step": int(epoch), "val_loss": val_loss,
-                                                 "val_accuracy": get(val_metrics, "val", "accuracy")})
+            self.on_evaluate(SimpleNamespace(step=int(epoch)), None, metrics={
+                "step": int(epoch), "val_loss": val_loss, "val_accuracy": get(val_metrics, "val", "accuracy"),
+                "val_perplexity": get(val_metrics, "val", "perplexity")})
         else:
             self._maybe_draw()
 
@@ -201,6 +239,11 @@ class LivePlotter(TrainerCallback):
         self._last_draw = time.monotonic()
         self.redraws += 1
 
+    def record(self) -> RunRecord:
+        """What was logged so far as a run record, for the shared panels."""
+        return RunRecord(name="live", source="live", config=self.config, train=pd.DataFrame(self.train),
+                         eval=pd.DataFrame(self.val), caveat=self.caveat)
+
     def _build(self) -> None:
         titles = self._panels()
         if self.compact:
@@ -212,67 +255,33 @@ class LivePlotter(TrainerCallback):
         self.axes = dict(zip(titles, axes))
         if self.caveat:
             self.fig.suptitle(self.caveat)
-        ylabels = {"Loss": "loss (nats/token)", "Perplexity": "perplexity (log)", "Learning rate": "learning rate",
-                   "Throughput": "tokens/s (all GPUs)", "Accuracy": "next-token accuracy"}
-        for title, ax in self.axes.items():
-            ax.set_title(title)
-            ax.set_xlabel(self.x_label)
-            ax.set_ylabel(ylabels[title])
-            if self.x_label == "epoch":
-                ax.xaxis.get_major_locator().set_params(integer=True)
-        loss = self.axes["Loss"]
-        self.lines = {
-            "train_loss": loss.plot([], [], color=PALETTE["train"], label="train")[0],
-            "val_loss": loss.plot([], [], "o-", color=PALETTE["val"], ms=4, label="val")[0],
-            "best": loss.plot([], [], "*", color=PALETTE["best"], ms=13, label="best val")[0],
-        }
-        if "Throughput" in self.axes:
-            self.lines["tokens_per_sec"] = self.axes["Throughput"].plot([], [], color=PALETTE["throughput"],
-                                                                        label="tokens/s")[0]
-        if "Accuracy" in self.axes:
-            acc = self.axes["Accuracy"]
-            self.lines["train_acc"] = acc.plot([], [], color=PALETTE["train"], label="train")[0]
-            self.lines["val_acc"] = acc.plot([], [], "o-", color=PALETTE["val"], ms=4, label="val")[0]
-            acc.legend(loc="lower right")
-        loss.legend(loc="upper right")
-        if not self.compact:
-            ppl = self.axes["Perplexity"]
-            self.lines["train_ppl"] = ppl.plot([], [], color=PALETTE["train"], label="train")[0]
-            self.lines["val_ppl"] = ppl.plot([], [], "o-", color=PALETTE["val"], ms=4, label="val")[0]
-            ppl.set_yscale("log")
-            ppl.legend(loc="upper right")
-            self.lines["lr"] = self.axes["Learning rate"].plot([], [], color=PALETTE["lr"])[0]
-            self.axes["Learning rate"].ticklabel_format(axis="y", style="sci", scilimits=(-2, 3))
 
     def _draw_figure(self, final: bool) -> None:
         if self.fig is None:
             self._build()
-        t, v = self.train, self.val
-        self.lines["train_loss"].set_data(t["step"], t["train_loss"])
-        self.lines["val_loss"].set_data(v["step"], v["val_loss"])
-        self.lines["best"].set_data([self.best[1]] if self.best[1] is not None else [],
-                                    [self.best[0]] if self.best[1] is not None else [])
-        if "tokens_per_sec" in self.lines:
-            self.lines["tokens_per_sec"].set_data(t["step"], t["tokens_per_sec"])
-        if "train_acc" in self.lines:
-            self.lines["train_acc"].set_data(t["step"], t["train_accuracy"])
-            self.lines["val_acc"].set_data(v["step"], v["val_accuracy"])
-        if not self.compact:
-            self.lines["train_ppl"].set_data(t["step"], [math.exp(min(x, 50)) for x in t["train_loss"]])
-            self.lines["val_ppl"].set_data(v["step"], [math.exp(min(x, 50)) for x in v["val_loss"]])
-            self.lines["lr"].set_data(t["step"], t["lr"])
-        for ax in self.axes.values():
-            ax.relim()
-            ax.autoscale_view()
+        rec = self.record()
+        # Each frame redraws the shared panels from the record into the same axes (they keep
+        # their place: the layout is solved once), emptied of the last frame's data but not
+        # cleared: ax.clear() also drops the tick artists, and re-creating them cost ~20% of
+        # a frame.
+        for title, ax in self.axes.items():
+            _empty(ax)
+            PANELS[title](ax, rec)
+        if self.x_label == "epoch":
+            epoch_axes(self.axes.values())
         if self.best[1] is not None:
             self.axes["Loss"].set_title(f"Loss (best val {self.best[0]:.3f} at {self.x_label} {self.best[1]})")
         if final:
+            if self._frozen:  # the layout was frozen for the live frames; the kept figure is laid out anew
+                self.fig.set_layout_engine("constrained")
+                self._frozen = False
             place_legends(self.fig)  # once: it measures where the data lies
         if self.mode == "figure":
             # Live frames skip the tight bounding box (a second render); the final one keeps it.
             image = _png_image(figure_png(self.fig, dpi=None if final else LIVE_DPI, tight=final))
-            if self.fig.get_layout_engine() is not None and not final:
+            if not final and not self._frozen:
                 self.fig.set_layout_engine("none")  # laid out once; re-solving it each frame costs ~40%
+                self._frozen = True
             if self.handle is None:
                 self.handle = _display(image)
             else:
@@ -285,7 +294,7 @@ class LivePlotter(TrainerCallback):
         val = self.val["val_loss"][-1] if self.val["val_loss"] else math.nan
         lr = t["lr"][-1] if t["lr"] else math.nan
         tps = t["tokens_per_sec"][-1] if t["tokens_per_sec"] else math.nan
-        ppl = math.exp(min(loss, 50)) if not math.isnan(loss) else math.nan
+        ppl = perplexity(loss, t["train_perplexity"][-1] if t["train_perplexity"] else math.nan)
         return f"{step:>8d} {loss:>10.4f} {val:>10.4f} {ppl:>10.2f} {lr:>10.2e} {tps:>12,.0f}"
 
     def _draw_text(self, final: bool) -> None:
