@@ -28,7 +28,7 @@ import atexit, os, sys, time
 sys.path.insert(0, os.getcwd())
 t0 = time.monotonic()
 atexit.register(lambda: print(f"EXIT {time.monotonic() - t0:.3f}", flush=True))  # registered first: runs last
-from utils.training.wandb_logger import WandbSink
+from utils.training.tracking.wandb_logger import WandbSink
 timeout_s, bounded = float(sys.argv[1]), sys.argv[3] == "bounded"
 sink = WandbSink("p", run_name="hang", mode="online", init_timeout_s=timeout_s, run_dir=sys.argv[2])
 sink.start({"tracking": {}})

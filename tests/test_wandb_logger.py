@@ -152,25 +152,13 @@ def test_a_server_that_never_answers_is_given_up_after_the_configured_timeout(tm
     talks to that server. No clock here: bench/wandb_wait.py measures the waits with and
     without the bound (the issue's figure: ~27 s more at the end of a 4-step run)."""
     import os
-    import socket
     import subprocess
     import sys
-    import threading
     from pathlib import Path
 
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(64)
-    held = []
+    from bench.wandb_wait import hanging_server  # the benchmark's server: one definition of "never answers"
 
-    def accept_forever():
-        while True:
-            try:
-                held.append(server.accept()[0])  # keep the connection open, say nothing
-            except OSError:
-                return
-
-    threading.Thread(target=accept_forever, daemon=True).start()
+    server, held = hanging_server()
     env = {**os.environ, "WANDB_BASE_URL": f"http://127.0.0.1:{server.getsockname()[1]}",
            "WANDB_API_KEY": CANARY}
     env.pop("WANDB_MODE", None)

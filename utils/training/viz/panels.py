@@ -54,6 +54,20 @@ def _curve(ax, steps, values, color: str, label: str, smooth: bool) -> None:
         ax.plot(steps, moving_average(steps, values, window), color=color, lw=2, label=f"{window}-step moving average")
 
 
+def _train_and_val(ax, rec: RunRecord, metric: str, smooth: bool, missing: str):
+    """train_<metric> as a curve and val_<metric> as points: returns (train, val) points
+    (either may be None), or None (and the axes say `missing`) when the run logged neither."""
+    train, val = points(rec, f"train_{metric}"), points(rec, f"val_{metric}", "eval")
+    if train is None and val is None:
+        no_data(ax, missing)
+        return None
+    if train is not None:
+        _curve(ax, *train, PALETTE["train"], "train", smooth)
+    if val is not None:
+        ax.plot(*val, "o-", color=PALETTE["val"], ms=4, label="val")
+    return train, val
+
+
 def legend(ax, handles=None, **kwargs) -> None:
     """A legend where it names more than one series; a lone line is named by the title and
     axis label (a legend would only repeat them, and costs ~10% of a live frame to render)."""
@@ -76,14 +90,10 @@ def loss_panel(ax, rec: RunRecord, *, smooth: bool = False, perplexity_axis: boo
     """Train loss (smoothed where the run has a window), val points, the best val marked.
     perplexity_axis: perplexity as a second scale of the same line (exp of the axis)."""
     ax.set_title(title)
-    train, val = points(rec, "train_loss"), points(rec, "val_loss", "eval")
-    if train is None and val is None:
-        no_data(ax, "no loss logged")
+    drawn = _train_and_val(ax, rec, "loss", smooth, "no loss logged")
+    if drawn is None:
         return
-    if train is not None:
-        _curve(ax, *train, PALETTE["train"], "train", smooth)
-    if val is not None:
-        ax.plot(*val, "o-", color=PALETTE["val"], ms=4, label="val")
+    train, val = drawn
     best, best_step = rec.best_val()
     if best_step is not None:
         ax.plot([best_step], [best], "*", color=PALETTE["best"], ms=14, label=f"best {best:.3f} @ {best_step}")
@@ -298,14 +308,8 @@ def tokens_panel(ax, rec: RunRecord, title: str = "Tokens vs Chinchilla-optimal"
 def accuracy_panel(ax, rec: RunRecord, *, smooth: bool = False, title: str = "Accuracy") -> None:
     """Next-token accuracy, train (smoothed where the run has a window) and val points."""
     ax.set_title(title)
-    train, val = points(rec, "train_accuracy"), points(rec, "val_accuracy", "eval")
-    if train is None and val is None:
-        no_data(ax, "accuracy not logged")
+    if _train_and_val(ax, rec, "accuracy", smooth, "accuracy not logged") is None:
         return
-    if train is not None:
-        _curve(ax, *train, PALETTE["train"], "train", smooth)
-    if val is not None:
-        ax.plot(*val, "o-", color=PALETTE["val"], ms=4, label="val")
     ax.set_xlabel("step")
     ax.set_ylabel("next-token accuracy (fraction)")
     legend(ax, loc="lower right")
