@@ -366,6 +366,6 @@ def test_readers_are_importable_from_the_old_and_new_paths():
 
     assert old is new
     for name in ("load_run", "load_runs", "run_log_specs", "RunRecord", "RunLogWriter", "RunLogError", "nanogpt_lr",
-                 "GB_TO_GIB", "FORMAT", "VERSION", "_first"):
+                 "GB_TO_GIB", "FORMAT", "VERSION"):
         assert hasattr(new, name), name
     assert new.load_run is readers.load_run
