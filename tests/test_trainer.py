@@ -412,3 +412,17 @@ def test_a_teardown_failure_after_ctrl_c_does_not_replace_the_interrupt(tmp_path
     with pytest.raises(KeyboardInterrupt):
         trainer.train()
     assert trainer.checkpoints.latest_valid().name == "step_00000004.pt"
+
+
+def test_a_run_resumed_at_its_end_reports_its_last_evaluation(tmp_path):
+    """A second Run all of a finished run trains and evaluates nothing more; its result
+    still carries the last evaluation's val_loss and standard error (from the checkpoint),
+    so the notebook's claim about val_loss does not turn into "no standard error"."""
+    cfg = tiny_config(max_steps=12, eval_interval=6, checkpoint_interval=6)
+    first = make_trainer(tmp_path, cfg).train()
+    again = make_trainer(tmp_path, cfg).train()
+    assert again.state.resumed_from_step == 12 and again.state.step == 12
+    for name in ("val_loss", "val_loss_se", "val_bpb"):
+        if name in first.final_metrics:
+            assert again.final_metrics[name] == first.final_metrics[name], name
+    assert math.isfinite(again.final_metrics["val_loss_se"])

@@ -50,6 +50,9 @@ class TrainerState:
     last_eval_step: int = -1  # the step of the last evaluation (-1: none yet)
     last_sample_step: int = -1  # the step of the last text samples (-1: none yet)
     last_save_step: int = -1  # the step of the last checkpoint (-1: none yet)
+    # The last evaluation's metrics (val_loss, val_loss_se, ...): a run resumed at its end
+    # trains and evaluates nothing more, and still reports what its last evaluation measured.
+    last_eval_metrics: dict[str, float] = field(default_factory=dict)
     world_size: int = 1
     is_world_process_zero: bool = True
     # Ids that sinks store so a resumed run continues the same rows:

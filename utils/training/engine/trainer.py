@@ -364,6 +364,7 @@ class Trainer:
 
     def _evaluate(self) -> None:
         self.last_eval = metrics = self.evaluate()
+        self.state.last_eval_metrics = dict(metrics)  # saved with the checkpoint
         self.state.record_evaluation(metrics["val_loss"])
         self.callbacks.call("on_evaluate", self.state, self.control, metrics=metrics)
 
@@ -406,7 +407,8 @@ class Trainer:
             print(f"Interrupted at step {self.state.step}; saved {path}", file=sys.stderr, flush=True)
 
     def _final_metrics(self) -> dict[str, Any]:
-        out = {**self.last_logs, **self.last_eval}
+        # this session's evaluation, else the one the checkpoint carried (a run resumed at its end)
+        out = {**self.last_logs, **(self.last_eval or self.state.last_eval_metrics)}
         out.update(step=self.state.step, tokens_seen=self.state.tokens_seen, elapsed_s=self.state.elapsed_s)
         if self.compiled:
             out["compile_s"] = self.compile_s
