@@ -297,7 +297,9 @@ print(session.resume_line())
 from utils.training.summary import context_claim
 from utils.training.viz.style import duration
 
-result = session.train()
+# Kernel > Interrupt (or Ctrl-C) checkpoints the current step and prints one line; the cells
+# below then draw the run so far, and running this cell again resumes it.
+result = session.train(on_interrupt="report")
 state = result.state
 print(f"{result.status} at step {state.step}: best val_loss {state.best_val_loss:.4f} at step {state.best_step}, "
       f"{state.tokens_seen:,} tokens in {duration(state.elapsed_s)}" + (f" [{session.caveat}]" if session.caveat else ""))

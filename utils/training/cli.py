@@ -1,8 +1,8 @@
 """`python -m utils.training {train,runs,hpo}`: the notebooks' library on the command line.
 
 Exit codes: 0 completed or stopped early; 1 failure (the cause is printed); 2 bad
-arguments or config (the message names the field); 130 interrupted (Ctrl-C), after a
-checkpoint was written.
+arguments or config (the message names the field); 130 interrupted (Ctrl-C) and 143
+stopped by SIGTERM, after a checkpoint of the current step was written.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from pathlib import Path
 
 from utils.training.config import TrainingConfig, parse_overrides, read_config_file
 from utils.training.config_rules import ConfigError, Problem
+from utils.training.engine import signals
 from utils.training.presets import PRESETS, preset_values
 from utils.training.tracking.db_file import DatabaseFileError
 
@@ -90,9 +91,10 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, DatabaseFileError) as e:  # bad input: a usage error, nothing written
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("interrupted: the last checkpoint is kept; run the same command again to resume", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM (signals.Terminated)
+        print(f"{signals.describe(stop)}: the last checkpoint is kept; run the same command again to resume",
+              file=sys.stderr)
+        return signals.exit_code(stop)
 
 
 def config_from_args(args: argparse.Namespace) -> TrainingConfig:
@@ -188,6 +190,9 @@ def train_command(args: argparse.Namespace) -> int:
     except (ConfigError, DatabaseFileError):  # usage errors: main() prints them and exits 2
         raise
     except (ValueError, OSError, RuntimeError) as e:
+        if signals.stop_received():  # an error a stop signal caused (an import it cut short): the stop
+            interrupted = True
+            raise KeyboardInterrupt from e
         print(f"error: training failed: {type(e).__name__}: {e}", file=sys.stderr)
         return EXIT_FAILED
     finally:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from utils.training.config import TrainingConfig
 from utils.training.config_rules import ConfigError
+from utils.training.contracts import RunStatus
 from utils.training.engine.callbacks import TrainerCallback
 from utils.training.engine.memory import estimate_training_memory_gb, memory_problem  # noqa: F401 - re-exported
 from utils.training.run_callbacks import DatabaseBackup, LastSamples
@@ -278,8 +279,34 @@ class TrainingSession:
                 cbs.append(DatabaseBackup(self.db))
         return cbs + [self._samples] + self.extra_callbacks
 
-    def train(self):
-        """Run (or resume) training; returns the trainer's TrainResult."""
+    def train(self, *, on_interrupt: str = "raise"):
+        """Run (or resume) training; returns the trainer's TrainResult.
+
+        A Ctrl-C (or SIGTERM, see engine/signals.py) checkpoints the current step and marks
+        the run interrupted, then: "raise" re-raises the KeyboardInterrupt (the command
+        line's exit 130/143); "report" (the notebook's Kernel > Interrupt) prints one line and
+        returns the interrupted run's TrainResult, so later cells can draw it, except that a
+        SIGTERM (the runtime being stopped) then closes the session and ends the process."""
+        if on_interrupt not in ("raise", "report"):
+            raise ValueError(f"on_interrupt must be 'raise' or 'report', got {on_interrupt!r}")
+        try:
+            return self._train()
+        except KeyboardInterrupt as stop:
+            if on_interrupt == "raise" or self.trainer is None:
+                raise
+            from utils.training.engine import signals
+            from utils.training.engine.trainer import TrainResult
+
+            step = self.trainer.state.step
+            print(f"{signals.describe(stop)} at step {step}: its checkpoint is kept; run this cell again to "
+                  "resume", flush=True)
+            if isinstance(stop, signals.Terminated):
+                self.close()
+                signals.terminate_now()
+            self.result = TrainResult(RunStatus.INTERRUPTED, self.trainer.state, error=signals.describe(stop))
+            return self.result
+
+    def _train(self):
         from utils.training.engine.trainer import Trainer
 
         if self.model is None:

@@ -56,6 +56,7 @@ from utils.training.engine.flow import FLAGS, FlowCallback
 from utils.training.engine.log_window import LogWindow, NonFiniteLossError
 from utils.training.engine.optimizers import build_optimizer, build_scheduler
 from utils.training.engine.rng import capture_rng, seed_everything
+from utils.training.engine.signals import sigterm_as_interrupt
 
 # Names this module had before they moved (`from utils.training.trainer import X` and the
 # engine.trainer path keep working): name -> its module now, imported when first asked for.
@@ -276,6 +277,10 @@ class Trainer:
                   "not counted in step time or tokens/s", flush=True)
 
     def train(self) -> TrainResult:
+        with sigterm_as_interrupt():  # Colab and torchrun stop with SIGTERM: checkpoint as on Ctrl-C
+            return self._train()
+
+    def _train(self) -> TrainResult:
         self._setup()
         self._resumed_path = None  # the checkpoint _maybe_resume continues from
         self._maybe_resume()
