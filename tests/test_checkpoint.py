@@ -172,11 +172,19 @@ def test_orphaned_checksum_of_a_killed_write_is_swept(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_a_checkpoint_from_before_checksums_still_loads(tmp_path):
+def test_a_checkpoint_without_its_checksum_still_loads_and_resume_says_it_is_unverified(tmp_path, capsys):
+    """Written before checksums existed, or its .sha256 deleted (flipped bytes then go
+    unnoticed): it is used, and the resume says so."""
     mgr = CheckpointManager(tmp_path, keep=2)
     path = mgr.save(state(3), step=3)
     ck.checksum_path(path).unlink()
+    capsys.readouterr()
     assert CheckpointManager(tmp_path, keep=2).latest_valid() == path
+    assert f"Checkpoint {path} has no checksum file (step_00000003.pt.sha256): used unverified" in \
+        capsys.readouterr().err
+    with_sum = mgr.save(state(4), step=4)
+    assert CheckpointManager(tmp_path, keep=2).latest_valid() == with_sum
+    assert "unverified" not in capsys.readouterr().err
 
 
 class _Payload:

@@ -107,7 +107,8 @@ def test_command_line_values_are_read_by_the_forms_declared_type(tmp_path):
     assert read_parameters(nb, [("lr", "None"), ("size_mb", "2.5")]) == {"lr": None, "size_mb": 2.5}
     for name, text, expected in (("run_search", "yes", "True, False, true or false"), ("steps", "1.5", "an integer"),
                                  ("size_mb", "big", "a number"), ("lr", "fast", "a Python literal"),
-                                 ("preset", "huge", "one of smoke, fast")):
+                                 ("preset", "huge", "one of smoke, fast"), ("lr", "1e999", "a finite number"),
+                                 ("size_mb", "1e999", "a finite number"), ("size_mb", "nan", "a finite number")):
         with pytest.raises(ValueError, match=f"parameter {name} .*{text!r} is not {expected}"):
             read_parameters(nb, [(name, text)])
 

@@ -22,10 +22,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
 import sys
 from pathlib import Path
+
+from utils.notebook_forms import BOOLEANS, form_declarations
 
 PARAMETERS_TAG = "parameters"
 INJECTED_TAG = "injected-parameters"
@@ -58,10 +61,6 @@ class NotebookExecutionError(RuntimeError):
         super().__init__(f"{notebook}: {where} failed\n  cell starts with:\n{head}\n  error:\n{error}")
 
 
-# `name = value  #@param SPEC` in a form; SPEC is {type:"..."} or a dropdown's [choices].
-FORM_LINE = re.compile(r"^(\w+)\s*(?::[^=]+)?=.*?#\s*@param\s*(.*)$")
-FORM_TYPE = re.compile(r"""type\s*:\s*["'](\w+)["']""")
-BOOLEANS = {"True": True, "true": True, "False": False, "false": False}
 
 
 def _tags(cell) -> list[str]:
@@ -245,28 +244,12 @@ def _parse_parameter(item: str) -> tuple[str, str]:
 
 def form_types(nb) -> dict[str, tuple[str, list | None]]:
     """{name: (type, dropdown choices or None)} of every `#@param` line in the parameters
-    cells. The type is the declared one (boolean, integer, number, raw, string, slider,
-    date), "dropdown" for a list, or "" when the line declares none."""
-    import ast
-
+    cells (notebook_forms.form_declarations, the first declaration of a name)."""
     types: dict[str, tuple[str, list | None]] = {}
     for cell in nb.cells:
-        if PARAMETERS_TAG not in _tags(cell):
-            continue
-        for line in cell.source.splitlines():
-            m = FORM_LINE.match(line.strip())
-            if m is None:
-                continue
-            name, spec = m.group(1), m.group(2).strip()
-            if spec.startswith("["):
-                try:
-                    choices = ast.literal_eval(spec.split("#", 1)[0].strip())
-                except (ValueError, SyntaxError):
-                    choices = None
-                types.setdefault(name, ("dropdown", list(choices) if isinstance(choices, list) else None))
-            else:
-                found = FORM_TYPE.search(spec)
-                types.setdefault(name, (found.group(1) if found else "", None))
+        if PARAMETERS_TAG in _tags(cell):
+            for name, declared in form_declarations(cell.source).items():
+                types.setdefault(name, declared)
     return types
 
 
@@ -288,14 +271,20 @@ def read_parameter(name: str, text: str, kind: str, choices: list | None = None)
             raise refuse("an integer") from None
     if kind in ("number", "slider"):
         try:
-            return int(text) if re.fullmatch(r"[+-]?\d+", text.strip()) else float(text)
+            value = int(text) if re.fullmatch(r"[+-]?\d+", text.strip()) else float(text)
         except ValueError:
             raise refuse("a number") from None
+        if not math.isfinite(value):
+            raise refuse("a finite number")
+        return value
     if kind == "raw":
         try:
-            return ast.literal_eval(text)
+            value = ast.literal_eval(text)
         except (ValueError, SyntaxError):
             raise refuse("a Python literal (None, a number, a quoted string, a list...)") from None
+        if isinstance(value, float) and not math.isfinite(value):
+            raise refuse("a finite number")
+        return value
     if kind == "dropdown":
         if choices is None:
             return text

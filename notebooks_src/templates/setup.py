@@ -37,12 +37,15 @@ def git(*args: str) -> str:
 
 REPO_ROOT = library_root()
 if REPO_ROOT is None:
+    for name, value in (("repo_url", repo_url), ("repo_ref", repo_ref)):
+        if not value.strip() or value.strip().startswith("-"):  # git would read it as an option
+            raise ValueError(f"{name} {value!r} must be a repository URL or a ref, not empty or starting with '-'")
     if (clone / ".git").is_dir():  # a second Run all: the ref may have moved
-        git("remote", "set-url", "origin", repo_url)
+        git("remote", "set-url", "origin", "--", repo_url)
         git("fetch", "--quiet", "--tags", "--force", "origin")
     else:
         clone.parent.mkdir(parents=True, exist_ok=True)
-        done = subprocess.run(["git", "clone", "--quiet", repo_url, str(clone)], capture_output=True, text=True)
+        done = subprocess.run(["git", "clone", "--quiet", "--", repo_url, str(clone)], capture_output=True, text=True)
         if done.returncode != 0:
             raise RuntimeError(f"cannot clone {repo_url} into {clone} (set repo_url in the form above):\n"
                                f"{done.stderr.strip()}")

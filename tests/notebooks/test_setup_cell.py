@@ -60,3 +60,18 @@ def test_second_run_all_fetches_and_checks_out_the_moved_ref(tmp_path):
     assert result["second"] == [str(clone / "utils" / "training" / "__init__.py"), "yes"]
     assert sum(f"{origin.as_uri()} at moving" in line for line in lines) == 2
     assert installed_distributions() == before
+
+
+@pytest.mark.parametrize("field,value", [("repo_url", "--upload-pack=touch PWNED"), ("repo_ref", "-x"),
+                                         ("repo_url", "  ")])
+def test_a_repo_url_or_ref_git_would_read_as_an_option_is_refused_before_git_runs(tmp_path, field, value):
+    form = {"repo_url": "https://github.com/a/b.git", "repo_ref": "main", "clone_dir": str(tmp_path / "c")}
+    form[field] = value
+    driver = ("import sys\nns = {'__name__': '__main__', **%r}\n"
+              "exec(compile(open(sys.argv[1]).read(), 'setup', 'exec'), ns)\n" % form)
+    env = {**{k: v for k, v in os.environ.items() if k != "PYTHONPATH"}, "PATH": ""}  # no git to run, if it tried
+    r = subprocess.run([sys.executable, "-c", driver, str(TEMPLATE)], cwd=tmp_path, env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0
+    assert f"ValueError: {field} {value!r} must be a repository URL or a ref" in r.stderr
+    assert not (tmp_path / "PWNED").exists() and not (tmp_path / "c").exists()

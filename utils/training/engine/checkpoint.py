@@ -202,6 +202,9 @@ class CheckpointManager:
             elif self.validate is not None and (why := self.validate(state)):
                 print(f"Checkpoint {path} cannot be used ({why}); skipped", file=sys.stderr)
             else:
+                if _expected_checksum(path) is None:  # deleted, or written before checksums: say so
+                    print(f"Checkpoint {path} has no checksum file ({checksum_path(path).name}): used unverified",
+                          file=sys.stderr)
                 return path
             self._cache = None
         return None
