@@ -167,11 +167,11 @@ DATA_SOURCES = Registry("data_source", [
 #   mlp:    "gelu" (d_ff = 4 d_model by default) or "swiglu" (d_ff ~ 8/3 d_model)
 _MOD = "utils.training.engine.models"
 MODEL_FAMILIES = Registry("model_family", [
-    Entry("llama", "Llama: RoPE, RMSNorm, SwiGLU, grouped-query attention", f"{_MOD}:llama_config",
+    Entry("llama", "RoPE, RMSNorm, SwiGLU MLP, grouped-query attention", f"{_MOD}:llama_config",
           {"gqa": True, "rotary": True, "mlp": "swiglu"}),
-    Entry("gpt2", "GPT-2: learned positions, LayerNorm, GELU MLP", f"{_MOD}:gpt2_config",
+    Entry("gpt2", "learned positions, LayerNorm, GELU MLP", f"{_MOD}:gpt2_config",
           {"gqa": False, "rotary": False, "mlp": "gelu"}),
-    Entry("qwen2", "Qwen2: Llama plus q/k/v biases", f"{_MOD}:qwen2_config",
+    Entry("qwen2", "llama plus q/k/v biases", f"{_MOD}:qwen2_config",
           {"gqa": True, "rotary": True, "mlp": "swiglu"}),
 ])
 
