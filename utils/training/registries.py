@@ -143,6 +143,7 @@ SCHEDULES = Registry("schedule", [
 #   reads:    "memory" (loaded whole, no input), "hub" (a Hugging Face dataset), "files" (a path)
 #   options:  {loader keyword: config field} read from the config ("" means not given)
 #   requires: the config field that must be non-empty for this source
+#   synthetic: not text; every figure of a run on it says so
 _SRC = "utils.training.data.sources"
 _FILE_OPTIONS = {"path": "data_path", "text_column": "text_column"}
 DATA_SOURCES = Registry("data_source", [
@@ -158,7 +159,7 @@ DATA_SOURCES = Registry("data_source", [
     Entry("local", "a file or folder on this machine (data_path)", f"{_SRC}:load_local",
           {"reads": "files", "requires": "data_path", "options": _FILE_OPTIONS}),
     Entry("synthetic", "random text, for tests only (labelled synthetic)", f"{_SRC}:load_synthetic",
-          {"reads": "memory", "options": {"seed": "random_seed"}}),
+          {"reads": "memory", "options": {"seed": "random_seed"}, "synthetic": True}),
 ])
 
 # A model family's builder: (config, d_ff) -> the transformers config object. Facts:
