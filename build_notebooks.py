@@ -125,7 +125,7 @@ def load_setting(pyproject: Path = PYPROJECT) -> RepoSetting:
 
 
 SETTING = load_setting()
-# Kept names: the GitHub repository of the badges (owner/name) and its ref, from the setting.
+# The GitHub repository of the badges (owner/name) and its ref, from the setting.
 GITHUB_REPO = SETTING.github
 GITHUB_BRANCH = SETTING.repo_ref
 

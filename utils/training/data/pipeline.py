@@ -22,7 +22,7 @@ import numpy as np
 
 from utils.training.contracts import BatchSource
 from utils.training.data.readers import DataError
-from utils.training.data.sources import (  # noqa: F401  (re-exported: the names of the former data.py)
+from utils.training.data.sources import (  # noqa: F401  (re-exported)
     DOC_SPLITS,
     DRIVE_ROOT,
     SOURCES,
