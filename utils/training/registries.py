@@ -176,14 +176,15 @@ MODEL_FAMILIES = Registry("model_family", [
           {"gqa": True, "rotary": True, "mlp": "swiglu"}),
 ])
 
-# Facts: dtype (a torch dtype name; None for auto), devices (device types that run it),
-# grad_scaler (fp16 needs loss scaling). "auto" is resolved by engine/device.py.
+# Facts: dtype (a torch dtype name; None for auto), bytes (per activation element),
+# devices (device types that run it), grad_scaler (fp16 needs loss scaling). "auto" is
+# resolved by engine/device.py.
 PRECISIONS = Registry("precision", [
     Entry("auto", "bf16 on GPUs that have it, fp16 on older GPUs, fp32 on CPU/MPS", None, {"dtype": None}),
-    Entry("fp32", "32-bit floats, no autocast", None, {"dtype": "float32", "devices": ("cuda", "cpu", "mps")}),
-    Entry("bf16", "bfloat16 autocast (Ampere+ GPUs, CPU)", None, {"dtype": "bfloat16", "devices": ("cuda", "cpu")}),
+    Entry("fp32", "32-bit floats, no autocast", None, {"dtype": "float32", "bytes": 4, "devices": ("cuda", "cpu", "mps")}),
+    Entry("bf16", "bfloat16 autocast (Ampere+ GPUs, CPU)", None, {"dtype": "bfloat16", "bytes": 2, "devices": ("cuda", "cpu")}),
     Entry("fp16", "float16 autocast with a GradScaler (CUDA)", None,
-          {"dtype": "float16", "devices": ("cuda",), "grad_scaler": True}),
+          {"dtype": "float16", "bytes": 2, "devices": ("cuda",), "grad_scaler": True}),
 ])
 
 # config field -> its registry: what config validation and the notebook's dropdowns read.
