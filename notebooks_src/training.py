@@ -120,11 +120,13 @@ tokenizer = "bpe"  #@param {type:"string"}
 vocab_size = 4096  #@param {type:"integer"}
 
 # %%
-# Built-in sources: the ICD-10-CM corpus, or synthetic tokens.
+# Sources loaded whole, with no input: the ICD-10-CM corpus, or synthetic tokens.
 from utils.training import load_source
+from utils.training.registries import DATA_SOURCES
 
 corpus = None
-if data_source in ("builtin", "synthetic"):
+source_reads = DATA_SOURCES.get(data_source).facts["reads"]  # "memory", "hub" or "files"
+if source_reads == "memory":
     corpus = load_source(data_source)
     print(f"{corpus.name}: {len(corpus.documents):,} documents, {corpus.num_bytes / 1e6:.2f} MB")
 else:
@@ -132,8 +134,8 @@ else:
 
 # %%
 # A Hugging Face dataset (needs internet; Colab).
-if data_source == "hf":
-    corpus = load_source("hf", name=hf_dataset, config=hf_config or None, split="train",
+if source_reads == "hub":
+    corpus = load_source(data_source, name=hf_dataset, config=hf_config or None, split="train",
                          text_column=text_column or None)
     print(f"{corpus.name}: {len(corpus.documents):,} documents, {corpus.num_bytes / 1e6:.2f} MB")
 else:
@@ -142,15 +144,12 @@ else:
 # %%
 # Files: under the Drive workspace (drive), a local path (local), or uploaded (upload).
 # .txt files: doc_split says what a document is (auto: paragraphs if blank lines separate them, else lines).
-if data_source == "drive":
-    corpus = load_source("drive", path=data_path, drive_root=str(workspace.root), text_column=text_column or None,
-                         doc_split=doc_split)
-elif data_source == "local":
-    corpus = load_source("local", path=data_path, text_column=text_column or None, doc_split=doc_split)
-elif data_source == "upload":
-    corpus = load_source("upload", path=data_path or None, text_column=text_column or None, doc_split=doc_split,
-                         upload_dir=str(workspace.datasets_dir / "uploads"))
-if data_source in ("drive", "local", "upload"):
+if source_reads == "files":
+    # Drive paths are relative to the workspace on Drive; uploads are kept in the workspace.
+    in_workspace = {"drive": {"drive_root": str(workspace.root)},
+                    "upload": {"upload_dir": str(workspace.datasets_dir / "uploads")}}.get(data_source, {})
+    corpus = load_source(data_source, path=data_path or None, text_column=text_column or None, doc_split=doc_split,
+                         **in_workspace)
     split_used = f", one per {corpus.info['doc_split']}" if corpus.info.get("doc_split") else ""
     print(f"{corpus.name}: {len(corpus.documents):,} documents{split_used}, {corpus.num_bytes / 1e6:.2f} MB")
 else:
@@ -197,7 +196,6 @@ warmup_ratio = None  #@param {type:"raw"}
 weight_decay = None  #@param {type:"raw"}
 max_grad_norm = None  #@param {type:"raw"}
 precision = "auto"  #@param ["auto", "fp32", "bf16", "fp16"]
-# optimizer: muon = Muon on the hidden matrices (a lower loss in the same steps), AdamW on the rest
 optimizer = "preset's optimizer"  #@param ["preset's optimizer", "adamw", "muon"]
 gradient_accumulation_steps = None  #@param {type:"raw"}
 random_seed = 42  #@param {type:"integer"}

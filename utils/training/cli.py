@@ -15,6 +15,7 @@ from utils.training.config import TrainingConfig, parse_overrides, read_config_f
 from utils.training.config_rules import ConfigError, Problem
 from utils.training.engine import signals
 from utils.training.presets import PRESETS, preset_values
+from utils.training.registries import DATA_SOURCES
 from utils.training.tracking.db_file import DatabaseFileError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -134,9 +135,10 @@ def train_command(args: argparse.Namespace) -> int:
     config.rank_batch(world_size_from_env())  # a world size that cannot split the batch: exit 2, no data touched
     data_options = {"mode": args.mode}
     if args.doc_split:
-        if config.data_source not in ("local", "drive", "upload"):
-            raise ConfigError([Problem("--doc-split", args.doc_split, "applies to .txt files of data_source local, "
-                                       f"drive or upload (data_source is {config.data_source!r})")])
+        file_sources = DATA_SOURCES.where("reads", "files")
+        if config.data_source not in file_sources:
+            raise ConfigError([Problem("--doc-split", args.doc_split, "applies to .txt files of data_source "
+                                       f"{', '.join(file_sources)} (data_source is {config.data_source!r})")])
         if args.mode == "chunk" and args.doc_split not in ("paragraph", "line"):
             raise ConfigError([Problem("--doc-split", args.doc_split, "streaming (--mode chunk) splits by "
                                        "'paragraph' or 'line'")])

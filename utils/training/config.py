@@ -54,7 +54,7 @@ class TrainingConfig:
     # --- identity and data -------------------------------------------------------
     run_name: str = "run"  # folder name under WORKSPACE/runs/; letters, digits, . _ -
     preset: str = ""  # the preset this config started from ("" = none); figures label smoke/cpu runs
-    data_source: str = "builtin"  # builtin | hf | local | drive | upload | synthetic
+    data_source: str = "builtin"  # a name of registries.DATA_SOURCES
     data_path: str = ""  # file or folder for local/drive/upload
     hf_dataset: str = ""  # datasets.load_dataset name for data_source="hf", e.g. "wikitext"
     hf_config: str = ""  # its config, e.g. "wikitext-2-raw-v1"
@@ -62,7 +62,7 @@ class TrainingConfig:
     tokenizer: str = "bpe"  # "bpe" (trained on the corpus) | "gpt2" (packaged files) | a hub name
     validation_split: float = 0.1  # share of documents held out for validation
     # --- model ---------------------------------------------------------------------
-    model_family: str = "llama"  # gpt2 | llama | qwen2 (transformers architectures)
+    model_family: str = "llama"  # a name of registries.MODEL_FAMILIES (transformers architectures)
     pretrained: str = ""  # hub name to start from pretrained weights (needs internet)
     n_layer: int = 4  # transformer blocks
     n_head: int = 4  # attention heads
@@ -75,10 +75,10 @@ class TrainingConfig:
     # --- optimisation ----------------------------------------------------------------
     learning_rate: float = 1e-3  # peak learning rate after warmup
     min_lr_ratio: float = 0.1  # final lr as a share of the peak (cosine/linear)
-    schedule: str = "cosine"  # cosine | linear | constant, after linear warmup
+    schedule: str = "cosine"  # a name of registries.SCHEDULES, after linear warmup
     warmup_ratio: float = 0.05  # share of max_steps spent warming up
     weight_decay: float = 0.1  # decoupled weight decay, lr-scaled (matrices only)
-    optimizer: str = "adamw"  # adamw | muon (Muon on the hidden matrices, AdamW on the rest)
+    optimizer: str = "adamw"  # a name of registries.OPTIMIZERS
     muon_lr: float = 0.02  # Muon's peak learning rate (learning_rate stays AdamW's), same schedule
     max_grad_norm: float = 1.0  # clip the global gradient norm to this; 0 = no clipping
     batch_size: int = 32  # sequences per micro-step (one process; ranks split it, see rank_batch)
@@ -98,7 +98,7 @@ class TrainingConfig:
     sample_interval: int = 0  # text samples from fixed prompts; 0 = at the end only
     early_stopping_patience: int = 0  # evaluations without val_loss improvement; 0 = off
     # --- numerics ------------------------------------------------------------------
-    precision: str = "auto"  # auto (bf16 > fp16 > fp32 by device) | fp32 | bf16 | fp16
+    precision: str = "auto"  # a name of registries.PRECISIONS (auto: bf16 > fp16 > fp32 by device)
     compile: str = "auto"  # auto (on for CUDA capability >= 8.0) | on | off; true/false mean on/off
     deterministic: bool = False  # deterministic kernels (slower)
     random_seed: int = 42  # seeds model init, batches and dropout
@@ -149,8 +149,10 @@ class TrainingConfig:
                 base.update(MODEL_SIZES[model_size])
         parsed, parse_problems = read_form(values, FIELD_TYPES)
         merged = {**base, **parsed}
-        if merged.get("model_family") == "gpt2" and "n_kv_head" not in parsed:
-            merged["n_kv_head"] = merged.get("n_head", FIELD_DEFAULTS["n_head"])  # GPT-2 has no GQA
+        family = merged.get("model_family", FIELD_DEFAULTS["model_family"])
+        if family in MODEL_FAMILIES and MODEL_FAMILIES.get(family).facts.get("gqa") is False \
+                and "n_kv_head" not in parsed:
+            merged["n_kv_head"] = merged.get("n_head", FIELD_DEFAULTS["n_head"])  # no grouped-query attention
         return build_config(cls, merged, problems + parse_problems)
 
     @classmethod

@@ -20,13 +20,22 @@ from dataclasses import dataclass
 from typing import Any, get_type_hints
 
 from utils.training.presets import PRESETS
+from utils.training.registries import (
+    DATA_SOURCES,
+    MODEL_FAMILIES,
+    OPTIMIZERS,
+    PRECISIONS,
+    REGISTRIES,
+    SCHEDULES,
+)
 
-MODEL_FAMILIES = ("gpt2", "llama", "qwen2")
-SCHEDULES = ("cosine", "linear", "constant")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-OPTIMIZERS = ("adamw", "muon")
+__all__ = [
+    "CHOICES", "COMPILE_MODES", "DATA_SOURCES", "KNOWN_ALIASES", "MODEL_FAMILIES", "OPTIMIZERS", "PATH_NAME_RULE",
+    "PRECISIONS", "RANGES", "SCHEDULES", "ConfigError", "Problem", "check_config", "check_types", "check_values",
+    "field_types", "path_name_problem", "type_matches", "unknown_key",
+]
+
 COMPILE_MODES = ("auto", "on", "off")
-DATA_SOURCES = ("builtin", "hf", "local", "drive", "upload", "synthetic")
 
 # The one rule for names that become folder or file names (run_name, the HPO study name):
 # matched whole (fullmatch: a trailing newline is not allowed, as `$` would let it be), so
@@ -109,14 +118,9 @@ RANGES: dict[str, tuple[float, float, bool, bool]] = {
     "wandb_timeout_s": (0.0, 3600.0, False, True),
     "memory_limit_gb": (0.0, 1e6, True, True),
 }
-CHOICES = {
-    "model_family": MODEL_FAMILIES,
-    "schedule": SCHEDULES,
-    "precision": PRECISIONS,
-    "data_source": DATA_SOURCES,
-    "optimizer": OPTIMIZERS,
-    "compile": COMPILE_MODES,
-}
+# The allowed values of the choice fields: the registries (registries.py), read at each
+# check, so an entry registered later is allowed at once.
+CHOICES = {**REGISTRIES, "compile": COMPILE_MODES}
 # The cross-field rules below read these; they run only when all of them are well typed.
 _CROSS_FIELDS = frozenset({"run_name", "preset", "tokenizer", "n_head", "n_kv_head", "d_model", "model_family",
                            "data_source", "hf_dataset", "data_path"})
@@ -201,16 +205,17 @@ def _cross_field_problems(cfg: Any) -> list[Problem]:
         problems.append(Problem("d_model", cfg.d_model, f"must be divisible by n_head ({cfg.n_head})"))
     if cfg.n_kv_head >= 1 and cfg.n_head % cfg.n_kv_head:
         problems.append(Problem("n_head", cfg.n_head, f"must be divisible by n_kv_head ({cfg.n_kv_head})"))
-    if cfg.model_family == "gpt2" and cfg.n_kv_head != cfg.n_head:
-        problems.append(Problem("n_kv_head", cfg.n_kv_head,
-                                f"must equal n_head ({cfg.n_head}) for gpt2, which has no grouped-query attention"))
-    if cfg.model_family in ("llama", "qwen2") and cfg.n_head >= 1 and (cfg.d_model // cfg.n_head) % 2:
+    family = MODEL_FAMILIES.get(cfg.model_family).facts if cfg.model_family in MODEL_FAMILIES else {}
+    if family.get("gqa") is False and cfg.n_kv_head != cfg.n_head:
+        problems.append(Problem("n_kv_head", cfg.n_kv_head, f"must equal n_head ({cfg.n_head}) for "
+                                                            f"{cfg.model_family}, which has no grouped-query attention"))
+    if family.get("rotary") and cfg.n_head >= 1 and (cfg.d_model // cfg.n_head) % 2:
         problems.append(Problem("d_model", cfg.d_model,
                                 f"d_model / n_head must be even for rotary embeddings ({cfg.model_family})"))
-    if cfg.data_source == "hf" and not cfg.hf_dataset:
-        problems.append(Problem("hf_dataset", cfg.hf_dataset, "is required when data_source is 'hf'"))
-    if cfg.data_source in ("local", "drive") and not cfg.data_path:
-        problems.append(Problem("data_path", cfg.data_path, f"is required when data_source is {cfg.data_source!r}"))
+    required = DATA_SOURCES.get(cfg.data_source).facts.get("requires") if cfg.data_source in DATA_SOURCES else None
+    if required and not getattr(cfg, required):
+        problems.append(Problem(required, getattr(cfg, required),
+                                f"is required when data_source is {cfg.data_source!r}"))
     return problems
 
 

@@ -27,6 +27,7 @@ from utils.training.config_rules import ConfigError
 from utils.training.contracts import RunStatus
 from utils.training.engine.callbacks import TrainerCallback
 from utils.training.engine.memory import estimate_training_memory_gb, memory_problem  # noqa: F401 - re-exported
+from utils.training.registries import DATA_SOURCES
 from utils.training.run_callbacks import DatabaseBackup, LastSamples
 from utils.training.summary import (  # noqa: F401 - re-exported (the notebook imports them from here)
     CHINCHILLA_TOKENS_PER_PARAM,
@@ -191,7 +192,8 @@ class TrainingSession:
         from utils.training.viz.style import caveat
 
         synthetic = bool(self.data is not None and self.data.stats.get("synthetic", False))
-        return caveat(self.requested_config.preset, synthetic or self.requested_config.data_source == "synthetic")
+        source = DATA_SOURCES.get(self.requested_config.data_source)
+        return caveat(self.requested_config.preset, synthetic or bool(source.facts.get("synthetic")))
 
     def check_memory(self) -> None:
         """Refuse (ConfigError naming the fields) a run whose minimum training memory

@@ -22,7 +22,7 @@ import numpy as np
 
 from utils.training.contracts import BatchSource
 from utils.training.data.readers import DataError
-from utils.training.data.sources import (  # noqa: F401  (re-exported: the names of the former data.py)
+from utils.training.data.sources import (  # noqa: F401  (re-exported)
     DOC_SPLITS,
     DRIVE_ROOT,
     SOURCES,
@@ -41,9 +41,11 @@ from utils.training.data.sources import (  # noqa: F401  (re-exported: the names
     load_source,
     load_synthetic,
     load_upload,
+    source_options,
     spool_hf_to_text,
 )
 from utils.training.io import atomic_write_text
+from utils.training.registries import DATA_SOURCES
 from utils.training.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -51,7 +53,7 @@ if TYPE_CHECKING:
 
 MODES = ("packed", "chunk", "sample")
 ENCODE_DOCS = 20_000  # documents per encode_batch call: bounds peak memory on big corpora
-FILE_SOURCES = ("local", "drive", "upload")
+FILE_SOURCES = DATA_SOURCES.where("reads", "files")
 
 
 @dataclass
@@ -88,23 +90,6 @@ def split_documents(docs: list[str], validation_split: float, seed: int) -> tupl
     train = [d for i, d in enumerate(docs) if i not in val_idx]
     val = [d for i, d in enumerate(docs) if i in val_idx]
     return train, val
-
-
-def source_options(config: TrainingConfig, overrides: dict) -> dict:
-    """The keyword arguments of `load_source(config.data_source, ...)`: the config's
-    fields for that source, then `overrides` (prepare_data's extra keywords)."""
-    kind = config.data_source
-    text_column = config.text_column or None  # "" in a config means: detect it
-    if kind == "hf":
-        opts = {"name": config.hf_dataset, "config": config.hf_config or None, "text_column": text_column}
-    elif kind in FILE_SOURCES:
-        opts = {"path": config.data_path, "text_column": text_column}
-    elif kind == "synthetic":
-        opts = {"seed": config.random_seed}
-    else:
-        opts = {}
-    opts.update(overrides)
-    return opts
 
 
 def check_block(n_tokens: int, block_size: int, split: str, where: str) -> None:
@@ -233,10 +218,11 @@ def prepare_chunks(config: TrainingConfig, workspace: Workspace | str | os.PathL
     B, T, seed = config.batch_size, config.block_size, config.random_seed
     doc_split = options.pop("doc_split", "paragraph")
     synthetic = False
-    if corpus is None and kind in FILE_SOURCES:
+    reads = DATA_SOURCES.get(kind).facts.get("reads")  # "files", "hub" or "memory"
+    if corpus is None and reads == "files":
         opts = source_options(config, options)
         files, name = data_files(kind, opts.get("path"), opts.get("drive_root")), Path(opts.get("path") or "").name
-    elif corpus is None and kind == "hf":
+    elif corpus is None and reads == "hub":
         name = f"{config.hf_dataset}/{config.hf_config}" if config.hf_config else config.hf_dataset
         hf_opts = {k: v for k, v in options.items() if k in ("split", "max_documents", "check_hub", "data_files")}
         files = [spool_hf_to_text(config.hf_dataset, config.hf_config or None, hf_opts.pop("split", "train"),

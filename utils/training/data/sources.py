@@ -31,12 +31,13 @@ from utils.training.data.readers import (
     pick_text_column,
 )
 from utils.training.io import atomic_open
+from utils.training.registries import DATA_SOURCES
 
 __all__ = [
     "DOC_SPLITS", "DRIVE_ROOT", "SOURCES", "TEXT_COLUMN_GUESSES", "TEXT_SUFFIXES", "DataError", "TextCorpus",
     "builtin_corpus", "data_files", "hf_offline_message", "hub_reachable", "list_data_files", "load_builtin",
     "load_drive", "load_hf", "load_local", "load_source", "load_synthetic", "load_upload", "open_hf_dataset",
-    "spool_hf_to_text",
+    "source_options", "spool_hf_to_text",
 ]
 
 DRIVE_ROOT = os.environ.get("SLM_DRIVE_DIR", "/content/drive/MyDrive")
@@ -323,7 +324,7 @@ def spool_hf_to_text(name: str, config: str | None, split: str, text_column: str
 
 
 # ---------------------------------------------------------------------------------------
-# synthetic (tests only) and the registry
+# synthetic (tests only); which loader a name calls is registries.DATA_SOURCES
 
 
 def load_synthetic(num_documents: int = 2000, words_per_document: int = 40, vocab_words: int = 500,
@@ -338,12 +339,23 @@ def load_synthetic(num_documents: int = 2000, words_per_document: int = 40, voca
     return TextCorpus(docs, name="synthetic (random text, tests only)", source="synthetic", synthetic=True)
 
 
-SOURCES = {"builtin": load_builtin, "hf": load_hf, "local": load_local, "drive": load_drive,
-           "upload": load_upload, "synthetic": load_synthetic}
+SOURCES = DATA_SOURCES.builders  # {name: loader}, a live view of the registry
 
 
 def load_source(kind: str, **options) -> TextCorpus:
-    """kind in SOURCES; options are the loader's keyword arguments (path, text_column, ...)."""
-    if kind not in SOURCES:
-        raise DataError(f"data_source must be one of {sorted(SOURCES)}, got {kind!r}")
-    return SOURCES[kind](**options)
+    """The corpus of data source `kind` (a registries.DATA_SOURCES name); options are its
+    loader's keyword arguments (path, text_column, ...)."""
+    if kind not in DATA_SOURCES:
+        raise DataError(f"data_source must be one of {list(DATA_SOURCES)}, got {kind!r}")
+    return DATA_SOURCES.builder(kind)(**options)
+
+
+def source_options(config, overrides: dict) -> dict:
+    """The keyword arguments of `load_source(config.data_source, ...)`: the config fields its
+    registry entry names (facts["options"]; "" means not given: None), then `overrides`."""
+    fields = DATA_SOURCES.get(config.data_source).facts.get("options", {})
+    opts = {}
+    for keyword, name in fields.items():
+        value = getattr(config, name)
+        opts[keyword] = None if value == "" else value
+    return {**opts, **overrides}

@@ -11,6 +11,8 @@ import os
 
 import torch
 
+from utils.training.registries import PRECISIONS
+
 
 def resolve_device(device=None) -> torch.device:
     """`device` as a torch.device; None: CUDA, else MPS, else CPU."""
@@ -24,22 +26,27 @@ def resolve_device(device=None) -> torch.device:
 
 
 def resolve_precision(precision: str, use_amp: bool, device_type: str, bf16_supported: bool) -> str:
-    """-> "fp32" | "bf16" | "fp16". auto: bf16 where the GPU has it (Ampere+), fp16 with
-    a GradScaler on older GPUs (T4, V100), fp32 on CPU/MPS. Raises ValueError (naming
-    `precision`) for a choice the device cannot run."""
-    if not use_amp or precision == "fp32":
+    """-> the registries.PRECISIONS name a run computes in. auto: bf16 where the GPU has it
+    (Ampere+), fp16 with a GradScaler on older GPUs (T4, V100), fp32 on CPU/MPS. Raises
+    ValueError (naming `precision`) for a choice the device cannot run."""
+    facts = PRECISIONS.get(precision).facts
+    if not use_amp or facts["dtype"] == "float32":
         return "fp32"
-    if precision == "auto":
+    if facts["dtype"] is None:  # auto
         if device_type != "cuda":
             return "fp32"
         return "bf16" if bf16_supported else "fp16"
-    if precision == "bf16" and device_type == "cuda" and not bf16_supported:
-        raise ValueError("precision: 'bf16' is not supported by this GPU; use 'fp16' or 'auto'")
-    if precision == "fp16" and device_type != "cuda":
-        raise ValueError(f"precision: 'fp16' needs a CUDA GPU (device is {device_type}); use 'auto' or 'fp32'")
-    if precision == "bf16" and device_type not in ("cuda", "cpu"):
-        raise ValueError(f"precision: 'bf16' is not supported on {device_type}; use 'auto' or 'fp32'")
+    if device_type not in facts["devices"]:
+        raise ValueError(f"precision: {precision!r} runs on {' or '.join(facts['devices'])}, not on {device_type}; "
+                         "use 'auto' or 'fp32'")
+    if facts["dtype"] == "bfloat16" and device_type == "cuda" and not bf16_supported:
+        raise ValueError(f"precision: {precision!r} is not supported by this GPU; use 'fp16' or 'auto'")
     return precision
+
+
+def needs_grad_scaler(precision: str) -> bool:
+    """Whether a run in this (resolved) precision scales its loss (fp16's narrow range)."""
+    return bool(PRECISIONS.get(precision).facts.get("grad_scaler"))
 
 
 def device_precision(config, device: torch.device) -> str:
@@ -50,10 +57,10 @@ def device_precision(config, device: torch.device) -> str:
 
 def autocast_context(device_type: str, precision: str):
     """A fresh autocast context per use; nullcontext in fp32 (no per-step overhead)."""
-    if precision == "fp32":
+    dtype = PRECISIONS.get(precision).facts["dtype"]
+    if dtype in (None, "float32"):
         return contextlib.nullcontext()
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return torch.autocast(device_type=device_type, dtype=dtype)
+    return torch.autocast(device_type=device_type, dtype=getattr(torch, dtype))
 
 
 def resolve_compile(setting: str, device_type: str, capability: tuple[int, int] | None) -> bool:

@@ -11,11 +11,17 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from utils.training.config_rules import Problem
+from utils.training.registries import PRECISIONS
 
 if TYPE_CHECKING:
     from utils.training.tracking.run_facts import RunFacts
 
 GIB = 2**30
+
+
+def activation_scale(precision: str) -> float:
+    """Activation bytes relative to 16-bit ones: 2.0 for fp32, 1.0 for bf16/fp16 (and auto)."""
+    return PRECISIONS.get(precision).facts.get("bytes", 2) / 2
 
 
 def estimate_training_memory_gb(cfg: Any, n_params: int, precision: str) -> float:
@@ -24,7 +30,7 @@ def estimate_training_memory_gb(cfg: Any, n_params: int, precision: str) -> floa
     activations without recomputation (Korthikanti et al. 2022, eq. 1), doubled when
     `precision` is fp32, plus the logits (b·s·V·4 bytes, twice for the loss and its gradient)."""
     s, b, h, a, L, V = cfg.block_size, cfg.batch_size, cfg.d_model, cfg.n_head, cfg.n_layer, cfg.vocab_size
-    bytes_per_act = 2.0 if precision == "fp32" else 1.0
+    bytes_per_act = activation_scale(precision)
     activations = L * s * b * h * (34 + 5 * a * s / h) * bytes_per_act
     logits = 2 * b * s * V * 4
     return (16 * n_params + activations + logits) / GIB
@@ -35,7 +41,7 @@ def memory_terms(cfg: Any, n_params: int, precision: str) -> tuple[float, float,
     activations without the attention-score term, which fused attention (SDPA) never
     stores; what remains is kept by any implementation."""
     s, b, h, L, V = cfg.block_size, cfg.batch_size, cfg.d_model, cfg.n_layer, cfg.vocab_size
-    bytes_per_act = 2.0 if precision == "fp32" else 1.0
+    bytes_per_act = activation_scale(precision)
     return 16.0 * n_params, L * s * b * h * 34 * bytes_per_act, 2.0 * b * s * V * 4
 
 

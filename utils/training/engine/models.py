@@ -1,10 +1,9 @@
 """The causal LM: a transformers model built from a TrainingConfig.
 
-Three families, all decoder-only and all loadable later with
-AutoModelForCausalLM.from_pretrained(dir):
-  gpt2   learned positions, LayerNorm, GELU MLP with d_ff = 4·d_model
-  llama  RoPE, RMSNorm, SwiGLU MLP with d_ff ≈ 8/3·d_model, grouped-query attention
-  qwen2  llama plus q/k/v biases
+The families are registries.MODEL_FAMILIES, each built here by its `*_config` function
+(config, d_ff) -> a transformers config; all are decoder-only and loadable later with
+AutoModelForCausalLM.from_pretrained(dir). GELU families default to d_ff = 4·d_model,
+SwiGLU ones to d_ff ≈ 8/3·d_model.
 Input and output embeddings are tied in every family (nanoGPT style): at small
 sizes the embedding is a large share of the parameters.
 """
@@ -15,43 +14,59 @@ import math
 
 import torch
 
-FAMILIES = ("gpt2", "llama", "qwen2")
+from utils.training.registries import MODEL_FAMILIES
+
+FAMILIES = MODEL_FAMILIES  # the registry: iterating gives the family names
 
 
 def default_d_ff(family: str, d_model: int) -> int:
     """The family's MLP width when config.d_ff is 0."""
-    if family == "gpt2":
+    if MODEL_FAMILIES.get(family).facts["mlp"] == "gelu":
         return 4 * d_model
     # SwiGLU has three matrices instead of two; 8/3·d keeps the parameter count of a
     # 4·d GELU MLP. Rounded up to a multiple of 32 for friendly matmul shapes.
     return int(math.ceil(8 * d_model / 3 / 32) * 32)
 
 
+def _common(config) -> dict:
+    return dict(vocab_size=config.vocab_size, tie_word_embeddings=True, use_cache=True,
+                bos_token_id=None, eos_token_id=None)
+
+
+def gpt2_config(config, d_ff: int):
+    from transformers import GPT2Config
+
+    return GPT2Config(
+        n_positions=config.block_size, n_embd=config.d_model, n_layer=config.n_layer,
+        n_head=config.n_head, n_inner=d_ff, resid_pdrop=config.dropout,
+        embd_pdrop=config.dropout, attn_pdrop=config.dropout, **_common(config),
+    )
+
+
+def _llama_like(cls, config, d_ff: int):
+    return cls(
+        hidden_size=config.d_model, intermediate_size=d_ff, num_hidden_layers=config.n_layer,
+        num_attention_heads=config.n_head, num_key_value_heads=config.n_kv_head or config.n_head,
+        max_position_embeddings=config.block_size, attention_dropout=config.dropout, **_common(config),
+    )
+
+
+def llama_config(config, d_ff: int):
+    from transformers import LlamaConfig
+
+    return _llama_like(LlamaConfig, config, d_ff)
+
+
+def qwen2_config(config, d_ff: int):
+    from transformers import Qwen2Config
+
+    return _llama_like(Qwen2Config, config, d_ff)
+
+
 def _hf_config(config):
-    """The transformers config object for config.model_family."""
-    family = config.model_family
-    d_ff = config.d_ff or default_d_ff(family, config.d_model)
-    common = dict(vocab_size=config.vocab_size, tie_word_embeddings=True, use_cache=True)
-    if family == "gpt2":
-        from transformers import GPT2Config
-
-        return GPT2Config(
-            n_positions=config.block_size, n_embd=config.d_model, n_layer=config.n_layer,
-            n_head=config.n_head, n_inner=d_ff, resid_pdrop=config.dropout,
-            embd_pdrop=config.dropout, attn_pdrop=config.dropout,
-            bos_token_id=None, eos_token_id=None, **common,
-        )
-    if family in ("llama", "qwen2"):
-        from transformers import LlamaConfig, Qwen2Config
-
-        cls = LlamaConfig if family == "llama" else Qwen2Config
-        return cls(
-            hidden_size=config.d_model, intermediate_size=d_ff, num_hidden_layers=config.n_layer,
-            num_attention_heads=config.n_head, num_key_value_heads=config.n_kv_head or config.n_head,
-            max_position_embeddings=config.block_size, attention_dropout=config.dropout,
-            bos_token_id=None, eos_token_id=None, **common,
-        )
-    raise ValueError(f"model_family: {family!r} is not one of {', '.join(FAMILIES)}")
+    """The transformers config object for config.model_family (registries.MODEL_FAMILIES)."""
+    build = MODEL_FAMILIES.builder(config.model_family)
+    return build(config, config.d_ff or default_d_ff(config.model_family, config.d_model))
 
 
 def build_model(config):

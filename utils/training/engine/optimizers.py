@@ -1,4 +1,4 @@
-"""The optimizer of a run and its learning-rate schedule: AdamW, or Muon for the hidden matrices with AdamW for the rest.
+"""The optimizers and learning-rate schedules that registries.OPTIMIZERS and SCHEDULES name.
 
 config.optimizer = "adamw": one torch.optim.AdamW; matrices and embeddings decay,
 biases and norm gains do not (nanoGPT's split).
@@ -24,7 +24,7 @@ import inspect
 
 import torch
 
-from utils.training.config_rules import OPTIMIZERS
+from utils.training.registries import OPTIMIZERS, SCHEDULES
 
 ADAMW_BETAS = (0.9, 0.95)
 # Keller Jordan's scaling, sqrt(max(1, rows/cols)): an update of RMS ~ 1/sqrt(cols).
@@ -109,14 +109,14 @@ class MuonWithAdamW(torch.optim.Optimizer):
         self._link_groups()  # loading replaced the inner group dicts
 
 
-def build_optimizer(model: torch.nn.Module, config, device_type: str) -> torch.optim.Optimizer:
-    """The optimizer config.optimizer names, over `model`'s trainable parameters."""
-    kind = getattr(config, "optimizer", "adamw")
-    if kind == "adamw":
-        return torch.optim.AdamW(param_groups(model, config.weight_decay), lr=config.learning_rate,
-                                 betas=ADAMW_BETAS, **adamw_kwargs(device_type))
-    if kind != "muon":
-        raise ValueError(f"optimizer: {kind!r} is not one of {', '.join(OPTIMIZERS)}")
+def build_adamw(model: torch.nn.Module, config, device_type: str) -> torch.optim.AdamW:
+    """optimizer="adamw": one AdamW over every trainable parameter."""
+    return torch.optim.AdamW(param_groups(model, config.weight_decay), lr=config.learning_rate,
+                             betas=ADAMW_BETAS, **adamw_kwargs(device_type))
+
+
+def build_muon(model: torch.nn.Module, config, device_type: str) -> MuonWithAdamW:
+    """optimizer="muon": Muon on the hidden matrices at muon_lr, AdamW on the rest."""
     if not hasattr(torch.optim, "Muon"):
         raise ValueError(f"optimizer: 'muon' needs torch.optim.Muon (PyTorch >= 2.9); this is torch "
                          f"{torch.__version__}. Upgrade torch or use optimizer='adamw'.")
@@ -128,21 +128,41 @@ def build_optimizer(model: torch.nn.Module, config, device_type: str) -> torch.o
     return MuonWithAdamW(adamw, muon)
 
 
-def build_scheduler(optimizer, config, max_steps: int):
-    """Linear warmup over warmup_ratio·max_steps, then the config's schedule down to
-    min_lr_ratio·peak (transformers' LambdaLR schedules; state_dict-able)."""
+def build_optimizer(model: torch.nn.Module, config, device_type: str) -> torch.optim.Optimizer:
+    """The optimizer config.optimizer names (registries.OPTIMIZERS), over `model`'s trainable
+    parameters; ValueError naming the allowed ones for an unknown name."""
+    return OPTIMIZERS.builder(getattr(config, "optimizer", "adamw"))(model, config, device_type)
+
+
+def constant_schedule(optimizer, config, max_steps: int, warmup: int):
     from transformers import optimization as opt
 
+    return opt.get_constant_schedule_with_warmup(optimizer, num_warmup_steps=warmup)
+
+
+def cosine_schedule(optimizer, config, max_steps: int, warmup: int):
+    from transformers import optimization as opt
+
+    return opt.get_cosine_with_min_lr_schedule_with_warmup(
+        optimizer, num_warmup_steps=warmup, num_training_steps=max_steps, min_lr_rate=config.min_lr_ratio
+    )
+
+
+def linear_schedule(optimizer, config, max_steps: int, warmup: int):
+    """A polynomial of power 1, ending at lr_end (absolute: learning_rate x min_lr_ratio)."""
+    from transformers import optimization as opt
+
+    return opt.get_polynomial_decay_schedule_with_warmup(
+        optimizer, num_warmup_steps=warmup, num_training_steps=max_steps,
+        lr_end=config.learning_rate * config.min_lr_ratio, power=1.0,
+    )
+
+
+def build_scheduler(optimizer, config, max_steps: int):
+    """Linear warmup over warmup_ratio·max_steps, then the schedule config.schedule names
+    (registries.SCHEDULES) down to min_lr_ratio·peak (transformers' LambdaLR schedules;
+    state_dict-able). With min_lr_ratio >= 1 there is no decay to do: constant."""
     warmup = config.warmup_steps(max_steps)
-    if config.schedule == "constant" or config.min_lr_ratio >= 1.0:  # no decay to do
-        return opt.get_constant_schedule_with_warmup(optimizer, num_warmup_steps=warmup)
-    if config.schedule == "cosine":
-        return opt.get_cosine_with_min_lr_schedule_with_warmup(
-            optimizer, num_warmup_steps=warmup, num_training_steps=max_steps, min_lr_rate=config.min_lr_ratio
-        )
-    if config.schedule == "linear":  # polynomial of power 1 = linear, ending at lr_end (absolute)
-        return opt.get_polynomial_decay_schedule_with_warmup(
-            optimizer, num_warmup_steps=warmup, num_training_steps=max_steps,
-            lr_end=config.learning_rate * config.min_lr_ratio, power=1.0,
-        )
-    raise ValueError(f"schedule: {config.schedule!r} is not one of cosine, linear, constant")
+    if config.min_lr_ratio >= 1.0:
+        return constant_schedule(optimizer, config, max_steps, warmup)
+    return SCHEDULES.builder(config.schedule)(optimizer, config, max_steps, warmup)

@@ -48,6 +48,7 @@ from utils.training.engine.device import (
     configure_backends,
     device_compiles,
     device_precision,
+    needs_grad_scaler,
     resolve_device,
     wrap_model,
 )
@@ -132,7 +133,7 @@ class Trainer:
         self.optimizer = build_optimizer(self.raw_model, cfg, dev.type)
         # Enabled only for fp16: bf16 has fp32's exponent range and needs no loss scaling.
         self.scaler = torch.amp.GradScaler(dev.type if dev.type == "cuda" else "cpu",
-                                           enabled=self.precision == "fp16")
+                                           enabled=needs_grad_scaler(self.precision))
         self.max_steps = self._resolve_max_steps()
         self.scheduler = build_scheduler(self.optimizer, cfg, self.max_steps)
         self.state.max_steps = self.max_steps
