@@ -244,8 +244,9 @@ def test_a_live_worker_whose_trial_was_failed_as_stale_goes_on(tmp_path):
     def failed_meanwhile(config, callbacks, ws):
         result = toy_train(config, callbacks, ws)
         if config.run_name == "stale-t0":  # what a stale check by another worker does
-            running = storage.get_all_trials(storage.get_study_id_from_name("stale"), states=(TrialState.RUNNING,))
-            storage.set_trial_state_values(running[0]._trial_id, state=TrialState.FAIL)
+            study_id = storage.get_study_id_from_name("stale")
+            storage.set_trial_state_values(storage.get_trial_id_from_study_id_trial_number(study_id, 0),
+                                           state=TrialState.FAIL)
         return result
 
     study = run_study(toy_config(), SearchSpace.from_dict(SPACE), n_trials=2, storage=storage, study_name="stale",
@@ -355,7 +356,7 @@ def test_pruning_callback_stops_through_the_control_object():
     state.step = 10
     cb.on_evaluate(state, control, metrics={"val_loss": 2.0})
     assert control.should_stop and control.stop_status == RunStatus.PRUNED and cb.pruned_at_step == 10
-    assert trial.storage.get_trial(trial._trial_id).intermediate_values == {5: 0.5, 10: 2.0}
+    assert study.trials[0].intermediate_values == {5: 0.5, 10: 2.0}
 
 
 def test_a_pruned_trial_ends_pruned_after_its_teardown_ran(tmp_path):
