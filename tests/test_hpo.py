@@ -33,6 +33,7 @@ from utils.training.hpo.pruning import OptunaPruningCallback
 from utils.training.hpo.space import SearchSpace, SearchSpaceError
 from utils.training.hpo.storage import StorageSpecError, open_storage
 from utils.training.hpo.study import create_study, run_study
+from utils.training.hpo.workers import fail_dead_trials
 
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
@@ -252,6 +253,22 @@ def test_a_live_worker_whose_trial_was_failed_as_stale_goes_on(tmp_path):
     study = run_study(toy_config(), SearchSpace.from_dict(SPACE), n_trials=2, storage=storage, study_name="stale",
                       workspace_dir=tmp_path, pruner="none", train_fn=failed_meanwhile)
     assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE]
+
+
+def test_a_trial_whose_heartbeat_stopped_on_another_machine_is_failed_and_reported(tmp_path):
+    """Its owner ran elsewhere (no process to look up here): only the heartbeat says it died."""
+    storage = open_storage(f"sqlite:///{tmp_path}/s.db", heartbeat_interval=1, grace_period=1)
+    study = create_study("far", storage)
+    trial = study.ask()
+    trial.set_user_attr("worker_host", "another-machine")
+    trial.set_user_attr("worker_pid", 1)
+    study_id = storage.get_study_id_from_name("far")
+    storage.record_heartbeat(storage.get_trial_id_from_study_id_trial_number(study_id, trial.number))
+    reported = []
+    assert fail_dead_trials(study, storage, lambda s, t: reported.append(t.number)) == []  # still beating
+    time.sleep(2.5)  # its last beat is now older than the grace period
+    assert fail_dead_trials(study, storage, lambda s, t: reported.append(t.number)) == [0]
+    assert study.trials[0].state == TrialState.FAIL and reported == [0]
 
 
 def test_workers_opening_an_empty_postgres_database_at_once_do_not_collide(postgres_url):

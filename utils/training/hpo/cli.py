@@ -86,7 +86,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="RDB storages: a trial silent this long is failed and redone (default: 120)")
     parser.add_argument("--workers", type=at_least(1, "worker processes"), default=1,
                         help="worker processes to run on this machine (journal file or SQLite storage)")
-    parser.add_argument("--worker-index", type=at_least(0, "this worker's number"), default=0, help=argparse.SUPPRESS)
     # A worker process started by --workers: its StudyJob (JSON) is on stdin, already checked.
     parser.add_argument("--job-stdin", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--preset", choices=sorted(PRESETS), help="base settings (default: smoke)")
@@ -160,7 +159,7 @@ def study_job(args: argparse.Namespace, storage: str) -> StudyJob:
     return StudyJob(config=base_config(args), space=search_space(args), study_name=args.study_name,
                     n_trials=args.n_trials, storage=storage, workspace=str(args.workspace), seed=args.seed,
                     pruner=args.pruner, metric=args.metric, heartbeat_interval=args.heartbeat_interval,
-                    grace_period=args.grace_period, worker_index=args.worker_index)
+                    grace_period=args.grace_period)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -176,8 +175,8 @@ def run(args: argparse.Namespace) -> int:
         if args.results_only:
             return _write_results(args.workspace, args.study_name, storage)
         job = study_job(args, storage)
-        code = _run_workers(job, args.workers) if args.workers > 1 and job.worker_index == 0 else _run_worker(job)
-        if code == EXIT_OK and job.worker_index == 0 and not args.no_results:
+        code = _run_workers(job, args.workers) if args.workers > 1 else _run_worker(job)
+        if code == EXIT_OK and not args.no_results:
             code = _write_results(args.workspace, args.study_name, storage)
         return code
     except (ConfigError, SearchSpaceError, StorageSpecError, UsageError) as e:

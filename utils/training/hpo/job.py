@@ -1,11 +1,6 @@
 """One worker's share of a study, as checked data: what `python -m utils.training hpo`
-runs in its own process, and what it hands to each process it starts with `--workers N`.
-
-The command checks its arguments once (config, search space, storage, flags) and
-builds a StudyJob. A worker process gets that job as JSON on its stdin (`to_json`,
-`from_json`): the config's `to_dict()`, from which the worker builds its one
-TrainingConfig, and the space's `to_dict()`, restored without being parsed again.
-Nothing goes back through command-line text to be parsed and checked a second time.
+runs, and what it hands as JSON (`to_json`, `from_json`) to each process it starts with
+`--workers N`: the config's and the space's `to_dict()`, restored without a second parse.
 """
 
 from __future__ import annotations

@@ -21,7 +21,6 @@ Each trial stores its run's ExperimentDB id as the user attribute `db_run_id`.
 from __future__ import annotations
 
 import json
-import logging
 import math
 import os
 from collections.abc import Callable, Iterable
@@ -47,8 +46,6 @@ from utils.training.workspace import Workspace
 if TYPE_CHECKING:
     from utils.training.engine.trainer import TrainResult
     from utils.training.tracking.experiment_db import ExperimentDB
-
-logger = logging.getLogger(__name__)
 
 # `utils.training.hpo` answers with these names (the space, pruning and results ones included).
 __all__ = ["PARAM_TYPES", "SearchSpace", "SearchSpaceError", "Param", "OptunaPruningCallback", "TrialFailed",

@@ -4,30 +4,21 @@ Every worker runs the same loop on the same storage (processes on one machine, o
 several machines pointing at one PostgreSQL server; storage.py names the storages and
 their claim locks). Guarantees:
 
-* Studies are created with `load_if_exists=True` (under the claim lock, and on
-  PostgreSQL the schema too under an advisory lock, so workers started in the same
-  second on an empty database do not race): running the line again resumes the study;
-  `--n-trials N` means "until the study holds N counted trials", not "N more".
+* `--n-trials N` means "until the study holds N counted trials", not "N more": running
+  the line again resumes the study.
 * Counted trials: complete, pruned, failed *by their own run* (a bad config, OOM, a
-  non-finite loss: attribute `counted`), and running ones of live workers. A trial
-  cut short (Ctrl-C, a killed worker) does not count: running the line again redoes it.
-* Exactly N counted trials across all workers. Optuna's `MaxTrialsCallback` stops a
-  worker only *after* its trial ends, so k workers racing for the last slot overshoot
-  by up to k-1 trials. Here each worker counts the trials (enqueued ones are run first,
-  not counted) and creates its next trial while holding a *claim lock*, so a slot is
-  taken by exactly one worker. A worker returns when N trials are counted and none is
-  running any more (it waits for the others' last trials, so that a trial whose worker
-  dies is redone by a survivor). The lock is the storage's (`storage.claim_lock`: a file
-  lock for a journal file or SQLite, an advisory lock on PostgreSQL), and a dead
-  worker never holds it.
-* A killed worker's trial is marked FAIL and the study goes on:
-    - journal file: every trial records its owner (`worker_host`, `worker_pid`, process
-      start time) as user attributes; before claiming a slot, a worker fails the RUNNING
-      trials whose owner process on this host no longer exists (no heartbeat there);
-    - RDB storages (SQLite, PostgreSQL): Optuna's heartbeat (`heartbeat_interval`,
-      `grace_period`): a trial whose worker, on any machine, stopped beating for
-      grace_period seconds is failed by the next worker that counts the trials.
-  Such a trial does not count towards N (see above); a failed run does.
+  non-finite loss: attribute `counted`), and running ones of live workers. A trial cut
+  short (Ctrl-C, a killed worker) does not count: running the line again redoes it.
+* Exactly N: Optuna's `MaxTrialsCallback` stops a worker only *after* its trial ends,
+  so k workers racing for the last slot overshoot by up to k-1 trials. Here each worker
+  counts the trials (enqueued ones are run first, not counted) and creates its next one
+  while holding the storage's claim lock, which a dead worker never holds. A worker
+  returns when N trials are counted and none is running, so that a survivor redoes the
+  trial of a worker that dies.
+* A dead worker's trial is marked FAIL: every trial records its owner (`worker_host`,
+  `worker_pid`, process start time); before claiming a slot, a worker fails the RUNNING
+  trials whose owner process on this host is gone and, on RDB storages, those whose
+  heartbeat (Optuna's: `heartbeat_interval`, `grace_period`) stopped, on any machine.
 """
 
 from __future__ import annotations
