@@ -259,7 +259,8 @@ def test_a_trial_whose_heartbeat_stopped_on_another_machine_is_failed_and_report
     """Its owner ran elsewhere (no process to look up here): only the heartbeat says it died."""
     storage = open_storage(f"sqlite:///{tmp_path}/s.db", heartbeat_interval=1, grace_period=1)
     study = create_study("far", storage)
-    trial = study.ask()
+    with pytest.warns(UserWarning, match="Heartbeat"):  # a trial asked for by hand, as another machine's
+        trial = study.ask()
     trial.set_user_attr("worker_host", "another-machine")
     trial.set_user_attr("worker_pid", 1)
     study_id = storage.get_study_id_from_name("far")

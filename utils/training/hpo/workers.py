@@ -130,10 +130,9 @@ def fail_dead_trials(
     return [t.number for t in failed]
 
 
-def _taken_over(storage: BaseStorage, study: optuna.Study, number: int) -> bool:
+def _taken_over(study: optuna.Study, number: int) -> bool:
     """Whether another worker marked this worker's trial FAIL as stale."""
-    study_id = storage.get_study_id_from_name(study.study_name)
-    trial = storage.get_trial(storage.get_trial_id_from_study_id_trial_number(study_id, number))
+    trial = next(t for t in study.get_trials(deepcopy=False) if t.number == number)
     return trial.state == TrialState.FAIL and not trial.user_attrs.get(ATTR_COUNTED)
 
 
@@ -205,7 +204,7 @@ def optimize_exactly(
                 # gc_after_trial: a failed (OOM) trial frees its tensors
                 study.optimize(claimed, n_trials=1, catch=catch, gc_after_trial=True)
             except (ValueError, optuna.exceptions.UpdateFinishedTrialError):
-                if not current or not _taken_over(storage, study, current[0]):
+                if not current or not _taken_over(study, current[0]):
                     raise
                 # This worker was alive but silent past grace_period (an overloaded machine):
                 # another one failed its trial, and the slot is redone. Not a reason to stop.
