@@ -13,12 +13,11 @@ from pathlib import Path
 
 from utils.training.config import TrainingConfig, parse_overrides, read_config_file
 from utils.training.config_rules import ConfigError, Problem
+from utils.training.contracts import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from utils.training.engine import signals
 from utils.training.presets import PRESETS, preset_values
 from utils.training.registries import DATA_SOURCES
 from utils.training.tracking.db_file import DatabaseFileError
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 # Data options that are TrainingConfig fields, offered as their own flags.
 _DATA_FLAGS = ("data_source", "data_path", "hf_dataset", "hf_config", "text_column", "tokenizer")

@@ -12,6 +12,6 @@
 
 from utils.training.legacy_paths import forward_attributes
 
-# `from utils.training.hpo import SearchSpace`: the names of the former hpo.py (study.py
-# re-exports those that moved to space.py and pruning.py)
+# `from utils.training.hpo import SearchSpace, run_study, ...`: study.py's names, imported
+# when first asked for (the command's parser imports this package: no optuna here)
 __getattr__ = forward_attributes(__name__, "study")
