@@ -52,7 +52,7 @@ def _number(value: Any) -> float:
     except (AttributeError, RuntimeError, ValueError):
         number = None
     if isinstance(number, bool) or not isinstance(number, (int, float)):
-        raise ValueError(f"value must be numeric (int, float or a one-element tensor), got "
+        raise ValueError(f"value must be numeric (a number or a one-element tensor), got "
                          f"{type(value).__name__} {value!r:.40}")
     return float(number)
 
