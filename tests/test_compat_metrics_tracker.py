@@ -148,9 +148,10 @@ def test_wandb_not_installed_is_said_once_and_logging_goes_on(monkeypatch, capsy
 
 
 def test_the_seed_and_old_module_paths_are_this_module():
-    import utils.training.compat.metrics_tracker as compat
     import utils.training.loop_metrics as old_flat
     import utils.training.metrics_tracker as seed
     import utils.training.tracking.loop_metrics as old
+
+    import utils.training.compat.metrics_tracker as compat
 
     assert seed is compat and old is compat and old_flat is compat

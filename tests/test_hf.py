@@ -27,11 +27,11 @@ class Windows(torch.utils.data.Dataset):
 def test_trainer_run_lands_in_db_run_log_and_dashboard(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_DISABLED", "true")
     from utils.training.experiment_db import ExperimentDB
-    from utils.training.hf import ExperimentCallback
     from utils.training.live_plotting import LivePlotter
 
     from utils.training import TrainingConfig, build_model, builtin_corpus, train_bpe_tokenizer
     from utils.training.cli import main
+    from utils.training.hf import ExperimentCallback
 
     docs = builtin_corpus()[:1500]
     tok = train_bpe_tokenizer(docs[:1200], 300)
@@ -110,6 +110,7 @@ def _trainer(tiny, out, callbacks, run_name="hf-tiny", max_steps=20, save=True):
 def test_a_resumed_trainer_run_continues_its_row_and_run_log(tmp_path, tiny, monkeypatch):
     monkeypatch.setenv("WANDB_DISABLED", "true")
     from utils.training.experiment_db import ExperimentDB
+
     from utils.training.hf import ExperimentCallback
 
     db_path, out = tmp_path / "ws" / "experiments.db", tmp_path / "out"
