@@ -186,3 +186,20 @@ def test_the_old_module_path_is_the_same_callback():
     from utils.training.hf import ExperimentCallback
 
     assert old is ExperimentCallback
+
+
+def test_a_checkpoint_written_without_the_callback_resumes_with_it(tmp_path, tiny, monkeypatch):
+    monkeypatch.setenv("WANDB_DISABLED", "true")
+    from utils.training.experiment_db import ExperimentDB
+
+    from utils.training.hf import ExperimentCallback
+
+    out = tmp_path / "out"
+    _trainer(tiny, out, [], max_steps=10).train()
+    cb = ExperimentCallback(tmp_path / "e.db", live_plot=False, dashboard=False)
+    _trainer(tiny, out, [cb], max_steps=20).train(resume_from_checkpoint=True)  # saves at 15 and 20
+    with ExperimentDB(tmp_path / "e.db") as db:
+        assert db.get_run("hf-tiny")["status"] == "completed"
+        assert db.get_metrics("hf-tiny", "train_loss")["step"].tolist() == [12, 14, 16, 18, 20]
+    assert json.loads((out / "checkpoint-20" / "trainer_state.json").read_text())["stateful_callbacks"][
+        "ExperimentCallback"]["args"]["run_name"] == "hf-tiny"

@@ -87,6 +87,9 @@ class ExperimentCallback(_HFCallback, ExportableState):
             run_id = self.db.find_run(name) if state.is_world_process_zero else None
         if run_id is None and state.is_world_process_zero:
             name = self.db.unique_run_name(name)
+        saved = getattr(state, "stateful_callbacks", None)
+        if isinstance(saved, dict):  # a checkpoint written without this callback: the Trainer's save looks it up
+            saved.setdefault(type(self).__name__, {"args": {}, "attributes": {}})
         self.run_name = name
         self.run_dir = Path(self.run_dir or args.output_dir)
         self.run_folder = _run_folder(self.run_dir, name)
