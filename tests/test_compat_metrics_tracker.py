@@ -61,10 +61,7 @@ def test_log_scalar_takes_one_element_tensors_and_numpy_scalars():
     assert t.get_step_metrics()["value"].tolist() == [2.5, 1.5]
 
 
-def test_construction_and_log_epoch_import_nothing_but_wandb(monkeypatch):
-    fake = FakeWandb()
-    monkeypatch.setitem(sys.modules, "wandb", fake)
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+def _imports_of_construction_and_two_epochs() -> tuple[set[str], MetricsTracker]:
     imported: list[str] = []
     real_import = builtins.__import__
 
@@ -79,8 +76,26 @@ def test_construction_and_log_epoch_import_nothing_but_wandb(monkeypatch):
         _epoch(t, 1)
     finally:
         builtins.__import__ = real_import
-    assert set(imported) == {"wandb"}
+    return set(imported), t
+
+
+def test_construction_and_log_epoch_import_nothing_but_wandb(monkeypatch):
+    fake = FakeWandb()
+    monkeypatch.setitem(sys.modules, "wandb", fake)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    imported, _ = _imports_of_construction_and_two_epochs()
+    assert imported == {"wandb"}
     assert [step for _, step in fake.calls] == [0, 1] and fake.calls[0][0]["train/loss"] == 3.0
+
+
+@pytest.mark.parametrize("body", ['echo "55"', "exit 3"])
+def test_on_cuda_too_nothing_but_wandb_is_imported(tmp_path, monkeypatch, cuda, body):
+    monkeypatch.setitem(sys.modules, "wandb", FakeWandb())
+    _fake_nvidia_smi(tmp_path / "bin", body)
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    imported, t = _imports_of_construction_and_two_epochs()
+    assert imported == {"wandb"}
+    assert t.get_summary()["system/gpu_utilization"].tolist() == ([55.0] * 2 if "55" in body else [0.0] * 2)
 
 
 def test_wandb_gets_the_seed_names_through_its_sink_and_no_step_goes_back(monkeypatch):

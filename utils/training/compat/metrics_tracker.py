@@ -22,6 +22,7 @@ no import statement but wandb's.
 from __future__ import annotations
 
 import math
+import shutil
 import subprocess
 import threading
 import time
@@ -145,8 +146,12 @@ class MetricsTracker(CoreMetricsTracker):
     def _get_gpu_utilization(self) -> float:
         """The first GPU's utilization in percent, as nvidia-smi reports it; 0.0 when it
         cannot be had (no nvidia-smi, an error, a timeout, output that is not a number)."""
+        # Found on PATH here: subprocess's own PATH search runs an import statement per call.
+        executable = shutil.which(NVIDIA_SMI[0])
+        if executable is None:
+            return 0.0
         try:
-            out = subprocess.run(NVIDIA_SMI, capture_output=True, text=True, check=True,
+            out = subprocess.run([executable, *NVIDIA_SMI[1:]], capture_output=True, text=True, check=True,
                                  timeout=NVIDIA_SMI_TIMEOUT_S).stdout
             return float(out.strip().splitlines()[0])
         except (OSError, subprocess.SubprocessError, ValueError, IndexError):
