@@ -1,8 +1,8 @@
 """The flat module paths of the library before it was split into subpackages, kept
 importing: `from utils.training.experiment_db import ExperimentDB` (the seed notebook's
-path), `utils.training.hf.ExperimentCallback` (the documented Hugging Face callback) and
-every other old path still work, and name the very same module object as the new path,
-so `mock.patch("utils.training.trainer.X")` patches what the library runs.
+path), `utils.training.tracking.hf.ExperimentCallback` and every other old path still
+work, and name the very same module object as the new path, so
+`mock.patch("utils.training.trainer.X")` patches what the library runs.
 
 The map is also the record of what moved where (docs/ARCHITECTURE.md has the new map).
 `data` and `hpo` are not here: those names are now packages, which re-export the old
@@ -34,9 +34,11 @@ OLD_MODULE_PATHS = {
     "db_file": "tracking.db_file",
     "run_log": "tracking.run_log",
     "metrics": "tracking.metrics",
-    "loop_metrics": "tracking.loop_metrics",
+    "loop_metrics": "compat.metrics_tracker",
+    "tracking.loop_metrics": "compat.metrics_tracker",
+    "metrics_tracker": "compat.metrics_tracker",
     "wandb_logger": "tracking.wandb_logger",
-    "hf": "tracking.hf",
+    "tracking.hf": "hf",
     "seed_db": "tracking.seed_db",
     "style": "viz.style",
     "live_plotting": "viz.live_plotting",
@@ -68,8 +70,8 @@ class _AliasLoader(importlib.abc.Loader):
 
 class OldPathFinder(importlib.abc.MetaPathFinder):
     def find_spec(self, fullname: str, path: object = None, target: object = None) -> importlib.machinery.ModuleSpec | None:
-        prefix, _, name = fullname.rpartition(".")
-        if prefix != PACKAGE or name not in OLD_MODULE_PATHS:
+        name = fullname[len(PACKAGE) + 1:] if fullname.startswith(PACKAGE + ".") else None
+        if name not in OLD_MODULE_PATHS:
             return None
         return importlib.util.spec_from_loader(fullname, _AliasLoader(f"{PACKAGE}.{OLD_MODULE_PATHS[name]}"))
 

@@ -8,7 +8,7 @@
 - run_log.py         RunLogWriter, the MetricsSink writing runs/NAME/run.json
 - run_log_format.py  that file's format; run_record.py RunRecord, one run in our names
 - readers/           one adapter per format a run is read from (load_run)
-- metrics.py         MetricsTracker (derived metrics, fan-out to sinks), peak FLOPS, gpu_name
-- loop_metrics.py    MetricsTracker's calls for a loop of your own (the seed's API)
-- wandb_logger.py    WandbSink; hf.py the Hugging Face Trainer callback; seed_db.py the seed's db
+- metrics.py         MetricsTracker (derived metrics, fan-out to sinks), peak FLOPS
+- sinks.py           ReportingOptions (the W&B settings) and sinks_for, the one sink factory
+- wandb_logger.py    WandbSink, WandbRunSink; seed_db.py the seed's database
 Importing this package imports no torch."""
