@@ -1,34 +1,39 @@
-"""The seed notebook's seeding functions, over the trainer's one seeding rule.
+"""The seed notebook's seeding functions (utils.training.seed_manager) over the trainer's.
 
-set_random_seed seeds Python, NumPy and torch (all GPUs) with trainer.seed_everything, and
-with deterministic=True makes kernels deterministic the way TrainingConfig.deterministic
-does. Unlike the seed, the fast mode leaves cudnn.benchmark alone: autotuned kernels change
-results from run to run, which is what a seed is set to avoid."""
+set_random_seed seeds Python, NumPy and torch (every GPU) with engine.rng.seed_everything,
+and with deterministic=True switches kernels to deterministic ones with
+engine.device.configure_backends, the set-up a run with TrainingConfig(deterministic=True)
+gets. It prints the seed's two lines. Unlike the seed, the fast mode leaves
+cudnn.benchmark alone: autotuned kernels change results from run to run, which is what a
+seed is set to avoid (docs/seed_api.md)."""
 
 from __future__ import annotations
 
-import os
 import random
+from types import SimpleNamespace
 
 import numpy as np
+
+FAST_MODE_LINE = "   Fast mode (may have minor non-determinism from cuDNN)"
+DETERMINISTIC_MODE_LINE = "   Fully deterministic mode enabled"
 
 
 def set_random_seed(seed: int, deterministic: bool = False) -> None:
     import torch
 
+    from utils.training.engine.device import configure_backends
     from utils.training.engine.rng import seed_everything
 
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
     seed_everything(seed)
-    if torch.cuda.is_available():
-        torch.cuda.manual_seed_all(seed)
     if deterministic:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # needed by deterministic cuBLAS
+        # cpu: only the process-wide switches, not the CUDA matmul settings of a run's device
+        configure_backends(SimpleNamespace(deterministic=True), torch.device("cpu"))
+        # Autotuning may pick a different (each deterministic) convolution algorithm per run.
         torch.backends.cudnn.benchmark = False
-        torch.backends.cudnn.deterministic = True
-        torch.use_deterministic_algorithms(True, warn_only=True)
-    print(f"random seed {seed}" + (" (deterministic kernels)" if deterministic else ""))
+    print(f"Random seed set to {seed}")
+    print(DETERMINISTIC_MODE_LINE if deterministic else FAST_MODE_LINE)
 
 
 def seed_worker(worker_id: int) -> None:
