@@ -117,3 +117,16 @@ def test_our_calls_through_the_class_draw_our_dashboard(tmp_path):
     titles = [ax.get_title() for ax in dash.figure().axes if ax.get_title()]
     assert titles[0] == PANEL_TITLES[0]
     assert dash.save(tmp_path / "ours.png", dpi=40).exists()  # from a run: save() needs no plot()
+
+
+def test_old_paths_give_the_seed_class_and_keep_the_core_modules_names():
+    import utils.training.dashboard as old
+    from utils.training.seed_dashboard import record_from_frame as from_seed_path
+    from utils.training.viz.seed_dashboard import record_from_frame as from_viz_path
+
+    from utils.training.viz import dashboard as core
+
+    assert old.TrainingDashboard is TrainingDashboard and issubclass(TrainingDashboard, core.TrainingDashboard)
+    assert (old.PANEL_TITLES, old.WIDE_RANGE) == (core.PANEL_TITLES, core.WIDE_RANGE)
+    assert from_seed_path is from_viz_path is core.record_from_frame
+    assert not hasattr(core.TrainingDashboard, "plot")  # the core class carries no seed code

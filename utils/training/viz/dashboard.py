@@ -11,7 +11,7 @@ import pandas as pd
 from utils.training.tracking.readers import load_run
 from utils.training.tracking.run_record import RunRecord
 from utils.training.viz.panels import (
-    WIDE_RANGE,  # noqa: F401 - re-exported: the loss axis rule lives in panels.py now
+    WIDE_RANGE,  # noqa: F401 - importable from here: the loss axis rule of the dashboard's loss panel
     accuracy_panel,
     grad_norm_panel,
     loss_panel,
