@@ -93,3 +93,12 @@ def test_replace_and_round_trip_keep_an_invalid_value_for_validate(tmp_path):
     with pytest.raises(ValueError, match="  - batch_size must be >= 1"):
         loaded.validate()
     assert json.loads((tmp_path / "c.json").read_text())["max_seq_len"] == 128
+
+
+def test_a_preset_on_the_seed_class_is_our_preset():
+    seed = TrainingConfig.preset("smoke", num_layers=3)
+    base = ours.TrainingConfig.preset("smoke", n_layer=3)
+    assert isinstance(seed, TrainingConfig) and seed.n_layer == 3
+    assert {k: v for k, v in seed.to_dict().items() if k in ours.FIELD_NAMES} == base.to_dict()
+    with pytest.raises(ConfigError, match="preset"):
+        TrainingConfig.preset("no-such-preset")

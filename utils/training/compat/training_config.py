@@ -29,8 +29,9 @@ from pathlib import Path
 from typing import Any
 
 from utils.training import config as _config
-from utils.training.config import FIELD_NAMES, read_config_file
+from utils.training.config import FIELD_DEFAULTS, FIELD_NAMES, read_config_file
 from utils.training.config_rules import ConfigError, Problem, check_config, check_types, unknown_key
+from utils.training.presets import PRESETS, preset_values
 
 # Seed name -> our field, where the names differ.
 SEED_FIELD_MAP = {"num_layers": "n_layer", "num_heads": "n_head", "max_seq_len": "block_size"}
@@ -136,6 +137,19 @@ class TrainingConfig(_config.TrainingConfig):
         raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
 
     # -- construction and files -------------------------------------------------------
+    @classmethod
+    def from_preset(cls, name: str, **overrides: Any) -> TrainingConfig:
+        """A preset is ours: the fields it leaves unset take our defaults, not the seed's."""
+        if name not in PRESETS:
+            return super().from_preset(name)  # our ConfigError naming the presets
+        base = {**FIELD_DEFAULTS, **preset_values(name)}
+        for seed, ours in SEED_FIELD_MAP.items():  # a seed name given wins over the preset's value
+            if seed in overrides:
+                base.pop(ours)
+        if {"n_head", "num_heads"} & set(overrides) and "n_kv_head" not in overrides:
+            base.pop("n_kv_head")
+        return cls.from_dict({**base, **overrides})
+
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainingConfig:
         if not isinstance(d, dict):
