@@ -117,6 +117,7 @@ def test_our_calls_through_the_class_draw_our_dashboard(tmp_path):
     titles = [ax.get_title() for ax in dash.figure().axes if ax.get_title()]
     assert titles[0] == PANEL_TITLES[0]
     assert dash.save(tmp_path / "ours.png", dpi=40).exists()  # from a run: save() needs no plot()
+    assert TrainingDashboard(rec, (10, 6)).figsize == (10, 6) and TrainingDashboard(record=rec).record is rec
 
 
 def test_old_paths_give_the_seed_class_and_keep_the_core_modules_names():

@@ -165,8 +165,8 @@ class TrainingDashboard(_core.TrainingDashboard):
     """Our TrainingDashboard with the seed's constructor, plot(df) and save() (module docstring)."""
 
     def __init__(self, figsize: tuple[int, int] = SEED_FIGSIZE, record: RunRecord | None = None):
-        if isinstance(figsize, RunRecord):  # ours: TrainingDashboard(record), as from_run() calls it
-            figsize, record = SEED_FIGSIZE, figsize
+        if isinstance(figsize, RunRecord):  # ours: TrainingDashboard(record[, figsize]), as from_run() calls it
+            figsize, record = (record if record is not None else SEED_FIGSIZE), figsize
         if (not isinstance(figsize, (tuple, list)) or len(figsize) != 2
                 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in figsize)):
             raise ValueError(f"figsize must be tuple of 2 ints, got {figsize}")
