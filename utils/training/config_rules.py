@@ -5,8 +5,8 @@ not a number, NaN and infinity are refused), then ranges, choices and the cross-
 rules; a field that failed its type check is not checked again, so one mistake is reported
 once. `TrainingConfig.__post_init__` calls it; `replace()` calls it for the changed fields
 only (`only=`), the cross-field rules always; `require_valid` is the check a run makes on
-entry. `unknown_key` names the field a mistyped or
-foreign key (max_seq_len, lr) most likely meant.
+entry. `unknown_key` names the field a mistyped or foreign key (max_seq_len, lr) most
+likely meant.
 """
 
 from __future__ import annotations
