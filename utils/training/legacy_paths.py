@@ -41,11 +41,14 @@ OLD_MODULE_PATHS = {
     "tracking.hf": "hf",
     "seed_db": "tracking.seed_db",
     "style": "viz.style",
-    "live_plotting": "viz.live_plotting",
-    "dashboard": "viz.dashboard",
+    "live_plotting": "compat.live_plotting",
+    "dashboard": "compat.dashboard",
     "report": "viz.report",
     "analysis": "viz.analysis",
-    "seed_dashboard": "viz.seed_dashboard",
+    "seed_dashboard": "compat.dashboard",
+    "viz.seed_dashboard": "compat.dashboard",
+    "training_config": "compat.training_config",
+    "seed_manager": "compat.seed_manager",
     "hpo_storage": "hpo.storage",
     "hpo_cli": "hpo.cli",
     "hpo_figures": "hpo.figures",
@@ -70,7 +73,7 @@ class _AliasLoader(importlib.abc.Loader):
 
 class OldPathFinder(importlib.abc.MetaPathFinder):
     def find_spec(self, fullname: str, path: object = None, target: object = None) -> importlib.machinery.ModuleSpec | None:
-        name = fullname[len(PACKAGE) + 1:] if fullname.startswith(PACKAGE + ".") else None
+        name = fullname[len(PACKAGE) + 1:] if fullname.startswith(PACKAGE + ".") else ""
         if name not in OLD_MODULE_PATHS:
             return None
         return importlib.util.spec_from_loader(fullname, _AliasLoader(f"{PACKAGE}.{OLD_MODULE_PATHS[name]}"))

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from utils.training.config import TrainingConfig
-from utils.training.config_rules import ConfigError
+from utils.training.config_rules import ConfigError, require_valid
 from utils.training.contracts import RunStatus
 from utils.training.engine.callbacks import TrainerCallback
 from utils.training.engine.memory import estimate_training_memory_gb, memory_problem  # noqa: F401 - re-exported
@@ -68,6 +68,7 @@ class TrainingSession:
         if log is not _NOT_GIVEN:
             warnings.warn("TrainingSession(log=...) is ignored (nothing was ever logged through it); drop the "
                           "argument", DeprecationWarning, stacklevel=2)
+        require_valid(config)
         self.workspace = workspace if isinstance(workspace, Workspace) else Workspace(Path(workspace))
         self.workspace.create()
         self.requested_config = config

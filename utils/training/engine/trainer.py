@@ -32,6 +32,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from utils.training.config_rules import require_valid
 from utils.training.contracts import BatchSource, RunStatus
 from utils.training.data.sampler import IGNORE_INDEX
 from utils.training.engine import evaluation, generation, resume
@@ -87,6 +88,7 @@ class Trainer:
                  run_dir, callbacks=(), tokenizer=None, bytes_per_token=None, sample_prompts=(),
                  sample_references=(), mirror_dir=None, device=None, dist: DistributedContext | None = None,
                  run_info=None, progress_bar: bool = True, sample_tokens: int = 32, run_facts=None):
+        require_valid(config)
         self.config = config
         self.run_facts = run_facts  # tracking.run_facts.RunFacts from the session; None = measured in _run_info
         self.dist = dist or DistributedContext()

@@ -77,7 +77,7 @@ def legend(ax, handles=None, **kwargs) -> None:
 
 
 def epoch_axes(axes) -> None:
-    """Relabel the step axes of a figure driven once per epoch (the seed's loops)."""
+    """Relabel the step axes of a figure whose points are epochs (a loop that logs once per epoch)."""
     for ax in axes:
         if ax.get_xlabel() == "step":
             ax.set_xlabel("epoch")
