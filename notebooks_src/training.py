@@ -354,25 +354,39 @@ display(Image(filename=str(hardware_path)))
 # ## 7. Export
 #
 # The model and tokenizer in Hugging Face format (`AutoModelForCausalLM.from_pretrained`
-# loads them), with the config, dashboard and metrics collected in one folder.
+# loads them), with the config, dashboard and metrics collected in one folder. Then talk
+# to it: the text streams in as it is generated (the same seed gives the same text), with
+# the time to the first token and tokens/s. `chat_run` names another run of this
+# workspace ("" = this one); `chat_checkpoint` picks its best or newest checkpoint or the
+# export. The command line does the same: `python -m utils.training generate --run NAME --prompt "..."`.
 
 # %%
-# @title Export
+# @title Export and talk to the model
 download_zip = False  #@param {type:"boolean"}
+chat_prompt = ""  #@param {type:"string"}
+chat_run = ""  #@param {type:"string"}
+chat_checkpoint = "best"  #@param ["best", "newest", "export"]
+chat_max_new_tokens = 60  #@param {type:"integer"}
+chat_temperature = 0.8  #@param {type:"number"}
+chat_top_k = 50  #@param {type:"integer"}
+chat_top_p = 0.95  #@param {type:"number"}
+chat_seed = 0  #@param {type:"integer"}
 
 # %%
-# Export, check that the export loads and generates, collect the artifacts.
+# Export, talk to the model (streamed), collect the artifacts.
 import shutil
 
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from utils.training.engine.sampling import SamplingOptions, generate
+from utils.training.export.run_model import load_run_model
 
 export_dir = session.export()
-reloaded = AutoModelForCausalLM.from_pretrained(export_dir)
-reloaded_tok = AutoTokenizer.from_pretrained(export_dir)
-prompt = session.sample_prompts(1)[0]
-ids = reloaded_tok(prompt, return_tensors="pt").input_ids
-out = reloaded.generate(ids, max_new_tokens=20, do_sample=False, pad_token_id=reloaded_tok.eos_token_id)
-print(f"reloaded from {export_dir}: {prompt!r} -> {reloaded_tok.decode(out[0][ids.shape[1]:])!r}")
+chat = load_run_model(workspace, chat_run or config.run_name, chat_checkpoint)
+prompt = chat_prompt or session.sample_prompts(1)[0]
+print(f"{chat.run_name} ({chat_checkpoint}, {chat.source}):\n{prompt}", end="", flush=True)
+reply = generate(chat.model, chat.tokenizer, prompt, SamplingOptions(
+    max_new_tokens=chat_max_new_tokens, temperature=chat_temperature, top_k=chat_top_k, top_p=chat_top_p,
+    seed=chat_seed), block_size=chat.block_size, on_text=lambda piece: print(piece, end="", flush=True))
+print(f"\n[{reply.timing_line()}]")
 bundle = workspace.results_dir / f"{config.run_name}_artifacts"
 bundle.mkdir(parents=True, exist_ok=True)
 for path in (session.run_dir / "config.json", dashboard_path, csv_path, hardware_path, session.run_dir / "run.json"):

@@ -1,4 +1,4 @@
-"""`python -m utils.training {train,runs,hpo}`: the notebooks' library on the command line.
+"""`python -m utils.training {train,runs,hpo,generate,export}`: the notebooks' library on the command line.
 
 Exit codes: 0 completed or stopped early; 1 failure (the cause is printed); 2 bad
 arguments or config (the message names the field); 130 interrupted (Ctrl-C), after a
@@ -73,6 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
     from utils.training.hpo.cli import add_arguments
 
     add_arguments(h)
+    from utils.training.export import commands as export_commands
+
+    export_commands.add_generate_arguments(sub.add_parser("generate", help="talk to a run's model (streamed)"))
+    export_commands.add_export_arguments(sub.add_parser("export", help="model card, Hub upload, GGUF"))
     return parser
 
 
@@ -84,6 +88,10 @@ def main(argv: list[str] | None = None) -> int:
             return train_command(args)
         if args.command == "runs":
             return runs_command(args)
+        if args.command in ("generate", "export"):
+            from utils.training.export import commands as export_commands
+
+            return getattr(export_commands, f"{args.command}_command")(args)
         from utils.training.hpo.cli import run as run_hpo
 
         return run_hpo(args)
