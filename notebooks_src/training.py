@@ -359,6 +359,10 @@ display(Image(filename=str(hardware_path)))
 # the time to the first token and tokens/s. `chat_run` names another run of this
 # workspace ("" = this one); `chat_checkpoint` picks its best or newest checkpoint or the
 # export. The command line does the same: `python -m utils.training generate --run NAME --prompt "..."`.
+# `push_to_hub` uploads the folder with a generated model card (README.md) to the
+# Hugging Face Hub, private unless you untick `hub_private`; the token comes from Colab
+# Secrets (`HF_TOKEN`) and is never printed (`python -m utils.training export --run NAME
+# --push-to-hub OWNER/REPO`).
 
 # %%
 # @title Export and talk to the model
@@ -371,6 +375,9 @@ chat_temperature = 0.8  #@param {type:"number"}
 chat_top_k = 50  #@param {type:"integer"}
 chat_top_p = 0.95  #@param {type:"number"}
 chat_seed = 0  #@param {type:"integer"}
+push_to_hub = False  #@param {type:"boolean"}
+hub_repo = "your-name/my-small-model"  #@param {type:"string"}
+hub_private = True  #@param {type:"boolean"}
 
 # %%
 # Export, talk to the model (streamed), collect the artifacts.
@@ -379,7 +386,14 @@ import shutil
 from utils.training.engine.sampling import SamplingOptions, generate
 from utils.training.export.run_model import load_run_model
 
-export_dir = session.export()
+from utils.training.export.folder import export_run
+from utils.training.export.hub import push_folder
+
+session.export()
+export_dir = export_run(workspace, config.run_name, "export", repo_id=hub_repo if push_to_hub else "")
+print(f"exported with its model card (README.md): {export_dir}")
+if push_to_hub:  # the token: HF_TOKEN in Colab Secrets (key icon) or the environment; never printed
+    print(f"uploaded: {push_folder(export_dir, hub_repo, private=hub_private)}")
 chat = load_run_model(workspace, chat_run or config.run_name, chat_checkpoint)
 prompt = chat_prompt or session.sample_prompts(1)[0]
 print(f"{chat.run_name} ({chat_checkpoint}, {chat.source}):\n{prompt}", end="", flush=True)
