@@ -362,7 +362,8 @@ display(Image(filename=str(hardware_path)))
 # `push_to_hub` uploads the folder with a generated model card (README.md) to the
 # Hugging Face Hub, private unless you untick `hub_private`; the token comes from Colab
 # Secrets (`HF_TOKEN`) and is never printed (`python -m utils.training export --run NAME
-# --push-to-hub OWNER/REPO`).
+# --push-to-hub OWNER/REPO`). `gguf_types` also writes GGUF files for llama.cpp (F16, Q8_0),
+# each read back and compared with this model (`--gguf f16,q8_0` on the command line).
 
 # %%
 # @title Export and talk to the model
@@ -378,6 +379,7 @@ chat_seed = 0  #@param {type:"integer"}
 push_to_hub = False  #@param {type:"boolean"}
 hub_repo = "your-name/my-small-model"  #@param {type:"string"}
 hub_private = True  #@param {type:"boolean"}
+gguf_types = "none"  #@param ["none", "f16", "q8_0", "f16,q8_0"]
 
 # %%
 # Export, talk to the model (streamed), collect the artifacts.
@@ -392,6 +394,18 @@ from utils.training.export.hub import push_folder
 session.export()
 export_dir = export_run(workspace, config.run_name, "export", repo_id=hub_repo if push_to_hub else "")
 print(f"exported with its model card (README.md): {export_dir}")
+if gguf_types != "none":  # for llama.cpp / Ollama / LM Studio; checked against this model's logits
+    from transformers import AutoModelForCausalLM
+
+    from utils.training.export.gguf import check_gguf, write_gguf
+    from utils.training.export.run_model import load_export_tokenizer
+
+    exported = AutoModelForCausalLM.from_pretrained(export_dir)  # the weights the GGUF files are made of
+    for qtype in gguf_types.split(","):
+        gguf_file = write_gguf(export_dir, qtype)
+        check = check_gguf(gguf_file, exported, load_export_tokenizer(export_dir), " ".join(session.sample_prompts()))
+        print(f"GGUF {qtype}: {gguf_file.name} ({gguf_file.stat().st_size / 1e6:.2f} MB), read back by transformers: "
+              f"logits max |diff| {check['max_abs_diff']:.2e} on 16 tokens")
 if push_to_hub:  # the token: HF_TOKEN in Colab Secrets (key icon) or the environment; never printed
     print(f"uploaded: {push_folder(export_dir, hub_repo, private=hub_private)}")
 chat = load_run_model(workspace, chat_run or config.run_name, chat_checkpoint)

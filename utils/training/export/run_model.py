@@ -94,12 +94,19 @@ def _checkpoint(workspace, run_name: str, which: str) -> tuple[Path, dict]:
     return path, manager.load(path)
 
 
+def load_export_tokenizer(folder):
+    """The tokenizer of an exported folder, exactly as saved. Not AutoTokenizer: transformers
+    5 picks the class from the model's type and gives a qwen2 folder Qwen2's own split
+    (digits one by one), which is not the byte-level BPE the model was trained with."""
+    from transformers import PreTrainedTokenizerFast
+
+    return PreTrainedTokenizerFast.from_pretrained(folder)
+
+
 def _tokenizer(workspace, run_name: str, facts: dict, config):
     export_dir = workspace.export_dir(run_name)
-    if (export_dir / "tokenizer.json").exists() or (export_dir / "tokenizer_config.json").exists():
-        from transformers import AutoTokenizer
-
-        return AutoTokenizer.from_pretrained(export_dir)
+    if (export_dir / "tokenizer.json").exists():
+        return load_export_tokenizer(export_dir)
     tok_id = (facts.get("data") or {}).get("tokenizer", "")
     if tok_id.startswith("bpe-") and (workspace.tokenizers_dir / f"{tok_id}.json").exists():
         from tokenizers import Tokenizer
