@@ -246,15 +246,20 @@ print(format_timings(timings))
 # Weights & Biases is optional: the API key comes from Colab's Secrets (`WANDB_API_KEY`),
 # the environment, or a hidden prompt, and is never printed or saved. If W&B cannot be
 # reached within its timeout the run goes on offline, and if that fails, without W&B; one
-# line says which. A resumed run continues the same W&B run.
+# line says which. A resumed run continues the same W&B run. Trackio (Hugging Face's
+# local-first tracker) is the other choice: no account, stored in the workspace's
+# `trackio/` folder, the same metric names and run name as the database; see it with
+# `TRACKIO_DIR=<workspace>/trackio trackio show` (`--trackio-project` on the command line).
 
 # %%
-# @title Tracking (Weights & Biases)
+# @title Tracking (Weights & Biases, Trackio)
 use_wandb = False  #@param {type:"boolean"}
 wandb_project = "slm-notebooks"  #@param {type:"string"}
 wandb_entity = ""  #@param {type:"string"}
 wandb_mode = "online"  #@param ["online", "offline"]
 wandb_tags = "notebook"  #@param {type:"string"}
+use_trackio = False  #@param {type:"boolean"}
+trackio_project = "slm-notebooks"  #@param {type:"string"}
 live_plot = True  #@param {type:"boolean"}
 
 # %% [markdown]
@@ -287,6 +292,7 @@ session.tracking = ReportingOptions(
     wandb_entity=wandb_entity,
     wandb_mode=wandb_mode,
     wandb_tags=tuple(t.strip() for t in wandb_tags.split(",") if t.strip()),
+    trackio_project=trackio_project if use_trackio else "",
     live_plot=live_plot,
     viz_interval=viz_interval,
 )

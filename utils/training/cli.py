@@ -50,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--wandb-project", default="", help="also log to this W&B project")
     t.add_argument("--wandb-entity", default="")
     t.add_argument("--wandb-mode", choices=("online", "offline", "disabled"), default="online")
+    t.add_argument("--trackio-project", default="",
+                   help="also log to this local Trackio project (WORKSPACE/trackio; offline; `trackio show`)")
     t.add_argument("--no-export", action="store_true", help="skip the save_pretrained export at the end")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -157,6 +159,7 @@ def train_command(args: argparse.Namespace) -> int:
         wandb_project=args.wandb_project,
         wandb_entity=args.wandb_entity,
         wandb_mode=args.wandb_mode,
+        trackio_project=args.trackio_project,
         viz_interval=config.eval_interval if args.viz_interval is None else args.viz_interval,
         progress_bar=not args.no_progress,
     )

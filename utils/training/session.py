@@ -49,7 +49,7 @@ _NOT_GIVEN: Any = object()  # TrainingSession(log=...) given or not
 @dataclass
 class ReportingOptions:
     """What a run reports besides SQLite (always on) and the JSON run log (always on):
-    W&B, the live plot, the training report's figures, the progress bar."""
+    W&B, Trackio, the live plot, the training report's figures, the progress bar."""
 
     wandb_project: str = ""  # "" = no W&B
     wandb_entity: str = ""
@@ -61,6 +61,7 @@ class ReportingOptions:
     # hidden prompt can work); None = the sink looks in Colab Secrets and the environment.
     # Never shown: excluded from repr.
     wandb_api_key: str | None = field(default=None, repr=False)
+    trackio_project: str = ""  # "" = no Trackio; else a local Trackio project under WORKSPACE/trackio
     live_plot: bool = False  # LivePlotter in Jupyter/Colab (text table when headless)
     live_plot_interval_s: float = 2.0
     viz_interval: int = 0  # the seven-chart training report every N steps; 0 = off
@@ -263,6 +264,10 @@ class TrainingSession:
                         api_key=t.wandb_api_key,
                     )
                 )
+            if t.trackio_project:  # local and offline (tracking/trackio_sink.py)
+                from utils.training.tracking.trackio_sink import TrackioSink
+
+                sinks.append(TrackioSink(t.trackio_project, name, self.config.to_dict(), self.workspace.trackio_dir))
             world = self.dist.world_size if self.dist else 1
             cbs.append(MetricsTracker(sinks, flops_per_token=self.flops_per_token, world_size=world))
             if t.live_plot:

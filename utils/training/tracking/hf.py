@@ -43,14 +43,18 @@ HF_TO_OURS = {"loss": "train_loss", "learning_rate": "lr", "grad_norm": "grad_no
 class ExperimentCallback(_HFCallback):
     def __init__(self, db: ExperimentDB | str | os.PathLike = "experiments.db", run_name: str | None = None,
                  run_dir: str | os.PathLike | None = None, live_plot: bool | LivePlotter = True,
-                 dashboard: bool = True, config: dict | None = None):
+                 dashboard: bool = True, config: dict | None = None, trackio_project: str = "",
+                 trackio_dir: str | os.PathLike | None = None):
         """db: an ExperimentDB or its path; run_name: default the TrainingArguments'
         run_name or output folder name; run_dir: where run.json and dashboard.png go
-        (default: args.output_dir); live_plot: True, False or a LivePlotter of yours."""
+        (default: args.output_dir); live_plot: True, False or a LivePlotter of yours;
+        trackio_project: also log to this local Trackio project, stored in trackio_dir
+        (default: Trackio's own folder)."""
         self._own_db = not isinstance(db, ExperimentDB)
         self.db = ExperimentDB(db) if self._own_db else db
         self.run_name, self.run_dir, self.dashboard = run_name, run_dir, dashboard
         self.extra_config = dict(config or {})
+        self.trackio_project, self.trackio_dir = trackio_project, trackio_dir
         self.plotter = live_plot if isinstance(live_plot, LivePlotter) else (LivePlotter() if live_plot else None)
         self.tracker: MetricsTracker | None = None
         self.state = TrainerState()
@@ -71,6 +75,10 @@ class ExperimentCallback(_HFCallback):
                                       if isinstance(v, (int, float, str, bool)) or v is None}
         sinks = [ExperimentDBSink(self.db, name, config), RunLogWriter(self.run_dir / "run.json", config=config,
                                                                        name=name)]
+        if self.trackio_project:
+            from utils.training.tracking.trackio_sink import TrackioSink
+
+            sinks.append(TrackioSink(self.trackio_project, name, config, self.trackio_dir))
         self.tracker = MetricsTracker(sinks, use_wandb=False, world_size=args.world_size, device=args.device)
         self.state = TrainerState(run_name=name, step=state.global_step, max_steps=state.max_steps,
                                   world_size=args.world_size, is_world_process_zero=state.is_world_process_zero)
