@@ -392,10 +392,9 @@ gguf_types = "none"  #@param ["none", "f16", "q8_0", "f16,q8_0"]
 import shutil
 
 from utils.training.engine.sampling import SamplingOptions, generate
-from utils.training.export.run_model import load_run_model
-
 from utils.training.export.folder import export_run
 from utils.training.export.hub import push_folder
+from utils.training.export.run_model import load_run_model
 
 session.export()
 export_dir = export_run(workspace, config.run_name, "export", repo_id=hub_repo if push_to_hub else "")
