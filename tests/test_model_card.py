@@ -125,3 +125,39 @@ def test_a_bad_repo_id_or_run_exits_2_before_writing(run, capsys):
     assert "OWNER/NAME" in capsys.readouterr().err
     assert main(["export", "--workspace", str(run.root), "--run", "nope"]) == 2
     assert json.dumps(sorted(str(p) for p in run.root.rglob("*"))) == before
+
+
+def test_a_hub_refusal_is_reported_without_the_token(run, monkeypatch, capsys):
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError
+
+    monkeypatch.setenv("HF_TOKEN", CANARY)
+    FakeHub().install(monkeypatch)
+
+    def refuse(api, **kw):
+        import httpx
+
+        response = httpx.Response(403, request=httpx.Request("POST", "https://huggingface.co/api/x"))
+        raise HfHubHTTPError(f"403 Forbidden: token {CANARY} cannot write to me/x", response=response)
+
+    monkeypatch.setattr(HfApi, "upload_folder", refuse)
+    assert main(["export", "--workspace", str(run.root), "--run", "tiny", "--push-to-hub", "me/x"]) == 1
+    out = capsys.readouterr()
+    assert "403 Forbidden" in out.err and CANARY not in out.out + out.err
+
+
+def test_the_token_comes_from_colab_secrets_first(monkeypatch):
+    import sys
+    import types
+
+    from utils.training.export.hub import resolve_hf_token
+
+    userdata = types.SimpleNamespace(get=lambda name: CANARY if name == "HF_TOKEN" else None)
+    colab = types.ModuleType("google.colab")
+    colab.userdata = userdata
+    monkeypatch.setitem(sys.modules, "google.colab", colab)
+    monkeypatch.setitem(sys.modules, "google.colab.userdata", userdata)
+    monkeypatch.setenv("HF_TOKEN", "from-env")
+    assert resolve_hf_token() == CANARY
+    monkeypatch.setattr(userdata, "get", lambda name: "")
+    assert resolve_hf_token() == "from-env"
