@@ -282,7 +282,14 @@ print(model.config.__class__.__name__, {k: getattr(model.config, k) for k in ("n
 
 # %%
 # Set up the run: tracking options, and where training starts (fresh, or resumed).
+import importlib.util
+import subprocess
+import sys
+
 from utils.training.tracking.wandb_logger import resolve_wandb_key
+
+if use_trackio and importlib.util.find_spec("trackio") is None:  # optional: installed when chosen
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "trackio>=0.4"], check=True)
 
 # Colab Secrets, then the environment, then (in Colab) a hidden prompt. Never printed.
 wandb_key = resolve_wandb_key(interactive=IN_COLAB) if use_wandb else None
