@@ -1,4 +1,4 @@
-"""`python -m utils.training {train,runs,hpo}`: the notebooks' library on the command line.
+"""`python -m utils.training {train,runs,hpo,generate,export}`: the notebooks' library on the command line.
 
 Exit codes: 0 completed or stopped early; 1 failure (the cause is printed); 2 bad
 arguments or config (the message names the field); 130 interrupted (Ctrl-C) and 143
@@ -51,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--wandb-project", default="", help="also log to this W&B project")
     t.add_argument("--wandb-entity", default="")
     t.add_argument("--wandb-mode", choices=("online", "offline", "disabled"), default="online")
+    t.add_argument("--trackio-project", default="",
+                   help="also log to this local Trackio project (WORKSPACE/trackio; offline; `trackio show`)")
     t.add_argument("--no-export", action="store_true", help="skip the save_pretrained export at the end")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -74,6 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
     from utils.training.hpo.cli import add_arguments
 
     add_arguments(h)
+    from utils.training.export import commands as export_commands
+
+    export_commands.add_generate_arguments(sub.add_parser("generate", help="talk to a run's model (streamed)"))
+    export_commands.add_export_arguments(sub.add_parser("export", help="model card, Hub upload, GGUF"))
     return parser
 
 
@@ -85,6 +91,10 @@ def main(argv: list[str] | None = None) -> int:
             return train_command(args)
         if args.command == "runs":
             return runs_command(args)
+        if args.command in ("generate", "export"):
+            from utils.training.export import commands as export_commands
+
+            return getattr(export_commands, f"{args.command}_command")(args)
         from utils.training.hpo.cli import run as run_hpo
 
         return run_hpo(args)
@@ -152,6 +162,7 @@ def train_command(args: argparse.Namespace) -> int:
         wandb_project=args.wandb_project,
         wandb_entity=args.wandb_entity,
         wandb_mode=args.wandb_mode,
+        trackio_project=args.trackio_project,
         viz_interval=config.eval_interval if args.viz_interval is None else args.viz_interval,
         progress_bar=not args.no_progress,
     )

@@ -225,7 +225,7 @@ class TrainingSession:
             t = self.tracking
             sinks = sinks_for(t, run_name=name, config=self.config.to_dict(), db=self.db,
                               run_log_path=self.workspace.run_log_path(name), run_dir=self.run_dir,
-                              wandb_timeout_s=self.config.wandb_timeout_s)
+                              wandb_timeout_s=self.config.wandb_timeout_s, trackio_dir=self.workspace.trackio_dir)
             world = self.dist.world_size if self.dist else 1
             cbs.append(MetricsTracker(sinks, flops_per_token=self.flops_per_token, world_size=world))
             if t.live_plot:

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 @dataclass
 class ReportingOptions:
     """What a run reports besides SQLite (always on) and the JSON run log (always on):
-    W&B, the live plot, the training report's figures, the progress bar. Checked when
+    W&B, Trackio, the live plot, the training report's figures, the progress bar. Checked when
     made (ConfigError naming the field), before any data is prepared."""
 
     wandb_project: str = ""  # "" = no W&B run started by us
@@ -44,6 +44,8 @@ class ReportingOptions:
     wandb_api_key: str | None = field(default=None, repr=False)
     # Log to the W&B run the caller's own code started (wandb.init) instead of starting one.
     wandb_attach: bool = False
+    trackio_project: str = ""  # "" = no Trackio; else a local, offline Trackio project
+    trackio_dir: str | os.PathLike | None = None  # None = the workspace's trackio/ (Trackio's own folder elsewhere)
     live_plot: bool = False  # LivePlotter in Jupyter/Colab (text table when headless)
     live_plot_interval_s: float = 2.0
     viz_interval: int = 0  # the seven-chart training report every N steps; 0 = off
@@ -60,6 +62,8 @@ class ReportingOptions:
             problems.append(Problem("wandb_mode", self.wandb_mode, f"must be one of {', '.join(MODES)}"))
         if not isinstance(self.wandb_project, str):
             problems.append(Problem("wandb_project", self.wandb_project, "must be a string ('' = no W&B)"))
+        if not isinstance(self.trackio_project, str):
+            problems.append(Problem("trackio_project", self.trackio_project, "must be a string ('' = no Trackio)"))
         if isinstance(self.wandb_tags, str) or not all(isinstance(t, str) for t in self.wandb_tags):
             problems.append(Problem("wandb_tags", self.wandb_tags, "must be a tuple of strings"))
         t = self.wandb_init_timeout_s
@@ -84,6 +88,7 @@ class SinkTarget:
     run_log_path: Path | None = None
     run_dir: Path | None = None  # W&B's local files
     wandb_timeout_s: float = 15.0  # the config's wandb_timeout_s
+    trackio_dir: Path | None = None  # the workspace's trackio/ when options.trackio_dir is None
 
 
 def _db_sink(options: ReportingOptions, target: SinkTarget) -> MetricsSink | None:
@@ -110,21 +115,34 @@ def _wandb(options: ReportingOptions, target: SinkTarget) -> MetricsSink | None:
                      api_key=options.wandb_api_key)
 
 
+def _trackio(options: ReportingOptions, target: SinkTarget) -> MetricsSink | None:
+    if not options.trackio_project:
+        return None
+    # trackio is optional: imported only when asked for
+    from utils.training.tracking.trackio_sink import TrackioSink
+
+    directory = options.trackio_dir if options.trackio_dir is not None else target.trackio_dir
+    return TrackioSink(options.trackio_project, target.run_name, target.config, directory)
+
+
 # name -> builder, in the order the sinks are written to (the database first: the source of truth)
 SINK_BUILDERS: dict[str, Callable[[ReportingOptions, SinkTarget], Any]] = {
     "db": _db_sink,
     "run_log": _run_log,
     "wandb": _wandb,
+    "trackio": _trackio,
 }
 
 
 def sinks_for(options: ReportingOptions | None, *, run_name: str, config: Any = None, db: ExperimentDB | None = None,
               db_run_id: int | None = None, run_log_path: str | os.PathLike | None = None,
-              run_dir: str | os.PathLike | None = None, wandb_timeout_s: float = 15.0) -> list[MetricsSink]:
+              run_dir: str | os.PathLike | None = None, wandb_timeout_s: float = 15.0,
+              trackio_dir: str | os.PathLike | None = None) -> list[MetricsSink]:
     """The sinks `options` ask for, for run `run_name` (SinkTarget says what each argument is)."""
     options = options if options is not None else ReportingOptions()
     options.check()
     target = SinkTarget(run_name, config, db, db_run_id, None if run_log_path is None else Path(run_log_path),
-                        None if run_dir is None else Path(run_dir), float(wandb_timeout_s))
+                        None if run_dir is None else Path(run_dir), float(wandb_timeout_s),
+                        None if trackio_dir is None else Path(trackio_dir))
     sinks = (build(options, target) for build in SINK_BUILDERS.values())
     return [s for s in sinks if s is not None]
