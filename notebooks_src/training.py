@@ -295,7 +295,7 @@ print(session.resume_line())
 # %%
 # Train, with live curves and a progress bar; final evaluation and text samples at the end.
 from utils.training.summary import context_claim
-from utils.training.viz.style import duration
+from utils.training.text import duration
 
 result = session.train()
 state = result.state
@@ -320,7 +320,7 @@ for sample in session.last_samples():
 from IPython.display import Image, display
 
 from utils.training import TrainingDashboard
-from utils.training.viz.style import show_table
+from utils.training.text import show_table
 
 dashboard_path = TrainingDashboard.from_db(db, config.run_name).save(session.run_dir / "dashboard.png")
 display(Image(filename=str(dashboard_path)))
@@ -391,8 +391,8 @@ if download_zip:
 # %%
 # This run against the earlier runs of this workspace (from the database).
 from utils.training import compare_runs
+from utils.training.text import chinchilla_share
 from utils.training.viz.analysis import write_summary_table
-from utils.training.viz.style import chinchilla_share
 
 names = db.list_runs()["run_name"].head(5).tolist()[::-1]  # the 5 newest, this run last
 records = [load_run(f"db:{n}", db=db) for n in names]

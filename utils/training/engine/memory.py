@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from utils.training.config_rules import Problem
 
 if TYPE_CHECKING:
-    from utils.training.tracking.run_facts import RunFacts
+    from utils.training.engine.run_facts import RunFacts
 
 GIB = 2**30
 

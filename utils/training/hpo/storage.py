@@ -40,16 +40,10 @@ from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial
 
-from utils.training.legacy_paths import forward_attributes
-
 logger = logging.getLogger(__name__)
 
 __all__ = ["JOURNAL_SUFFIXES", "RDB_PREFIXES", "StorageSpec", "StorageSpecError", "claim_lock", "open_storage",
            "quiet_experimental", "spec_kind"]
-
-# `from utils.training.hpo_storage import optimize_exactly` (the module before the worker
-# loop moved to workers.py) keeps working: names not defined here are workers.py's.
-__getattr__ = forward_attributes("utils.training.hpo", "workers")
 
 JOURNAL_SUFFIXES = (".journal", ".log")
 RDB_PREFIXES = ("sqlite:///", "postgresql://", "postgresql+", "postgres://", "mysql://", "mysql+")

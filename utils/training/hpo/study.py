@@ -179,9 +179,7 @@ def run_study(
     study = create_study(study_name, storage, space=space, sampler_seed=sampler_seed,
                          worker_index=worker_index, pruner=pruner)
     study.set_user_attr("metric", metric)
-    from utils.training.viz.style import (
-        caveat,  # the figures say when the trials are smoke/cpu runs or synthetic tokens
-    )
+    from utils.training.text import caveat
 
     study.set_user_attr("caveat", caveat(str(getattr(base_config, "preset", "") or ""),
                                          getattr(base_config, "data_source", "") == "synthetic"))

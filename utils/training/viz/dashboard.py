@@ -8,6 +8,7 @@ import math
 
 import pandas as pd
 
+from utils.training.text import duration, human, with_caveat
 from utils.training.tracking.readers import load_run
 from utils.training.tracking.run_record import RunRecord
 from utils.training.viz.panels import (
@@ -22,15 +23,7 @@ from utils.training.viz.panels import (
 )
 from utils.training.viz.seed_dashboard import plot_frame, record_from_frame
 from utils.training.viz.series import run_seconds
-from utils.training.viz.style import (
-    EXPORT_DPI,
-    duration,
-    human,
-    new_figure,
-    place_legends,
-    save_figure,
-    with_caveat,
-)
+from utils.training.viz.style import EXPORT_DPI, new_figure, place_legends, save_figure
 
 PANEL_TITLES = ("Loss", "Perplexity", "Learning rate", "Gradient norm (pre-clip)", "Throughput and step time", "Memory")
 
