@@ -53,8 +53,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-# The names of the former hpo.py stay importable from here (and so from utils.training.hpo,
-# which forwards to this module): the space and pruning names are re-exported.
+# The space and pruning names are re-exported (`utils.training.hpo`'s old names are
+# compat/paths.py entries pointing at their homes).
 __all__ = [
     "PARAM_TYPES",
     "SearchSpace",
