@@ -22,12 +22,21 @@ def test_old_path_is_the_new_module(old):
     assert was is now
 
 
-@pytest.mark.parametrize("owner,name", sorted((o, n) for o, names in NAMES.items() for n in names))
+@pytest.mark.parametrize("owner,name", sorted((o, n) for o, names in NAMES.items() for n in names if n != "*"))
 def test_old_name_is_the_object_at_its_home(owner, name):
     """Also when the module imports the name for its own use (the entry keeps the old name
     working when it no longer does)."""
     module = importlib.import_module(f"utils.training.{owner}")
     assert getattr(module, name) is resolve(NAMES[owner][name])
+
+
+@pytest.mark.parametrize("owner", sorted(o for o, names in NAMES.items() if "*" in names))
+def test_a_package_answers_every_public_name_of_its_modules(owner):
+    package = importlib.import_module(f"utils.training.{owner}")
+    for home in NAMES[owner]["*"].split():
+        module = importlib.import_module(f"utils.training.{home}")
+        for name in (n for n in vars(module) if not n.startswith("_")):
+            assert hasattr(package, name), f"utils.training.{owner}.{name}"
 
 
 def test_every_entry_is_one_of_the_three_kinds():

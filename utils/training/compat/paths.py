@@ -9,6 +9,9 @@ ask for, and the one import hook that serves it.
     "engine.trainer.resolve_device": "engine.device:resolve_device"
         an old name of a module ("module:attribute" of its home; the attribute may be
         dotted, "contracts:RunStatus.ALL"): looked up when first asked for;
+    "data.*": "data.pipeline data.sources data.readers"
+        every other name of a package that took over a flat module's path: the first of
+        these modules that has it answers;
     "session.TrainingSession(log=)": "compat.keywords:training_session"
         an old keyword of a class: the class's __init__ is wrapped by that function of
         compat/keywords.py, which says what the keyword does now.
@@ -111,30 +114,10 @@ OLD: dict[str, str] = {
     "tracking.experiment_db.ExperimentDBSink": "tracking.db_sink:ExperimentDBSink",
     # chunk mode is prepare_data(mode="chunk")
     "data.stream.prepare_chunks": "data.pipeline:prepare_chunks",
-    # the public names of the flat data.py, now the data/ package
-    "data.DataError": "data.readers:DataError",
-    "data.DOC_SPLITS": "data.readers:DOC_SPLITS",
-    "data.TEXT_SUFFIXES": "data.readers:TEXT_SUFFIXES",
-    "data.TEXT_COLUMN_GUESSES": "data.readers:TEXT_COLUMN_GUESSES",
-    "data.TextCorpus": "data.sources:TextCorpus",
-    "data.DRIVE_ROOT": "data.sources:DRIVE_ROOT",
-    "data.SOURCES": "data.sources:SOURCES",
-    "data.builtin_corpus": "data.sources:builtin_corpus",
-    "data.load_builtin": "data.sources:load_builtin",
-    "data.list_data_files": "data.sources:list_data_files",
-    "data.load_local": "data.sources:load_local",
-    "data.load_drive": "data.sources:load_drive",
-    "data.load_upload": "data.sources:load_upload",
-    "data.hf_offline_message": "data.sources:hf_offline_message",
-    "data.load_hf": "data.sources:load_hf",
-    "data.load_synthetic": "data.sources:load_synthetic",
-    "data.load_source": "data.sources:load_source",
-    "data.MODES": "data.pipeline:MODES",
-    "data.ENCODE_DOCS": "data.pipeline:ENCODE_DOCS",
-    "data.PreparedData": "data.pipeline:PreparedData",
-    "data.prepare_data": "data.pipeline:prepare_data",
-    "data.split_documents": "data.pipeline:split_documents",
-    "data.unigram_entropy": "data.pipeline:unigram_entropy",
+    # packages that took over a flat module's path answer every name of these modules
+    "data.*": "data.pipeline data.sources data.readers",
+    "hpo.*": "hpo.study",
+    "hpo.storage.*": "hpo.workers",
     # the source names data/pipeline.py answered for the flat data.py
     "data.pipeline.DOC_SPLITS": "data.readers:DOC_SPLITS",
     "data.pipeline.TEXT_SUFFIXES": "data.readers:TEXT_SUFFIXES",
@@ -155,28 +138,6 @@ OLD: dict[str, str] = {
     "data.pipeline.load_synthetic": "data.sources:load_synthetic",
     "data.pipeline.load_upload": "data.sources:load_upload",
     "data.pipeline.spool_hf_to_text": "data.sources:spool_hf_to_text",
-    # the public names of the flat hpo.py, now the hpo/ package
-    "hpo.PARAM_TYPES": "hpo.space:PARAM_TYPES",
-    "hpo.SearchSpaceError": "hpo.space:SearchSpaceError",
-    "hpo.Param": "hpo.space:Param",
-    "hpo.SearchSpace": "hpo.space:SearchSpace",
-    "hpo.OptunaPruningCallback": "hpo.pruning:OptunaPruningCallback",
-    "hpo.TrialFailed": "hpo.study:TrialFailed",
-    "hpo.make_pruner": "hpo.study:make_pruner",
-    "hpo.create_study": "hpo.study:create_study",
-    "hpo.TrainFn": "hpo.study:TrainFn",
-    "hpo.run_study": "hpo.study:run_study",
-    "hpo.SIGKILL_TRIAL_ENV": "hpo.study:SIGKILL_TRIAL_ENV",
-    # the public names of the flat hpo_storage.py that are the workers' now
-    "hpo.storage.ATTR_HOST": "hpo.workers:ATTR_HOST",
-    "hpo.storage.ATTR_PID": "hpo.workers:ATTR_PID",
-    "hpo.storage.ATTR_PID_START": "hpo.workers:ATTR_PID_START",
-    "hpo.storage.ATTR_COUNTED": "hpo.workers:ATTR_COUNTED",
-    "hpo.storage.UNOWNED_GRACE_S": "hpo.workers:UNOWNED_GRACE_S",
-    "hpo.storage.owner_attrs": "hpo.workers:owner_attrs",
-    "hpo.storage.fail_dead_trials": "hpo.workers:fail_dead_trials",
-    "hpo.storage.counts": "hpo.workers:counts",
-    "hpo.storage.optimize_exactly": "hpo.workers:optimize_exactly",
     # config_rules.py and presets.py were split out of config.py
     "config.CHOICES": "config_rules:CHOICES",
     "config.COMPILE_MODES": "config_rules:COMPILE_MODES",
@@ -201,6 +162,24 @@ OLD: dict[str, str] = {
     "tracking.experiment_db.SEED_TABLES": "tracking.db_file:SEED_TABLES",
     "tracking.experiment_db.SQLITE_MAGIC": "tracking.db_file:SQLITE_MAGIC",
     "tracking.experiment_db.MIGRATIONS": "tracking.db_schema:MIGRATIONS",
+    "viz.report.MA_WINDOW": "viz.series:MA_WINDOW",
+    "viz.report.ma_window": "viz.series:ma_window",
+    "viz.report.moving_average": "viz.series:moving_average",
+    "viz.analysis.memory_panel": "viz.panels:memory_panel",
+    "viz.analysis.perplexity_ticks": "viz.panels:perplexity_ticks",
+    "tracking.run_log.load_run": "tracking.readers:load_run",
+    "tracking.run_log.load_runs": "tracking.readers:load_runs",
+    "tracking.run_log.run_log_specs": "tracking.readers:run_log_specs",
+    "tracking.run_log.RunRecord": "tracking.run_record:RunRecord",
+    "tracking.experiment_db.DatabaseFileError": "tracking.db_file:DatabaseFileError",
+    "tracking.experiment_db.check_database_file": "tracking.db_file:check_database_file",
+    "tracking.experiment_db.RUN_COLUMNS": "tracking.db_schema:RUN_COLUMNS",
+    "tracking.experiment_db.SCHEMA_VERSION": "tracking.db_schema:SCHEMA_VERSION",
+    "tracking.experiment_db.SORT_COLUMNS": "tracking.db_schema:SORT_COLUMNS",
+    "tracking.experiment_db.SUMMARY_COLUMNS": "tracking.db_schema:SUMMARY_COLUMNS",
+    "tracking.experiment_db.TRIAL_STATES": "tracking.db_schema:TRIAL_STATES",
+    "tracking.experiment_db.Transaction": "tracking.db_schema:Transaction",
+    "tracking.experiment_db.connect": "tracking.db_schema:connect",
     # -- old keywords ----------------------------------------------------------------
     "session.TrainingSession(log=)": "compat.keywords:training_session",
     "session.ReportingOptions(wandb_init_timeout_s=)": "compat.keywords:reporting_options",
@@ -213,7 +192,9 @@ def _split() -> tuple[dict[str, str], dict[str, dict[str, str]], dict[str, dict[
     names: dict[str, dict[str, str]] = {}
     keywords: dict[str, dict[str, str]] = {}
     for old, home in OLD.items():
-        if old.endswith("=)"):
+        if old.endswith(".*"):
+            names.setdefault(old[:-2], {})["*"] = home
+        elif old.endswith("=)"):
             owner, _, cls = old.partition("(")[0].rpartition(".")
             keywords.setdefault(owner, {})[cls] = home
         elif ":" in home:
@@ -242,8 +223,13 @@ def _serve_old_names(module: ModuleType, names: dict[str, str]) -> None:
     own: Callable[[str], Any] | None = module.__dict__.get("__getattr__")
 
     def __getattr__(name: str) -> Any:
-        if name in names:
+        if name in names and name != "*":
             return resolve(names[name])
+        if not name.startswith("__"):
+            for home in names.get("*", "").split():
+                target = importlib.import_module(f"{PACKAGE}.{home}")
+                if hasattr(target, name):
+                    return getattr(target, name)
         if own is not None:
             return own(name)
         raise AttributeError(f"module {module.__name__!r} has no attribute {name!r}")
