@@ -12,7 +12,6 @@ from utils.training.text import duration, human, with_caveat
 from utils.training.tracking.readers import load_run
 from utils.training.tracking.run_record import RunRecord
 from utils.training.viz.panels import (
-    WIDE_RANGE,  # noqa: F401 - re-exported: the loss axis rule lives in panels.py now
     accuracy_panel,
     grad_norm_panel,
     loss_panel,
