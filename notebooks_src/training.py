@@ -306,7 +306,7 @@ print(session.resume_line())
 # %%
 # Train, with live curves and a progress bar; final evaluation and text samples at the end.
 from utils.training.summary import context_claim
-from utils.training.viz.style import duration
+from utils.training.text import duration
 
 # Kernel > Interrupt (or Ctrl-C) checkpoints the current step and prints one line; the cells
 # below then draw the run so far, and running this cell again resumes it.
@@ -333,7 +333,7 @@ for sample in session.last_samples():
 from IPython.display import Image, display
 
 from utils.training import TrainingDashboard
-from utils.training.viz.style import show_table
+from utils.training.text import show_table
 
 dashboard_path = TrainingDashboard.from_db(db, config.run_name).save(session.run_dir / "dashboard.png")
 display(Image(filename=str(dashboard_path)))
@@ -445,8 +445,8 @@ if download_zip:
 # %%
 # This run against the earlier runs of this workspace (from the database).
 from utils.training import compare_runs
+from utils.training.text import chinchilla_share
 from utils.training.viz.analysis import write_summary_table
-from utils.training.viz.style import chinchilla_share
 
 names = db.list_runs()["run_name"].head(5).tolist()[::-1]  # the 5 newest, this run last
 records = [load_run(f"db:{n}", db=db) for n in names]

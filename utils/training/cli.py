@@ -138,7 +138,7 @@ def train_command(args: argparse.Namespace) -> int:
     from utils.training.engine.distributed import DistributedContext, world_size_from_env
     from utils.training.engine.trainer import ResumeError
     from utils.training.session import ReportingOptions, TrainingSession
-    from utils.training.viz.style import chinchilla_share
+    from utils.training.text import chinchilla_share
 
     config = config_from_args(args)
     config.rank_batch(world_size_from_env())  # a world size that cannot split the batch: exit 2, no data touched

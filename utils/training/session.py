@@ -9,7 +9,7 @@ The notebook, the `train` command and every HPO trial run the same steps:
     session.export()       # save_pretrained model + tokenizer under runs/NAME/model
 
 The session only assembles: data/ makes batches, engine/ the model and the loop, the
-run facts (tracking/run_facts.py: parameters, FLOPs, precision, device) are measured once
+run facts (engine/run_facts.py: parameters, FLOPs, precision, device) are measured once
 in prepare() and handed to the summary card (summary.py), the memory check
 (engine/memory.py) and the trainer; the callbacks (metrics sinks, plots, early stopping)
 do the rest.
@@ -17,7 +17,6 @@ do the rest.
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,16 +24,11 @@ from utils.training.config import TrainingConfig
 from utils.training.config_rules import ConfigError, require_valid
 from utils.training.contracts import RunStatus
 from utils.training.engine.callbacks import TrainerCallback
-from utils.training.engine.memory import estimate_training_memory_gb, memory_problem  # noqa: F401 - re-exported
+from utils.training.engine.memory import memory_problem
+from utils.training.engine.run_facts import RunFacts
 from utils.training.registries import DATA_SOURCES
 from utils.training.run_callbacks import DatabaseBackup, LastSamples
-from utils.training.summary import (  # noqa: F401 - re-exported (the notebook imports them from here)
-    CHINCHILLA_TOKENS_PER_PARAM,
-    context_claim,
-    format_summary,
-    summary_card,
-)
-from utils.training.tracking.run_facts import RunFacts
+from utils.training.summary import summary_card
 from utils.training.tracking.sinks import ReportingOptions, sinks_for
 from utils.training.workspace import Workspace
 
@@ -44,10 +38,6 @@ if TYPE_CHECKING:
     from utils.training.engine.distributed import DistributedContext
     from utils.training.tracking.experiment_db import ExperimentDB
 
-_NOT_GIVEN: Any = object()  # TrainingSession(log=...) given or not
-
-
-TrackingOptions = ReportingOptions  # the old name (it held more than tracking options)
 
 
 class TrainingSession:
@@ -63,11 +53,7 @@ class TrainingSession:
         corpus: TextCorpus | None = None,
         data_options: dict[str, Any] | None = None,
         dist: DistributedContext | None = None,
-        log: Any = _NOT_GIVEN,
     ):
-        if log is not _NOT_GIVEN:
-            warnings.warn("TrainingSession(log=...) is ignored (nothing was ever logged through it); drop the "
-                          "argument", DeprecationWarning, stacklevel=2)
         require_valid(config)
         self.workspace = workspace if isinstance(workspace, Workspace) else Workspace(Path(workspace))
         self.workspace.create()
@@ -125,7 +111,7 @@ class TrainingSession:
         when the corpus size is unknown (streaming) and epochs would set the budget."""
         from utils.training.data.pipeline import prepare_data
         from utils.training.engine.models import build_model
-        from utils.training.tracking.run_facts import measure_run_facts
+        from utils.training.engine.run_facts import measure_run_facts
 
         self.tracking.check()  # options changed since the session was made are checked before the data
         if self.data is None:
@@ -168,9 +154,9 @@ class TrainingSession:
 
     @property
     def caveat(self) -> str:
-        """"smoke preset: not a result" and the like (style.caveat), "" for a real run: the
+        """"smoke preset: not a result" and the like (text.caveat), "" for a real run: the
         summary card, the figures and the CLI's lines all say it."""
-        from utils.training.viz.style import caveat
+        from utils.training.text import caveat
 
         synthetic = bool(self.data is not None and self.data.stats.get("synthetic", False))
         source = DATA_SOURCES.get(self.requested_config.data_source)

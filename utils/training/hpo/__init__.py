@@ -9,9 +9,3 @@
     cli.py      `python -m utils.training hpo`
     figures.py  write_study_results: best.json, trials.csv and the study's figures
 """
-
-from utils.training.legacy_paths import forward_attributes
-
-# `from utils.training.hpo import SearchSpace, run_study, ...`: study.py's names, imported
-# when first asked for (the command's parser imports this package: no optuna here)
-__getattr__ = forward_attributes(__name__, "study")

@@ -36,16 +36,10 @@ from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial
 
-from utils.training.legacy_paths import forward_attributes
-
 logger = logging.getLogger(__name__)
 
 __all__ = ["JOURNAL_SUFFIXES", "RDB_PREFIXES", "JournalFileStorage", "StorageSpec", "StorageSpecError",
            "claim_lock", "open_storage", "quiet_experimental", "spec_kind"]
-
-# The old path `utils.training.hpo_storage` (this module) also answers with workers.py's
-# names, e.g. `optimize_exactly`.
-__getattr__ = forward_attributes("utils.training.hpo", "workers")
 
 JOURNAL_SUFFIXES = (".journal", ".log")
 RDB_PREFIXES = ("sqlite:///", "postgresql://", "postgresql+", "postgres://", "mysql://", "mysql+")

@@ -21,11 +21,9 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from utils.training.contracts import RunStatus
 from utils.training.tracking.db_file import DatabaseFileError
 
 SCHEMA_VERSION = 2
-STATUSES = RunStatus.ALL  # the statuses a run row may hold (the old name, kept)
 # Summary keys that have their own column on the run row; other keys go to summary_json.
 SUMMARY_COLUMNS = ("best_val_loss", "best_step", "tokens_seen", "final_step", "final_train_loss",
                    "total_time", "wandb_run_id", "run_dir")

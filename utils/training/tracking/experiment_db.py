@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from utils.training.contracts import RunStatus
 from utils.training.io import atomic_write_bytes
 from utils.training.tracking.db_file import SEED_TABLES, SQLITE_MAGIC, DatabaseFileError, check_database_file  # noqa: F401 - re-exported
 from utils.training.tracking.db_metrics import MetricPoints
@@ -31,7 +32,6 @@ from utils.training.tracking.db_schema import (  # noqa: F401 - re-exported (the
     RUN_COLUMNS,
     SCHEMA_VERSION,
     SORT_COLUMNS,
-    STATUSES,
     SUMMARY_COLUMNS,
     TRIAL_STATES,
     Transaction,
@@ -176,8 +176,8 @@ class ExperimentDB(MetricPoints):
 
     def update_run_status(self, run: int | str, status: str, **summary: Any) -> None:
         """Set status and summary values (own columns for SUMMARY_COLUMNS, the rest in summary_json)."""
-        if status not in STATUSES:
-            raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
+        if status not in RunStatus.ALL:
+            raise ValueError(f"status must be one of {RunStatus.ALL}, got {status!r}")
         self.flush()
         run_id = self.resolve_run(run)
         cols = {k: summary.pop(k) for k in SUMMARY_COLUMNS if k in summary}
@@ -341,13 +341,3 @@ def _backup(src: sqlite3.Connection, dest: Path) -> None:
     whole database. The copy is made in memory (one database's size)."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(dest, src.serialize())
-
-
-def __getattr__(name: str) -> Any:
-    """ExperimentDBSink lives in db_sink.py (which imports this module); its old path
-    `from utils.training.experiment_db import ExperimentDBSink` keeps working."""
-    if name == "ExperimentDBSink":
-        from utils.training.tracking.db_sink import ExperimentDBSink
-
-        return ExperimentDBSink
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -36,8 +36,6 @@ class ReportingOptions:
     wandb_entity: str = ""
     wandb_mode: str = "online"  # online | offline | disabled (online falls back on its own)
     wandb_tags: tuple[str, ...] = ()
-    # None = the config's wandb_timeout_s (the one bound of every wait on W&B), in seconds.
-    wandb_init_timeout_s: float | None = None
     # The key itself, when the caller resolved it (the notebook does, in the foreground, so a
     # hidden prompt can work); None = the sink looks in Colab Secrets and the environment.
     # Never shown: excluded from repr.
@@ -66,9 +64,6 @@ class ReportingOptions:
             problems.append(Problem("trackio_project", self.trackio_project, "must be a string ('' = no Trackio)"))
         if isinstance(self.wandb_tags, str) or not all(isinstance(t, str) for t in self.wandb_tags):
             problems.append(Problem("wandb_tags", self.wandb_tags, "must be a tuple of strings"))
-        t = self.wandb_init_timeout_s
-        if t is not None and (isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 <= t <= 3600):
-            problems.append(Problem("wandb_init_timeout_s", t, "must be None or seconds in [0, 3600]"))
         if problems:
             raise ConfigError(problems)
 
@@ -108,10 +103,9 @@ def _wandb(options: ReportingOptions, target: SinkTarget) -> MetricsSink | None:
         return WandbRunSink()
     if not options.wandb_wanted:
         return None
-    timeout = target.wandb_timeout_s if options.wandb_init_timeout_s is None else options.wandb_init_timeout_s
     return WandbSink(options.wandb_project, entity=options.wandb_entity or None, run_name=target.run_name,
                      config=target.config, tags=options.wandb_tags, mode=options.wandb_mode,
-                     init_timeout_s=timeout, run_dir=None if target.run_dir is None else str(target.run_dir),
+                     init_timeout_s=target.wandb_timeout_s, run_dir=None if target.run_dir is None else str(target.run_dir),
                      api_key=options.wandb_api_key)
 
 

@@ -8,10 +8,10 @@ import math
 
 import pandas as pd
 
+from utils.training.text import duration, human, with_caveat
 from utils.training.tracking.readers import load_run
 from utils.training.tracking.run_record import RunRecord
 from utils.training.viz.panels import (
-    WIDE_RANGE,  # noqa: F401 - importable from here: the loss axis rule of the dashboard's loss panel
     accuracy_panel,
     grad_norm_panel,
     loss_panel,
@@ -21,15 +21,7 @@ from utils.training.viz.panels import (
     throughput_panel,
 )
 from utils.training.viz.series import run_seconds
-from utils.training.viz.style import (
-    EXPORT_DPI,
-    duration,
-    human,
-    new_figure,
-    place_legends,
-    save_figure,
-    with_caveat,
-)
+from utils.training.viz.style import EXPORT_DPI, new_figure, place_legends, save_figure
 
 PANEL_TITLES = ("Loss", "Perplexity", "Learning rate", "Gradient norm (pre-clip)", "Throughput and step time", "Memory")
 
