@@ -24,7 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywher
 
 from utils.training import builtin_corpus  # noqa: E402
 from utils.training.metrics_tracker import MetricsTracker  # noqa: E402
-from utils.training.tracking.experiment_db import ExperimentDB, ExperimentDBSink  # noqa: E402
+from utils.training.tracking.db_sink import ExperimentDBSink  # noqa: E402
+from utils.training.tracking.experiment_db import ExperimentDB  # noqa: E402
 from utils.training.viz.dashboard import TrainingDashboard  # noqa: E402
 from utils.training.viz.live_plotting import LivePlotter  # noqa: E402
 

@@ -238,7 +238,7 @@ class TrainingSession:
 
         cbs: list[TrainerCallback] = []
         if self.is_main:
-            from utils.training.tracking.experiment_db import ExperimentDBSink
+            from utils.training.tracking.db_sink import ExperimentDBSink
 
             name = self.config.run_name
             sinks: list[MetricsSink] = [
