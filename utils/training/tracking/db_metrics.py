@@ -82,7 +82,10 @@ class MetricStore:
 
     def add(self, run_id: int, metrics: Mapping[str, float], step: int, wall_time: float | None = None) -> None:
         """Buffer one step's values after checking them; written at the next flush."""
-        run_id, step = self.check_run(run_id), check_step(step)
+        if type(run_id) is not int or run_id not in self._runs:  # the usual case costs two tests
+            run_id = self.check_run(run_id)
+        if type(step) is not int or not 0 <= step <= MAX_STEP:
+            step = check_step(step)
         try:
             values = {k: float(v) for k, v in metrics.items()}
         except (TypeError, ValueError) as e:
@@ -102,32 +105,32 @@ class MetricStore:
         On an error the points stay buffered, except those of a run deleted meanwhile (by
         another connection), which are dropped and named in the KeyError raised."""
         self._last_flush = time.monotonic()
-        entries = list(self._buffer)
+        entries, self._buffer, self._buffered = self._buffer, [], 0
         if not entries:
             return
         try:
             self._write(entries)
         except sqlite3.IntegrityError as e:
-            gone = {rid for rid, *_ in entries
+            gone = {rid for rid in {en[0] for en in entries}
                     if self.conn.execute("SELECT 1 FROM runs WHERE run_id = ?", (rid,)).fetchone() is None}
+            kept = [en for en in entries if en[0] not in gone]
+            self._keep(kept)
             if not gone:
                 raise
-            kept = [en for en in entries if en[0] not in gone]
-            dropped = sum(len(en[3]) for en in entries) - sum(len(en[3]) for en in kept)
             self._runs -= gone
-            self._take(entries)
-            self._buffer[:0] = kept
-            self._buffered = sum(len(en[3]) for en in self._buffer)
+            dropped = sum(len(en[3]) for en in entries) - sum(len(en[3]) for en in kept)
             self.flush()
             raise RunNotFoundError(f"{dropped} metric point(s) of run_id(s) {sorted(gone)} not written: the "
                                    f"run(s) were deleted from {self.path} after the points were logged") from e
-        self._take(entries)
+        except BaseException:
+            self._keep(entries)
+            raise
         for rid, step, _, _ in entries:
             self._last_step[rid] = max(self._last_step.get(rid, -1), step)
 
-    def _take(self, entries: list) -> None:
-        """Remove `entries` (the head of the buffer) once written or given up."""
-        del self._buffer[:len(entries)]
+    def _keep(self, entries: list) -> None:
+        """Put `entries` back at the head of the buffer (a flush that could not write them)."""
+        self._buffer[:0] = entries
         self._buffered = sum(len(en[3]) for en in self._buffer)
 
     def _write(self, entries: list) -> None:
