@@ -99,7 +99,7 @@ def test_get_metrics_returns_what_the_caller_logged_in_the_seed_columns(db, tmp_
     run = db.log_run("r", {})
     seed_tracking_example(db, run)
     df = db.get_metrics(run)
-    assert list(df.columns[:7]) == ["metric_id", "run_id", "metric_name", "value", "step", "epoch", "timestamp"]
+    assert list(df.columns) == ["metric_id", "run_id", "metric_name", "value", "step", "epoch", "timestamp"]
     assert set(df["metric_name"]) == {"train/batch_loss", "train/loss", "val/loss", "learning_rate"}
     assert len(df) == 4 * (5 + 3) and df["metric_id"].tolist() == list(range(1, 33))
     assert df["run_id"].unique().tolist() == [run] and df["epoch"].notna().all()

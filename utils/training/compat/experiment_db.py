@@ -188,9 +188,9 @@ class ExperimentDB(core.ExperimentDB):
         return self._axes[run_id]
 
     def get_metrics(self, run_id: int | str, metric_name: str | None = None) -> pd.DataFrame:
-        """Columns metric_id, run_id, metric_name, value, step, epoch, timestamp (and our
-        wall_time), in the order the points were logged. With no name: every metric the
-        caller logged, not the bookkeeping series (BOOKKEEPING)."""
+        """Columns metric_id, run_id, metric_name, value, step, epoch, timestamp, in the order
+        the points were logged. With no name: every metric the caller logged, not the
+        bookkeeping series (BOOKKEEPING)."""
         run_id = self._run_id(run_id)
         df = self.metrics.read(run_id, metric_name)
         if metric_name is not None and df.empty and metric_name in SEED_TO_OURS:
@@ -203,8 +203,8 @@ class ExperimentDB(core.ExperimentDB):
         df["epoch"] = by_step.reindex(df["step"].to_numpy()).to_numpy() if len(df) else np.full(0, np.nan)
         df["metric_id"] = np.arange(1, len(df) + 1, dtype=np.int64)
         df["run_id"] = np.full(len(df), run_id, dtype=np.int64)
-        df["timestamp"] = [seed_time(t) for t in df["wall_time"]]
-        return df[[*SEED_METRIC_COLUMNS, "wall_time"]].reset_index(drop=True)
+        df["timestamp"] = pd.to_datetime(df["wall_time"], unit="s", utc=True).dt.strftime("%Y-%m-%d %H:%M:%S")
+        return df[SEED_METRIC_COLUMNS].reset_index(drop=True)
 
     def compare_runs(self, run_ids: Iterable[int | str], metric: str | None = None) -> pd.DataFrame:
         """The seed's call (run ids, no metric): one row per run (SEED_COMPARE_COLUMNS),

@@ -79,7 +79,7 @@ CREATE TABLE trials (
     PRIMARY KEY (study_name, trial_number)
 );
 """
-# v2: one metrics row per (run, name, step) (kept by the writer, ExperimentDB.flush) and
+# v2: one metrics row per (run, name, step) (kept by the writer, MetricStore.flush) and
 # one artifact per (run, kind, step) (a unique index). An existing v1 database keeps
 # its data: duplicates collapse to their last write (the value a reader already saw,
 # get_metrics being last-write-wins). The whole migration is one transaction.
