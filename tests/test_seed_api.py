@@ -11,9 +11,9 @@ import types
 
 import pytest
 import torch
-from utils.training.compat.experiment_db import ExperimentDB, ExperimentDBSink, RunExistsError
 
 from utils.training import config as ours
+from utils.training.compat.experiment_db import ExperimentDB, ExperimentDBSink, RunExistsError
 
 
 @pytest.mark.parametrize("module", ["training_config", "metrics_tracker", "seed_manager", "experiment_db",

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from utils.training.contracts import RunStatus
+from utils.training.tracking.db_file import SEED_TABLES, SQLITE_MAGIC, DatabaseFileError
 
 # The seed's metric names -> ours (docs/ARCHITECTURE.md vocabulary).
 SEED_TO_OURS = {
@@ -125,8 +126,6 @@ def _json_or_raw(text: str | None) -> Any:
 
 def read_seed_db(path: str | Path) -> tuple[list[dict], list[dict], list[dict]]:
     """(runs, metrics, artifacts) rows of a seed database, read without writing a byte."""
-    from utils.training.tracking.db_file import SEED_TABLES, SQLITE_MAGIC, DatabaseFileError
-
     path = Path(path)
     if not path.is_file():
         raise DatabaseFileError(path, "does not exist or is not a file", "Give the path of the seed's experiments.db")
