@@ -391,7 +391,7 @@ def test_no_import_circle_through_the_database_modules(project_root):
 # -- nothing lost to a bad point -----------------------------------------------------------------
 @pytest.mark.parametrize("step, run, error", [
     (2**70, None, "step must be in"), (-3, None, "step must be in"), (2.0, None, "step must be a whole number"),
-    (math.nan, None, "NaN"), (math.inf, None, "step must be a whole number"), (True, None, "whole number"),
+    (math.nan, None, "got nan"), (math.inf, None, "step must be a whole number"), (True, None, "whole number"),
     (100, 999, "no run 999"), (100, "r", "run_id must be an int")])
 def test_a_bad_point_is_refused_at_the_call_and_the_good_ones_are_stored(tmp_path, step, run, error):
     path = tmp_path / "e.db"

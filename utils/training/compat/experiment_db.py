@@ -145,10 +145,7 @@ class ExperimentDB(core.ExperimentDB):
         if step is not None:
             step = check_step(step)
         if epoch is not None:
-            try:
-                epoch = check_step(epoch)
-            except (TypeError, ValueError) as e:
-                raise type(e)(str(e).replace("step", "epoch")) from None
+            epoch = check_step(epoch, "epoch")
         axis = self._axis(run_id)
         if step is None and epoch is not None:
             step = axis.step_for(epoch)

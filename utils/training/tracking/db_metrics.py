@@ -33,15 +33,15 @@ class RunNotFoundError(KeyError, ValueError):
         return str(self.args[0]) if self.args else ""
 
 
-def check_step(step: object) -> int:
-    """`step` as an int in [0, 2**63 - 1]; TypeError / ValueError naming it otherwise."""
+def check_step(step: object, what: str = "step") -> int:
+    """`step` as an int in [0, 2**63 - 1]; TypeError / ValueError naming `what` otherwise."""
     if type(step) is int and 0 <= step <= MAX_STEP:  # the usual case, first
         return step
     if isinstance(step, bool) or not isinstance(step, (int, np.integer)):
-        raise TypeError(f"step must be a whole number (int), got {step!r} ({type(step).__name__}); "
-                        "a float step, NaN or inf is not a step")
+        raise TypeError(f"{what} must be a whole number (int), got {step!r} ({type(step).__name__}); "
+                        "a float, NaN or inf is refused")
     if not 0 <= int(step) <= MAX_STEP:
-        raise ValueError(f"step must be in [0, 2**63 - 1], got {int(step)}")
+        raise ValueError(f"{what} must be in [0, 2**63 - 1], got {int(step)}")
     return int(step)
 
 
