@@ -23,15 +23,22 @@ def db(tmp_path):
         yield d
 
 
-def seed_tracking_example(db, run_id: int) -> None:
-    """The seed's tracking example: per-batch losses with a step (and the epoch), per-epoch
-    metrics with the epoch only. val/loss is lowest in epoch 2."""
-    for epoch, (train, val) in enumerate([(3.0, 3.1), (2.6, 2.8), (2.3, 2.5), (2.1, 2.6)]):
-        for i in range(5):
-            db.log_metric(run_id, "train/batch_loss", train + 0.1 * (4 - i), step=5 * epoch + i, epoch=epoch)
+def seed_tracking_example(db, run_id: int, epoch_first: bool = True) -> None:
+    """The seed's tracking example (its docs and examples): per epoch, the epoch metrics with
+    the epoch only, then the per-batch losses with a step and the epoch (epoch_first=False:
+    the batches first). val/loss is lowest in epoch 2."""
+    def epoch_metrics(epoch, train, val):
         db.log_metric(run_id, "train/loss", train, epoch=epoch)
         db.log_metric(run_id, "val/loss", val, epoch=epoch)
         db.log_metric(run_id, "learning_rate", 1e-3 * (0.5 ** epoch), epoch=epoch)
+
+    for epoch, (train, val) in enumerate([(3.0, 3.1), (2.6, 2.8), (2.3, 2.5), (2.1, 2.6)]):
+        if epoch_first:
+            epoch_metrics(epoch, train, val)
+        for i in range(5):
+            db.log_metric(run_id, "train/batch_loss", train + 0.1 * (4 - i), step=5 * epoch + i, epoch=epoch)
+        if not epoch_first:
+            epoch_metrics(epoch, train, val)
 
 
 def test_errors_say_what_the_seed_says(db):
@@ -47,9 +54,10 @@ def test_errors_say_what_the_seed_says(db):
         db.get_best_run("train/loss", mode="best")
 
 
-def test_best_epoch_of_the_seed_tracking_example_is_2(db):
+@pytest.mark.parametrize("epoch_first", [True, False])
+def test_best_epoch_of_the_seed_tracking_example_is_2(db, epoch_first):
     a = db.log_run("seed-example", {"learning_rate": 1e-3})
-    seed_tracking_example(db, a)
+    seed_tracking_example(db, a, epoch_first)
     b = db.log_run("worse", {})
     for e, v in enumerate([3.5, 3.0]):
         db.log_metric(b, "val/loss", v, epoch=e)
@@ -65,7 +73,8 @@ def test_best_epoch_of_the_seed_tracking_example_is_2(db):
     assert db.get_best_run("train/loss", mode="max")["best_epoch"] == 0
 
 
-def test_epoch_only_points_land_where_runs_import_puts_them(tmp_path):
+@pytest.mark.parametrize("epoch_first", [True, False])
+def test_epoch_only_points_land_where_runs_import_puts_them(tmp_path, epoch_first):
     """The same calls, once through the seed API and once written by the seed into its own
     file and imported: the same (name, step, epoch) points (one rule, seed_db.EpochAxis)."""
     seed_file = tmp_path / "seed" / "experiments.db"
@@ -80,11 +89,11 @@ def test_epoch_only_points_land_where_runs_import_puts_them(tmp_path):
             con.execute("INSERT INTO metrics (run_id, metric_name, value, step, epoch) VALUES (?, ?, ?, ?, ?)",
                         (run_id, name, value, step, epoch))
 
-    seed_tracking_example(SeedWriter(), 1)
+    seed_tracking_example(SeedWriter(), 1, epoch_first)
     con.commit()
     con.close()
     with ExperimentDB(tmp_path / "live.db") as live, core.ExperimentDB(tmp_path / "imported.db") as imported:
-        seed_tracking_example(live, live.log_run("seed-example", {}))
+        seed_tracking_example(live, live.log_run("seed-example", {}), epoch_first)
         imported.import_db(seed_file)
         for name, ours in (("val/loss", "val_loss"), ("train/loss", "train_loss"), ("train/batch_loss", None)):
             got = live.get_metrics(1, name)[["step", "value"]]
@@ -104,8 +113,8 @@ def test_get_metrics_returns_what_the_caller_logged_in_the_seed_columns(db, tmp_
     assert len(df) == 4 * (5 + 3) and df["metric_id"].tolist() == list(range(1, 33))
     assert df["run_id"].unique().tolist() == [run] and df["epoch"].notna().all()
     assert len(df["timestamp"].iloc[0]) == len("2025-01-15 14:30:00")
-    # In the order logged: each epoch's batches, then its epoch metrics.
-    assert df["metric_name"].tolist()[:8] == ["train/batch_loss"] * 5 + ["train/loss", "val/loss", "learning_rate"]
+    # In the order logged: each epoch's metrics, then its batches.
+    assert df["metric_name"].tolist()[:8] == ["train/loss", "val/loss", "learning_rate"] + ["train/batch_loss"] * 5
     # A run with the bookkeeping series (an import writes elapsed_s and epoch): still only the caller's.
     from seed_fixtures import write_seed_db
 
@@ -211,3 +220,22 @@ def test_the_seed_path_continues_a_run_it_reopens(tmp_path):
         d.log_metric(run, "val/loss", 1.5, epoch=0)  # the last step of epoch 0, read back from the file
         d.log_metric(run, "val/loss", 1.4)  # the metric's next step
         assert d.get_metrics(run, "val/loss")["step"].tolist() == [0, 4, 5]
+
+
+def test_held_epoch_points_are_written_by_close_and_by_the_next_epoch(tmp_path):
+    path = tmp_path / "e.db"
+    d = ExperimentDB(path, flush_rows=1)  # every point the store is handed is written at once
+    run = d.log_run("r", {})
+    d.log_metric(run, "val/loss", 2.0, epoch=0)  # held: epoch 0's batches come next
+    for i in range(3):
+        d.log_metric(run, "train/batch_loss", 3.0, step=i, epoch=0)
+    raw = sqlite3.connect(path)
+    count = "SELECT COUNT(*) FROM metrics WHERE name = 'val/loss'"
+    assert raw.execute(count).fetchone()[0] == 0
+    d.log_metric(run, "train/batch_loss", 2.9, step=3, epoch=1)  # epoch 1 begins: epoch 0 has ended
+    assert raw.execute("SELECT step FROM metrics WHERE name = 'val/loss'").fetchall() == [(2,)]
+    d.log_metric(run, "val/loss", 1.5, epoch=1)
+    d.close()
+    assert raw.execute("SELECT step, value FROM metrics WHERE name = 'val/loss' ORDER BY step").fetchall() == [
+        (2, 2.0), (3, 1.5)]
+    raw.close()

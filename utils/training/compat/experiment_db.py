@@ -5,7 +5,8 @@ shapes and errors, over our database file.
 - `ExperimentDB(db_path)`, `db.db_path`; `log_run(name, config, notes)` (sweep and gist
   keywords kept in run_info); `log_metric(run_id, name, value, step=None, epoch=None)`:
   an epoch-only point is placed on the step axis by seed_db.EpochAxis, the rule
-  `runs import` uses (the last step logged in that epoch), and its epoch is kept;
+  `runs import` uses (the last step logged in that epoch), once its epoch has ended (a
+  point of a later epoch, flush(), a read, close()), and its epoch is kept;
   neither step nor epoch: the metric's previous step + 1.
 - `get_run(999)` -> ValueError "Run 999 not found"; `get_metrics(run_id[, name])` with the
   seed's columns, only the metrics the caller logged (not the bookkeeping series);
@@ -23,6 +24,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import time
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from typing import Any
@@ -78,6 +80,8 @@ class ExperimentDB(core.ExperimentDB):
         self._axes: dict[int, EpochAxis] = {}  # run_id -> where its epoch-only points go
         self._next_step: dict[tuple[int, str], int] = {}  # (run_id, name) -> step of a point with neither
         self._epoch_at: dict[tuple[int, int], int] = {}  # (run_id, step) -> epoch already logged there
+        # run_id -> [(epoch, name, value, wall_time)]: epoch-only points until their epoch ends
+        self._pending: dict[int, list[tuple[int, str, float, float]]] = {}
 
     @property
     def db_path(self):
@@ -138,37 +142,71 @@ class ExperimentDB(core.ExperimentDB):
     def log_metric(self, run_id: int, metric_name: str, value: float, step: int | None = None,
                    epoch: int | None = None) -> None:
         """One point, checked here (run id, step, epoch, value: a bad one raises and is not
-        kept). With `epoch` the epoch is stored too; with `epoch` and no step the point goes
-        to the last step logged in that epoch (seed_db.EpochAxis); with neither, to this
-        metric's previous step + 1."""
+        kept). With `epoch` the epoch is stored too. With `epoch` and no step the point goes
+        to the last step logged in that epoch (seed_db.EpochAxis, the rule of `runs import`):
+        it is held until its epoch ends (a point of a later epoch, flush(), a read, close())
+        because the seed's loops log an epoch's metrics before its batches. With neither,
+        the point goes to this metric's previous step + 1."""
         run_id = self.metrics.check_run(run_id)
         if step is not None:
             step = check_step(step)
         if epoch is not None:
             epoch = check_step(epoch, "epoch")
-        axis = self._axis(run_id)
+            self._end_epochs(run_id, before=epoch)
         if step is None and epoch is not None:
-            step = axis.step_for(epoch)
-            placed = True
-        else:
-            placed = False
-            if step is None:
-                key = (run_id, metric_name)
-                if key not in self._next_step:
-                    prev = self.metrics.read(run_id, metric_name)["step"]
-                    self._next_step[key] = int(prev.max()) + 1 if len(prev) else 0
-                step = self._next_step[key]
-        points = {metric_name: value}
+            if not isinstance(metric_name, str) or not metric_name:
+                raise ValueError(f"metric names must be non-empty strings, got {metric_name!r}")
+            try:
+                value = float(value)
+            except (TypeError, ValueError) as e:
+                raise TypeError(f"metric values must be numbers; got {{{metric_name!r}: {value!r}}}") from e
+            self._pending.setdefault(run_id, []).append((epoch, metric_name, value, time.time()))
+            self._axis(run_id).saw(None, epoch)
+            return
+        if step is None:
+            self._end_epochs(run_id)  # the held points have a step before this one
+            key = (run_id, metric_name)
+            if key not in self._next_step:
+                prev = self.metrics.read(run_id, metric_name)["step"]
+                self._next_step[key] = int(prev.max()) + 1 if len(prev) else 0
+            step = self._next_step[key]
+        self._write(run_id, metric_name, value, step, epoch, None)
+        self._axis(run_id).saw(step, epoch)
+
+    def _write(self, run_id: int, name: str, value: float, step: int, epoch: int | None,
+               wall_time: float | None) -> None:
+        points = {name: value}
         if epoch is not None and self._epoch_at.get((run_id, step)) != epoch:
             points["epoch"] = epoch  # once per step: several metrics of one epoch share it
-        self.log_metrics(run_id, points, step)
+        self.metrics.add(run_id, points, step, wall_time)
         if "epoch" in points:
             self._epoch_at[(run_id, step)] = epoch
-        if placed:
-            axis.saw(None, epoch)
-        else:
-            axis.saw(step, epoch)
-        self._next_step[(run_id, metric_name)] = step + 1
+        self._next_step[(run_id, name)] = step + 1
+
+    def _end_epochs(self, run_id: int, before: int | None = None) -> None:
+        """Place the held epoch-only points of `run_id` (those of epochs < `before`; all
+        when None) on the step axis and hand them to the metric store."""
+        held = self._pending.get(run_id)
+        if not held:
+            return
+        now = [p for p in held if before is None or p[0] < before]
+        if not now:
+            return
+        self._pending[run_id] = [p for p in held if not (before is None or p[0] < before)]
+        axis = self._axis(run_id)
+        for epoch, name, value, wall in now:
+            self._write(run_id, name, value, axis.step_for(epoch), epoch, wall)
+
+    def flush(self) -> None:
+        """Place every held epoch-only point, then write the buffered points."""
+        for run_id in list(self._pending):
+            self._end_epochs(run_id)
+        super().flush()
+
+    def delete_run(self, run: int | str) -> None:
+        run_id = self._run_id(run)
+        self._pending.pop(run_id, None)
+        super().delete_run(run_id)
 
     def _axis(self, run_id: int) -> EpochAxis:
         """The run's EpochAxis, rebuilt from what the file holds the first time it is used."""
@@ -189,6 +227,7 @@ class ExperimentDB(core.ExperimentDB):
         the points were logged. With no name: every metric the caller logged, not the
         bookkeeping series (BOOKKEEPING)."""
         run_id = self._run_id(run_id)
+        self.flush()
         df = self.metrics.read(run_id, metric_name)
         if metric_name is not None and df.empty and metric_name in SEED_TO_OURS:
             df = self.metrics.read(run_id, SEED_TO_OURS[metric_name])
@@ -235,6 +274,7 @@ class ExperimentDB(core.ExperimentDB):
         """The run with the best value of `metric_name` (our name read where the seed's has no
         points): get_run's dict plus best_value, best_step and best_epoch. ValueError
         "No runs found with metric" when no run logged it."""
+        self.flush()
         best = None
         for name in (metric_name, SEED_TO_OURS.get(metric_name)):
             if name is not None and best is None:
