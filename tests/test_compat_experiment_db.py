@@ -239,3 +239,45 @@ def test_held_epoch_points_are_written_by_close_and_by_the_next_epoch(tmp_path):
     assert raw.execute("SELECT step, value FROM metrics WHERE name = 'val/loss' ORDER BY step").fetchall() == [
         (2, 2.0), (3, 1.5)]
     raw.close()
+
+
+def test_the_seed_example_script_end_to_end(tmp_path, monkeypatch):
+    """The seed's examples/experiment_tracking_example.py, step by step: a new
+    ExperimentDB('experiments.db') per section on the same file, none closed."""
+    monkeypatch.chdir(tmp_path)
+    db = ExperimentDB("experiments.db")
+    run_id = db.log_run(run_name="baseline-v1", config={"learning_rate": 5e-5}, notes="Initial baseline")
+    for epoch in range(3):
+        train_loss, val_loss = 0.5 - epoch * 0.1, 0.45 - epoch * 0.08
+        db.log_metric(run_id, "train/loss", train_loss, epoch=epoch)
+        db.log_metric(run_id, "val/loss", val_loss, epoch=epoch)
+        db.log_metric(run_id, "val/accuracy", 0.75 + epoch * 0.05, epoch=epoch)
+        for step in range(10):
+            db.log_metric(run_id, "train/batch_loss", train_loss + step * 0.01, step=epoch * 10 + step, epoch=epoch)
+    db.log_artifact(run_id, "checkpoint", "checkpoints/epoch_2.pt", metadata={"epoch": 2, "val_loss": 0.29})
+    db.update_run_status(run_id, "completed")
+
+    db = ExperimentDB("experiments.db")
+    run_ids = []
+    for name, final in (("lr-1e4", 0.55), ("lr-5e5", 0.52), ("lr-1e5-bs8", 0.58)):
+        rid = db.log_run(name, {"name": name}, notes=f"Testing {name}")
+        run_ids.append(rid)
+        for epoch in range(5):
+            db.log_metric(rid, "val/loss", final - epoch * 0.02, epoch=epoch)
+        db.update_run_status(rid, "completed")
+    comparison = db.compare_runs(run_ids)
+    assert comparison["run_name"].tolist() == ["lr-1e4", "lr-5e5", "lr-1e5-bs8"]
+    assert comparison["best_epoch"].tolist() == [4, 4, 4]
+    assert comparison["final_val_loss"].tolist() == pytest.approx([0.47, 0.44, 0.50])
+
+    best = ExperimentDB("experiments.db").get_best_run("val/loss", mode="min")
+    assert (best["run_name"], best["best_epoch"]) == ("baseline-v1", 2)
+    assert best["best_value"] == pytest.approx(0.29) and best["config"] == {"learning_rate": 5e-5}
+
+    db = ExperimentDB("experiments.db")
+    recent = db.list_runs(limit=5)
+    assert recent["run_name"].tolist() == ["lr-1e5-bs8", "lr-5e5", "lr-1e4", "baseline-v1"]
+    first = recent.iloc[-1]["run_id"]  # a numpy integer, as the example passes it
+    assert len(db.get_metrics(first)) == 3 * 3 + 30
+    train_loss = db.get_metrics(first, "train/loss")
+    assert train_loss["epoch"].tolist() == [0, 1, 2] and train_loss["value"].tolist() == pytest.approx([0.5, 0.4, 0.3])
