@@ -119,7 +119,8 @@ def test_final_train_loss_and_the_wandb_id_reach_the_database_and_the_run_log(tm
 
     from utils.training.contracts import RunStatus
     from utils.training.engine.callbacks import TrainerControl, TrainerState
-    from utils.training.tracking.experiment_db import ExperimentDB, ExperimentDBSink
+    from utils.training.tracking.db_sink import ExperimentDBSink
+    from utils.training.tracking.experiment_db import ExperimentDB
     from utils.training.tracking.metrics import MetricsTracker
     from utils.training.tracking.run_log import RunLogWriter
 

@@ -11,9 +11,9 @@ import types
 
 import pytest
 import torch
-from utils.training.experiment_db import ExperimentDB, ExperimentDBSink, RunExistsError
 
 from utils.training import config as ours
+from utils.training.compat.experiment_db import ExperimentDB, ExperimentDBSink, RunExistsError
 
 
 @pytest.mark.parametrize("module", ["training_config", "metrics_tracker", "seed_manager", "experiment_db",
@@ -141,7 +141,7 @@ def test_experiment_db_seed_calls(tmp_path, capsys):
     run = db.get_run(r1)
     assert (run["run_name"], run["config"], run["notes"], run["status"]) == ("baseline", {"learning_rate": 5e-5},
                                                                              "first", "completed")
-    with pytest.raises(ValueError, match="no run 999"):  # the seed's error type...
+    with pytest.raises(ValueError, match="Run 999 not found"):  # the seed's error type...
         db.get_run(999)
     with pytest.raises(KeyError):  # ...and ours
         db.get_run(999)

@@ -12,6 +12,7 @@ import pytest
 from seed_fixtures import files_next_to, sha256, write_seed_db
 
 from utils.training.cli import EXIT_OK, EXIT_USAGE, main
+from utils.training.compat.experiment_db import ExperimentDB as SeedExperimentDB
 from utils.training.tracking.db_file import DatabaseFileError
 from utils.training.tracking.experiment_db import ExperimentDB
 
@@ -125,7 +126,8 @@ def test_import_copies_runs_metrics_artifacts_and_leaves_the_source(tmp_path, se
         # Epoch-only run: the epoch is the step; the epoch is kept as a column.
         val = db.get_metrics("baseline-2", "val_loss")
         assert val["step"].tolist() == [0, 1, 2] and val["value"].tolist() == [3.2, 2.8, 2.9]
-        assert val["epoch"].tolist() == [0, 1, 2] and val["wall_time"].iloc[0] == utc("2025-01-15 14:31:00")
+        assert db.get_metrics("baseline-2", "epoch")["value"].tolist() == [0, 1, 2]
+        assert val["wall_time"].iloc[0] == utc("2025-01-15 14:31:00")
         assert (a["best_val_loss"], a["best_step"]) == (2.8, 1)
         # Steps with epochs: an epoch-only point goes to the last step of its epoch.
         b = db.get_run("baseline-3")
@@ -138,10 +140,11 @@ def test_import_copies_runs_metrics_artifacts_and_leaves_the_source(tmp_path, se
         crashed = db.get_run("crashed")
         assert crashed["status"] == "interrupted" and crashed["summary"]["seed_status"] == "running"
         # The seed's API reads the imported runs under the seed's names.
-        assert db.get_metrics(b["run_id"], "val/loss")["value"].tolist() == pytest.approx([2.95, 2.55])
-        cmp = db.compare_runs([a["run_id"], b["run_id"], 999])
-        assert cmp["run_name"].tolist() == ["baseline-2", "baseline-3"]
-        assert cmp["best_epoch"].tolist() == [1, 1] and cmp["total_epochs"].tolist() == [3, 2]
+        with SeedExperimentDB(db.path) as seed:
+            assert seed.get_metrics(b["run_id"], "val/loss")["value"].tolist() == pytest.approx([2.95, 2.55])
+            cmp = seed.compare_runs([a["run_id"], b["run_id"], 999])
+            assert cmp["run_name"].tolist() == ["baseline-2", "baseline-3"]
+            assert cmp["best_epoch"].tolist() == [1, 1] and cmp["total_epochs"].tolist() == [3, 2]
         # Importing the same file again adds nothing.
         again = db.import_db(seed_path)
         assert again.imported == [] and len(again.skipped) == 3 and len(db.list_runs()) == 4

@@ -7,7 +7,8 @@ import time
 import pytest
 
 from utils.training import wandb_logger
-from utils.training.tracking.experiment_db import ExperimentDB, ExperimentDBSink
+from utils.training.tracking.db_sink import ExperimentDBSink
+from utils.training.tracking.experiment_db import ExperimentDB
 from utils.training.tracking.wandb_logger import WandbSink, resolve_wandb_key
 
 CANARY = "canary" + "0123456789abcdef" * 3  # 54 characters: wandb accepts its length

@@ -68,7 +68,7 @@ OLD: dict[str, str] = {
     "hpo_figures": "hpo.figures",
     "legacy_paths": "compat.paths",
     # the seed notebook's module paths
-    "experiment_db": "tracking.experiment_db",
+    "experiment_db": "compat.experiment_db",
     "live_plotting": "compat.live_plotting",
     "dashboard": "compat.dashboard",
     "training_config": "compat.training_config",

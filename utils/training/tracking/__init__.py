@@ -1,8 +1,8 @@
 """Where a run's record goes (docs/storage.md says which copy is the source of truth):
 
-- experiment_db.py   ExperimentDB: the SQLite store (runs, artifacts, trials, backup)
+- experiment_db.py   ExperimentDB: the SQLite store (runs, artifacts, trials, backup), owning:
 - db_schema.py       its tables, migrations and connection discipline (WAL, BEGIN IMMEDIATE)
-- db_metrics.py      its buffered metric points and their readers (a mixin of ExperimentDB)
+- db_metrics.py      MetricStore, its metric points (checked, buffered, written, read)
 - db_sink.py         ExperimentDBSink, the MetricsSink writing to it
 - db_file.py         what is at a database path, checked before a byte is written
 - run_log.py         RunLogWriter, the MetricsSink writing runs/NAME/run.json
