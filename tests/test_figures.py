@@ -2,8 +2,9 @@
 
 Each figure is built from real data (two real smoke training runs, one on synthetic
 tokens; a real Optuna study; real tokenizers on real medical text) and must:
-- read at notebook width: every text >= 8 px when the PNG is shown 1000 px wide
-  (style.unreadable: points x dpi / 72, scaled to the display);
+- read at notebook width: every text >= 8 px when the PNG is shown 750 px wide (JupyterLab
+  at a 1280-px window with its file browser open), superscripts and subscripts of mathtext
+  included (style.unreadable: points x dpi / 72, scaled to the display);
 - keep its legends off the data (style.covering_legends);
 - say in its title when its run is the smoke/cpu preset or synthetic tokens.
 """
@@ -143,8 +144,13 @@ def all_figures(runs, tmp_path_factory):
 
 
 def test_every_figure_reads_at_notebook_width_and_keeps_legends_off_the_data(all_figures):
+    from utils.training.viz.style import DISPLAY_WIDTH_PX, text_heights
+
+    assert DISPLAY_WIDTH_PX == 750
     problems = {}
     for name, (fig, dpi) in all_figures.items():
+        smallest = min(text_heights(fig, dpi))
+        print(f"{name}: smallest text {smallest[0]:.1f} px at {DISPLAY_WIDTH_PX} px ({smallest[1]!r})")
         small = unreadable(fig, dpi)
         if small:
             problems[name] = f"{len(small)} texts under {MIN_TEXT_PX} px, e.g. {small[:3]}"
@@ -162,7 +168,21 @@ def test_a_small_font_fails_the_readability_check():
     ax = fig.subplots()
     ax.set_title("7-point title", fontsize=7)
     heights = dict((t, h) for h, t in unreadable(fig))
-    assert heights["7-point title"] == pytest.approx(7 * 1000 / 72 / (18 + 0.2), rel=0.05)  # ~5 px
+    assert heights["7-point title"] == pytest.approx(7 * 750 / 72 / (18 + 0.2), rel=0.05)  # ~4 px
+
+
+def test_superscripts_of_log_ticks_are_measured():
+    from utils.training.viz.style import new_figure, text_heights
+
+    fig = new_figure((5, 3))  # 550 px: shown at its own size
+    ax = fig.subplots()
+    ax.set_yscale("log")
+    ax.set_ylim(1e-3, 1e3)
+    ax.set_title(r"$x^{2}$ and $\mathrm{CO}_{2}$", fontsize=10)
+    heights = dict((t, h) for h, t in text_heights(fig))
+    assert heights[ax.get_title()] == pytest.approx(10 * 0.7 * 110 / 72, rel=0.02)  # the 2s, not the 10-pt x
+    exps = [h for t, h in heights.items() if "10^" in t]
+    assert exps and max(exps) == pytest.approx(9 * 0.7 * 110 / 72, rel=0.02)  # tick exponents: 6.3 pt
 
 
 def test_a_legend_over_the_data_is_caught_and_moved():

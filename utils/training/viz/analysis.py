@@ -57,8 +57,8 @@ def run_title(rec: RunRecord) -> str:
 def plot_run(record: RunRecord, out_path=None, dpi: int | None = None):
     """Six panels of one run: loss (+perplexity scale), lr, tokens vs Chinchilla, MFU (or the
     step time where there is none), throughput, memory."""
-    fig = new_figure((13, 7.5))
-    axes = fig.subplots(2, 3).ravel()
+    fig = new_figure((9.5, 10))  # two panels a row: readable 750 px wide (style.DISPLAY_WIDTH_PX)
+    axes = fig.subplots(3, 2).ravel()
     fig.suptitle(with_caveat(run_title(record), record.caveat), fontsize=12)
     loss_panel(axes[0], record, perplexity_axis=True, title=PLOT_RUN_TITLES[0])
     lr_panel(axes[1], record, title=PLOT_RUN_TITLES[1])
@@ -124,7 +124,7 @@ def compare_runs(records, out_path=None, dpi: int | None = None):
     df = summary_table(records)
     labels = list(df["run"])
     colors = series_colors(len(records))  # one colour per run
-    fig = new_figure((13, 8))
+    fig = new_figure((9.5, 8.5))  # readable 750 px wide (style.DISPLAY_WIDTH_PX)
     gs = fig.add_gridspec(2, 6)
     ax_tok, ax_time = fig.add_subplot(gs[0, :3]), fig.add_subplot(gs[0, 3:])
     bars = [fig.add_subplot(gs[1, 2 * i:2 * i + 2]) for i in range(3)]

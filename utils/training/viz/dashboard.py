@@ -85,8 +85,10 @@ class TrainingDashboard:
             raise ValueError("this TrainingDashboard has no run yet: call plot(metrics_df), or build it with "
                              "from_run(path), from_db(db, run) or from_dataframe(df)")
         rec = self.record
-        fig = new_figure((13, 8))
-        axes = fig.subplots(2, 3).ravel()
+        # Two panels a row, 9.5 inches wide: shown 750 px wide (JupyterLab with its file browser
+        # open) 9-point ticks are ~9.6 px tall (style.DISPLAY_WIDTH_PX); three a row needed 13.
+        fig = new_figure((9.5, 10.5))
+        axes = fig.subplots(3, 2).ravel()
         fig.suptitle(self.header(), fontsize=11)
         loss_panel(axes[0], rec, title=PANEL_TITLES[0])
         perplexity_panel(axes[1], rec, title=PANEL_TITLES[1])

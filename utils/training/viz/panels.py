@@ -30,6 +30,7 @@ from utils.training.viz.style import (
     PALETTE,
     chinchilla_share,
     human,
+    log_axis,
     no_data,
     time_unit,
 )
@@ -100,7 +101,7 @@ def loss_panel(ax, rec: RunRecord, *, smooth: bool = False, perplexity_axis: boo
     values = pd.concat([pts[1] for pts in (train, val) if pts is not None])
     lo, hi = float(values.min()), float(values.max())
     if not perplexity_axis and lo > 0 and hi / lo > WIDE_RANGE:
-        ax.set_yscale("log")
+        log_axis(ax)
     ax.set_xlabel("step")
     ax.set_ylabel("loss (nats/token)" + (", log" if ax.get_yscale() == "log" else ""))
     if perplexity_axis:  # an axis scale (perplexity = exp(loss) by definition), not a plotted series
@@ -136,7 +137,7 @@ def perplexity_panel(ax, rec: RunRecord, title: str = "Perplexity") -> None:
         ax.plot(*train, color=PALETTE["train"], label="train")
     if val is not None:
         ax.plot(*val, "o-", color=PALETTE["val"], ms=4, label="val")
-    ax.set_yscale("log")
+    log_axis(ax)
     ax.set_xlabel("step")
     ax.set_ylabel("perplexity (log)")
     legend(ax, loc="upper right")
@@ -165,8 +166,10 @@ def lr_panel(ax, rec: RunRecord, title: str = "Learning rate") -> None:
     if rec.warmup_steps:
         ax.axvspan(0, rec.warmup_steps, color=PALETTE["lr"], alpha=0.12, label=f"warmup ({rec.warmup_steps} steps)")
     scale = lr_scale(pts[1])
-    ax.set_yscale(scale)
-    if scale == "linear":
+    if scale == "log":
+        log_axis(ax)
+    else:
+        ax.set_yscale(scale)
         ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, 3))
     ax.set_xlabel("step")
     ax.set_ylabel("learning rate" + (" (log)" if scale == "log" else ""))
@@ -296,7 +299,7 @@ def tokens_panel(ax, rec: RunRecord, title: str = "Tokens vs Chinchilla-optimal"
     ax.plot(*pts, color=PALETTE["train"], label="tokens seen" + derived_note(rec, "tokens_seen"))
     ax.set_xlabel("step")
     ax.set_ylabel("tokens (log)")
-    ax.set_yscale("log")
+    log_axis(ax)
     if not math.isnan(rec.n_params):
         target = CHINCHILLA_TOKENS_PER_PARAM * rec.n_params
         seen = float(pts[1].iloc[-1])
@@ -325,7 +328,7 @@ def runs_loss_panel(ax, records, labels, colors, x: str = "tokens_seen", title: 
         ends = [float(r.train["elapsed_s"].max()) for r in records if r.col("elapsed_s") is not None]
         div, unit = time_unit(max(ends, default=0.0))
         if ends and max(ends) > 100 * min(ends) > 0:
-            ax.set_xscale("log")
+            log_axis(ax, "x")
             unit += ", log"
     for rec, label, color in zip(records, labels, colors):
         tr = rec.train.dropna(subset=["train_loss"]) if "train_loss" in rec.train else rec.train.iloc[0:0]
@@ -337,7 +340,7 @@ def runs_loss_panel(ax, records, labels, colors, x: str = "tokens_seen", title: 
         ax.set_xlabel(f"wall time ({unit})")
     else:
         ax.set_title(title)
-        ax.set_xscale("log")
+        log_axis(ax, "x")
         ax.set_xlabel("tokens seen (log)")
     ax.set_ylabel("train loss (nats/token)")
 

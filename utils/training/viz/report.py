@@ -102,9 +102,9 @@ class TrainingReport(TrainerCallback):
                          eval=frame(self.history["eval"]), caveat=self.caveat)
 
     def figure(self):
-        fig = new_figure((14, 10))
-        gs = fig.add_gridspec(3, 3, height_ratios=[1, 1, 0.55])
-        axes = [fig.add_subplot(gs[i // 3, i % 3]) for i in range(6)] + [fig.add_subplot(gs[2, :])]
+        fig = new_figure((9.5, 12.5))  # two charts a row: readable 750 px wide (style.DISPLAY_WIDTH_PX)
+        gs = fig.add_gridspec(4, 2, height_ratios=[1, 1, 1, 0.7])
+        axes = [fig.add_subplot(gs[i // 2, i % 2]) for i in range(6)] + [fig.add_subplot(gs[3, :])]
         rec = self.record()
         last = int(rec.train["step"].iloc[-1]) if len(rec.train) else 0
         fig.suptitle(with_caveat(f"Training report at step {last}", self.caveat), fontsize=12)

@@ -36,11 +36,14 @@ SERIES_COLORS = ("#0173b2", "#de8f05", "#029e73", "#d55e00", "#cc78bc", "#ca9161
 DPI = 110  # screen dpi: a 12-inch-wide figure fits a notebook cell at about 1300 px
 EXPORT_DPI = 300  # dpi for files meant for papers and slides
 FONT_SIZE = 10
-# Notebook outputs are shown about 1000 px wide (JupyterLab, nbconvert HTML, Colab): a wider
-# image is scaled down to it, so a figure's text must stay >= MIN_TEXT_PX tall at that width.
-# Text px = points x dpi / 72 x min(1, 1000 / image width px); for a figure wider than 1000 px
-# that is points x 1000 / (72 x width in inches): 9 pt text allows figures up to 15.6 inches.
-DISPLAY_WIDTH_PX = 1000
+# Notebook outputs are shown about 750 px wide (JupyterLab in a 1280-px window with its file
+# browser open; nbconvert pages give 890, Colab about 1000): a wider image is scaled down to
+# it, so a figure's text must stay >= MIN_TEXT_PX tall at that width. Text px = points x dpi
+# / 72 x min(1, 750 / image width px); for a figure wider than 750 px that is points x 750 /
+# (72 x width in inches): 9 pt text allows figures up to 11.7 inches, a 9-pt tick label's
+# superscript (mathtext shrinks it to 70%: 6.3 pt) only 8.2 inches, so log axes use plain
+# numbers where the range allows (plain_log_ticks).
+DISPLAY_WIDTH_PX = 750
 MIN_TEXT_PX = 8.0
 
 
@@ -151,6 +154,23 @@ def time_unit(seconds: float) -> tuple[float, str]:
     return 1.0, "s"
 
 
+def log_axis(ax, which: str = "y") -> None:
+    """Put an axis on a log scale with plain tick numbers (0.01, 300, 20K; human()), not
+    mathtext powers (10^4, 4x10^2): their superscripts are drawn at 70% of the tick size,
+    under 8 px at notebook width. Minor ticks are labelled as matplotlib would (ranges
+    under about a decade), in the same plain numbers. The one way figures make a log axis."""
+    from matplotlib.ticker import LogFormatter
+
+    class PlainLogFormatter(LogFormatter):
+        def _num_to_string(self, x, vmin, vmax):
+            return human(x)
+
+    axis = ax.yaxis if which == "y" else ax.xaxis
+    (ax.set_yscale if which == "y" else ax.set_xscale)("log")
+    axis.set_major_formatter(PlainLogFormatter(labelOnlyBase=False))
+    axis.set_minor_formatter(PlainLogFormatter(labelOnlyBase=False, minor_thresholds=(1, 0.4)))
+
+
 def series_colors(n: int) -> list[str]:
     """n distinct colours, one per run or tokenizer (not per family)."""
     if n > len(SERIES_COLORS):
@@ -221,14 +241,32 @@ def shown_scale(fig, dpi: float | None = None, display_width: int = DISPLAY_WIDT
     return min(1.0, display_width / width_px)
 
 
+def smallest_points(text) -> float:
+    """The font size (points) of the smallest part of a Text: its size, or for mathtext
+    ("$10^{4}$", a log axis's tick label) its smallest glyph, superscripts and subscripts
+    included (mathtext draws them at 70% per level)."""
+    s, ismath = text._preprocess_math(text.get_text())
+    if ismath is not True:
+        return text.get_fontsize()
+    from matplotlib.mathtext import MathTextParser
+
+    try:
+        parsed = MathTextParser("path").parse(s, dpi=72, prop=text.get_fontproperties())
+    except ValueError:  # not valid mathtext: matplotlib would fail to draw it too
+        return text.get_fontsize()
+    sizes = [glyph[1] for glyph in parsed.glyphs]  # (font, fontsize in points at 72 dpi, ...)
+    return min(sizes, default=text.get_fontsize())
+
+
 def text_heights(fig, dpi: float | None = None, display_width: int = DISPLAY_WIDTH_PX) -> list[tuple[float, str]]:
     """(px tall when shown, text) for every visible text of `fig` (ticks, labels, titles,
-    legends, annotations, table cells): font points x dpi / 72, scaled as shown."""
+    legends, annotations, table cells): the smallest part's points (smallest_points:
+    superscripts measured) x dpi / 72, scaled as shown."""
     scale = shown_scale(fig, dpi, display_width)
     dpi = dpi or fig.dpi
     found: list = []
     _texts(fig, found)
-    return [(t.get_fontsize() * dpi / 72 * scale, t.get_text()) for t in found]
+    return [(smallest_points(t) * dpi / 72 * scale, t.get_text()) for t in found]
 
 
 def unreadable(fig, dpi: float | None = None, min_px: float = MIN_TEXT_PX) -> list[tuple[float, str]]:
