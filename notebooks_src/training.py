@@ -295,12 +295,12 @@ print(session.resume_line())
 # %%
 # Train, with live curves and a progress bar; final evaluation and text samples at the end.
 from utils.training.summary import context_claim
-from utils.training.viz.style import duration
+from utils.training.viz.throughput import throughput_text
 
 result = session.train()
 state = result.state
 print(f"{result.status} at step {state.step}: best val_loss {state.best_val_loss:.4f} at step {state.best_step}, "
-      f"{state.tokens_seen:,} tokens in {duration(state.elapsed_s)}" + (f" [{session.caveat}]" if session.caveat else ""))
+      f"{throughput_text(state.tokens_seen, state.elapsed_s)}" + (f" [{session.caveat}]" if session.caveat else ""))
 # A claim about the loss only when it is larger than the evaluation's noise: the standard
 # error of val_loss over the validation sequences of the last evaluation.
 print(context_claim(state.best_val_loss, result.final_metrics.get("val_loss_se", float("nan")),
@@ -400,9 +400,9 @@ comparison_path = workspace.results_dir / "comparison.png"
 fig, summary = compare_runs(records, out_path=comparison_path)
 write_summary_table(summary, comparison_path.with_suffix(".csv"), comparison_path.with_suffix(".md"))
 # The main columns (every column is in the CSV and .md), the Chinchilla share written as on the card.
-shown = summary.assign(wall_time_s=summary["wall_time_h"] * 3600,
-                       chinchilla=[chinchilla_share(t, n) for t, n in zip(summary["tokens_seen"], summary["n_params"])])
-show_table(shown[["run", "steps", "tokens_seen", "chinchilla", "best_val_loss", "mean_tokens_per_sec",
+# tokens_per_sec: tokens seen / wall time, the number the card line and the figures show.
+shown = summary.assign(chinchilla=[chinchilla_share(t, n) for t, n in zip(summary["tokens_seen"], summary["n_params"])])
+show_table(shown[["run", "steps", "tokens_seen", "chinchilla", "best_val_loss", "tokens_per_sec",
                   "wall_time_s", "note"]])
 display(Image(filename=str(comparison_path)))
 

@@ -331,3 +331,39 @@ def test_token_boxes_text_is_at_least_9_px_and_the_figure_fits_its_rows(all_figu
     ax = fig.axes[0]
     right = max(p.get_x() + p.get_width() for p in ax.patches)
     assert right > 0.45 * ax.get_xlim()[1]  # the boxes reach across the figure: no blank half
+
+
+def test_one_run_shows_one_throughput_and_one_wall_time_everywhere(runs, tmp_path):
+    """Card line, progress bar, dashboard, run analysis, comparison table (the CLI's .md too):
+    tokens seen / wall time of one real smoke run, the same number in each."""
+    import re
+
+    from utils.training.viz.analysis import compare_runs, plot_run, write_summary_table
+    from utils.training.viz.dashboard import TrainingDashboard
+    from utils.training.viz.style import duration, human
+    from utils.training.viz.throughput import record_throughput, throughput_text
+
+    state = runs["text"]["result"].state
+    tps = state.tokens_seen / state.elapsed_s
+    card = throughput_text(state.tokens_seen, state.elapsed_s)  # the notebook's and the CLI's line
+    assert card.startswith(f"{tps:,.0f} tokens/s ({state.tokens_seen:,} tokens / {duration(state.elapsed_s)}")
+    text, _ = _records(runs)
+    assert record_throughput(text) == pytest.approx(tps, rel=1e-6)
+    header = TrainingDashboard(text).figure().get_suptitle()
+    assert f"{human(tps)} tokens/s" in header and f"wall time {duration(state.elapsed_s)}" in header
+    titles = [ax.get_title() for ax in plot_run(text).axes]
+    assert any(f"run {human(tps)} tokens/s" in t for t in titles), titles
+    fig, table = compare_runs([text])
+    assert table["tokens_per_sec"].iloc[0] == pytest.approx(tps, rel=1e-6)
+    assert table["wall_time_s"].iloc[0] == pytest.approx(state.elapsed_s, rel=1e-6)
+    _, md = write_summary_table(table, tmp_path / "c.csv", tmp_path / "c.md")
+    assert f"{tps:,.4g}" in md.read_text()
+    words = " ".join(t.get_text() for ax in fig.axes for t in ax.texts)
+    assert f"{tps:,.0f} tokens/s on CPU" in words and f"{state.elapsed_s:.1f} s" in words
+    # A CPU run says so: no "(all GPUs)" on any figure of it.
+    for f in (TrainingDashboard(text).figure(), plot_run(text), compare_runs(_records(runs))[0],
+              runs["text"]["live"].fig, runs["text"]["report"].figure()):
+        labels = [ax.get_ylabel() for ax in f.axes]
+        assert not any("all GPUs" in lb for lb in labels), labels
+        assert any(lb == "tokens/s on CPU" for lb in labels), labels
+    assert re.search(r"\d tokens/s", card)

@@ -240,12 +240,13 @@ class ProgressBarCallback(TrainerCallback):
 
     def on_train_end(self, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
         if self.bar is not None:
-            from utils.training.viz.style import duration
+            from utils.training.viz.throughput import throughput_text
 
-            # One number for the run's duration: the trainer's wall time (what the summary
-            # line, the database and the dashboard show), not the bar's own clock.
-            self.bar.bar_format = "{l_bar}{bar}| {n_fmt}/{total_fmt} {postfix}"
-            self.bar.set_postfix_str(f"wall time {duration(state.elapsed_s)}", refresh=True)
+            # One number for the run's duration and one for its throughput: the trainer's
+            # wall time and tokens over it (what the summary line, the database and the
+            # figures show), not the bar's own clock. tqdm writes the postfix as ", text".
+            self.bar.bar_format = "{l_bar}{bar}| {n_fmt}/{total_fmt}{postfix}"
+            self.bar.set_postfix_str(throughput_text(state.tokens_seen, state.elapsed_s), refresh=True)
             self.bar.close()
             if self._display is not None:
                 # A saved notebook (GitHub, nbviewer) shows the widget's text/plain, captured

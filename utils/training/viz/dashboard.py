@@ -31,6 +31,7 @@ from utils.training.viz.style import (
     save_figure,
     with_caveat,
 )
+from utils.training.viz.throughput import DEFINITION, record_throughput, short
 
 PANEL_TITLES = ("Loss", "Perplexity", "Learning rate", "Gradient norm (pre-clip)", "Throughput and step time", "Memory")
 
@@ -77,8 +78,9 @@ class TrainingDashboard:
             f"{int(tr['step'].max()) if len(tr) else 0} steps",
             f"{human(float(tokens.dropna().iloc[-1]))} tokens" if tokens is not None else "tokens n/a",
             f"wall time {duration(seconds)}" if seconds is not None else "wall time n/a",
+            f"{short(record_throughput(rec))} ({DEFINITION})",
         ]
-        return with_caveat(" · ".join(parts) + "\n" + cfg_line, rec.caveat)
+        return with_caveat(" · ".join(parts[:2]) + "\n" + " · ".join(parts[2:]) + "\n" + cfg_line, rec.caveat)
 
     def figure(self):
         if self.record is None:

@@ -24,6 +24,7 @@ from utils.training.viz.series import (
     moving_average,
     perplexity_points,
     points,
+    run_seconds,
 )
 from utils.training.viz.style import (
     CHINCHILLA_TOKENS_PER_PARAM,
@@ -35,6 +36,7 @@ from utils.training.viz.style import (
     time_unit,
 )
 
+LINESTYLES = ("-", "--", "-.", ":")  # runs told apart by line style as well as colour
 WIDE_RANGE = 20.0  # max/min loss ratio above which the loss axis goes log
 # The one lr axis rule: log when the lr falls by LR_LOG_RATIO or more after its peak (peak /
 # lowest value after it, all positive), linear otherwise. The decay decides, not the warmup:
@@ -196,14 +198,15 @@ def grad_norm_panel(ax, rec: RunRecord, title: str = "Gradient norm (pre-clip)")
 
 def mean_panel(ax, rec: RunRecord, column: str, color: str, ylabel: str, unit: str, missing: str,
                title: str) -> None:
-    """A metric from 0 with its run average as a dashed line; the average also in the title."""
+    """A metric from 0 with its run average as a dashed line; the average also in the title.
+    The line is named by its axis label (`ylabel`), not the raw column name."""
     pts = points(rec, column)
     if pts is None:
         ax.set_title(title)
         no_data(ax, missing)
         return
     mean = float(pts[1].mean())
-    ax.plot(*pts, color=color, label=column + derived_note(rec, column))
+    ax.plot(*pts, color=color, label=ylabel.split(" (")[0] + derived_note(rec, column))
     ax.axhline(mean, color=PALETTE["best"], ls="--", lw=1.2, label=f"average {human(mean)} {unit}")
     ax.set_title(f"{title} (avg {human(mean)} {unit})")
     ax.set_ylim(0, float(pts[1].max()) * 1.1)
@@ -214,27 +217,31 @@ def mean_panel(ax, rec: RunRecord, column: str, color: str, ylabel: str, unit: s
 
 def throughput_panel(ax, rec: RunRecord, *, step_time: bool = False, mean: bool = False,
                      title: str = "Throughput") -> None:
-    """Tokens/s over all GPUs from 0; `mean`: with its average; `step_time`: the step time
-    on a second axis (title then "... and step time")."""
-    if mean:
-        mean_panel(ax, rec, "tokens_per_sec", PALETTE["throughput"], "tokens/s (all GPUs)", "tokens/s",
-                   "throughput not logged", title)
-        return
+    """Tokens/s of each log interval (its steps only) from 0, labelled with the device it was
+    measured on (viz.throughput); `mean`: with the run's one throughput (tokens seen / wall
+    time, evaluation included) as a dashed line and in the title; `step_time`: the step
+    time on a second axis (title then "... and step time")."""
+    from utils.training.viz.throughput import DEFINITION, record_throughput, short, throughput_label
+
     ax.set_title(title)
     pts = points(rec, "tokens_per_sec")
     if pts is None:
         no_data(ax, "throughput not logged")
         return
-    ax.plot(*pts, color=PALETTE["throughput"], label="tokens/s")
+    ax.plot(*pts, color=PALETTE["throughput"], label="per log interval (steps only)" + derived_note(rec, "tokens_per_sec"))
     ax.set_ylim(0, float(pts[1].max()) * 1.1)
     ax.set_xlabel("step")
-    ax.set_ylabel("tokens/s (all GPUs)")
+    ax.set_ylabel(throughput_label(rec.hardware))
+    run = record_throughput(rec) if mean else math.nan
+    if run == run:
+        ax.axhline(run, color=PALETTE["best"], ls="--", lw=1.2, label=f"run: {short(run)} ({DEFINITION})")
+        ax.set_title(f"{title} (run {short(run)})")
     handles = ax.get_lines()
     ms = points(rec, "step_time_ms") if step_time else None
     if ms is not None:
-        ax.set_title(f"{title} and step time")
+        ax.set_title(f"{ax.get_title()} and step time")
         ax2 = ax.twinx()
-        ax2.plot(*ms, color=PALETTE["step_time"], lw=1, label="step time")
+        ax2.plot(*ms, color=PALETTE["step_time"], lw=1, ls="--", label="step time")
         ax2.set_ylabel("step time (ms)")
         ax2.set_ylim(0, float(ms[1].max()) * 1.1)
         ax2.grid(False)
@@ -333,11 +340,15 @@ def runs_loss_panel(ax, records, labels, colors, x: str = "tokens_seen", title: 
     for rec, label, color in zip(records, labels, colors):
         tr = rec.train.dropna(subset=["train_loss"]) if "train_loss" in rec.train else rec.train.iloc[0:0]
         if x in tr:
-            ax.plot(tr[x] / div if div != 1.0 else tr[x], tr["train_loss"], color=color, label=label)
+            ax.plot(tr[x] / div if div != 1.0 else tr[x], tr["train_loss"], color=color, label=label,
+                    ls=LINESTYLES[len(ax.lines) % len(LINESTYLES)] if x == "tokens_seen" else "-")
             derived |= x in rec.derived
+            end = run_seconds(rec) if x == "elapsed_s" else None
+            if end is not None and len(tr):  # the run's wall time: evaluation and saving after the last log
+                ax.plot([end / div], [float(tr["train_loss"].iloc[-1])], "|", ms=14, mew=2, color=color)
     if x == "elapsed_s":
         ax.set_title(title + (" (derived for llm-foundry logs)" if derived else ""))
-        ax.set_xlabel(f"wall time ({unit})")
+        ax.set_xlabel(f"wall time ({unit}; | = end of run)")
     else:
         ax.set_title(title)
         log_axis(ax, "x")
