@@ -367,3 +367,20 @@ def test_one_run_shows_one_throughput_and_one_wall_time_everywhere(runs, tmp_pat
         assert not any("all GPUs" in lb for lb in labels), labels
         assert any(lb == "tokens/s on CPU" for lb in labels), labels
     assert re.search(r"\d tokens/s", card)
+
+
+def test_dashboard_is_shown_at_twice_the_display_width_with_the_full_file_beside_it(runs, tmp_path, monkeypatch):
+    import IPython.display
+    from PIL import Image
+
+    from utils.training.viz.dashboard import TrainingDashboard
+    from utils.training.viz.style import DISPLAY_WIDTH_PX
+
+    shown_images = []
+    monkeypatch.setattr(IPython.display, "display", lambda obj, **kw: shown_images.append(obj))
+    text, _ = _records(runs)
+    full, shown = TrainingDashboard(text).show(tmp_path / "dashboard.png")
+    assert full == tmp_path / "dashboard.png" and shown.parent == full.parent
+    width_full, width_shown = Image.open(full).size[0], Image.open(shown).size[0]
+    assert 1.6 * DISPLAY_WIDTH_PX <= width_shown <= 2.4 * DISPLAY_WIDTH_PX < width_full
+    assert len(shown_images) == 1 and shown_images[0].filename == str(shown)

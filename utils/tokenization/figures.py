@@ -240,6 +240,11 @@ def dashboard_text(df, buckets, impact, medical="medical test", control="control
     return "\n".join(parts)
 
 
+def size_text(mb: float) -> str:
+    """A text size in the unit that reads: '9.6 KB', '3.2 MB' (1 MB = 1000 KB)."""
+    return f"{mb * 1000:.3g} KB" if mb < 1 else f"{mb:.3g} MB"
+
+
 def uniform_bpb(vocab_size: int, bytes_per_token: float) -> float:
     """Bits per byte of an untrained model: uniform over the vocabulary, ln(V)/ln 2 bits per
     token, spread over the bytes a token covers."""
@@ -254,16 +259,19 @@ def bpb_curves(histories: dict[str, list[tuple[float, float]]], path, title: str
     fig = new_figure((9, 5))
     ax = fig.subplots()
     colors = dict(zip(histories, series_colors(len(histories))))
+    markers = dict(zip(histories, MARKERS))
+    seen = [a for pts in histories.values() for a, _ in pts]
+    scale, unit = (1000.0, "KB") if seen and max(seen) < 1 else (1.0, "MB")  # 4-10 KB, not "0.004-0.0096 MB"
     lines = []
     for label, pts in histories.items():
         x, y = zip(*pts) if pts else ((), ())
-        ax.plot(x, y, marker="o", color=colors[label], label=label)
+        ax.plot([a * scale for a in x], y, marker=markers[label], color=colors[label], label=label)
         lines.append(f"{label}: " + ", ".join(f"{a:.3f} MB -> {b:.3f}" for a, b in pts))
     for label, bpb in (baselines or {}).items():
         ax.axhline(bpb, color=colors.get(label, "#777777"), ls="--", lw=1.2,
                    label=f"{label}: untrained (uniform) {bpb:.2f}")
         lines.append(f"{label}: untrained uniform baseline {bpb:.3f} bits/byte")
-    ax.set_xlabel("training text seen (MB)")
+    ax.set_xlabel(f"training text seen ({unit})")
     ax.set_ylabel("validation bits per byte")
     ax.set_title(title + (f"\n{note}" if note else ""))
     ax.legend()

@@ -27,6 +27,7 @@ from utils.training.viz.style import (
     duration,
     human,
     new_figure,
+    notebook_dpi,
     place_legends,
     save_figure,
     with_caveat,
@@ -108,6 +109,19 @@ class TrainingDashboard:
     def save(self, path, dpi: int = EXPORT_DPI):
         """PNG, PDF or SVG by suffix; 300 dpi by default (export). After plot(), that figure."""
         return save_figure(self._fig if self._fig is not None else self.figure(), path, dpi=dpi)
+
+    def show(self, path, dpi: int = EXPORT_DPI) -> tuple:
+        """Save the full-resolution file at `path` (300 dpi: papers, slides) and beside it
+        PATH_notebook.png at about twice the notebook display width, and show that copy
+        in the notebook: a 3934-px export embedded in the notebook was most of its bytes.
+        -> (full path, shown path)."""
+        from IPython.display import Image, display
+
+        fig = self._fig if self._fig is not None else self.figure()
+        full = save_figure(fig, path, dpi=dpi)
+        shown = save_figure(fig, full.with_name(f"{full.stem}_notebook.png"), dpi=notebook_dpi(fig))
+        display(Image(filename=str(shown)))
+        return full, shown
 
     def plot(self, metrics_df: pd.DataFrame, config: dict | None = None, title: str | None = None):
         """The seed's call: the dashboard of a metrics frame (seed_dashboard.py: the seed's

@@ -27,10 +27,10 @@ PALETTE = {
     "target": "#d55e00",
     "cycle": ["#0173b2", "#de8f05", "#029e73", "#d55e00", "#cc78bc", "#ca9161", "#fbafe4", "#949494"],
 }
-# One colour per run or tokenizer (a legend names each): the colour-blind ten, then ten
-# more distinct hues for larger comparisons (the tokenizer zoo has ~12 members).
+# One colour per run or tokenizer (a legend names each): the colour-blind ten (its light
+# yellow darkened: #ece133 barely showed on white), then ten more distinct hues for larger comparisons (the tokenizer zoo has ~12 members).
 SERIES_COLORS = ("#0173b2", "#de8f05", "#029e73", "#d55e00", "#cc78bc", "#ca9161", "#fbafe4", "#949494",
-                 "#ece133", "#56b4e9", "#000000", "#8c564b", "#17becf", "#9467bd", "#bcbd22", "#7f0000",
+                 "#b8a300", "#56b4e9", "#000000", "#8c564b", "#17becf", "#9467bd", "#bcbd22", "#7f0000",
                  "#1b9e77", "#e7298a", "#666666", "#a6761d")
 
 DPI = 110  # screen dpi: a 12-inch-wide figure fits a notebook cell at about 1300 px
@@ -104,6 +104,12 @@ def save_figure(fig, path, dpi: int | None = None) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=dpi or DPI, bbox_inches="tight", facecolor="white")
     return path
+
+
+def notebook_dpi(fig, times: float = 2.0) -> int:
+    """The dpi at which `fig`'s PNG is `times` the notebook display width (DISPLAY_WIDTH_PX):
+    sharp on a 2x screen, a fraction of a 300-dpi export's bytes in the notebook file."""
+    return max(DPI, round(times * DISPLAY_WIDTH_PX / fig.get_figwidth()))
 
 
 def figure_png(fig, dpi: int | None = None, tight: bool = True) -> bytes:
