@@ -19,6 +19,7 @@ written where the figure is saved or shown), scaled by displayed / natural width
 from __future__ import annotations
 
 import argparse
+import os
 import secrets
 import shutil
 import socket
@@ -67,16 +68,25 @@ def start_lab(root_dir: Path, work: Path) -> tuple[subprocess.Popen, str]:
         raise SystemExit("look: the JupyterLab view needs jupyterlab (pip install -r requirements-dev.txt)") from e
     port, token = _free_port(), secrets.token_hex(16)
     settings, workspaces = work / "settings", work / "workspaces"
+    # Every cell rendered (JupyterLab 4 otherwise renders cells only near the viewport).
+    tracker = settings / "@jupyterlab" / "notebook-extension" / "tracker.jupyterlab-settings"
+    tracker.parent.mkdir(parents=True, exist_ok=True)
+    tracker.write_text('{"windowingMode": "none"}')
+    news = settings / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
+    news.parent.mkdir(parents=True, exist_ok=True)
+    news.write_text('{"fetchNews": "false", "checkForUpdates": false}')  # no pop-up over the outputs
     cmd = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
            f"--ServerApp.token={token}", f"--ServerApp.root_dir={root_dir}", f"--LabApp.user_settings_dir={settings}",
            f"--LabApp.workspaces_dir={workspaces}", "--ServerApp.disable_check_xsrf=True",
            # No announcements fetched: nothing outside this machine is asked for.
            "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:  # containers and CI run as root
+        cmd.append("--allow-root")
     proc = subprocess.Popen(cmd, stdout=(work / "lab.log").open("w"), stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     for _ in range(120):
         if proc.poll() is not None:
-            raise SystemExit(f"look: JupyterLab exited: see {work / 'lab.log'}")
+            raise SystemExit("look: JupyterLab exited:\n" + (work / "lab.log").read_text()[-2000:])
         try:
             urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=2).read()
             return proc, f"{url}|{token}"
@@ -117,7 +127,8 @@ def _wait(driver, script: str, timeout: float = 90.0):
 
 
 FILE_BROWSER_OPEN = "const f=document.querySelector('#filebrowser'); return !!f && f.offsetWidth > 0;"
-IMAGES = ("return Array.from(document.querySelectorAll('.jp-OutputArea-output img'))"
+CURRENT = ".jp-NotebookPanel:not(.lm-mod-hidden)"  # the notebook tab shown (earlier ones stay in the DOM)
+IMAGES = (f"return Array.from(document.querySelectorAll('{CURRENT} .jp-OutputArea-output img'))"
           ".filter(i => i.complete && i.naturalWidth > 0).length;")
 
 
@@ -135,7 +146,7 @@ def view(driver, base: str, rel: str, out_dir: Path) -> list[str]:
             tab[0].click()
             _wait(driver, FILE_BROWSER_OPEN, 10)
     # The notebook panel renders cells lazily as they scroll into view: scroll to the end in steps.
-    driver.execute_script("""const s=document.querySelector('.jp-WindowedPanel-outer, .jp-Notebook');
+    driver.execute_script(f"""const s=document.querySelector('{CURRENT} .jp-WindowedPanel-outer');
         window.__lookScroller = s;""")
     last = -1
     for _ in range(400):
@@ -150,13 +161,19 @@ def view(driver, base: str, rel: str, out_dir: Path) -> list[str]:
     driver.execute_script("const s=window.__lookScroller; if (s) s.scrollTop = 0;")
     time.sleep(0.5)
     driver.save_screenshot(str(out_dir / "window.png"))
-    lines = [f"{rel}: file browser {'open' if driver.execute_script(FILE_BROWSER_OPEN) else 'CLOSED'}"]
-    images = driver.find_elements(By.CSS_SELECTOR, ".jp-OutputArea-output img")
+    inner, browser_w = driver.execute_script(
+        "const f=document.querySelector('#filebrowser'); return [window.innerWidth, f ? f.offsetWidth : 0];")
+    lines = [f"{rel}: window {inner} px wide, file browser "
+             f"{f'open ({browser_w} px)' if driver.execute_script(FILE_BROWSER_OPEN) else 'CLOSED'}"]
+    images = driver.find_elements(By.CSS_SELECTOR, f"{CURRENT} .jp-OutputArea-output img")
     for k, img in enumerate(images):
         driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", img)
         time.sleep(0.3)
         shown_w, natural_w = driver.execute_script(
             "const r=arguments[0].getBoundingClientRect(); return [r.width, arguments[0].naturalWidth];", img)
+        if not shown_w:  # not displayed (a collapsed or hidden output): nothing a reader sees
+            lines.append(f"  image {k}: not displayed (PNG {natural_w} px wide)")
+            continue
         src = img.get_attribute("src") or ""
         smallest = "n/a"
         if src.startswith("data:image/png;base64,"):
@@ -166,7 +183,13 @@ def view(driver, base: str, rel: str, out_dir: Path) -> list[str]:
             if KEY in meta and natural_w:
                 smallest = f"{float(meta[KEY]) * shown_w / natural_w:.1f} px"
         shot = out_dir / f"fig_{k:02d}.png"
+        height = driver.execute_script("return arguments[0].getBoundingClientRect().height;", img)
+        if height > WINDOW[1] - 200:  # a tall figure: a taller window, same width, so all of it is on screen
+            driver.set_window_size(WINDOW[0], int(height) + 400)
+            driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", img)
+            time.sleep(0.5)
         img.screenshot(str(shot))
+        driver.set_window_size(*WINDOW)
         lines.append(f"  {shot.name}: shown {shown_w:.0f} px wide (PNG {natural_w} px), smallest text {smallest}")
     return lines
 

@@ -127,8 +127,9 @@ def compare_runs(records, out_path=None, dpi: int | None = None):
     df = summary_table(records)
     labels = list(df["run"])
     colors = series_colors(len(records))  # one colour per run
-    fig = new_figure((9.5, 8.5))  # readable 750 px wide (style.DISPLAY_WIDTH_PX)
-    gs = fig.add_gridspec(2, 6)
+    one = len(records) == 1  # nothing to compare: a short text row instead of three single bars
+    fig = new_figure((9.5, 6.5 if one else 8.5))  # readable 750 px wide (style.DISPLAY_WIDTH_PX)
+    gs = fig.add_gridspec(2, 6, height_ratios=[1, 0.45 if one else 1])
     ax_tok, ax_time = fig.add_subplot(gs[0, :3]), fig.add_subplot(gs[0, 3:])
     # One run has nothing to compare: its numbers as text, not three single full-width bars.
     bars = ([fig.add_subplot(gs[1, 2 * i:2 * i + 2]) for i in range(3)] if len(records) > 1
