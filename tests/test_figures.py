@@ -371,7 +371,7 @@ def test_one_run_shows_one_throughput_and_one_wall_time_everywhere(runs, tmp_pat
     header = TrainingDashboard(text).figure().get_suptitle()
     assert f"{human(tps)} tokens/s" in header and f"wall time {duration(state.elapsed_s)}" in header
     titles = [ax.get_title() for ax in plot_run(text).axes]
-    assert any(f"run {human(tps)} tokens/s" in t for t in titles), titles
+    assert any(f"(run {human(tps)} tokens/s,\ntokens seen / wall time)" in t for t in titles), titles
     fig, table = compare_runs([text])
     assert table["tokens_per_sec"].iloc[0] == pytest.approx(tps, rel=1e-6)
     assert table["wall_time_s"].iloc[0] == pytest.approx(state.elapsed_s, rel=1e-6)

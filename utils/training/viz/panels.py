@@ -228,14 +228,14 @@ def throughput_panel(ax, rec: RunRecord, *, step_time: bool = False, mean: bool 
     if pts is None:
         no_data(ax, "throughput not logged")
         return
-    ax.plot(*pts, color=PALETTE["throughput"], label="per log interval (steps only)" + derived_note(rec, "tokens_per_sec"))
-    ax.set_ylim(0, float(pts[1].max()) * 1.1)
+    ax.plot(*pts, color=PALETTE["throughput"], label="per log interval" + derived_note(rec, "tokens_per_sec"))
+    ax.set_ylim(0, float(pts[1].max()) * 1.3)  # headroom: a corner for the legend
     ax.set_xlabel("step")
     ax.set_ylabel(throughput_label(rec.hardware))
     run = record_throughput(rec) if mean else math.nan
     if run == run:
-        ax.axhline(run, color=PALETTE["best"], ls="--", lw=1.2, label=f"run: {short(run)} ({DEFINITION})")
-        ax.set_title(f"{title} (run {short(run)})")
+        ax.axhline(run, color=PALETTE["best"], ls="--", lw=1.2, label=f"run: {short(run)}")
+        ax.set_title(f"{title} (run {short(run)},\n{DEFINITION})")
     handles = ax.get_lines()
     ms = points(rec, "step_time_ms") if step_time else None
     if ms is not None:
@@ -337,11 +337,11 @@ def runs_loss_panel(ax, records, labels, colors, x: str = "tokens_seen", title: 
         if ends and max(ends) > 100 * min(ends) > 0:
             log_axis(ax, "x")
             unit += ", log"
-    for rec, label, color in zip(records, labels, colors):
+    for i, (rec, label, color) in enumerate(zip(records, labels, colors)):
         tr = rec.train.dropna(subset=["train_loss"]) if "train_loss" in rec.train else rec.train.iloc[0:0]
         if x in tr:
             ax.plot(tr[x] / div if div != 1.0 else tr[x], tr["train_loss"], color=color, label=label,
-                    ls=LINESTYLES[len(ax.lines) % len(LINESTYLES)] if x == "tokens_seen" else "-")
+                    ls=LINESTYLES[i % len(LINESTYLES)])  # as in the figure's legend
             derived |= x in rec.derived
             end = run_seconds(rec) if x == "elapsed_s" else None
             if end is not None and len(tr):  # the run's wall time: evaluation and saving after the last log
