@@ -67,6 +67,7 @@ class ReportingOptions:
     live_plot_interval_s: float = 2.0
     viz_interval: int = 0  # the seven-chart training report every N steps; 0 = off
     progress_bar: bool = True
+    system_interval_s: float = 5.0  # the live system panel's sampling period (tracking/system_monitor.py); 0 = off
 
 
 TrackingOptions = ReportingOptions  # the old name (it held more than tracking options)
@@ -312,6 +313,10 @@ class TrainingSession:
                     )
                 )
             world = self.dist.world_size if self.dist else 1
+            if t.system_interval_s > 0:  # before the tracker: its readings go into the logs it writes
+                from utils.training.tracking.system_monitor import SystemMonitor
+
+                cbs.append(SystemMonitor(t.system_interval_s))
             cbs.append(MetricsTracker(sinks, flops_per_token=self.flops_per_token, world_size=world))
             if t.live_plot:
                 from utils.training.viz.live_plotting import LivePlotter

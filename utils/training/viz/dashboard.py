@@ -1,5 +1,5 @@
-"""The six-panel training dashboard: a summary header over loss, perplexity, lr,
-gradient norm, throughput/step time and memory. Built from a RunRecord, an
+"""The seven-panel training dashboard: a summary header over loss, perplexity, lr,
+gradient norm, throughput/step time, memory and the system sampler's readings. Built from a RunRecord, an
 ExperimentDB run or a DataFrame; saved as PNG, PDF or SVG."""
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from utils.training.viz.panels import (
     lr_panel,
     memory_panel,
     perplexity_panel,
+    system_panel,
     throughput_panel,
 )
 from utils.training.viz.seed_dashboard import plot_frame, record_from_frame
@@ -32,7 +33,8 @@ from utils.training.viz.style import (
     with_caveat,
 )
 
-PANEL_TITLES = ("Loss", "Perplexity", "Learning rate", "Gradient norm (pre-clip)", "Throughput and step time", "Memory")
+PANEL_TITLES = ("Loss", "Perplexity", "Learning rate", "Gradient norm (pre-clip)", "Throughput and step time", "Memory",
+                "System")
 
 
 class TrainingDashboard:
@@ -85,8 +87,9 @@ class TrainingDashboard:
             raise ValueError("this TrainingDashboard has no run yet: call plot(metrics_df), or build it with "
                              "from_run(path), from_db(db, run) or from_dataframe(df)")
         rec = self.record
-        fig = new_figure((13, 8))
-        axes = fig.subplots(2, 3).ravel()
+        fig = new_figure((17, 8))
+        axes = fig.subplots(2, 4).ravel()
+        axes[7].set_visible(False)  # seven panels
         fig.suptitle(self.header(), fontsize=11)
         loss_panel(axes[0], rec, title=PANEL_TITLES[0])
         perplexity_panel(axes[1], rec, title=PANEL_TITLES[1])
@@ -98,6 +101,7 @@ class TrainingDashboard:
         else:
             throughput_panel(axes[4], rec, step_time=True)
         memory_panel(axes[5], rec, title=PANEL_TITLES[5])
+        system_panel(axes[6], rec, title=PANEL_TITLES[6])
         place_legends(fig)
         return fig
 

@@ -19,22 +19,26 @@ import pandas as pd
 
 from utils.training.engine.callbacks import TrainerCallback
 from utils.training.tracking.run_record import RunRecord
+from utils.training.tracking.system_monitor import SYSTEM_KEYS
 from utils.training.viz.panels import (
     accuracy_panel,
     epoch_axes,
     loss_panel,
     lr_panel,
     perplexity_panel,
+    system_panel,
     throughput_panel,
 )
 from utils.training.viz.series import perplexity
 from utils.training.viz.style import figure_png, new_figure, place_legends
 
-FULL_TITLES = ("Loss", "Perplexity", "Learning rate", "Throughput")
+FULL_TITLES = ("Loss", "Perplexity", "Learning rate", "Throughput", "System")
 COMPACT_TITLES = ("Loss", "Throughput")
 PANELS = {"Loss": loss_panel, "Perplexity": perplexity_panel, "Learning rate": lr_panel,
-          "Throughput": throughput_panel, "Accuracy": accuracy_panel}  # panel title -> its drawing (panels.py)
-TRAIN_KEYS = ("train_loss", "train_perplexity", "lr", "tokens_per_sec", "train_accuracy")  # kept from each log
+          "Throughput": throughput_panel, "Accuracy": accuracy_panel,
+          "System": system_panel}  # panel title -> its drawing (panels.py)
+# kept from each log (the system sampler's readings: tracking/system_monitor.py)
+TRAIN_KEYS = ("train_loss", "train_perplexity", "lr", "tokens_per_sec", "train_accuracy", *SYSTEM_KEYS)
 EVAL_KEYS = ("val_loss", "val_perplexity", "val_accuracy")
 LIVE_DPI = 80  # low dpi keeps a redraw cheap; the final figure is saved at the style's dpi
 # Seconds the first draw is expected to take, before any was measured. The real first
@@ -211,7 +215,7 @@ class LivePlotter(TrainerCallback):
         if self.compact:
             return ("Loss",) if self.x_label == "epoch" else COMPACT_TITLES
         if "accuracy" in self.metrics and not any(not math.isnan(x) for x in self.train["tokens_per_sec"]):
-            return (*FULL_TITLES[:3], "Accuracy")
+            return (*FULL_TITLES[:3], "Accuracy", *FULL_TITLES[4:])
         return FULL_TITLES
 
     # -- drawing ----------------------------------------------------------------
@@ -250,8 +254,11 @@ class LivePlotter(TrainerCallback):
             self.fig = new_figure(self.figsize or (10, 3.2))
             axes = list(self.fig.subplots(1, len(titles), squeeze=False).ravel())
         else:
-            self.fig = new_figure(self.figsize or (10, 6))
-            axes = list(self.fig.subplots(2, 2).ravel())
+            cols = math.ceil(len(titles) / 2)
+            self.fig = new_figure(self.figsize or (5 * cols, 6))
+            axes = list(self.fig.subplots(2, cols).ravel())
+            for spare in axes[len(titles):]:  # an odd number of panels
+                spare.set_visible(False)
         self.axes = dict(zip(titles, axes))
         if self.caveat:
             self.fig.suptitle(self.caveat)
