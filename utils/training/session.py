@@ -273,7 +273,8 @@ class TrainingSession:
         return list(self._samples.samples)
 
     def callbacks(self) -> list[TrainerCallback]:
-        """The default callbacks, in order: metrics (first: it enriches the logs), plots,
+        """The default callbacks, in order: the system sampler (its readings join the logs),
+        metrics (then: it enriches the logs and writes them), plots,
         early stopping, database backup, then the caller's. Built once, on the first call
         (train() makes it, after prepare(): the sinks take the resolved config); later
         calls return the same list, so no second set of sinks opens a second run."""

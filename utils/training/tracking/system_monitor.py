@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 from typing import Any
 
 from utils.training.engine.callbacks import TrainerCallback, TrainerControl, TrainerState
@@ -53,6 +54,7 @@ class SystemSampler:
         self.index = int(self.device.split(":")[1]) if self.on_gpu and ":" in self.device else 0
         self.nvml, self.handle, self.process = nvml, None, process
         self.samples = 0
+        self.sample_s = 0.0  # wall time spent reading, summed (bench/plot_overhead.py reports it)
         self._latest: dict[str, float] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -108,19 +110,22 @@ class SystemSampler:
     # -- the thread --------------------------------------------------------------------
     def start(self) -> SystemSampler:
         self._open()
-        self._store(self.sample_once())
+        self._sample()
         self._thread = threading.Thread(target=self._run, name="system-sampler", daemon=True)
         self._thread.start()
         return self
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval_s):
-            self._store(self.sample_once())
+            self._sample()
 
-    def _store(self, sample: dict[str, float]) -> None:
+    def _sample(self) -> None:
+        t0 = time.perf_counter()
+        sample = self.sample_once()
         with self._lock:
             self._latest = sample
             self.samples += 1
+            self.sample_s += time.perf_counter() - t0
 
     def latest(self) -> dict[str, float]:
         with self._lock:
@@ -155,6 +160,7 @@ class SystemMonitor(TrainerCallback):
     def __init__(self, interval_s: float = 5.0, *, device: str | None = None, nvml: Any = None, process: Any = None):
         self.interval_s, self.device, self.nvml, self.process = interval_s, device, nvml, process
         self.sampler: SystemSampler | None = None
+        self.samples, self.sample_s = 0, 0.0  # the last run's readings and their cost (s)
 
     def on_train_begin(self, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
         device = self.device or str((kwargs.get("run_info") or {}).get("device", "cpu"))
@@ -168,4 +174,5 @@ class SystemMonitor(TrainerCallback):
     def on_train_end(self, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
         if self.sampler is not None:
             self.sampler.stop()
+            self.samples, self.sample_s = self.sampler.samples, self.sampler.sample_s
             self.sampler = None

@@ -89,7 +89,7 @@ class TrainingDashboard:
         rec = self.record
         fig = new_figure((17, 8))
         axes = fig.subplots(2, 4).ravel()
-        axes[7].set_visible(False)  # seven panels
+        axes[7].remove()  # seven panels
         fig.suptitle(self.header(), fontsize=11)
         loss_panel(axes[0], rec, title=PANEL_TITLES[0])
         perplexity_panel(axes[1], rec, title=PANEL_TITLES[1])

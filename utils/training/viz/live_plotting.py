@@ -258,7 +258,7 @@ class LivePlotter(TrainerCallback):
             self.fig = new_figure(self.figsize or (5 * cols, 6))
             axes = list(self.fig.subplots(2, cols).ravel())
             for spare in axes[len(titles):]:  # an odd number of panels
-                spare.set_visible(False)
+                spare.remove()
         self.axes = dict(zip(titles, axes))
         if self.caveat:
             self.fig.suptitle(self.caveat)

@@ -319,6 +319,8 @@ def system_panel(ax, rec: RunRecord, title: str = "System") -> None:
     if not ax.lines:
         no_data(ax, "system not sampled" + (f"\n({', '.join(notes)})" if notes else ""))
         ax.set_title(title)
+        ax.set_xlabel("step")
+        ax.set_ylabel("%")
         return
     ax.set_title(title + (f" ({', '.join(notes)})" if notes else ""))
     ax.set_ylim(0, max(105.0, float(max(line.get_ydata().max() for line in ax.lines)) * 1.05))
