@@ -208,8 +208,6 @@ class Trainer:
         self.state = resume.restore(payload, model=self.raw_model, optimizer=self.optimizer,
                                     scheduler=self.scheduler, scaler=self.scaler, batches=self.train_batches,
                                     dist=self.dist, seed=self.config.random_seed, state=self.state)
-        if self.state.micro_batch:  # backed off before this checkpoint: keep the smaller pass
-            self.backoff.set_micro_batch(self.state.micro_batch)
         if self.dist.is_main:
             print(f"Resuming {self.config.run_name} from step {payload['step']} (checkpoint {path})", flush=True)
 
@@ -305,6 +303,8 @@ class Trainer:
         self._setup()
         self._resumed_path = None  # the checkpoint _maybe_resume continues from
         self._maybe_resume()
+        if self.state.micro_batch:  # backed off before this checkpoint: keep the smaller pass
+            self.backoff.set_micro_batch(self.state.micro_batch)
         self._elapsed_base = self.state.elapsed_s
         self._t_start = time.perf_counter()
         self.window = LogWindow(first_step=self.state.step + 1)  # the steps since the last log
