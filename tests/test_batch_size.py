@@ -286,3 +286,25 @@ def test_an_auto_session_on_cpu_uses_the_presets_micro_batch_and_says_so(tmp_pat
     assert session.config.batch_size == 8 and session.batch.how == "preset"
     assert "the preset's micro-batch 8 x accumulation 1 (not probed" in capsys.readouterr().out
     session.close()
+
+
+def test_the_train_command_takes_auto_from_set_and_from_a_config_file(tmp_path):
+    from utils.training.cli import build_parser, config_from_args
+
+    cfg = config_from_args(build_parser().parse_args(["train", "--preset", "fast", "--set", "batch_size=auto"]))
+    assert cfg.batch_size == "auto" and cfg.global_batch == 32 and cfg.rank_batch(2) == (16, 1)
+    path = TrainingConfig.preset("quality", batch_size="auto").save(tmp_path / "auto.json")
+    cfg = config_from_args(build_parser().parse_args(["train", "--config", str(path)]))
+    assert (cfg.batch_size, cfg.global_batch) == ("auto", 64)
+
+
+def test_the_card_says_whether_the_planned_steps_fit_the_runtime():
+    from utils.training.summary import COLAB_LIMIT_S, STOP_MARGIN_S, stop_before_limit_s, time_fit
+
+    assert stop_before_limit_s(True) == COLAB_LIMIT_S - STOP_MARGIN_S and stop_before_limit_s(False) == 0.0
+    assert time_fit(1000, 2.0, COLAB_LIMIT_S).endswith("= 0.56 h: fits the runtime's 12 h limit")
+    too_long = time_fit(30_000, 2.0, COLAB_LIMIT_S)
+    assert "more than the runtime's 12 h limit; set time_limit_s 41,400" in too_long
+    stopped = time_fit(30_000, 2.0, COLAB_LIMIT_S, time_limit_s=41_400)
+    assert "time_limit_s 41,400 stops it checkpointed near step 20,700; run again to resume" in stopped
+    assert time_fit(10, 1.0, 0.0).endswith("no runtime limit known (not Colab)")

@@ -295,7 +295,7 @@ def system_panel(ax, rec: RunRecord, title: str = "System") -> None:
     series = ([("gpu_util_pct", PALETTE["throughput"], "utilisation"),
                ("gpu_memory_used_gb", PALETTE["memory"], "memory used"),
                ("memory_reserved_gb", PALETTE["peak"], "reserved (torch)")] if gpu
-              else [("cpu_pct", PALETTE["throughput"], "process CPU (100% = 1 core)")])
+              else [("cpu_pct", PALETTE["throughput"], "process CPU")])
     notes = []
     for column, color, name in series:
         pts = points(rec, column)
