@@ -6,6 +6,7 @@ dashboard of a CPU run and of a simulated GPU run."""
 from __future__ import annotations
 
 import sys
+import time
 from types import SimpleNamespace
 
 import matplotlib
@@ -78,6 +79,12 @@ class FakeProcess:
     def memory_info(self):
         return SimpleNamespace(rss=GIB // 2)
 
+    def cpu_times(self):
+        return SimpleNamespace(user=30.0, system=10.0)
+
+    def create_time(self):
+        return time.time() - 50.0  # 40 s of CPU in 50 s alive: 80%
+
 
 class Steps:
     """An Event stand-in: wait() says "not stopped" `n` times, then "stopped"."""
@@ -104,7 +111,9 @@ def test_gpu_readings_from_nvml():
 def test_cpu_readings_from_the_process():
     sampler = SystemSampler("cpu", process=FakeProcess())
     sampler._open()  # primes cpu_percent (its first answer means nothing)
-    assert sampler.sample_once() == {"cpu_pct": 150.0, "cpu_rss_gb": 0.5}
+    first = sampler.sample_once()  # no last reading yet: the average over the process's life
+    assert first["cpu_pct"] == pytest.approx(80.0, rel=0.01) and first["cpu_rss_gb"] == 0.5
+    assert sampler.sample_once() == {"cpu_pct": 150.0, "cpu_rss_gb": 0.5}  # since the last reading
 
 
 def test_a_gpu_that_disappears_ends_the_gpu_readings_with_one_line():

@@ -54,6 +54,7 @@ class SystemSampler:
         self.index = int(self.device.split(":")[1]) if self.on_gpu and ":" in self.device else 0
         self.nvml, self.handle, self.process = nvml, None, process
         self.samples = 0
+        self._cpu_readings = 0
         self.sample_s = 0.0  # wall time spent reading, summed (bench/plot_overhead.py reports it)
         self._latest: dict[str, float] = {}
         self._lock = threading.Lock()
@@ -96,9 +97,20 @@ class SystemSampler:
             if reserved is not None:
                 out["memory_reserved_gb"] = reserved
         if self.process is not None and not self.on_gpu:
-            out["cpu_pct"] = float(self.process.cpu_percent(None))  # since the last reading; 100 = one core
+            out["cpu_pct"] = self._cpu_pct()
             out["cpu_rss_gb"] = self.process.memory_info().rss / GIB
         return out
+
+    def _cpu_pct(self) -> float:
+        """This process's CPU use since the last reading, 100 = one core; the first reading
+        (no last one yet) averages over the process's life."""
+        since_last = float(self.process.cpu_percent(None))
+        self._cpu_readings += 1
+        if self._cpu_readings > 1:
+            return since_last
+        times = self.process.cpu_times()
+        alive = max(1e-3, time.time() - self.process.create_time())
+        return 100.0 * (times.user + times.system) / alive
 
     def _reserved_gb(self) -> float | None:
         """The caching allocator's reserved bytes: a host-side counter (no synchronisation)."""
