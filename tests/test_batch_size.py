@@ -255,7 +255,8 @@ def test_an_auto_session_measures_stores_shows_and_resumes_its_micro_batch(tmp_p
     assert session.config.tokens_per_step == config.tokens_per_step  # the preset's global batch of 8
     assert session.data.train.batch_size == 4  # batches drawn at the chosen size
     assert (session.facts.micro_batch, session.facts.accumulation) == (4, 2)
-    assert "Batch: auto on cpu: micro-batch 4 fits" in capsys.readouterr().out
+    assert "Batch: micro-batch 4 x accumulation 2 x 1 process (auto on cpu: micro-batch 4 fits" in \
+        capsys.readouterr().out
     text = format_summary(card)
     assert "4 x accumulation 2 x 1 process = 8 sequences per step (auto on cpu: micro-batch 4 fits" in text
     assert "at micro-batch 4" in text
@@ -284,7 +285,8 @@ def test_an_auto_session_on_cpu_uses_the_presets_micro_batch_and_says_so(tmp_pat
                               device_ops=DeviceOps("cpu"))
     session.prepare()
     assert session.config.batch_size == 8 and session.batch.how == "preset"
-    assert "the preset's micro-batch 8 x accumulation 1 (not probed" in capsys.readouterr().out
+    assert ("Batch: micro-batch 8 x accumulation 1 x 1 process (auto on cpu: the preset's micro-batch, not probed "
+            "(out-of-memory is a GPU limit))") in capsys.readouterr().out
     session.close()
 
 

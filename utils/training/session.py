@@ -208,7 +208,9 @@ class TrainingSession:
                                            "session prepare the data, or give batch_size as a number")])
             self.data = self._prepare_data(self.requested_config.replace(**self.batch.config_values()))
         if self.is_main and self.batch.how != "config":
-            print(f"Batch: {self.batch.note}", flush=True)
+            b = self.batch
+            print(f"Batch: micro-batch {b.micro_batch} x accumulation {b.accumulation} x {b.world_size} process"
+                  f"{'es' if b.world_size != 1 else ''} ({b.note})", flush=True)
 
     def _stored_batch(self) -> tuple[int, int] | None:
         """(batch_size, gradient_accumulation_steps) of the config this run last trained

@@ -174,11 +174,10 @@ def choose_batch(config: Any, model: torch.nn.Module | None, ops: DeviceOps, *, 
             raise ConfigError([Problem("batch_size", AUTO, f"the checkpointed run trained with batch_size "
                                        f"{stored[0]} x gradient_accumulation_steps {stored[1]}, another global batch "
                                        f"than this config's {config.global_batch}: use a new run_name")])
-        return BatchChoice(m, a, world_size, "resumed", f"auto: micro-batch {m} x accumulation {a}, as the "
-                                                        "checkpointed run chose it (not measured again)")
+        return BatchChoice(m, a, world_size, "resumed", "auto: as the checkpointed run chose it (not measured again)")
     if not ops.probes:
-        return BatchChoice(micro, accum, world_size, "preset", f"auto on {ops.device.type}: the preset's micro-batch "
-                           f"{micro} x accumulation {accum} (not probed: out-of-memory is a GPU limit)")
+        return BatchChoice(micro, accum, world_size, "preset", f"auto on {ops.device.type}: the preset's micro-batch, "
+                           "not probed (out-of-memory is a GPU limit)")
     rank_share = micro * accum  # sequences per step on this rank
     n_params = sum(p.numel() for p in model.parameters())
     fits, tried, peak = probe_micro_batch(ops, model, rank_batch=rank_share, block_size=config.block_size,
