@@ -89,7 +89,7 @@ def test_figures_are_files_and_embedded_once(local_run):
         assert (ws / path).is_file(), path
     per_cell = images_per_cell(nb)
     sources = {i: nb.cells[i].source for i in per_cell}
-    live = [i for i, s in sources.items() if "session.train()" in s]
+    live = [i for i, s in sources.items() if "session.train(" in s]
     assert len(live) == 1 and per_cell[live[0]] == 1  # the live figure is updated in place, not appended
     search = [i for i, s in sources.items() if "run_study" in s]
     assert len(search) == 1 and per_cell[search[0]] == len(list((ws / "results/hpo/notebook-study").glob("*.png")))
