@@ -284,7 +284,7 @@ class ExperimentDB(MetricPoints):
     def import_db(self, path: str | os.PathLike):
         """Copy the runs, metrics and artifacts of a seed notebook experiments.db into this
         database (the source is opened read-only and left byte-identical); see seed_db.py."""
-        from utils.training.tracking.seed_db import import_seed_db
+        from utils.training.tracking.seed_import import import_seed_db
 
         return import_seed_db(self, path)
 
