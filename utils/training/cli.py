@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from utils.training.config import TrainingConfig, parse_overrides, read_config_file
@@ -16,9 +18,11 @@ from utils.training.config_rules import ConfigError, Problem
 from utils.training.engine import signals
 from utils.training.presets import PRESETS, preset_values
 from utils.training.registries import DATA_SOURCES
+from utils.training.tracking.db_access import check_health, check_link, check_writable
 from utils.training.tracking.db_file import DatabaseFileError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+FIGURE_SUFFIXES = (".png", ".pdf", ".svg")  # what `runs compare --out` can draw
 
 # Data options that are TrainingConfig fields, offered as their own flags.
 _DATA_FLAGS = ("data_source", "data_path", "hf_dataset", "hf_config", "text_column", "tokenizer")
@@ -130,6 +134,7 @@ def train_command(args: argparse.Namespace) -> int:
     from utils.training.engine.trainer import ResumeError
     from utils.training.session import ReportingOptions, TrainingSession
     from utils.training.viz.style import chinchilla_share
+    from utils.training.workspace import Workspace
 
     config = config_from_args(args)
     config.rank_batch(world_size_from_env())  # a world size that cannot split the batch: exit 2, no data touched
@@ -148,6 +153,12 @@ def train_command(args: argparse.Namespace) -> int:
             data_options["tokens_per_chunk"] = args.tokens_per_chunk
         if args.max_chunks > 0:
             data_options["max_chunks"] = args.max_chunks
+    workspace = Workspace(args.workspace)
+    # A writing command: a read-only workspace, a damaged database or a dangling symlink is
+    # refused here, before any data or model is built (exit 2 naming the path).
+    check_writable(workspace.root, "workspace folder")
+    check_writable(workspace.db_path)
+    check_health(workspace.db_path)
     dist = DistributedContext.from_env()
     tracking = ReportingOptions(
         wandb_project=args.wandb_project,
@@ -227,9 +238,16 @@ def runs_command(args: argparse.Namespace) -> int:
 
     workspace = Workspace(args.workspace)  # paths only: `runs` creates no folder
     db_path = _as_given(args.workspace, workspace, workspace.db_path)
+    check_link(db_path)  # a dangling experiments.db symlink is an error, not "no runs yet"
     if args.runs_command == "import":
+        check_link(args.path)
         if not args.path.exists():
             raise ConfigError([Problem("PATH", str(args.path), "does not exist")])
+        if args.path.resolve() == db_path.resolve():
+            raise DatabaseFileError(args.path, f"is this workspace's own database ({db_path}"
+                                    f"{', through a symlink' if args.path.is_symlink() else ''})",
+                                    "Import from the seed notebook's experiments.db at another path")
+        check_writable(db_path)  # a writing command: refused up front on a read-only workspace
         with ExperimentDB(db_path) as db:
             print(db.import_db(args.path))
             print(f"into {db_path}; see them with: python -m utils.training runs list --workspace {args.workspace}")
@@ -238,7 +256,7 @@ def runs_command(args: argparse.Namespace) -> int:
         if not db_path.exists():
             print(f"no runs yet: {db_path} does not exist")
             return EXIT_OK
-        with ExperimentDB(db_path) as db:
+        with ExperimentDB(db_path, read_only=True) as db:
             runs = db.list_runs()
         if len(runs) == 0:
             print("no runs yet")
@@ -251,21 +269,37 @@ def runs_command(args: argparse.Namespace) -> int:
         from utils.training.viz.analysis import plot_run
 
         out_dir = args.out or _as_given(args.workspace, workspace, workspace.results_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        for record in records:
-            path = out_dir / f"{_safe(record.name)}_analysis.png"
-            plot_run(record, out_path=path)
-            print(path)
+        with _writing("--out", out_dir):
+            out_dir.mkdir(parents=True, exist_ok=True)
+            for record in records:
+                path = out_dir / f"{_safe(record.name)}_analysis.png"
+                plot_run(record, out_path=path)
+                print(path)
         return EXIT_OK
 
     from utils.training.viz.analysis import compare_runs, write_summary_table
 
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    _, table = compare_runs(records, out_path=args.out)
-    csv_path, md_path = args.out.with_suffix(".csv"), args.out.with_suffix(".md")
-    write_summary_table(table, csv_path, md_path)
+    if args.out.suffix.lower() not in FIGURE_SUFFIXES:
+        raise ConfigError([Problem("--out", str(args.out), f"is a figure file: end it in {', '.join(FIGURE_SUFFIXES)} "
+                                   "(the table goes beside it as .csv and .md)")])
+    with _writing("--out", args.out):
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        _, table = compare_runs(records, out_path=args.out)
+        csv_path, md_path = args.out.with_suffix(".csv"), args.out.with_suffix(".md")
+        write_summary_table(table, csv_path, md_path)
     print(f"{args.out}\n{csv_path}\n{md_path}")
     return EXIT_OK
+
+
+@contextmanager
+def _writing(flag: str, path: Path) -> Iterator[None]:
+    """An output path that cannot be written (a file where a folder must be, a read-only
+    folder, a full disk) is the user's to fix: ConfigError naming it, exit 2."""
+    try:
+        yield
+    except OSError as e:
+        where = e.filename or path
+        raise ConfigError([Problem(flag, str(path), f"cannot be written ({e.strerror or e}: {where})")]) from None
 
 
 def _load_records(specs: list[str], db_path: Path) -> list:
@@ -285,7 +319,7 @@ def _load_records(specs: list[str], db_path: Path) -> list:
                         raise ConfigError([Problem("RUN", spec, f"{db_path} does not exist")])
                     from utils.training.tracking.experiment_db import ExperimentDB
 
-                    db = ExperimentDB(db_path)
+                    db = ExperimentDB(db_path, read_only=True)
                 try:
                     records.append(load_run(spec, db=db))
                 except KeyError:

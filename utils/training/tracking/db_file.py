@@ -36,19 +36,24 @@ def _import_hint(path: Path) -> str:
             f"import {path} [--workspace DIR]  (in Python: ExperimentDB(OUR_PATH).import_db({str(path)!r}))")
 
 
-def check_database_file(path: str | os.PathLike, schema_version: int) -> str:
+def check_database_file(path: str | os.PathLike, schema_version: int, writable: bool = True) -> str:
     """What is at `path`, read without writing a byte: "new" (missing or empty file) or
     "ours". Anything else raises DatabaseFileError naming the file, what it is and the fix.
     The schema is read through an immutable read-only connection, so a database of another
-    schema is left byte-identical (no WAL switch, no journal, no migration)."""
+    schema is left byte-identical (no WAL switch, no journal, no migration). writable=False:
+    a reader's check (a read-only file is fine)."""
+    from utils.training.tracking.db_access import check_link, damaged
+
     path = Path(path)
+    check_link(path)
     if path.is_dir():
         raise DatabaseFileError(path, "is a directory, not an experiments database file",
                                 f"Give the path of a .db file, for example {path / 'experiments.db'}")
     if not path.exists():
         return "new"
     try:
-        os.close(os.open(path, os.O_RDWR))
+        if writable:
+            os.close(os.open(path, os.O_RDWR))
     except PermissionError as e:
         raise DatabaseFileError(path, f"is read-only ({e.strerror})",
                                 "Copy it to a writable folder and open the copy, or make it writable") from e
@@ -80,8 +85,7 @@ def check_database_file(path: str | os.PathLike, schema_version: int) -> str:
         try:
             version, tables, columns = _read_schema(path, immutable=False)
         except sqlite3.DatabaseError as e:
-            raise DatabaseFileError(path, f"is a damaged SQLite database ({e})",
-                                    "Restore it from a backup; it was left unchanged") from e
+            raise damaged(path, str(e)) from e
     if version > schema_version:
         raise RuntimeError(f"{path} has schema version {version}; this code reads up to "
                            f"{schema_version}. Update the project, or open a copy made by this version.")

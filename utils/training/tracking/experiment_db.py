@@ -82,13 +82,18 @@ class ExperimentDB(MetricPoints):
 
     def __init__(self, path: str | os.PathLike = "experiments.db", *, busy_timeout_s: float = 30.0,
                  flush_rows: int = 10_000, flush_s: float = 5.0, mirror_path: str | os.PathLike | None = None,
-                 db_path: str | os.PathLike | None = None):
+                 db_path: str | os.PathLike | None = None, read_only: bool = False):
         self.path = Path(db_path if db_path is not None else path)  # db_path: the seed's keyword
-        check_database_file(self.path, SCHEMA_VERSION)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        check_database_file(self.path, SCHEMA_VERSION, writable=not read_only)
         self.mirror_path = Path(mirror_path) if mirror_path else None
         self._init_metric_points(flush_rows, flush_s)  # points; seconds
         self.conn: sqlite3.Connection | None = None
+        if read_only:  # the reading commands: mode=ro, pages checked (works on a read-only mount)
+            from utils.training.tracking.db_access import connect_read_only
+
+            self.conn = connect_read_only(self.path)
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         self.conn = connect(self.path, busy_timeout_s)
 
     def transaction(self) -> Transaction:
