@@ -8,6 +8,7 @@ stopped by SIGTERM, after a checkpoint of the current step was written.
 from __future__ import annotations
 
 import argparse
+import sqlite3
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from utils.training.config import TrainingConfig, parse_overrides, read_config_file
 from utils.training.config_rules import ConfigError, Problem
+from utils.training.disk_full import describe_full_disk, full_disk_error
 from utils.training.engine import signals
 from utils.training.presets import PRESETS, preset_values
 from utils.training.registries import DATA_SOURCES
@@ -111,7 +113,7 @@ def config_from_args(args: argparse.Namespace) -> TrainingConfig:
     if args.config:
         base = read_config_file(args.config)
         if not isinstance(base, dict):  # a JSON list or number: from_dict says what a config is
-            return TrainingConfig.from_dict(base)
+            return _naming_file(args.config, base)
     else:
         base = preset_values("smoke" if args.test else args.preset or "fast")
     if args.test:
@@ -124,7 +126,19 @@ def config_from_args(args: argparse.Namespace) -> TrainingConfig:
     if args.run_name:
         changes["run_name"] = args.run_name
     changes.update(parse_overrides(args.overrides))
+    if args.config:
+        return _naming_file(args.config, {**base, **changes})
     return TrainingConfig.from_dict({**base, **changes})
+
+
+def _naming_file(path: Path, values) -> TrainingConfig:
+    """TrainingConfig.from_dict(values), its ConfigError naming the --config file first."""
+    try:
+        return TrainingConfig.from_dict(values)
+    except ConfigError as e:
+        n = len(e.problems)
+        raise ConfigError([Problem("--config", str(path), f"the config made from this file (and the flags) has "
+                                   f"{n} problem{'s' if n != 1 else ''}:"), *e.problems]) from None
 
 
 def train_command(args: argparse.Namespace) -> int:
@@ -168,7 +182,7 @@ def train_command(args: argparse.Namespace) -> int:
         progress_bar=not args.no_progress,
     )
     session = TrainingSession(config, args.workspace, tracking=tracking, data_options=data_options, dist=dist)
-    interrupted = False
+    interrupted = quiet_close = False
     try:
         if dist.is_main:
             session.db  # noqa: B018 - open (and check) the database before data and model are built
@@ -202,26 +216,35 @@ def train_command(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     except (ConfigError, DatabaseFileError):  # usage errors: main() prints them and exits 2
         raise
-    except (ValueError, OSError, RuntimeError) as e:
+    except (ValueError, OSError, RuntimeError, sqlite3.OperationalError) as e:
         if signals.stop_received():  # an error a stop signal caused (an import it cut short): the stop
             interrupted = True
             raise KeyboardInterrupt from e
+        full = describe_full_disk(e, workspace.db_path)
+        if full:  # one line; closing (which writes again) stays quiet about the same full disk
+            quiet_close = True
+            print(f"error: {full}", file=sys.stderr)
+            return EXIT_FAILED
         print(f"error: training failed: {type(e).__name__}: {e}", file=sys.stderr)
         return EXIT_FAILED
     finally:
-        _close(session, dist, interrupted)
+        _close(session, dist, interrupted, quiet_close)
 
 
-def _close(session, dist, interrupted: bool) -> None:
+def _close(session, dist, interrupted: bool, quiet: bool = False) -> None:
     """Close the database (and its mirror backup) and the process group. After Ctrl-C a
-    failure here is reported, not raised: it would turn exit 130 into a traceback."""
+    failure here is reported, not raised: it would turn exit 130 into a traceback; after a
+    full disk (`quiet`) a second full-disk error here says nothing new."""
     for step in (session.close, dist.cleanup):
         try:
             step()
-        except Exception as e:  # noqa: BLE001 - re-raised unless an interrupt is in flight
-            if not interrupted:
+        except Exception as e:  # noqa: BLE001 - re-raised unless an interrupt or a full disk is in flight
+            if quiet and full_disk_error(e) is not None:
+                continue
+            if not (interrupted or quiet):
                 raise
-            print(f"after the interrupt, {step.__qualname__} failed: {type(e).__name__}: {e}", file=sys.stderr)
+            print(f"after the {'interrupt' if interrupted else 'error'}, {step.__qualname__} failed: "
+                  f"{type(e).__name__}: {e}", file=sys.stderr)
 
 
 def _write_dashboard(session) -> None:
@@ -248,6 +271,7 @@ def runs_command(args: argparse.Namespace) -> int:
                                     f"{', through a symlink' if args.path.is_symlink() else ''})",
                                     "Import from the seed notebook's experiments.db at another path")
         check_writable(db_path)  # a writing command: refused up front on a read-only workspace
+        check_health(db_path)
         with ExperimentDB(db_path) as db:
             print(db.import_db(args.path))
             print(f"into {db_path}; see them with: python -m utils.training runs list --workspace {args.workspace}")
@@ -333,6 +357,8 @@ def _load_records(specs: list[str], db_path: Path) -> list:
                         good.append(load_run(path))
                     except RunLogError as e:
                         bad.append(str(e))
+                    except (TypeError, ValueError, KeyError, AttributeError) as e:  # a field no check foresaw
+                        bad.append(f"{path}: a field of an unexpected type ({type(e).__name__}: {e})")
                 for message in bad:
                     print(f"skipped: {message}", file=sys.stderr)
                 if not good:
@@ -344,6 +370,9 @@ def _load_records(specs: list[str], db_path: Path) -> list:
                     records.append(load_run(spec))
                 except RunLogError as e:
                     raise ConfigError([Problem("RUN", spec, str(e))]) from None
+                except (TypeError, ValueError, KeyError, AttributeError) as e:  # a field no check foresaw
+                    raise ConfigError([Problem("RUN", spec, f"a field of an unexpected type ({type(e).__name__}: "
+                                               f"{e})")]) from None
             else:
                 raise ConfigError([Problem("RUN", spec, "is not a run log file, a folder of run logs, or db:NAME")])
     finally:

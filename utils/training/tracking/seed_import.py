@@ -110,6 +110,14 @@ def seed_snapshot(path: Path, attempts: int = 5) -> Iterator[sqlite3.Connection]
         con = sqlite3.connect(copy)  # not read-only: SQLite replays the copied WAL / journal here
         con.row_factory = sqlite3.Row
         try:
+            try:
+                check = [r[0] for r in con.execute("PRAGMA quick_check(5)")]
+            except sqlite3.DatabaseError as e:
+                check = [str(e)]
+            if check != ["ok"]:
+                raise DatabaseFileError(path, f"is a damaged SQLite database ({'; '.join(check)})",
+                                        f"Import from a good copy of it; `sqlite3 {path} 'PRAGMA integrity_check'` "
+                                        "lists the damage. It was left unchanged")
             yield con
         finally:
             con.close()
