@@ -146,6 +146,7 @@ def train_command(args: argparse.Namespace) -> int:
     from utils.training.data.readers import DataError
     from utils.training.engine.distributed import DistributedContext, world_size_from_env
     from utils.training.engine.trainer import ResumeError
+    from utils.training.run_lock import RunLock, RunLockedError
     from utils.training.session import ReportingOptions, TrainingSession
     from utils.training.viz.style import chinchilla_share
     from utils.training.workspace import Workspace
@@ -181,7 +182,17 @@ def train_command(args: argparse.Namespace) -> int:
         viz_interval=config.eval_interval if args.viz_interval is None else args.viz_interval,
         progress_bar=not args.no_progress,
     )
-    session = TrainingSession(config, args.workspace, tracking=tracking, data_options=data_options, dist=dist)
+    lock = RunLock(workspace.checkpoint_run_dir(config.run_name))
+    if dist.is_main:  # one trainer per run: a second process on this run name stops here (exit 2)
+        try:
+            lock.acquire()
+        except RunLockedError as e:
+            raise ConfigError([Problem("--run-name", config.run_name, str(e))]) from None
+    try:
+        session = TrainingSession(config, args.workspace, tracking=tracking, data_options=data_options, dist=dist)
+    except BaseException:
+        lock.release()
+        raise
     interrupted = quiet_close = False
     try:
         if dist.is_main:
@@ -228,7 +239,10 @@ def train_command(args: argparse.Namespace) -> int:
         print(f"error: training failed: {type(e).__name__}: {e}", file=sys.stderr)
         return EXIT_FAILED
     finally:
-        _close(session, dist, interrupted, quiet_close)
+        try:
+            _close(session, dist, interrupted, quiet_close)
+        finally:
+            lock.release()
 
 
 def _close(session, dist, interrupted: bool, quiet: bool = False) -> None:
