@@ -236,3 +236,49 @@ def test_the_checkpoint_resumed_from_is_listed_once_even_if_its_on_save_never_ra
     assert steps == [3, 6, 9, 12]
     doc = json.loads((tmp_path / "run" / "run.json").read_text())
     assert [c["step"] for c in doc["checkpoints"]] == [3, 6, 9, 12]
+
+
+class Events(TrainerCallback):
+    """The steps of every evaluation and sample set, in order."""
+
+    def __init__(self):
+        self.seen = []
+
+    def on_evaluate(self, state, control, **kw):
+        self.seen.append(("eval", state.step))
+
+    def on_sample(self, state, control, **kw):
+        self.seen.append(("sample", state.step))
+
+
+class StopInEvaluate(TrainerCallback):
+    """A stop signal landing inside step `step`'s sync point: after its evaluation, before
+    its samples (the interrupt checkpoint then holds that step)."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def on_evaluate(self, state, control, **kw):
+        if state.step == self.step:
+            raise KeyboardInterrupt
+
+
+def test_a_stop_inside_a_sync_point_leaves_no_evaluation_or_samples_out(tmp_path):
+    """Found by bench/kill_resume.py with SIGTERM: the samples of the interrupted step were
+    never made (the resume continued after the step the interrupt had saved)."""
+    cfg = tiny_config(max_steps=12, eval_interval=4, sample_interval=4, checkpoint_interval=5)
+
+    def trainer(run_dir, *callbacks):
+        return Trainer(cfg, build_model(cfg), ArrayBatches(make_tokens(), cfg.batch_size, cfg.block_size, seed=1),
+                       ArrayBatches(make_tokens(seed=5), cfg.batch_size, cfg.block_size), run_dir=run_dir,
+                       callbacks=list(callbacks), progress_bar=False)
+
+    reference = Events()
+    trainer(tmp_path / "ref", reference).train()
+    first, second = Events(), Events()
+    with pytest.raises(KeyboardInterrupt):
+        trainer(tmp_path / "run", first, StopInEvaluate(8)).train()
+    assert first.seen[-1] == ("eval", 8) and sorted(p.name for p in (tmp_path / "run" / "checkpoints").glob(
+        "*.pt"))[-1] == "step_00000008.pt"  # the interrupt saved step 8, its samples not yet made
+    trainer(tmp_path / "run", second).train()
+    assert first.seen + second.seen == reference.seen  # every evaluation and sample set once, in order

@@ -53,7 +53,7 @@ from utils.training.engine.device import (
     wrap_model,
 )
 from utils.training.engine.distributed import DistributedContext
-from utils.training.engine.flow import FLAGS, FlowCallback
+from utils.training.engine.flow import FLAGS, FlowCallback, due
 from utils.training.engine.log_window import LogWindow, NonFiniteLossError
 from utils.training.engine.optimizers import build_optimizer, build_scheduler
 from utils.training.engine.rng import capture_rng, seed_everything
@@ -300,6 +300,8 @@ class Trainer:
                 # A kill between this checkpoint's write and its on_save left it out of the
                 # logs; sinks keep one record per step, so announcing it again costs nothing.
                 self.callbacks.call("on_save", state, control, checkpoint_path=self._resumed_path)
+            if self._resumed_path is not None:
+                self._complete_saved_step()
             while state.step < self.max_steps:
                 # Accuracy and the gradient norm are device work done for log steps only.
                 want_acc = self.flow.logs_at(state.step + 1, self.max_steps)
@@ -367,6 +369,22 @@ class Trainer:
         # In DDP a stop asked for during on_save waits for the next sync point (the others
         # have not seen it); on one process it stops now.
         return agreed_stop if self.dist.is_distributed else control.should_stop
+
+    def _complete_saved_step(self) -> None:
+        """A stop signal inside a step's sync point saves that step before its evaluation or
+        samples ran (_save_on_interrupt): the resume does the missing ones first, once, as the
+        uninterrupted run did at that step (evaluation and greedy samples draw no RNG, so the
+        resume stays exact). The last step's are _finish's."""
+        s, every = self.state.step, self.flow.intervals
+        if s <= 0 or s >= self.max_steps:
+            return
+        if self.flow.evaluate and due(s, every.eval) and self.state.last_eval_step != s:
+            self._evaluate()
+        if due(s, every.sample) and self.state.last_sample_step != s:
+            samples = self.generate_samples() if self.dist.is_main else []
+            self.state.last_sample_step = s
+            self.callbacks.call("on_sample", self.state, self.control, samples=samples)
+        self.window.restart_clock()  # that work is not the next steps' time
 
     def _evaluate(self) -> None:
         self.last_eval = metrics = self.evaluate()
