@@ -53,6 +53,7 @@ import torch  # noqa: E402
 
 from utils.training.config import TrainingConfig  # noqa: E402
 from utils.training.engine import signals  # noqa: E402
+from utils.training.io import is_temp_name  # noqa: E402
 from utils.training.session import ReportingOptions, TrainingSession  # noqa: E402
 
 # Log every step, evaluate every 6, samples every 10, a checkpoint every 2: many points
@@ -237,7 +238,7 @@ def main() -> int:
         _, status = os.waitpid(pid, 0)
         kills += 1
         sent[name] += 1
-        mid_checkpoint += any(".tmp-" in p.name for p in ckpt_dir.iterdir()) if ckpt_dir.is_dir() else 0
+        mid_checkpoint += any(is_temp_name(p.name) for p in ckpt_dir.iterdir()) if ckpt_dir.is_dir() else 0
         note = ""
         if name != "KILL":  # handled: exit 128 + signal, status interrupted where the run was touched
             code, expected = os.waitstatus_to_exitcode(status), 128 + kinds[name]
