@@ -93,16 +93,17 @@ def seed_snapshot(path: Path, attempts: int = 5) -> Iterator[sqlite3.Connection]
     with open(path, "rb") as f:
         if not f.read(16).startswith(SQLITE_MAGIC):
             raise DatabaseFileError(path, "is not a SQLite database", _FIX)
+    real = path.resolve()  # a symlink's target: its -wal and -journal lie beside the target
     with tempfile.TemporaryDirectory(prefix="seed_import_") as tmp:
         copy = Path(tmp) / "seed.db"
         for _ in range(attempts):
-            before = _stamp(path)
+            before = _stamp(real)
             for suffix in ("", *COMPANIONS):
-                src, dest = Path(f"{path}{suffix}"), Path(f"{copy}{suffix}")
+                src, dest = Path(f"{real}{suffix}"), Path(f"{copy}{suffix}")
                 dest.unlink(missing_ok=True)
                 if src.is_file():
                     shutil.copyfile(src, dest)
-            if _stamp(path) == before:
+            if _stamp(real) == before:
                 break
         else:
             raise DatabaseFileError(path, f"changed during each of {attempts} tries to copy it (a notebook is "
