@@ -136,6 +136,13 @@ def _db_dangling(db: Path) -> None:
     db.symlink_to(db.parent / "elsewhere" / "experiments.db")
 
 
+def _db_newer(db: Path) -> None:
+    _our_db(db, runs=2, points=5)
+    with sqlite3.connect(db) as con:
+        con.execute("PRAGMA user_version = 99")
+    con.close()
+
+
 def _db_directory(db: Path) -> None:
     db.mkdir()
 
@@ -253,7 +260,7 @@ def cases() -> list[tuple[str, Callable[[Path], Commands]]]:
     for name, data in RAW_LOGS.items():
         out.append((f"log-{name}", _log_case(data)))
     for name, make_db in {"garbage": _db_garbage, "truncated": _db_truncated, "seed": _db_seed, "other": _db_other,
-                          "dangling_symlink": _db_dangling, "directory": _db_directory,
+                          "dangling_symlink": _db_dangling, "directory": _db_directory, "newer": _db_newer,
                           **{f"page{p}": _db_page(p) for p in (2, 3, 5, 8, 12, 20)}}.items():
         out.append((f"db-{name}", _workspace_db_case(make_db)))
     for name, make_src in {"garbage": _src_bytes(b"id,name\n1,a\n" * 50), "empty": _src_bytes(b""),

@@ -26,6 +26,11 @@ class DatabaseFileError(ValueError):
         return [f"DatabaseFileError: {self}"]
 
 
+class NewerDatabaseError(DatabaseFileError, RuntimeError):
+    """A database written by a newer version of this project (a RuntimeError, as before,
+    and a DatabaseFileError: the command line's exit 2 naming the file)."""
+
+
 SQLITE_MAGIC = b"SQLite format 3\x00"
 SEED_TABLES = {"runs": {"run_id", "run_name", "config"}, "metrics": {"metric_name", "value", "step", "epoch"}}
 
@@ -87,8 +92,8 @@ def check_database_file(path: str | os.PathLike, schema_version: int, writable: 
         except sqlite3.DatabaseError as e:
             raise damaged(path, str(e)) from e
     if version > schema_version:
-        raise RuntimeError(f"{path} has schema version {version}; this code reads up to "
-                           f"{schema_version}. Update the project, or open a copy made by this version.")
+        raise NewerDatabaseError(path, f"has schema version {version}; this code reads up to {schema_version}",
+                                 "Update the project, or open a copy made by this version")
     if not tables:
         return "new"
     if "config_json" in columns.get("runs", set()) and "metric_blocks" in tables:
