@@ -30,6 +30,13 @@ def test_the_line_names_what_and_where():
             raise RuntimeError("PytorchStreamWriter failed writing file data/0") from e
     except RuntimeError as wrapped:
         assert full_disk_error(wrapped) is ckpt
+    try:  # a checkpoint's ENOSPC, then the teardown's database write on the same full disk
+        try:
+            raise ckpt
+        except OSError:
+            raise sqlite3.OperationalError("database or disk is full")  # noqa: B904 - as the finally raises it
+    except sqlite3.OperationalError as teardown:
+        assert "writing a checkpoint to /ws/runs/r/checkpoints/" in describe_full_disk(teardown, db)
     assert describe_full_disk(ValueError("bad"), db) is None
     assert describe_full_disk(OSError(errno.ENOENT, "gone", "/x"), db) is None
 

@@ -24,14 +24,17 @@ def _chain(e: BaseException | None):
 
 
 def full_disk_error(e: BaseException) -> BaseException | None:
-    """The exception in `e`'s chain that says the disk (or quota) is full, or None."""
+    """The first exception in `e`'s chain (the one raised first: a checkpoint's ENOSPC, not
+    the database write of the teardown that followed it) saying the disk or quota is full,
+    or None."""
+    found = None
     for x in _chain(e):
         if isinstance(x, OSError) and x.errno in FULL_ERRNOS:
-            return x
-        if isinstance(x, (sqlite3.OperationalError, OSError, RuntimeError)) and any(
+            found = x
+        elif isinstance(x, (sqlite3.OperationalError, OSError, RuntimeError)) and any(
                 w in str(x).lower() for w in FULL_WORDS):
-            return x
-    return None
+            found = x if not (isinstance(found, OSError) and found.filename) else found
+    return found
 
 
 def what_is_written(path: Path) -> str:
