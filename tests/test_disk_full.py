@@ -17,10 +17,10 @@ def test_the_line_names_what_and_where():
     db = Path("/ws/experiments.db")
     ckpt = OSError(errno.ENOSPC, "No space left on device", "/ws/runs/r/checkpoints/.step_00000005.pt.77.tmp")
     line = describe_full_disk(ckpt, db)
-    assert line.startswith("the disk is full: writing a checkpoint to /ws/runs/r/checkpoints/")
+    assert line.startswith("the disk is full: writing a checkpoint to /ws/runs/r/checkpoints/step_00000005.pt failed")
     assert "Free space and run again to resume" in line
     log = OSError(errno.EDQUOT, "Disk quota exceeded", "/ws/runs/r/.run.json.12.tmp")
-    assert "writing the run log to /ws/runs/r/.run.json.12.tmp" in describe_full_disk(log, db)
+    assert "writing the run log to /ws/runs/r/run.json failed" in describe_full_disk(log, db)
     line = describe_full_disk(sqlite3.OperationalError("database or disk is full"), db)
     assert "writing metric points (the experiments database) to /ws/experiments.db" in line
     try:  # torch.save wraps the OSError of the file it writes into a RuntimeError

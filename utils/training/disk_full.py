@@ -40,8 +40,6 @@ def full_disk_error(e: BaseException) -> BaseException | None:
 def what_is_written(path: Path) -> str:
     """The kind of file at `path`, in the words of docs/storage.md."""
     name, parts = path.name, set(path.parts)
-    if is_temp_name(name):  # ".run.json.PID.tmp": an atomic write's temp file
-        name = name[1:].rsplit(".", 2)[0]
     if name.endswith((".db", ".db-wal", ".db-journal")):
         return "metric points (the experiments database)"
     if name.endswith((".pt", ".sha256")) or "checkpoints" in parts:
@@ -64,6 +62,8 @@ def describe_full_disk(e: BaseException, db_path: Path) -> str | None:
     if cause is None:
         return None
     where = Path(cause.filename) if isinstance(cause, OSError) and cause.filename else None
+    if where is not None and is_temp_name(where.name):  # the atomic write's temp file: name the file it makes
+        where = where.with_name(where.name[1:].rsplit(".", 2)[0])
     if where is None:
         where = db_path if isinstance(cause, sqlite3.Error) or "database" in str(cause) else None
     target = f"{what_is_written(where)} to {where}" if where else f"({cause})"
