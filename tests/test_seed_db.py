@@ -319,3 +319,25 @@ def test_reimport_after_the_seed_grew_adds_only_the_new_runs(tmp_path, seed_path
             con.execute("UPDATE runs SET created_at = '2025-02-01 00:00:00' WHERE run_name = 'later'")
         con.close()
         assert [r[2] for r in db.import_db(seed_path).imported] == ["later-2"]
+
+
+def test_import_on_a_full_disk_says_one_line_and_keeps_no_run(tmp_path, seed_path, capsys, monkeypatch):
+    from utils.training.tracking import db_metrics
+
+    real = db_metrics.MetricPoints.flush
+
+    def full(self):
+        if self._buffer and len(self._buffer) > 3:  # the second run's points
+            raise sqlite3.OperationalError("database or disk is full")
+        return real(self)
+
+    monkeypatch.setattr(db_metrics.MetricPoints, "flush", full)
+    ws = tmp_path / "ws"
+    assert main(["runs", "import", str(seed_path), "--workspace", str(ws)]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert f"writing metric points (the experiments database) to {ws / 'experiments.db'}" in err
+    assert "run the import again (no run of this import was kept)" in err
+    monkeypatch.setattr(db_metrics.MetricPoints, "flush", real)
+    with ExperimentDB(ws / "experiments.db") as db:
+        assert len(db.list_runs()) == 0

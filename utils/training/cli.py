@@ -286,9 +286,18 @@ def runs_command(args: argparse.Namespace) -> int:
                                     "Import from the seed notebook's experiments.db at another path")
         check_writable(db_path)  # a writing command: refused up front on a read-only workspace
         check_health(db_path)
-        with ExperimentDB(db_path) as db:
-            print(db.import_db(args.path))
-            print(f"into {db_path}; see them with: python -m utils.training runs list --workspace {args.workspace}")
+        try:
+            with ExperimentDB(db_path) as db:
+                print(db.import_db(args.path))
+                print(f"into {db_path}; see them with: python -m utils.training runs list --workspace "
+                      f"{args.workspace}")
+        except (sqlite3.OperationalError, OSError) as e:
+            full = describe_full_disk(e, db_path, "Free space and run the import again (no run of this import "
+                                      "was kept)")
+            if full is None:
+                raise
+            print(f"error: {full}", file=sys.stderr)
+            return EXIT_FAILED
         return EXIT_OK
     if args.runs_command == "list":
         if not db_path.exists():

@@ -55,9 +55,12 @@ def what_is_written(path: Path) -> str:
     return "a file"
 
 
-def describe_full_disk(e: BaseException, db_path: Path) -> str | None:
-    """One line for a full disk in `e`'s chain (None if the error is something else).
-    A sqlite3 error names no file: it is the experiments database at `db_path`."""
+RESUME = "Free space and run again to resume; the last checkpoint and the points stored before it are kept"
+
+
+def describe_full_disk(e: BaseException, db_path: Path, then: str = RESUME) -> str | None:
+    """One line for a full disk in `e`'s chain (None if the error is something else), ending
+    with `then` (what to do). A sqlite3 error names no file: it is the database at `db_path`."""
     cause = full_disk_error(e)
     if cause is None:
         return None
@@ -67,5 +70,4 @@ def describe_full_disk(e: BaseException, db_path: Path) -> str | None:
     if where is None:
         where = db_path if isinstance(cause, sqlite3.Error) or "database" in str(cause) else None
     target = f"{what_is_written(where)} to {where}" if where else f"({cause})"
-    return (f"the disk is full: writing {target} failed ({cause}). Free space and run again to resume; the last "
-            "checkpoint and the points stored before it are kept")
+    return f"the disk is full: writing {target} failed ({cause}). {then}"

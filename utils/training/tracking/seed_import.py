@@ -248,40 +248,48 @@ def import_seed_db(db, path: str | Path) -> ImportReport:
     source = str(path.resolve())
     with seed_snapshot(path) as con:
         report = ImportReport(source=path, sha256=_sha256(con))
+        cols = _source(path, lambda: _tables(con, path))
+        runs = _rows(con, path, "SELECT * FROM runs ORDER BY rowid")
+        ids = {as_int(r.get("run_id")) for r in runs} - {None}
+        for stray in _rows(con, path, "SELECT run_id, COUNT(*) AS n FROM metrics GROUP BY run_id"):
+            if as_int(stray["run_id"]) not in ids:
+                report.bad_rows.append(f"{stray['n']} metric row(s) of run id {_show(stray['run_id'])}, which is "
+                                       "not in runs")
+        done = _already_imported(db, source)
+        created: list[int] = []
         try:
-            cols = _tables(con, path)
-            runs = [dict(r) for r in con.execute("SELECT * FROM runs ORDER BY rowid")]
-            ids = {as_int(r.get("run_id")) for r in runs} - {None}
-            strays = con.execute("SELECT run_id, COUNT(*) FROM metrics GROUP BY run_id").fetchall()
-            for run_id, n in strays:
-                if as_int(run_id) not in ids:
-                    report.bad_rows.append(f"{n} metric row(s) of run id {_show(run_id)}, which is not in runs")
-            done = _already_imported(db, source)
-            created: list[int] = []
-            try:
-                for run in runs:
-                    src_id = as_int(run.get("run_id"))
-                    if src_id is None:
-                        report.bad_runs.append(f"run {_show(run.get('run_id'))} {_show(run.get('run_name'))}: "
-                                               "its run_id is not an integer")
-                        continue
-                    if (src_id, str(run.get("created_at"))) in done or (src_id, None) in done:
-                        report.skipped.append((src_id, _run_name(run, src_id)))
-                        continue
-                    points = [dict(r) for r in con.execute(
-                        "SELECT * FROM metrics WHERE run_id = ? ORDER BY rowid", (run["run_id"],))]
-                    artifacts = [dict(r) for r in con.execute(
-                        "SELECT * FROM artifacts WHERE run_id = ? ORDER BY rowid", (run["run_id"],))] if (
-                        "artifacts" in cols) else []
-                    _import_run(db, run, src_id, points, artifacts, source, report, created)
-            except BaseException:
-                for run_id in created:  # an interrupt (or a bug): no run of this import is left behind
-                    db.delete_run(run_id)
-                raise
-        except sqlite3.DatabaseError as e:
-            raise DatabaseFileError(path, f"could not be read ({e})",
-                                    "Restore it from a backup; it was left unchanged") from e
+            for run in runs:
+                src_id = as_int(run.get("run_id"))
+                if src_id is None:
+                    report.bad_runs.append(f"run {_show(run.get('run_id'))} {_show(run.get('run_name'))}: "
+                                           "its run_id is not an integer")
+                    continue
+                if (src_id, str(run.get("created_at"))) in done or (src_id, None) in done:
+                    report.skipped.append((src_id, _run_name(run, src_id)))
+                    continue
+                points = _rows(con, path, "SELECT * FROM metrics WHERE run_id = ? ORDER BY rowid", (run["run_id"],))
+                artifacts = _rows(con, path, "SELECT * FROM artifacts WHERE run_id = ? ORDER BY rowid",
+                                  (run["run_id"],)) if "artifacts" in cols else []
+                _import_run(db, run, src_id, points, artifacts, source, report, created)
+        except BaseException:
+            for run_id in created:  # an interrupt, a full disk (or a bug): no run of this import is left behind
+                db.delete_run(run_id)
+            raise
     return report
+
+
+def _source(path: Path, read):
+    """read() on the source's copy; its sqlite3 errors are the source's (DatabaseFileError naming
+    it), not those of the database written to."""
+    try:
+        return read()
+    except sqlite3.DatabaseError as e:
+        raise DatabaseFileError(path, f"could not be read ({e})", "Restore it from a backup; it was left "
+                                "unchanged") from e
+
+
+def _rows(con: sqlite3.Connection, path: Path, sql: str, params: tuple = ()) -> list[dict]:
+    return _source(path, lambda: [dict(r) for r in con.execute(sql, params)])
 
 
 def _import_run(db, run: dict, src_id: int, points: list[dict], artifacts: list[dict], source: str,
