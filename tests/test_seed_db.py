@@ -271,6 +271,7 @@ def _hostile_seed(path):
         ("train/loss", 2.0, "5", None),  # integer text: a step
     ])
     con.execute("INSERT INTO metrics (run_id, metric_name, value, step) VALUES (999, 'train/loss', 1.0, 0)")
+    con.execute("INSERT INTO metrics (run_id, metric_name, value, step) VALUES ('1', 'val/loss', 2.5, 4)")  # text id
     con.commit()
     con.close()
     return path
@@ -286,7 +287,7 @@ def test_import_of_hostile_rows_imports_the_good_and_lists_each_bad(tmp_path, ca
     with ExperimentDB(ws / "experiments.db") as db:
         names = set(db.list_runs()["run_name"])
         assert {f"good-{i}" for i in range(1, 11)} <= names
-        assert all(_points(db, f"good-{i}") == 5 for i in range(1, 11))
+        assert [_points(db, f"good-{i}") for i in range(1, 11)] == [6] + [5] * 9  # good-1's text-id row too
         assert {"seed-run-11", "seed-run-12", "deep", "seed-run-14", "bad-rows"} <= names and len(names) == 15
         assert _points(db, "bad-rows") == 2  # of 10 rows, 8 skipped and listed
         assert db.get_run("deep")["config"] == {"raw": "[" * 100_000 + "]" * 100_000}

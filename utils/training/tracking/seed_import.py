@@ -267,9 +267,11 @@ def import_seed_db(db, path: str | Path) -> ImportReport:
                 if (src_id, str(run.get("created_at"))) in done or (src_id, None) in done:
                     report.skipped.append((src_id, _run_name(run, src_id)))
                     continue
-                points = _rows(con, path, "SELECT * FROM metrics WHERE run_id = ? ORDER BY rowid", (run["run_id"],))
-                artifacts = _rows(con, path, "SELECT * FROM artifacts WHERE run_id = ? ORDER BY rowid",
-                                  (run["run_id"],)) if "artifacts" in cols else []
+                # A column without a type keeps 1, 1.0 and '1' apart: rows of this run in any of them.
+                same = (src_id, float(src_id), str(src_id))
+                points = _rows(con, path, "SELECT * FROM metrics WHERE run_id IN (?, ?, ?) ORDER BY rowid", same)
+                artifacts = _rows(con, path, "SELECT * FROM artifacts WHERE run_id IN (?, ?, ?) ORDER BY rowid",
+                                  same) if "artifacts" in cols else []
                 _import_run(db, run, src_id, points, artifacts, source, report, created)
         except BaseException:
             for run_id in created:  # an interrupt, a full disk (or a bug): no run of this import is left behind
