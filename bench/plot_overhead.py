@@ -23,10 +23,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from utils.training import live_plotting  # noqa: E402
 from utils.training.config import TrainingConfig  # noqa: E402
 from utils.training.engine.callbacks import EVENTS, TrainerCallback  # noqa: E402
 from utils.training.session import ReportingOptions, TrainingSession  # noqa: E402
+from utils.training.viz import live_plotting  # noqa: E402
 from utils.training.viz.live_plotting import LivePlotter  # noqa: E402
 
 

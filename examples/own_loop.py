@@ -23,10 +23,11 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere in the repository
 
 from utils.training import builtin_corpus  # noqa: E402
-from utils.training.metrics_tracker import MetricsTracker  # noqa: E402
-from utils.training.tracking.experiment_db import ExperimentDB, ExperimentDBSink  # noqa: E402
-from utils.training.viz.dashboard import TrainingDashboard  # noqa: E402
-from utils.training.viz.live_plotting import LivePlotter  # noqa: E402
+from utils.training.compat.dashboard import TrainingDashboard  # noqa: E402
+from utils.training.compat.live_plotting import LivePlotter  # noqa: E402
+from utils.training.compat.metrics_tracker import MetricsTracker  # noqa: E402
+from utils.training.tracking.db_sink import ExperimentDBSink  # noqa: E402
+from utils.training.tracking.experiment_db import ExperimentDB  # noqa: E402
 
 
 class CharLM(nn.Module):

@@ -31,7 +31,8 @@ warnings.filterwarnings("ignore", message="IProgress not found")
 
 import pandas as pd
 
-from utils.training.viz.style import caveat, show_figure, show_table
+from utils.training.text import caveat, show_table
+from utils.training.viz.style import show_figure
 
 pd.set_option("display.width", 100)
 stages = {}  # stage -> seconds, measured below; drawn as the closing pipeline figure

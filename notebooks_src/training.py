@@ -244,15 +244,20 @@ print(format_timings(timings))
 # Weights & Biases is optional: the API key comes from Colab's Secrets (`WANDB_API_KEY`),
 # the environment, or a hidden prompt, and is never printed or saved. If W&B cannot be
 # reached within its timeout the run goes on offline, and if that fails, without W&B; one
-# line says which. A resumed run continues the same W&B run.
+# line says which. A resumed run continues the same W&B run. Trackio (Hugging Face's
+# local-first tracker) is the other choice: no account, stored in the workspace's
+# `trackio/` folder, the same metric names and run name as the database; see it with
+# `TRACKIO_DIR=<workspace>/trackio trackio show` (`--trackio-project` on the command line).
 
 # %%
-# @title Tracking (Weights & Biases)
+# @title Tracking (Weights & Biases, Trackio)
 use_wandb = False  #@param {type:"boolean"}
 wandb_project = "slm-notebooks"  #@param {type:"string"}
 wandb_entity = ""  #@param {type:"string"}
 wandb_mode = "online"  #@param ["online", "offline"]
 wandb_tags = "notebook"  #@param {type:"string"}
+use_trackio = False  #@param {type:"boolean"}
+trackio_project = "slm-notebooks"  #@param {type:"string"}
 live_plot = True  #@param {type:"boolean"}
 
 # %% [markdown]
@@ -275,7 +280,14 @@ print(model.config.__class__.__name__, {k: getattr(model.config, k) for k in ("n
 
 # %%
 # Set up the run: tracking options, and where training starts (fresh, or resumed).
+import importlib.util
+import subprocess
+import sys
+
 from utils.training.tracking.wandb_logger import resolve_wandb_key
+
+if use_trackio and importlib.util.find_spec("trackio") is None:  # optional: installed when chosen
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "trackio>=0.4"], check=True)
 
 # Colab Secrets, then the environment, then (in Colab) a hidden prompt. Never printed.
 wandb_key = resolve_wandb_key(interactive=IN_COLAB) if use_wandb else None
@@ -285,6 +297,7 @@ session.tracking = ReportingOptions(
     wandb_entity=wandb_entity,
     wandb_mode=wandb_mode,
     wandb_tags=tuple(t.strip() for t in wandb_tags.split(",") if t.strip()),
+    trackio_project=trackio_project if use_trackio else "",
     live_plot=live_plot,
     viz_interval=viz_interval,
 )
@@ -293,7 +306,7 @@ print(session.resume_line())
 # %%
 # Train, with live curves and a progress bar; final evaluation and text samples at the end.
 from utils.training.summary import context_claim
-from utils.training.viz.style import duration
+from utils.training.text import duration
 
 # Kernel > Interrupt (or Ctrl-C) checkpoints the current step and prints one line; the cells
 # below then draw the run so far, and running this cell again resumes it.
@@ -320,7 +333,7 @@ for sample in session.last_samples():
 from IPython.display import Image, display
 
 from utils.training import TrainingDashboard
-from utils.training.viz.style import show_table
+from utils.training.text import show_table
 
 dashboard_path = TrainingDashboard.from_db(db, config.run_name).save(session.run_dir / "dashboard.png")
 display(Image(filename=str(dashboard_path)))
@@ -354,25 +367,66 @@ display(Image(filename=str(hardware_path)))
 # ## 7. Export
 #
 # The model and tokenizer in Hugging Face format (`AutoModelForCausalLM.from_pretrained`
-# loads them), with the config, dashboard and metrics collected in one folder.
+# loads them), with the config, dashboard and metrics collected in one folder. Then talk
+# to it: the text streams in as it is generated (the same seed gives the same text), with
+# the time to the first token and tokens/s. `chat_run` names another run of this
+# workspace ("" = this one); `chat_checkpoint` picks its best or newest checkpoint or the
+# export. The command line does the same: `python -m utils.training generate --run NAME --prompt "..."`.
+# `push_to_hub` uploads the folder with a generated model card (README.md) to the
+# Hugging Face Hub, private unless you untick `hub_private`; the token comes from Colab
+# Secrets (`HF_TOKEN`) and is never printed (`python -m utils.training export --run NAME
+# --push-to-hub OWNER/REPO`). `gguf_types` also writes GGUF files for llama.cpp (F16, Q8_0),
+# each read back and compared with this model (`--gguf f16,q8_0` on the command line).
 
 # %%
-# @title Export
+# @title Export and talk to the model
 download_zip = False  #@param {type:"boolean"}
+chat_prompt = ""  #@param {type:"string"}
+chat_run = ""  #@param {type:"string"}
+chat_checkpoint = "best"  #@param ["best", "newest", "export"]
+chat_max_new_tokens = 60  #@param {type:"integer"}
+chat_temperature = 0.8  #@param {type:"number"}
+chat_top_k = 50  #@param {type:"integer"}
+chat_top_p = 0.95  #@param {type:"number"}
+chat_seed = 0  #@param {type:"integer"}
+push_to_hub = False  #@param {type:"boolean"}
+hub_repo = "your-name/my-small-model"  #@param {type:"string"}
+hub_private = True  #@param {type:"boolean"}
+gguf_types = "none"  #@param ["none", "f16", "q8_0", "f16,q8_0"]
 
 # %%
-# Export, check that the export loads and generates, collect the artifacts.
+# Export, talk to the model (streamed), collect the artifacts.
 import shutil
 
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from utils.training.engine.sampling import SamplingOptions, generate
+from utils.training.export.folder import export_run
+from utils.training.export.hub import push_folder
+from utils.training.export.run_model import load_run_model
 
-export_dir = session.export()
-reloaded = AutoModelForCausalLM.from_pretrained(export_dir)
-reloaded_tok = AutoTokenizer.from_pretrained(export_dir)
-prompt = session.sample_prompts(1)[0]
-ids = reloaded_tok(prompt, return_tensors="pt").input_ids
-out = reloaded.generate(ids, max_new_tokens=20, do_sample=False, pad_token_id=reloaded_tok.eos_token_id)
-print(f"reloaded from {export_dir}: {prompt!r} -> {reloaded_tok.decode(out[0][ids.shape[1]:])!r}")
+session.export()
+export_dir = export_run(workspace, config.run_name, "export", repo_id=hub_repo if push_to_hub else "")
+print(f"exported with its model card (README.md): {export_dir}")
+if gguf_types != "none":  # for llama.cpp / Ollama / LM Studio; checked against this model's logits
+    from transformers import AutoModelForCausalLM
+
+    from utils.training.export.gguf import check_gguf, write_gguf
+    from utils.training.export.run_model import load_export_tokenizer
+
+    exported = AutoModelForCausalLM.from_pretrained(export_dir)  # the weights the GGUF files are made of
+    for qtype in gguf_types.split(","):
+        gguf_file = write_gguf(export_dir, qtype)
+        check = check_gguf(gguf_file, exported, load_export_tokenizer(export_dir), " ".join(session.sample_prompts()))
+        print(f"GGUF {qtype}: {gguf_file.name} ({gguf_file.stat().st_size / 1e6:.2f} MB), read back by transformers: "
+              f"logits max |diff| {check['max_abs_diff']:.2e} on 16 tokens")
+if push_to_hub:  # the token: HF_TOKEN in Colab Secrets (key icon) or the environment; never printed
+    print(f"uploaded: {push_folder(export_dir, hub_repo, private=hub_private)}")
+chat = load_run_model(workspace, chat_run or config.run_name, chat_checkpoint)
+prompt = chat_prompt or session.sample_prompts(1)[0]
+print(f"{chat.run_name} ({chat_checkpoint}, {chat.source}):\n{prompt}", end="", flush=True)
+reply = generate(chat.model, chat.tokenizer, prompt, SamplingOptions(
+    max_new_tokens=chat_max_new_tokens, temperature=chat_temperature, top_k=chat_top_k, top_p=chat_top_p,
+    seed=chat_seed), block_size=chat.block_size, on_text=lambda piece: print(piece, end="", flush=True))
+print(f"\n[{reply.timing_line()}]")
 bundle = workspace.results_dir / f"{config.run_name}_artifacts"
 bundle.mkdir(parents=True, exist_ok=True)
 for path in (session.run_dir / "config.json", dashboard_path, csv_path, hardware_path, session.run_dir / "run.json"):
@@ -391,8 +445,8 @@ if download_zip:
 # %%
 # This run against the earlier runs of this workspace (from the database).
 from utils.training import compare_runs
+from utils.training.text import chinchilla_share
 from utils.training.viz.analysis import write_summary_table
-from utils.training.viz.style import chinchilla_share
 
 names = db.list_runs()["run_name"].head(5).tolist()[::-1]  # the 5 newest, this run last
 records = [load_run(f"db:{n}", db=db) for n in names]

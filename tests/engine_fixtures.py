@@ -125,6 +125,7 @@ def main(argv=None) -> int:
     p.add_argument("--partial-resume", action="store_true",
                    help="restore only model and optimizer (the control that must diverge)")
     p.add_argument("--optimizer", default="adamw")
+    p.add_argument("--trackio", metavar="DIR", help="also log to a local Trackio project in DIR (TrackioSink)")
     a = p.parse_args(argv)
     torch.set_num_threads(1)
     dist = DistributedContext.from_env(device="cpu") if a.ddp else None
@@ -138,6 +139,11 @@ def main(argv=None) -> int:
     kill_at = int(os.environ.get(KILL_ENV, "0") or 0)
     if kill_at:
         callbacks.append(SigkillAt(kill_at))
+    if a.trackio:
+        from utils.training.tracking.metrics import MetricsTracker
+        from utils.training.tracking.trackio_sink import TrackioSink
+
+        callbacks.insert(0, MetricsTracker([TrackioSink("fixture", cfg.run_name, cfg, a.trackio)]))
     if a.step_sleep:
         import time
 

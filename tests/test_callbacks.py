@@ -1,18 +1,19 @@
-"""Concrete callbacks: checkpoint cadence (flow.py), early stopping, the progress bar."""
+"""Concrete callbacks: CheckpointCallback (compat/callbacks.py), early stopping, the progress bar
+(engine/progress.py)."""
 
 from __future__ import annotations
 
 import pytest
 
+from utils.training.compat.callbacks import CheckpointCallback
 from utils.training.contracts import RunStatus
 from utils.training.engine.callbacks import (
     CallbackHandler,
     EarlyStoppingCallback,
-    ProgressBarCallback,
     TrainerControl,
     TrainerState,
 )
-from utils.training.engine.flow import CheckpointCallback
+from utils.training.engine.progress import ProgressBarCallback
 
 
 def test_checkpoint_callback_asks_at_its_interval():
@@ -63,7 +64,7 @@ def test_progress_bar_saved_text_is_its_final_state(tmp_path):
     from utils.notebook_exec import execute_notebook
 
     code = """from types import SimpleNamespace
-from utils.training.engine.callbacks import ProgressBarCallback
+from utils.training.engine.progress import ProgressBarCallback
 bar, state = ProgressBarCallback(), SimpleNamespace(max_steps=30, step=0, run_name="r", elapsed_s=0.0)
 bar.on_train_begin(state, None)
 for _ in range(30):

@@ -297,3 +297,25 @@ def test_doc_split_is_offered_for_files_and_refused_for_other_sources(tmp_path):
     assert build_parser().parse_args(["train", "--doc-split", "line"]).doc_split == "line"
     code, _, err = _runs_cli("train", "--test", "--workspace", str(tmp_path), "--doc-split", "line")
     assert code == 2 and "--doc-split" in err and "'builtin'" in err
+
+
+def test_trackio_generate_and_export_after_a_smoke_run(tmp_path):
+    # issue 26 end to end: the run also goes to a local Trackio project; then the stored run
+    # talks (same seed, same text), and exports with a model card and a GGUF file.
+    ws = tmp_path / "ws"
+    done = cli("train", "--test", "--workspace", str(ws), "--run-name", "talk", "--no-progress",
+               "--trackio-project", "cli")
+    assert done.returncode == 0, done.stderr
+    (trackio_db,) = (ws / "trackio").glob("cli*.db")
+    with sqlite3.connect(trackio_db) as con:
+        assert {r[0] for r in con.execute("SELECT DISTINCT run_name FROM metrics")} == {"talk"}
+    args = ("generate", "--workspace", str(ws), "--run", "talk", "--prompt", "Cholera due to", "--seed", "5",
+            "--json")
+    first, second = cli(*args), cli(*args)
+    assert first.returncode == 0, first.stderr
+    assert json.loads(first.stdout)["token_ids"] == json.loads(second.stdout)["token_ids"]
+    exported = cli("export", "--workspace", str(ws), "--run", "talk", "--gguf", "f16")
+    assert exported.returncode == 0, exported.stderr
+    card = (ws / "runs" / "talk" / "model" / "README.md").read_text()
+    assert "smoke preset: not a result" in card and "![training dashboard](dashboard.png)" in card
+    assert (ws / "runs" / "talk" / "model" / "talk-f16.gguf").exists()

@@ -65,12 +65,12 @@ def test_dashboard_from_a_dataframe(smoke_path):
 def test_dashboard_of_a_real_session_run_draws_our_clip_and_warmup(tmp_path):
     from utils.training.config import TrainingConfig
     from utils.training.data.sources import TextCorpus, builtin_corpus
-    from utils.training.session import TrackingOptions, TrainingSession
+    from utils.training.session import ReportingOptions, TrainingSession
     from utils.training.tracking.experiment_db import ExperimentDB
 
     config = TrainingConfig.preset("smoke", max_steps=20, warmup_ratio=0.2, max_grad_norm=0.5, eval_interval=10)
     corpus = TextCorpus(builtin_corpus()[:3000], name="slice", source="builtin")
-    session = TrainingSession(config, tmp_path, corpus=corpus, tracking=TrackingOptions(progress_bar=False))
+    session = TrainingSession(config, tmp_path, corpus=corpus, tracking=ReportingOptions(progress_bar=False))
     session.train()
     session.close()
     with ExperimentDB(tmp_path / "experiments.db") as db:

@@ -221,7 +221,7 @@ def test_unigram_entropy_on_countable_tokens():
 
 
 def test_builtin_corpus_cache_matches_the_package_and_survives_damage(tmp_path, monkeypatch):
-    from utils.training import data
+    from utils.training.data import sources as data
 
     monkeypatch.setenv("SLM_CACHE_DIR", str(tmp_path))
     data._builtin_tuple.cache_clear()

@@ -13,7 +13,8 @@ import pytest
 
 from utils.training.tracking.db_file import DatabaseFileError
 from utils.training.tracking.db_schema import SCHEMA_VERSION
-from utils.training.tracking.experiment_db import ExperimentDB, ExperimentDBSink, RunExistsError
+from utils.training.tracking.db_sink import ExperimentDBSink
+from utils.training.tracking.experiment_db import ExperimentDB, RunExistsError
 
 
 @pytest.fixture
@@ -286,7 +287,7 @@ def test_a_v1_database_is_migrated_keeping_its_data(tmp_path):
         INSERT INTO artifacts (run_id, kind, path, step, created_at) VALUES (1, 'samples', 'a', 30, 0),
                                    (1, 'samples', 'b', 30, 1), (1, 'note', 'n1', NULL, 0), (1, 'note', 'n2', NULL, 0);""")
     with ExperimentDB(path) as d:
-        assert d.schema_version == SCHEMA_VERSION == 2
+        assert d.schema_version == SCHEMA_VERSION == 3
         rows = d.conn.execute("SELECT name, step, value FROM metrics ORDER BY name, step").fetchall()
         assert rows == [("train_loss", 30, 7.0), ("val_loss", 20, 6.0), ("val_loss", 30, 4.0)]  # the last write kept
         assert d.get_artifacts("r")["path"].tolist() == ["b", "n1", "n2"]
@@ -323,3 +324,120 @@ def test_sink_restarting_from_scratch_continues_its_own_row(tmp_path):
     with pytest.raises(RunExistsError):
         other.start({"tracking": {}, "resumed_from_step": None})
     other.db.close()
+
+
+# -- composition -------------------------------------------------------------------------------
+def test_experiment_db_owns_its_metric_store_and_carries_no_seed_shapes(db):
+    from utils.training.tracking.db_metrics import MetricStore
+
+    assert ExperimentDB.__mro__ == (ExperimentDB, object)  # composed, no mixin
+    assert isinstance(db.metrics, MetricStore) and db.metrics.conn is db.conn
+    for seed_only in ("db_path", "get_runs_for_sweep"):
+        assert not hasattr(ExperimentDB, seed_only)
+    run = db.log_run("r", {})
+    db.log_metrics(run, {"train_loss": 1.0}, 0)
+    assert list(db.get_metrics(run).columns) == ["step", "metric_name", "value", "wall_time"]
+    assert "notes" in db.list_runs().columns  # our wide frame keeps the run's notes
+
+
+def _imports(path, package_root):
+    """Every utils.* module `path` imports, at module or function level (TYPE_CHECKING blocks excepted)."""
+    import ast
+
+    tree = ast.parse(path.read_text())
+    skip = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.dump(node.test):
+            skip.update(id(n) for b in node.body for n in ast.walk(b))
+    module = ".".join(path.relative_to(package_root).with_suffix("").parts)
+    out = set()
+    for node in ast.walk(tree):
+        if id(node) in skip:
+            continue
+        if isinstance(node, ast.Import):
+            out.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = ".".join(module.split(".")[:-node.level] + ([base] if base else []))
+            out.add(base)
+            out.update(f"{base}.{a.name}" for a in node.names)
+    return {m for m in out if m.startswith("utils.")}
+
+
+def test_no_import_circle_through_the_database_modules(project_root):
+    root = project_root
+    files = {".".join(p.relative_to(root).with_suffix("").parts).removesuffix(".__init__"): p
+             for p in (root / "utils").rglob("*.py")}
+    graph = {m: {i for i in _imports(p, root) if i in files and i != m} for m, p in files.items()}
+    db_modules = [f"utils.training.tracking.{n}" for n in ("experiment_db", "db_schema", "db_metrics", "db_sink",
+                                                           "db_file", "seed_db")] + [
+        "utils.training.compat.experiment_db"]
+
+    def reaches(start, goal):
+        seen, todo = set(), list(graph.get(start, ()))
+        while todo:
+            m = todo.pop()
+            if m == goal:
+                return True
+            if m not in seen:
+                seen.add(m)
+                todo.extend(graph.get(m, ()))
+        return False
+
+    assert [m for m in db_modules if reaches(m, m)] == []
+
+
+# -- nothing lost to a bad point -----------------------------------------------------------------
+@pytest.mark.parametrize("step, run, error", [
+    (2**70, None, "step must be in"), (-3, None, "step must be in"), (2.0, None, "step must be a whole number"),
+    (math.nan, None, "got nan"), (math.inf, None, "step must be a whole number"), (True, None, "whole number"),
+    (100, 999, "no run 999"), (100, "r", "run_id must be an int")])
+def test_a_bad_point_is_refused_at_the_call_and_the_good_ones_are_stored(tmp_path, step, run, error):
+    path = tmp_path / "e.db"
+    d = ExperimentDB(path, flush_rows=64)
+    run_id = d.log_run("r", {})
+    for i in range(100):
+        d.log_metrics(run_id, {"train_loss": 1.0 / (i + 1)}, i)
+    with pytest.raises((TypeError, ValueError, KeyError), match=error):
+        d.log_metrics(run_id if run is None else run, {"train_loss": 0.5}, step)
+    for i in range(100, 111):
+        d.log_metric(run_id, "train_loss", 0.1, i)
+    d.close()
+    raw = sqlite3.connect(path)
+    assert raw.execute("SELECT COUNT(*) FROM metrics").fetchone()[0] == 111
+    assert raw.execute("SELECT SUM(n) FROM metric_blocks").fetchone()[0] == 111
+    raw.close()
+
+
+def test_a_flush_that_fails_keeps_its_points(tmp_path):
+    path = tmp_path / "e.db"
+    d = ExperimentDB(path, busy_timeout_s=0.05, flush_rows=10**9, flush_s=1e9)
+    run_id = d.log_run("r", {})
+    for i in range(111):
+        d.log_metrics(run_id, {"train_loss": float(i)}, i)
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another writer holds the lock: this flush cannot write
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        d.close()
+    other.execute("ROLLBACK")
+    other.close()
+    d.close()  # the points were kept: the second close writes them
+    with ExperimentDB(path) as again:
+        assert again.get_metrics("r")["value"].tolist() == [float(i) for i in range(111)]
+
+
+def test_points_of_a_run_deleted_by_another_process_are_named_and_the_rest_written(tmp_path):
+    path = tmp_path / "e.db"
+    d = ExperimentDB(path, flush_rows=10**9, flush_s=1e9)
+    keep, gone = d.log_run("keep", {}), d.log_run("gone", {})
+    for i in range(10):
+        d.log_metrics(keep, {"train_loss": 1.0}, i)
+        d.log_metrics(gone, {"train_loss": 2.0}, i)
+    with ExperimentDB(path) as other:
+        other.delete_run("gone")
+    with pytest.raises(KeyError, match=rf"10 metric point\(s\) of run_id\(s\) \[{gone}\]"):
+        d.flush()
+    d.close()
+    with ExperimentDB(path) as again:
+        assert len(again.get_metrics("keep")) == 10

@@ -18,17 +18,10 @@ import pytest
 
 from utils.training.config import TrainingConfig
 from utils.training.data.sources import TextCorpus, builtin_corpus
-from utils.training.session import TrackingOptions, TrainingSession
+from utils.training.session import ReportingOptions, TrainingSession
 from utils.training.summary import format_summary
-from utils.training.viz.style import (
-    EXPORT_DPI,
-    MIN_TEXT_PX,
-    caveat,
-    covering_legends,
-    table_text,
-    tidy_table,
-    unreadable,
-)
+from utils.training.text import caveat, table_text, tidy_table
+from utils.training.viz.style import EXPORT_DPI, MIN_TEXT_PX, covering_legends, unreadable
 
 SMOKE_NOTE = "smoke preset: not a result"
 SYNTHETIC_NOTE = "smoke preset, synthetic tokens: not a result"
@@ -40,7 +33,7 @@ def _session(root, **overrides) -> TrainingSession:
     corpus = None if overrides.get("data_source") == "synthetic" else TextCorpus(
         builtin_corpus()[:3000], name="icd10cm-slice", source="builtin")
     return TrainingSession(config, root, corpus=corpus,
-                           tracking=TrackingOptions(progress_bar=False, live_plot=True, viz_interval=12))
+                           tracking=ReportingOptions(progress_bar=False, live_plot=True, viz_interval=12))
 
 
 @pytest.fixture(scope="module")
@@ -210,9 +203,9 @@ def test_caveat_wording_and_a_real_run_has_none():
 
 
 def test_no_empty_mfu_panel_on_cpu_and_one_duration(runs):
+    from utils.training.text import duration
     from utils.training.viz.analysis import plot_run
     from utils.training.viz.dashboard import TrainingDashboard
-    from utils.training.viz.style import duration
 
     text, _ = _records(runs)
     assert text.col("mfu_pct") is None  # a CPU run

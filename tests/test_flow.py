@@ -1,4 +1,4 @@
-"""The loop's cadence (engine/flow.py): which flags the FlowCallback raises at which
+"""The loop's cadence (engine/callbacks.py's FlowCallback): which flags the FlowCallback raises at which
 steps, how a stop ends a run, the DDP hold, and the handler lowering each flag when
 its event is sent. Pure host-side objects: no model, milliseconds."""
 
@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
+from utils.training.compat.callbacks import CheckpointCallback
 from utils.training.contracts import RunStatus
-from utils.training.engine.callbacks import CallbackHandler, TrainerControl, TrainerState
-from utils.training.engine.flow import FLAGS, CheckpointCallback, FlowCallback
+from utils.training.engine.callbacks import FLAGS, CallbackHandler, FlowCallback, TrainerControl, TrainerState
 
 
 def raised(control: TrainerControl) -> set[str]:

@@ -33,6 +33,7 @@ from utils.training.hpo.pruning import OptunaPruningCallback
 from utils.training.hpo.space import SearchSpace, SearchSpaceError
 from utils.training.hpo.storage import StorageSpecError, open_storage
 from utils.training.hpo.study import create_study, run_study
+from utils.training.hpo.workers import fail_dead_trials
 
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
@@ -244,13 +245,31 @@ def test_a_live_worker_whose_trial_was_failed_as_stale_goes_on(tmp_path):
     def failed_meanwhile(config, callbacks, ws):
         result = toy_train(config, callbacks, ws)
         if config.run_name == "stale-t0":  # what a stale check by another worker does
-            running = storage.get_all_trials(storage.get_study_id_from_name("stale"), states=(TrialState.RUNNING,))
-            storage.set_trial_state_values(running[0]._trial_id, state=TrialState.FAIL)
+            study_id = storage.get_study_id_from_name("stale")
+            storage.set_trial_state_values(storage.get_trial_id_from_study_id_trial_number(study_id, 0),
+                                           state=TrialState.FAIL)
         return result
 
     study = run_study(toy_config(), SearchSpace.from_dict(SPACE), n_trials=2, storage=storage, study_name="stale",
                       workspace_dir=tmp_path, pruner="none", train_fn=failed_meanwhile)
     assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE]
+
+
+def test_a_trial_whose_heartbeat_stopped_on_another_machine_is_failed_and_reported(tmp_path):
+    """Its owner ran elsewhere (no process to look up here): only the heartbeat says it died."""
+    storage = open_storage(f"sqlite:///{tmp_path}/s.db", heartbeat_interval=1, grace_period=1)
+    study = create_study("far", storage)
+    with pytest.warns(UserWarning, match="Heartbeat"):  # a trial asked for by hand, as another machine's
+        trial = study.ask()
+    trial.set_user_attr("worker_host", "another-machine")
+    trial.set_user_attr("worker_pid", 1)
+    study_id = storage.get_study_id_from_name("far")
+    storage.record_heartbeat(storage.get_trial_id_from_study_id_trial_number(study_id, trial.number))
+    reported = []
+    assert fail_dead_trials(study, storage, lambda s, t: reported.append(t.number)) == []  # still beating
+    time.sleep(2.5)  # its last beat is now older than the grace period
+    assert fail_dead_trials(study, storage, lambda s, t: reported.append(t.number)) == [0]
+    assert study.trials[0].state == TrialState.FAIL and reported == [0]
 
 
 def test_workers_opening_an_empty_postgres_database_at_once_do_not_collide(postgres_url):
@@ -355,7 +374,7 @@ def test_pruning_callback_stops_through_the_control_object():
     state.step = 10
     cb.on_evaluate(state, control, metrics={"val_loss": 2.0})
     assert control.should_stop and control.stop_status == RunStatus.PRUNED and cb.pruned_at_step == 10
-    assert trial.storage.get_trial(trial._trial_id).intermediate_values == {5: 0.5, 10: 2.0}
+    assert study.trials[0].intermediate_values == {5: 0.5, 10: 2.0}
 
 
 def test_a_pruned_trial_ends_pruned_after_its_teardown_ran(tmp_path):

@@ -175,24 +175,23 @@ def test_workers_on_one_journal_share_the_study(real_workspace):
 def test_three_workers_on_postgres_start_together_and_survive_a_killed_one(real_workspace, postgres_url):
     """Real processes on a real server: three workers started in the same instant on an
     empty database (Optuna's schema is created once), the one that draws trial 1
-    SIGKILLs itself after that trial's first step (SLM_HPO_SIGKILL_IN_TRIAL), its
-    silence is caught by Optuna's heartbeat (1 s beats, 10 s grace), the trial is marked
-    FAIL and redone, and the study ends with exactly --n-trials counted trials, each
+    SIGKILLs itself after that trial's first step (tests/hpo_sigkill_worker.py), the
+    trial is marked FAIL (its process is gone; its heartbeat, 1 s beats, 10 s grace,
+    stopped) and redone, and the study ends with exactly --n-trials counted trials, each
     linked to its ExperimentDB run."""
     import optuna
 
     from utils.training.hpo.storage import open_storage
-    from utils.training.hpo.study import SIGKILL_TRIAL_ENV
     from utils.training.tracking.experiment_db import ExperimentDB
 
     n = 4
-    cmd = [sys.executable, "-m", "utils.training", "hpo", "--workspace", str(real_workspace), "--study-name", "pg",
+    cmd = [sys.executable, str(ROOT / "tests" / "hpo_sigkill_worker.py"), "1", "hpo", "--workspace",
+           str(real_workspace), "--study-name", "pg",
            "--storage", postgres_url, "--n-trials", str(n), "--preset", "smoke",
            "--param", "learning_rate=1e-3:1e-2:log", "--set", "max_steps=3", "--set", "eval_interval=1",
            "--set", "checkpoint_interval=1000", "--pruner", "none", "--heartbeat-interval", "1",
            "--grace-period", "10", "--no-results"]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1",
-           SIGKILL_TRIAL_ENV: "1"}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1"}
     workers = [subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
                for _ in range(3)]
     outs = [w.communicate(timeout=600)[0] for w in workers]

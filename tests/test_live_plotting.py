@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from test_run_log import shared_smoke_run
 
-from utils.training import live_plotting
 from utils.training.contracts import RunStatus
 from utils.training.engine.callbacks import TrainerControl, TrainerState
+from utils.training.viz import live_plotting
 from utils.training.viz.live_plotting import COMPACT_TITLES, FULL_TITLES, LivePlotter
 
 

@@ -119,7 +119,8 @@ def test_final_train_loss_and_the_wandb_id_reach_the_database_and_the_run_log(tm
 
     from utils.training.contracts import RunStatus
     from utils.training.engine.callbacks import TrainerControl, TrainerState
-    from utils.training.tracking.experiment_db import ExperimentDB, ExperimentDBSink
+    from utils.training.tracking.db_sink import ExperimentDBSink
+    from utils.training.tracking.experiment_db import ExperimentDB
     from utils.training.tracking.metrics import MetricsTracker
     from utils.training.tracking.run_log import RunLogWriter
 
@@ -177,3 +178,44 @@ def test_every_sink_of_ours_is_a_metrics_sink(tmp_path):
         assert not isinstance(object(), MetricsSink)
         tracker = MetricsTracker(sinks)
         assert tracker.sinks == sinks
+
+
+def test_a_finished_run_started_again_keeps_every_summary_field_in_the_run_log(tmp_path):
+    """Started again at its last step, the run logs no train loss: the stored
+    final_train_loss (and every other summary field) stays in run.json, as in the database."""
+    import json
+
+    from utils.training.contracts import RunStatus
+    from utils.training.tracking.experiment_db import ExperimentDB, ExperimentDBSink
+    from utils.training.tracking.run_log import RunLogWriter
+
+    db = ExperimentDB(tmp_path / "e.db")
+    path = tmp_path / "r" / "run.json"
+    state, control = TrainerState(run_name="r", max_steps=4), TrainerControl()
+    first = MetricsTracker([ExperimentDBSink(db, "r", {}), RunLogWriter(path)])
+    first.on_train_begin(state, control, run_info={"device": "cpu"})
+    for step, loss in ((2, 3.0), (4, 2.5)):
+        state.step = step
+        first.on_log(state, control, logs={"train_loss": loss})
+    state.best_val_loss, state.best_step = 2.7, 4
+    first.on_train_end(state, control, status=RunStatus.COMPLETED)
+    before = json.loads(path.read_text())["summary"]
+
+    again = TrainerState(run_name="r", max_steps=4, step=4, resumed_from_step=4, best_val_loss=2.7, best_step=4,
+                         tracking=dict(state.tracking))
+    second = MetricsTracker([ExperimentDBSink(db, "r", {}), RunLogWriter(path)])
+    second.on_train_begin(again, control, run_info={"device": "cpu"})
+    second.on_train_end(again, control, status=RunStatus.COMPLETED)
+    doc = json.loads(path.read_text())
+    assert set(before) <= set(doc["summary"]) and doc["summary"]["final_train_loss"] == 2.5
+    assert len(doc["train"]) == 2 and doc["status"] == "completed"
+    assert db.get_run("r")["final_train_loss"] == 2.5 and len(db.list_runs()) == 1
+    db.close()
+
+
+def test_the_core_tracker_carries_no_seed_calls():
+    tracker = MetricsTracker([])
+    for name in ("log_scalar", "log_epoch", "get_summary", "use_wandb", "_get_gpu_utilization"):
+        assert not hasattr(tracker, name)
+    with pytest.raises(TypeError):
+        MetricsTracker(use_wandb=False)

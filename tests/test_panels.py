@@ -62,11 +62,11 @@ def test_perplexity_is_the_stored_value_and_exp_loss_only_where_none_was_stored(
 
 
 def test_a_frames_clip_threshold_is_read_under_our_name():
-    """The frame reader (seed_dashboard.record_from_frame) gives RunRecord.max_grad_norm from
-    ours or the seed's / llm-foundry's grad_clip; the grad-norm panel reads only that."""
+    """The frame reader (dashboard.record_from_frame) gives RunRecord.max_grad_norm from
+    ours or llm-foundry's grad_clip; the grad-norm panel reads only that."""
     import pandas as pd
 
-    from utils.training.viz.seed_dashboard import record_from_frame
+    from utils.training.viz.dashboard import record_from_frame
 
     df = pd.DataFrame({"step": [1, 2], "train_loss": [3.0, 2.5]})
     assert record_from_frame(df, config={"max_grad_norm": 0.5, "grad_clip": 1.0}).max_grad_norm == 0.5

@@ -123,7 +123,8 @@ def _tracked(run_dir: Path, db_path: Path, steps: int = 12, callbacks=(), first=
     run's length: only the checkpoint rule can make their data durable in time."""
     import sqlite3  # noqa: F401 - used by the callers' probes
 
-    from utils.training.tracking.experiment_db import ExperimentDB, ExperimentDBSink
+    from utils.training.tracking.db_sink import ExperimentDBSink
+    from utils.training.tracking.experiment_db import ExperimentDB
     from utils.training.tracking.metrics import MetricsTracker
     from utils.training.tracking.run_log import RunLogWriter
 

@@ -10,13 +10,13 @@ from pathlib import Path
 from utils.training.config import TrainingConfig
 from utils.training.engine.memory import memory_problem
 from utils.training.engine.models import build_model, count_parameters, flops_per_token
-from utils.training.tracking.run_facts import measure_run_facts
+from utils.training.engine.run_facts import measure_run_facts
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_importing_run_facts_imports_no_torch():
-    code = "import sys, utils.training.tracking.run_facts; print('torch' in sys.modules)"
+    code = "import sys, utils.training.engine.run_facts; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

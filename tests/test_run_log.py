@@ -369,3 +369,20 @@ def test_readers_are_importable_from_the_old_and_new_paths():
                  "GB_TO_GIB", "FORMAT", "VERSION"):
         assert hasattr(new, name), name
     assert new.load_run is readers.load_run
+
+
+def test_a_resumed_log_keeps_summary_fields_the_new_process_does_not_know(tmp_path):
+    path = tmp_path / "r" / "run.json"
+    w = RunLogWriter(path)
+    w.start({"resumed_from_step": None})
+    w.write(2, {"train_loss": 3.0})
+    w.close("completed", {"final_train_loss": 3.0, "best_val_loss": 2.9, "final_step": 2})
+    resumed = RunLogWriter(path)
+    resumed.start({"resumed_from_step": 2})
+    resumed.close("completed", {"best_val_loss": None, "final_step": 2, "total_time": 1.5})
+    summary = json.loads(path.read_text())["summary"]
+    assert summary == {"final_train_loss": 3.0, "best_val_loss": 2.9, "final_step": 2, "total_time": 1.5}
+    fresh = RunLogWriter(path)  # started again from step 0: its own summary only
+    fresh.start({"resumed_from_step": None})
+    fresh.close("completed", {"final_step": 1})
+    assert json.loads(path.read_text())["summary"] == {"final_step": 1}

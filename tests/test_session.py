@@ -10,9 +10,9 @@ import pytest
 from utils.training.config import TrainingConfig
 from utils.training.data.sources import TextCorpus, builtin_corpus
 from utils.training.engine.memory import estimate_training_memory_gb
-from utils.training.session import TrackingOptions, TrainingSession
+from utils.training.session import ReportingOptions, TrainingSession
 from utils.training.summary import format_summary
-from utils.training.viz.style import CHINCHILLA_TOKENS_PER_PARAM
+from utils.training.text import CHINCHILLA_TOKENS_PER_PARAM
 from utils.training.workspace import Workspace
 
 
@@ -23,7 +23,7 @@ def corpus() -> TextCorpus:
 
 def session_for(ws, corpus, **overrides) -> TrainingSession:
     config = TrainingConfig.preset("smoke", max_steps=6, eval_interval=3, checkpoint_interval=3, **overrides)
-    return TrainingSession(config, ws, corpus=corpus, tracking=TrackingOptions(progress_bar=False))
+    return TrainingSession(config, ws, corpus=corpus, tracking=ReportingOptions(progress_bar=False))
 
 
 def test_summary_numbers_follow_from_config_model_and_data(tmp_path, corpus):
@@ -103,7 +103,7 @@ def test_sample_prompts_are_prefixes_of_held_out_documents(tmp_path, corpus):
 
 
 def test_tracking_options_never_show_the_key():
-    options = TrackingOptions(wandb_project="p", wandb_api_key="canary-key-0123456789")
+    options = ReportingOptions(wandb_project="p", wandb_api_key="canary-key-0123456789")
     assert "canary-key" not in repr(options) and "canary-key" not in str(options)
 
 
@@ -111,7 +111,7 @@ def test_a_resumed_run_continues_the_same_wandb_run(tmp_path, corpus, monkeypatc
     pytest.importorskip("wandb")
     monkeypatch.delenv("WANDB_MODE", raising=False)  # tests default to disabled; this one runs W&B offline
     monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb-home"))
-    tracking = TrackingOptions(wandb_project="resume-test", wandb_mode="offline", progress_bar=False)
+    tracking = ReportingOptions(wandb_project="resume-test", wandb_mode="offline", progress_bar=False)
 
     def run(time_limit_s: float):
         config = TrainingConfig.preset("smoke", max_steps=6, eval_interval=3, checkpoint_interval=3,
@@ -139,7 +139,7 @@ def test_chunk_mode_session_summarises_and_trains_without_a_corpus_size(tmp_path
 
     options = {"mode": "chunk", "tokens_per_chunk": 4096}
     s = TrainingSession(TrainingConfig.preset("smoke", max_steps=4, eval_interval=2), tmp_path, corpus=corpus,
-                        data_options=options, tracking=TrackingOptions(progress_bar=False))
+                        data_options=options, tracking=ReportingOptions(progress_bar=False))
     card = s.summary()
     assert card["train_tokens"] is None and card["epochs_planned"] is None and card["max_steps"] == 4
     assert "size unknown" in format_summary(card)
@@ -169,13 +169,13 @@ def test_a_run_that_cannot_fit_is_refused_before_anything_is_allocated(tmp_path,
 
 def test_run_facts_are_measured_once_and_handed_to_the_card_the_memory_check_and_the_trainer(
         tmp_path, corpus, monkeypatch):
-    from utils.training.tracking import run_facts
+    from utils.training.engine import run_facts
 
     measured = []
     real = run_facts.measure_run_facts
     monkeypatch.setattr(run_facts, "measure_run_facts", lambda *a, **k: measured.append(1) or real(*a, **k))
     config = TrainingConfig.preset("smoke", max_steps=2, eval_interval=2, checkpoint_interval=2)
-    s = TrainingSession(config, tmp_path, corpus=corpus, tracking=TrackingOptions(progress_bar=False))
+    s = TrainingSession(config, tmp_path, corpus=corpus, tracking=ReportingOptions(progress_bar=False))
     card = s.summary()
     s.check_memory()
     result = s.train()
@@ -200,11 +200,3 @@ def test_callbacks_are_built_once(tmp_path, corpus):
     tracker = first[0]
     assert s.callbacks()[0].sinks is tracker.sinks  # the same sinks: no second database run
     s.close()
-
-
-def test_log_is_deprecated_and_tracking_options_is_the_old_name(tmp_path):
-    from utils.training.session import ReportingOptions
-
-    assert TrackingOptions is ReportingOptions
-    with pytest.warns(DeprecationWarning, match="log"):
-        TrainingSession(TrainingConfig.preset("smoke"), tmp_path, log=print).close()

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from utils.training.viz.style import PALETTE, apply_style, human, new_figure, save_figure
+from utils.training.text import human
+from utils.training.viz.style import PALETTE, apply_style, new_figure, save_figure
 
 
 def test_apply_style_sets_the_theme_and_palette():

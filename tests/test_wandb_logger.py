@@ -7,7 +7,8 @@ import time
 import pytest
 
 from utils.training import wandb_logger
-from utils.training.tracking.experiment_db import ExperimentDB, ExperimentDBSink
+from utils.training.tracking.db_sink import ExperimentDBSink
+from utils.training.tracking.experiment_db import ExperimentDB
 from utils.training.tracking.wandb_logger import WandbSink, resolve_wandb_key
 
 CANARY = "canary" + "0123456789abcdef" * 3  # 54 characters: wandb accepts its length
@@ -225,3 +226,26 @@ def test_close_gives_up_on_a_wandb_that_never_answers(monkeypatch, tmp_path, cap
         assert expected in out and "not waiting longer" in out
     finally:
         release.set()  # let the stand-in's threads end
+
+
+def test_the_run_sink_logs_to_the_callers_run_with_a_step_that_never_goes_back(monkeypatch):
+    import sys
+    import types
+
+    from utils.training.contracts import MetricsSink
+    from utils.training.tracking.wandb_logger import WandbRunSink
+
+    calls = []
+    fake = types.ModuleType("wandb")
+    fake.run = None
+    fake.log = lambda data, step=None, commit=True: calls.append((dict(data), step))
+    monkeypatch.setitem(sys.modules, "wandb", fake)
+    sink = WandbRunSink()
+    assert isinstance(sink, MetricsSink)
+    sink.start({})
+    sink.write(1, {"a": 1.0})  # no wandb.init in the caller's code: nothing to log to
+    fake.run = object()
+    sink.write(3, {"a": 2.0, "b": None, "step": 3})
+    sink.write(2, {"a": 3.0})
+    sink.close("completed", {})
+    assert calls == [({"a": 2.0}, 3), ({"a": 3.0}, 3)]

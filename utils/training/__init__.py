@@ -3,6 +3,9 @@
 Names are exported lazily: `from utils.training import ExperimentDB` imports only
 tracking.experiment_db (no torch), `from utils.training import Trainer` imports the engine.
 See docs/ARCHITECTURE.md for what each module holds.
+
+Old module paths, names and keywords are served by compat/ (compat/paths.py holds the
+one map), installed here, before any module of the library is imported.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import importlib
 import warnings
 from typing import Any
 
-from utils.training import legacy_paths
+from utils.training.compat import paths as compat_paths
 
 # tqdm.auto warns once, when first imported in a notebook without ipywidgets, and then
 # uses text progress bars anyway; import it quietly so that fallback leaves no stderr.
@@ -22,7 +25,7 @@ with warnings.catch_warnings():
     except ImportError:  # tqdm is a requirement; without it the trainer says so when it needs it
         pass
 
-legacy_paths.install()  # the flat module paths of before the subpackages keep importing
+compat_paths.install()
 
 # public name -> the module (under utils.training) that defines it
 _EXPORTS = {
@@ -33,7 +36,7 @@ _EXPORTS = {
     "TrainerControl": "engine.callbacks",
     "TrainerCallback": "engine.callbacks",
     "CallbackHandler": "engine.callbacks",
-    "FlowCallback": "engine.flow",
+    "FlowCallback": "engine.callbacks",
     "RunStatus": "contracts",
     "MetricsSink": "contracts",
     "BatchSource": "contracts",
@@ -51,7 +54,7 @@ _EXPORTS = {
     "load_gpt2_tokenizer": "data.tokenizer",
     "train_bpe_tokenizer": "data.tokenizer",
     "ExperimentDB": "tracking.experiment_db",
-    "MetricsTracker": "tracking.metrics",
+    "MetricsTracker": "compat.metrics_tracker",
     "WandbSink": "tracking.wandb_logger",
     "RunLogWriter": "tracking.run_log",
     "RunRecord": "tracking.run_record",
@@ -64,8 +67,8 @@ _EXPORTS = {
     "SearchSpace": "hpo.space",
     "run_study": "hpo.study",
     "TrainingSession": "session",
-    "ReportingOptions": "session",
-    "RunFacts": "tracking.run_facts",
+    "ReportingOptions": "tracking.sinks",
+    "RunFacts": "engine.run_facts",
     "Workspace": "workspace",
     "detect_runtime": "runtime",
     "in_colab": "runtime",

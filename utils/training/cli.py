@@ -1,4 +1,4 @@
-"""`python -m utils.training {train,runs,hpo}`: the notebooks' library on the command line.
+"""`python -m utils.training {train,runs,hpo,generate,export}`: the notebooks' library on the command line.
 
 Exit codes: 0 completed or stopped early; 1 failure (the cause is printed); 2 bad
 arguments or config (the message names the field); 130 interrupted (Ctrl-C) and 143
@@ -16,14 +16,14 @@ from pathlib import Path
 
 from utils.training.config import TrainingConfig, parse_overrides, read_config_file
 from utils.training.config_rules import ConfigError, Problem
-from utils.training.disk_full import describe_full_disk, full_disk_error
+from utils.training.contracts import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from utils.training.engine import signals
+from utils.training.engine.disk_full import describe_full_disk, full_disk_error
 from utils.training.presets import PRESETS, preset_values
 from utils.training.registries import DATA_SOURCES
 from utils.training.tracking.db_access import check_health, check_link, check_writable
 from utils.training.tracking.db_file import DatabaseFileError
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 FIGURE_SUFFIXES = (".png", ".pdf", ".svg")  # what `runs compare --out` can draw
 
 # Data options that are TrainingConfig fields, offered as their own flags.
@@ -58,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--wandb-project", default="", help="also log to this W&B project")
     t.add_argument("--wandb-entity", default="")
     t.add_argument("--wandb-mode", choices=("online", "offline", "disabled"), default="online")
+    t.add_argument("--trackio-project", default="",
+                   help="also log to this local Trackio project (WORKSPACE/trackio; offline; `trackio show`)")
     t.add_argument("--no-export", action="store_true", help="skip the save_pretrained export at the end")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -81,6 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
     from utils.training.hpo.cli import add_arguments
 
     add_arguments(h)
+    from utils.training.export import commands as export_commands
+
+    export_commands.add_generate_arguments(sub.add_parser("generate", help="talk to a run's model (streamed)"))
+    export_commands.add_export_arguments(sub.add_parser("export", help="model card, Hub upload, GGUF"))
     return parser
 
 
@@ -92,6 +98,10 @@ def main(argv: list[str] | None = None) -> int:
             return train_command(args)
         if args.command == "runs":
             return runs_command(args)
+        if args.command in ("generate", "export"):
+            from utils.training.export import commands as export_commands
+
+            return getattr(export_commands, f"{args.command}_command")(args)
         from utils.training.hpo.cli import run as run_hpo
 
         return run_hpo(args)
@@ -145,10 +155,10 @@ def train_command(args: argparse.Namespace) -> int:
     from utils.training.contracts import RunStatus
     from utils.training.data.readers import DataError
     from utils.training.engine.distributed import DistributedContext, world_size_from_env
+    from utils.training.engine.run_lock import RunLock, RunLockedError
     from utils.training.engine.trainer import ResumeError
-    from utils.training.run_lock import RunLock, RunLockedError
     from utils.training.session import ReportingOptions, TrainingSession
-    from utils.training.viz.style import chinchilla_share
+    from utils.training.text import chinchilla_share
     from utils.training.workspace import Workspace
 
     config = config_from_args(args)
@@ -179,6 +189,7 @@ def train_command(args: argparse.Namespace) -> int:
         wandb_project=args.wandb_project,
         wandb_entity=args.wandb_entity,
         wandb_mode=args.wandb_mode,
+        trackio_project=args.trackio_project,
         viz_interval=config.eval_interval if args.viz_interval is None else args.viz_interval,
         progress_bar=not args.no_progress,
     )

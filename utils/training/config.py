@@ -26,27 +26,16 @@ from pathlib import Path
 from typing import Any
 
 from utils.training.config_parse import parse_text, read_form, read_overrides
-from utils.training.config_rules import (  # noqa: F401 - re-exported: `from utils.training.config import ...`
-    CHOICES,
-    COMPILE_MODES,
-    DATA_SOURCES,
-    KNOWN_ALIASES,
-    MODEL_FAMILIES,
-    OPTIMIZERS,
-    PATH_NAME_RULE,
-    PRECISIONS,
-    RANGES,
-    SCHEDULES,
+from utils.training.config_rules import (
     ConfigError,
     Problem,
     check_config,
     field_types,
-    path_name_problem,
-    type_matches,
     unknown_key,
 )
 from utils.training.io import atomic_write_text
-from utils.training.presets import MODEL_SIZES, PRESET_CHOICE, PRESET_SIZE, PRESETS, preset_values  # noqa: F401
+from utils.training.presets import MODEL_SIZES, PRESET_CHOICE, PRESETS, preset_values
+from utils.training.registries import MODEL_FAMILIES
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,9 @@
 not a number, NaN and infinity are refused), then ranges, choices and the cross-field
 rules; a field that failed its type check is not checked again, so one mistake is reported
 once. `TrainingConfig.__post_init__` calls it; `replace()` calls it for the changed fields
-only (`only=`), the cross-field rules always. `unknown_key` names the field a mistyped or
-foreign key (max_seq_len, lr) most likely meant.
+only (`only=`), the cross-field rules always; `require_valid` is the check a run makes on
+entry. `unknown_key` names the field a mistyped or foreign key (max_seq_len, lr) most
+likely meant.
 """
 
 from __future__ import annotations
@@ -154,6 +155,16 @@ def check_config(cfg: Any, only: Iterable[str] | None = None) -> list[Problem]:
     names = list(types) if only is None else [n for n in types if n in set(only)]
     problems = check_types(cfg, names)
     return problems + check_values(cfg, skip={p.field for p in problems}, names=names)
+
+
+def require_valid(cfg: Any) -> None:
+    """ConfigError listing every problem of config `cfg`, if it has any. A TrainingConfig is
+    validated when made, but a subclass may defer its checks to an explicit validate(), so
+    a run checks the config it is handed once more on entry (microseconds)."""
+    if dataclasses.is_dataclass(cfg):
+        problems = check_config(cfg)
+        if problems:
+            raise ConfigError(problems)
 
 
 def check_types(cfg: Any, names: Iterable[str] | None = None) -> list[Problem]:

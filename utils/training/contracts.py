@@ -32,6 +32,11 @@ class RunStatus:
     ALL = (RUNNING, *ENDED)
 
 
+# Exit codes of `python -m utils.training train|runs|hpo`: done; a failure (its cause
+# printed); bad arguments, config or storage (the message names the field); Ctrl-C.
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
 @runtime_checkable
 class MetricsSink(Protocol):
     """One destination of a run's record (the database, the JSON run log, W&B, a

@@ -1,6 +1,6 @@
 """Where we run: Colab or not, which device, how much memory.
 
-Used by the notebooks' first cells and the run facts (tracking/run_facts.py: the summary
+Used by the notebooks' first cells and the run facts (engine/run_facts.py: the summary
 card, the memory check, the trainer's run_info). Importing this module does not import
 torch; `detect_runtime` and `gpu_name` do.
 """

@@ -9,7 +9,7 @@ The notebook, the `train` command and every HPO trial run the same steps:
     session.export()       # save_pretrained model + tokenizer under runs/NAME/model
 
 The session only assembles: data/ makes batches, engine/ the model and the loop, the
-run facts (tracking/run_facts.py: parameters, FLOPs, precision, device) are measured once
+run facts (engine/run_facts.py: parameters, FLOPs, precision, device) are measured once
 in prepare() and handed to the summary card (summary.py), the memory check
 (engine/memory.py) and the trainer; the callbacks (metrics sinks, plots, early stopping)
 do the rest.
@@ -17,59 +17,27 @@ do the rest.
 
 from __future__ import annotations
 
-import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from utils.training.config import TrainingConfig
-from utils.training.config_rules import ConfigError
+from utils.training.config_rules import ConfigError, require_valid
 from utils.training.contracts import RunStatus
 from utils.training.engine.callbacks import TrainerCallback
-from utils.training.engine.memory import estimate_training_memory_gb, memory_problem  # noqa: F401 - re-exported
+from utils.training.engine.memory import memory_problem
+from utils.training.engine.run_facts import RunFacts
 from utils.training.registries import DATA_SOURCES
 from utils.training.run_callbacks import DatabaseBackup, LastSamples
-from utils.training.summary import (  # noqa: F401 - re-exported (the notebook imports them from here)
-    CHINCHILLA_TOKENS_PER_PARAM,
-    context_claim,
-    format_summary,
-    summary_card,
-)
-from utils.training.tracking.run_facts import RunFacts
+from utils.training.summary import summary_card
+from utils.training.tracking.sinks import ReportingOptions, sinks_for
 from utils.training.workspace import Workspace
 
 if TYPE_CHECKING:
-    from utils.training.contracts import MetricsSink
     from utils.training.data.pipeline import PreparedData
     from utils.training.data.sources import TextCorpus
     from utils.training.engine.distributed import DistributedContext
     from utils.training.tracking.experiment_db import ExperimentDB
 
-_NOT_GIVEN: Any = object()  # TrainingSession(log=...) given or not
-
-
-@dataclass
-class ReportingOptions:
-    """What a run reports besides SQLite (always on) and the JSON run log (always on):
-    W&B, the live plot, the training report's figures, the progress bar."""
-
-    wandb_project: str = ""  # "" = no W&B
-    wandb_entity: str = ""
-    wandb_mode: str = "online"  # online | offline | disabled (online falls back on its own)
-    wandb_tags: tuple[str, ...] = ()
-    # Kept for callers that set it; None = the config's wandb_timeout_s (the one bound).
-    wandb_init_timeout_s: float | None = None
-    # The key itself, when the caller resolved it (the notebook does, in the foreground, so a
-    # hidden prompt can work); None = the sink looks in Colab Secrets and the environment.
-    # Never shown: excluded from repr.
-    wandb_api_key: str | None = field(default=None, repr=False)
-    live_plot: bool = False  # LivePlotter in Jupyter/Colab (text table when headless)
-    live_plot_interval_s: float = 2.0
-    viz_interval: int = 0  # the seven-chart training report every N steps; 0 = off
-    progress_bar: bool = True
-
-
-TrackingOptions = ReportingOptions  # the old name (it held more than tracking options)
 
 
 class TrainingSession:
@@ -85,16 +53,14 @@ class TrainingSession:
         corpus: TextCorpus | None = None,
         data_options: dict[str, Any] | None = None,
         dist: DistributedContext | None = None,
-        log: Any = _NOT_GIVEN,
     ):
-        if log is not _NOT_GIVEN:
-            warnings.warn("TrainingSession(log=...) is ignored (nothing was ever logged through it); drop the "
-                          "argument", DeprecationWarning, stacklevel=2)
+        require_valid(config)
         self.workspace = workspace if isinstance(workspace, Workspace) else Workspace(Path(workspace))
         self.workspace.create()
         self.requested_config = config
         self.config = config  # becomes the resolved config (real vocab size) in prepare()
         self.tracking = tracking or ReportingOptions()
+        self.tracking.check()  # a bad W&B mode fails here, before any data is prepared
         self.extra_callbacks = list(callbacks)
         self._db = db
         self._owns_db = db is None
@@ -145,8 +111,9 @@ class TrainingSession:
         when the corpus size is unknown (streaming) and epochs would set the budget."""
         from utils.training.data.pipeline import prepare_data
         from utils.training.engine.models import build_model
-        from utils.training.tracking.run_facts import measure_run_facts
+        from utils.training.engine.run_facts import measure_run_facts
 
+        self.tracking.check()  # options changed since the session was made are checked before the data
         if self.data is None:
             rank = self.dist.rank if self.dist else 0
             world = self.dist.world_size if self.dist else 1
@@ -187,9 +154,9 @@ class TrainingSession:
 
     @property
     def caveat(self) -> str:
-        """"smoke preset: not a result" and the like (style.caveat), "" for a real run: the
+        """"smoke preset: not a result" and the like (text.caveat), "" for a real run: the
         summary card, the figures and the CLI's lines all say it."""
-        from utils.training.viz.style import caveat
+        from utils.training.text import caveat
 
         synthetic = bool(self.data is not None and self.data.stats.get("synthetic", False))
         source = DATA_SOURCES.get(self.requested_config.data_source)
@@ -237,35 +204,14 @@ class TrainingSession:
 
     def _build_callbacks(self) -> list[TrainerCallback]:
         from utils.training.tracking.metrics import MetricsTracker
-        from utils.training.tracking.run_log import RunLogWriter
 
         cbs: list[TrainerCallback] = []
         if self.is_main:
-            from utils.training.tracking.experiment_db import ExperimentDBSink
-
             name = self.config.run_name
-            sinks: list[MetricsSink] = [
-                ExperimentDBSink(self.db, name, self.config.to_dict()),
-                RunLogWriter(self.workspace.run_log_path(name), db=self.db),
-            ]
             t = self.tracking
-            if t.wandb_project and t.wandb_mode != "disabled":
-                from utils.training.tracking.wandb_logger import WandbSink
-
-                sinks.append(
-                    WandbSink(
-                        t.wandb_project,
-                        entity=t.wandb_entity or None,
-                        run_name=name,
-                        config=self.config.to_dict(),
-                        tags=t.wandb_tags,
-                        mode=t.wandb_mode,
-                        init_timeout_s=(self.config.wandb_timeout_s if t.wandb_init_timeout_s is None
-                                        else t.wandb_init_timeout_s),
-                        run_dir=str(self.run_dir),
-                        api_key=t.wandb_api_key,
-                    )
-                )
+            sinks = sinks_for(t, run_name=name, config=self.config.to_dict(), db=self.db,
+                              run_log_path=self.workspace.run_log_path(name), run_dir=self.run_dir,
+                              wandb_timeout_s=self.config.wandb_timeout_s, trackio_dir=self.workspace.trackio_dir)
             world = self.dist.world_size if self.dist else 1
             cbs.append(MetricsTracker(sinks, flops_per_token=self.flops_per_token, world_size=world))
             if t.live_plot:

@@ -8,11 +8,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from utils.training.engine.memory import estimate_training_memory_gb
-from utils.training.viz.style import CHINCHILLA_TOKENS_PER_PARAM, chinchilla_share
+from utils.training.text import CHINCHILLA_TOKENS_PER_PARAM, chinchilla_share
 
 if TYPE_CHECKING:
     from utils.training.config import TrainingConfig
-    from utils.training.tracking.run_facts import RunFacts
+    from utils.training.engine.run_facts import RunFacts
 
 
 def summary_card(cfg: TrainingConfig, facts: RunFacts, stats: dict[str, Any], bytes_per_token: float,

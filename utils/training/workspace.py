@@ -125,6 +125,11 @@ class Workspace:
     def live_plot_path(self, run_name: str) -> Path:
         return self.run_dir(run_name) / "live.png"
 
+    @property
+    def trackio_dir(self) -> Path:
+        """Trackio's local storage (TRACKIO_DIR) for this workspace's runs (tracking.trackio_sink)."""
+        return self.root / "trackio"
+
     def run_log_path(self, run_name: str) -> Path:
         """The JSON run log (tracking.run_log)."""
         return self.run_dir(run_name) / "run.json"

@@ -22,28 +22,7 @@ import numpy as np
 
 from utils.training.contracts import BatchSource
 from utils.training.data.readers import DataError
-from utils.training.data.sources import (  # noqa: F401  (re-exported)
-    DOC_SPLITS,
-    DRIVE_ROOT,
-    SOURCES,
-    TEXT_COLUMN_GUESSES,
-    TEXT_SUFFIXES,
-    TextCorpus,
-    builtin_corpus,
-    data_files,
-    hf_offline_message,
-    hub_reachable,
-    list_data_files,
-    load_builtin,
-    load_drive,
-    load_hf,
-    load_local,
-    load_source,
-    load_synthetic,
-    load_upload,
-    source_options,
-    spool_hf_to_text,
-)
+from utils.training.data.sources import TextCorpus, data_files, load_source, source_options, spool_hf_to_text
 from utils.training.io import atomic_write_text
 from utils.training.registries import DATA_SOURCES
 from utils.training.workspace import Workspace

@@ -267,12 +267,3 @@ class ChunkStream:
             self._eval = tokens
         sampler = RandomBatchSampler(self._eval, self.batch_size, self.block_size, self.seed, self.rank, self.world_size)
         return sampler.eval_batches(n)
-
-
-def __getattr__(name: str) -> object:
-    """`prepare_chunks` lived here (streaming.py); it is prepare_data(mode="chunk") now."""
-    if name == "prepare_chunks":
-        from utils.training.data.pipeline import prepare_chunks
-
-        return prepare_chunks
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

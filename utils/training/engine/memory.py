@@ -14,7 +14,7 @@ from utils.training.config_rules import Problem
 from utils.training.registries import PRECISIONS
 
 if TYPE_CHECKING:
-    from utils.training.tracking.run_facts import RunFacts
+    from utils.training.engine.run_facts import RunFacts
 
 GIB = 2**30
 

@@ -1,6 +1,6 @@
 """The training loop. It knows only callback events (callbacks.py) and acts on what the
 control asks after each step; when to log, evaluate, sample and save is FlowCallback's
-decision (flow.py). Around it: device.py, optimizers.py, rng.py, evaluation.py,
+decision (callbacks.py). Around it: device.py, optimizers.py, rng.py, evaluation.py,
 generation.py (samples, export), checkpoint.py (files), resume.py (their contents).
 
 One optimizer step = the global batch (batch_size * gradient_accumulation_steps
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import importlib
 import sys
 import time
 from dataclasses import dataclass, field
@@ -32,15 +31,18 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from utils.training.config_rules import require_valid
 from utils.training.contracts import BatchSource, RunStatus
 from utils.training.data.sampler import IGNORE_INDEX
 from utils.training.engine import evaluation, generation, resume
 from utils.training.engine.callbacks import (
+    FLAGS,
     CallbackHandler,
     EarlyStoppingCallback,
-    ProgressBarCallback,
+    FlowCallback,
     TrainerControl,
     TrainerState,
+    due,
 )
 from utils.training.engine.checkpoint import CheckpointManager
 from utils.training.engine.device import (
@@ -53,25 +55,11 @@ from utils.training.engine.device import (
     wrap_model,
 )
 from utils.training.engine.distributed import DistributedContext
-from utils.training.engine.flow import FLAGS, FlowCallback, due
 from utils.training.engine.log_window import LogWindow, NonFiniteLossError
 from utils.training.engine.optimizers import build_optimizer, build_scheduler
+from utils.training.engine.progress import ProgressBarCallback
 from utils.training.engine.rng import capture_rng, seed_everything
 from utils.training.engine.signals import sigterm_as_interrupt
-
-# Names this module had before they moved (`from utils.training.trainer import X` and the
-# engine.trainer path keep working): name -> its module now, imported when first asked for.
-MOVED = {"resolve_device": "device", "resolve_precision": "device", "autocast_context": "device",
-         "resolve_compile": "device", "capture_rng": "rng", "restore_rng": "rng", "seed_everything": "rng",
-         "build_scheduler": "optimizers", "build_optimizer": "optimizers", "adamw_kwargs": "optimizers",
-         "param_groups": "optimizers", "CHECKPOINT_FORMAT": "resume", "CHECKPOINT_KEYS": "resume",
-         "ResumeError": "resume", "CheckpointCallback": "flow"}
-
-
-def __getattr__(name: str) -> Any:
-    if name in MOVED:
-        return getattr(importlib.import_module(f"utils.training.engine.{MOVED[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass
@@ -87,8 +75,9 @@ class Trainer:
                  run_dir, callbacks=(), tokenizer=None, bytes_per_token=None, sample_prompts=(),
                  sample_references=(), mirror_dir=None, device=None, dist: DistributedContext | None = None,
                  run_info=None, progress_bar: bool = True, sample_tokens: int = 32, run_facts=None):
+        require_valid(config)
         self.config = config
-        self.run_facts = run_facts  # tracking.run_facts.RunFacts from the session; None = measured in _run_info
+        self.run_facts = run_facts  # engine.run_facts.RunFacts from the session; None = measured in _run_info
         self.dist = dist or DistributedContext()
         self.device = resolve_device(device if device is not None else
                                      (self.dist.device if self.dist.is_distributed else None))
@@ -106,7 +95,7 @@ class Trainer:
         self.micro_batch, self.accum = config.rank_batch(ws)
         # I/O callbacks live on rank 0 only; the control ones (deterministic functions of
         # the state) run everywhere. The flow comes after every callback that may stop the
-        # run (it sees their stop in the same event: see flow.py).
+        # run (it sees their stop in the same event: see callbacks.py).
         self.flow = FlowCallback.from_config(config, evaluate=val_batches is not None)
         own = [EarlyStoppingCallback(config.early_stopping_patience)] if config.early_stopping_patience > 0 else []
         user = list(callbacks) if self.dist.is_main else []
@@ -156,9 +145,9 @@ class Trainer:
 
     def _run_info(self) -> dict:
         """The caller's run_info (data stats, hardware, the durable run_dir) plus the run
-        facts (tracking.run_facts: the session's, measured once; a Trainer built without a
+        facts (engine.run_facts: the session's, measured once; a Trainer built without a
         session measures its own here) and what only the loop knows."""
-        from utils.training.tracking.run_facts import measure_run_facts
+        from utils.training.engine.run_facts import measure_run_facts
 
         facts = self.run_facts or measure_run_facts(
             self.config, self.raw_model, device=self.device, world_size=self.dist.world_size,
@@ -342,7 +331,7 @@ class Trainer:
         that order. -> whether the loop must stop now."""
         state, control = self.state, self.control
         self.window.check_finite()
-        self.dist.adopt_main(control)  # DDP: what follows is collective (flow.py: no flag raised on rank 0 alone)
+        self.dist.adopt_main(control)  # DDP: what follows is collective (FlowCallback: no flag raised on rank 0 alone)
         logged = control.should_log
         if logged:  # the mean over every step since the last log, whatever synced in between
             self.last_logs = self.window.logs(step=state.step, lr=self.scheduler.get_last_lr()[0],

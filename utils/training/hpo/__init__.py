@@ -9,9 +9,3 @@
     cli.py      `python -m utils.training hpo`
     figures.py  write_study_results: best.json, trials.csv and the study's figures
 """
-
-from utils.training.legacy_paths import forward_attributes
-
-# `from utils.training.hpo import SearchSpace`: the names of the former hpo.py (study.py
-# re-exports those that moved to space.py and pruning.py)
-__getattr__ = forward_attributes(__name__, "study")

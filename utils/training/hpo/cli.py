@@ -1,7 +1,6 @@
 """`python -m utils.training hpo`: an Optuna study of real training runs.
 
-Every worker runs the same command; they cooperate through the storage (see
-hpo/storage.py for the contract):
+Every worker runs the same command; they cooperate through the storage (hpo/storage.py):
 
     # one process (journal file under WORKSPACE/results/hpo/ by default)
     python -m utils.training hpo --workspace W --space examples/search_space.json \
@@ -17,10 +16,8 @@ hpo/storage.py for the contract):
     python -m utils.training hpo ... --results-only
 
 Running the line again resumes the study up to --n-trials. Results go to
-WORKSPACE/results/hpo/STUDY/ (best.json, trials.csv, PNG figures).
-
-Exit codes: 0 done; 2 bad arguments, search space, config or storage (the message
-names the parameter); 1 a failure, with its cause; 130 interrupted.
+WORKSPACE/results/hpo/STUDY/ (best.json, trials.csv, PNG figures). Exit codes: those of
+`python -m utils.training` (contracts.py); a search whose trials all failed exits 1.
 
 The arguments are checked once, into a StudyJob (hpo/job.py); `--workers N` hands that
 job, as JSON on stdin, to N processes of this module started with `--job-stdin`.
@@ -36,6 +33,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from utils.training.contracts import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
+
 if TYPE_CHECKING:  # the command's parser is built for every `python -m utils.training`: no optuna here
     import optuna
 
@@ -43,7 +42,6 @@ if TYPE_CHECKING:  # the command's parser is built for every `python -m utils.tr
     from utils.training.hpo.job import StudyJob
     from utils.training.hpo.space import SearchSpace
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 ROOT = Path(__file__).resolve().parents[3]  # the repository: worker processes import utils.training from it
 
 
@@ -88,7 +86,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="RDB storages: a trial silent this long is failed and redone (default: 120)")
     parser.add_argument("--workers", type=at_least(1, "worker processes"), default=1,
                         help="worker processes to run on this machine (journal file or SQLite storage)")
-    parser.add_argument("--worker-index", type=at_least(0, "this worker's number"), default=0, help=argparse.SUPPRESS)
     # A worker process started by --workers: its StudyJob (JSON) is on stdin, already checked.
     parser.add_argument("--job-stdin", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--preset", choices=sorted(PRESETS), help="base settings (default: smoke)")
@@ -162,41 +159,33 @@ def study_job(args: argparse.Namespace, storage: str) -> StudyJob:
     return StudyJob(config=base_config(args), space=search_space(args), study_name=args.study_name,
                     n_trials=args.n_trials, storage=storage, workspace=str(args.workspace), seed=args.seed,
                     pruner=args.pruner, metric=args.metric, heartbeat_interval=args.heartbeat_interval,
-                    grace_period=args.grace_period, worker_index=args.worker_index)
+                    grace_period=args.grace_period)
 
 
 def run(args: argparse.Namespace) -> int:
     from utils.training.config_rules import ConfigError
+    from utils.training.hpo.job import StudyJob
     from utils.training.hpo.space import SearchSpaceError
     from utils.training.hpo.storage import StorageSpecError
 
     try:
-        if args.job_stdin:
-            from utils.training.hpo.job import StudyJob
-
-            job, storage = StudyJob.from_json(sys.stdin.read()), None
-        else:
-            storage = storage_spec(args)
-            job = None if args.results_only else study_job(args, storage)
-    except (ConfigError, SearchSpaceError, StorageSpecError, UsageError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_USAGE
-
-    try:
-        if job is None:
+        if args.job_stdin:  # the command that started this worker writes the results
+            return _run_worker(StudyJob.from_json(sys.stdin.read()))
+        storage = storage_spec(args)
+        if args.results_only:
             return _write_results(args.workspace, args.study_name, storage)
-        if args.job_stdin:
-            return _run_worker(job)  # the command that started this worker writes the results
-        code = _run_workers(job, args.workers) if args.workers > 1 and job.worker_index == 0 else _run_worker(job)
-        if code == EXIT_OK and job.worker_index == 0 and not args.no_results:
+        job = study_job(args, storage)
+        code = _run_workers(job, args.workers) if args.workers > 1 else _run_worker(job)
+        if code == EXIT_OK and not args.no_results:
             code = _write_results(args.workspace, args.study_name, storage)
         return code
+    except (ConfigError, SearchSpaceError, StorageSpecError, UsageError) as e:
+        # Bad arguments, or a study resumed with another search space: nothing was run.
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         print("interrupted: the study is kept; run the same command again to resume it", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except (SearchSpaceError, ConfigError) as e:  # e.g. resuming a study with another search space
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_USAGE
     except (OSError, RuntimeError, ValueError, ImportError) as e:
         print(f"hpo failed: {type(e).__name__}: {e}", file=sys.stderr)
         return EXIT_FAILED

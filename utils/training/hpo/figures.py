@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import math
 import os
 import warnings
@@ -29,8 +28,6 @@ from optuna.trial import TrialState
 
 from utils.training.hpo.storage import quiet_experimental
 from utils.training.io import atomic_open, atomic_write_text
-
-logger = logging.getLogger(__name__)
 
 FIGURES = ("optimization_history", "intermediate_values", "param_importances", "parallel_coordinate")
 

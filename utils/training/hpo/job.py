@@ -1,24 +1,21 @@
 """One worker's share of a study, as checked data: what `python -m utils.training hpo`
-runs in its own process, and what it hands to each process it starts with `--workers N`.
-
-The command checks its arguments once (config, search space, storage, flags) and
-builds a StudyJob. A worker process gets that job as JSON on its stdin (`to_json`,
-`from_json`): the config's `to_dict()`, from which the worker builds its one
-TrainingConfig, and the space's `to_dict()`, restored without being parsed again.
-Nothing goes back through command-line text to be parsed and checked a second time.
+runs, and what it hands as JSON (`to_json`, `from_json`) to each process it starts with
+`--workers N`: the config's and the space's `to_dict()`, restored without a second parse.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import optuna
 
 from utils.training.config import TrainingConfig
+from utils.training.engine.callbacks import TrainerCallback
 from utils.training.hpo.space import SearchSpace
-from utils.training.hpo.storage import open_storage, spec_kind
+from utils.training.hpo.storage import open_storage
 from utils.training.hpo.study import run_study
 
 __all__ = ["StudyJob"]
@@ -55,11 +52,10 @@ class StudyJob:
         d = json.loads(text)
         return cls(**{**d, "config": TrainingConfig.from_dict(d["config"]), "space": SearchSpace.restore(d["space"])})
 
-    def run(self) -> optuna.Study:
-        """This worker's trials (see run_study); returns the study."""
-        storage: str | optuna.storages.BaseStorage = self.storage
-        if spec_kind(storage) != "journal":  # RDB: a heartbeat with this job's timing
-            storage = open_storage(storage, heartbeat_interval=self.heartbeat_interval, grace_period=self.grace_period)
+    def run(self, callbacks: Iterable[TrainerCallback] = ()) -> optuna.Study:
+        """This worker's trials (see run_study), with `callbacks` added to every run;
+        returns the study."""
+        storage = open_storage(self.storage, heartbeat_interval=self.heartbeat_interval, grace_period=self.grace_period)
         return run_study(self.config, self.space, n_trials=self.n_trials, storage=storage,
                          study_name=self.study_name, workspace_dir=self.workspace, sampler_seed=self.seed,
-                         pruner=self.pruner, metric=self.metric, worker_index=self.worker_index)
+                         pruner=self.pruner, metric=self.metric, worker_index=self.worker_index, callbacks=callbacks)

@@ -1,7 +1,5 @@
-"""Where an Optuna study lives, and how several workers share it without losing a trial.
+"""Where an Optuna study lives, and the lock under which workers share it.
 
-Storage contract
-----------------
 A study is named (`--study-name`) and lives in one storage, given as a *spec*:
 
     PATH.journal / PATH.log    a journal file (JournalStorage + JournalFileBackend).
@@ -12,10 +10,8 @@ A study is named (`--study-name`) and lives in one storage, given as a *spec*:
                                (needs the psycopg 3 driver: `pip install "psycopg[binary]"`;
                                SQLAlchemy 2.1 maps postgresql:// to it)
 
-Every worker runs the same `hpo` line on one storage (commands: hpo/cli.py,
-docs/scale_out.md). The loop that keeps the study at exactly N trials while
-workers come and die is workers.py's; this module names the storages and the claim
-lock each one gets:
+The loop that keeps a study at exactly N trials is workers.py's; it counts and creates
+trials under the storage's claim lock:
 
 * journal file / SQLite: an `fcntl.flock` on `SPEC.claim.lock` next to the file (the
   kernel drops it when a process dies, so a killed worker never blocks the rest);
@@ -40,16 +36,10 @@ from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial
 
-from utils.training.legacy_paths import forward_attributes
-
 logger = logging.getLogger(__name__)
 
-__all__ = ["JOURNAL_SUFFIXES", "RDB_PREFIXES", "StorageSpec", "StorageSpecError", "claim_lock", "open_storage",
-           "quiet_experimental", "spec_kind"]
-
-# `from utils.training.hpo_storage import optimize_exactly` (the module before the worker
-# loop moved to workers.py) keeps working: names not defined here are workers.py's.
-__getattr__ = forward_attributes("utils.training.hpo", "workers")
+__all__ = ["JOURNAL_SUFFIXES", "RDB_PREFIXES", "JournalFileStorage", "StorageSpec", "StorageSpecError",
+           "claim_lock", "open_storage", "quiet_experimental", "spec_kind"]
 
 JOURNAL_SUFFIXES = (".journal", ".log")
 RDB_PREFIXES = ("sqlite:///", "postgresql://", "postgresql+", "postgres://", "mysql://", "mysql+")
@@ -61,6 +51,14 @@ StorageSpec = str | os.PathLike[str] | BaseStorage | None
 
 class StorageSpecError(ValueError):
     """The storage spec is not one of the accepted forms."""
+
+
+class JournalFileStorage(JournalStorage):
+    """A journal file storage that knows its file: its claim lock lies next to it."""
+
+    def __init__(self, path: Path):
+        super().__init__(JournalFileBackend(str(path)))
+        self.path = path
 
 
 def spec_kind(spec: StorageSpec) -> str:
@@ -107,7 +105,7 @@ def open_storage(
     if kind == "journal":
         path = Path(text).expanduser()
         path.parent.mkdir(parents=True, exist_ok=True)
-        return JournalStorage(JournalFileBackend(str(path)))
+        return JournalFileStorage(path)
     if kind == "sqlite":
         db_path = Path(text[len("sqlite:///"):]).expanduser()
         if str(db_path) not in ("", ":memory:"):
@@ -231,18 +229,16 @@ class _AdvisoryClaimLock:
 
 
 def claim_lock(spec: StorageSpec, study_name: str) -> contextlib.AbstractContextManager[Any]:
-    """The lock under which a worker counts the study's trials and creates the next one."""
-    if isinstance(spec, JournalStorage):
-        backend = getattr(spec, "_backend", None)
-        path = getattr(backend, "_file_path", None)
-        return _FileClaimLock(Path(f"{path}.claim.lock")) if path else _thread_claim_lock(spec)
-    if isinstance(spec, RDBStorage):
+    """The lock under which a worker counts the study's trials and creates the next one.
+    `spec` as open_storage takes it, or the storage it returned; another storage object
+    gets a lock shared by the threads of this process only."""
+    if isinstance(spec, JournalFileStorage):
+        spec = spec.path
+    elif isinstance(spec, RDBStorage):
         spec = spec.url
     kind = spec_kind(spec)
-    if kind == "journal":
-        return _FileClaimLock(Path(f"{os.fspath(spec)}.claim.lock").expanduser())
-    if kind == "sqlite":
-        return _FileClaimLock(Path(os.fspath(spec)[len("sqlite:///"):] + ".claim.lock").expanduser())
+    if kind in ("journal", "sqlite"):
+        return _FileClaimLock(Path(os.fspath(spec).removeprefix("sqlite:///") + ".claim.lock").expanduser())
     if kind == "postgresql":
         return _AdvisoryClaimLock(os.fspath(spec), study_name)
     if kind == "rdb":
@@ -250,12 +246,7 @@ def claim_lock(spec: StorageSpec, study_name: str) -> contextlib.AbstractContext
             "no cross-machine claim lock for %s: the trial count may overshoot by up to workers-1; "
             "use PostgreSQL for exact counts across machines", os.fspath(spec).split("://")[0]
         )
-    return _thread_claim_lock(spec)
+    return _THREAD_LOCKS.setdefault(id(spec), threading.Lock())
 
 
 _THREAD_LOCKS: dict[int, threading.Lock] = {}
-
-
-def _thread_claim_lock(spec: Any) -> threading.Lock:
-    # In-process storages: threads of one process are the only competitors.
-    return _THREAD_LOCKS.setdefault(id(spec), threading.Lock())

@@ -7,12 +7,8 @@ per trial), and studies that several workers share and that resume.
                       workspace_dir="workspace", db=ExperimentDB("workspace/experiments.db"))
     write_study_results(study, "workspace/results/hpo/s1")
 
-The search space is space.py's, pruning pruning.py's; the storages (a journal file,
-SQLite, PostgreSQL) are storage.py's, and workers.py holds the loop by which all workers
-together create exactly `n_trials` counted trials. Studies are created with
-`load_if_exists=True`, so running the same command again resumes (with new sampler
-points, not a replay) up to `n_trials`; a trial cut short by Ctrl-C or a killed worker
-is marked FAIL, does not count, and is redone.
+Studies are created with `load_if_exists=True`: running the same command again resumes
+(with new sampler points, not a replay) up to `n_trials` (workers.py: exactly N trials).
 
 A trial is one real training run: `base_config.replace(**overrides,
 run_name=f"{study_name}-t{number}")` under WORKSPACE/runs/. `OptunaPruningCallback`
@@ -25,10 +21,10 @@ Each trial stores its run's ExperimentDB id as the user attribute `db_run_id`.
 from __future__ import annotations
 
 import json
-import logging
 import math
 import os
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,7 +35,7 @@ from optuna.trial import FrozenTrial, TrialState
 from utils.training.config import TrainingConfig
 from utils.training.config_rules import ConfigError
 from utils.training.contracts import RunStatus
-from utils.training.engine.callbacks import TrainerCallback, TrainerControl, TrainerState
+from utils.training.engine.callbacks import TrainerCallback
 from utils.training.hpo.figures import write_study_results
 from utils.training.hpo.pruning import OptunaPruningCallback
 from utils.training.hpo.space import PARAM_TYPES, Param, SearchSpace, SearchSpaceError
@@ -51,31 +47,13 @@ if TYPE_CHECKING:
     from utils.training.engine.trainer import TrainResult
     from utils.training.tracking.experiment_db import ExperimentDB
 
-logger = logging.getLogger(__name__)
-
-# The names of the former hpo.py stay importable from here (and so from utils.training.hpo,
-# which forwards to this module): the space and pruning names are re-exported.
-__all__ = [
-    "PARAM_TYPES",
-    "SearchSpace",
-    "SearchSpaceError",
-    "Param",
-    "OptunaPruningCallback",
-    "TrialFailed",
-    "make_pruner",
-    "create_study",
-    "run_study",
-    "open_storage",
-    "write_study_results",
-    "fail_dead_trials",
-]
+# `utils.training.hpo` answers with these names (the space, pruning and results ones included).
+__all__ = ["PARAM_TYPES", "SearchSpace", "SearchSpaceError", "Param", "OptunaPruningCallback", "TrialFailed",
+           "make_pruner", "create_study", "run_study", "open_storage", "write_study_results", "fail_dead_trials"]
 
 
 class TrialFailed(RuntimeError):
     """The trial's training run ended as failed or interrupted (recorded as a FAIL trial)."""
-
-
-# --------------------------------------------------------------------------- studies
 
 
 def make_pruner(pruner: str | optuna.pruners.BasePruner | None, *, n_startup_trials: int = 2) -> optuna.pruners.BasePruner:
@@ -171,44 +149,62 @@ def run_study(
     db: an ExperimentDB (or its path): each trial is linked to its run there.
     callbacks: extra TrainerCallbacks added to every trial's run (after the pruning one).
     train_fn(config, callbacks, workspace_dir) -> TrainResult: the training run; default
-    the real engine (`TrainingSession` when present). Tests pass a cheap one.
+    the real engine (`TrainingSession`). Tests pass a cheap one.
     """
+    from utils.training.viz.style import caveat
+
     workspace_dir = Path(workspace_dir)
-    if storage is None:
-        storage = Workspace(workspace_dir).hpo_journal_path(study_name)
+    storage = open_storage(Workspace(workspace_dir).hpo_journal_path(study_name) if storage is None else storage)
     study = create_study(study_name, storage, space=space, sampler_seed=sampler_seed,
                          worker_index=worker_index, pruner=pruner)
     study.set_user_attr("metric", metric)
-    from utils.training.viz.style import (
-        caveat,  # the figures say when the trials are smoke/cpu runs or synthetic tokens
-    )
-
+    # The figures say when the trials are smoke/cpu runs or synthetic tokens.
     study.set_user_attr("caveat", caveat(str(getattr(base_config, "preset", "") or ""),
                                          getattr(base_config, "data_source", "") == "synthetic"))
     # The real engine always tracks runs in the workspace's ExperimentDB; a cheap
     # train_fn (tests, custom loops) only gets one when given.
     db, owns_db = _open_db(db, workspace_dir, default=train_fn is None)
-    train = train_fn or _engine_train_fn(db)
-    extra = list(callbacks)
+    objective = _Objective(base_config, space, study_name, workspace_dir, metric,
+                           train_fn or _engine_train_fn(db), list(callbacks), db)
+    try:
+        optimize_exactly(study, objective, n_trials, storage=storage, catch=(ConfigError, TrialFailed),
+                         on_dead_trial=objective.on_dead)
+    finally:
+        if owns_db:
+            db.close()
+    return study
 
-    def objective(trial: optuna.Trial) -> float:
+
+@dataclass
+class _Objective:
+    """One trial: its config, its training run, its result, and its link in the ExperimentDB."""
+
+    base_config: TrainingConfig
+    space: SearchSpace
+    study_name: str
+    workspace_dir: Path
+    metric: str
+    train: TrainFn
+    callbacks: list[TrainerCallback]
+    db: ExperimentDB | None
+
+    def __call__(self, trial: optuna.Trial) -> float:
         try:
-            return trial_objective(trial)
+            return self._run(trial)
         except (ConfigError, TrialFailed) as e:
             # Optuna logs why a trial failed but does not store it: the CLI names it when
             # every trial failed.
             trial.set_user_attr("error", f"{type(e).__name__}: {e}"[:1000])
             raise
 
-    def trial_objective(trial: optuna.Trial) -> float:
-        overrides = space.suggest(trial)
-        run_name = f"{study_name}-t{trial.number}"
+    def _run(self, trial: optuna.Trial) -> float:
+        overrides = self.space.suggest(trial)
+        run_name = f"{self.study_name}-t{trial.number}"
         trial.set_user_attr("run_name", run_name)
-        config = base_config.replace(**overrides, run_name=run_name)  # ConfigError -> FAIL trial
-        pruning = OptunaPruningCallback(trial, metric=metric)
-        fault = _injected_fault(trial)
+        config = self.base_config.replace(**overrides, run_name=run_name)  # ConfigError -> FAIL trial
+        pruning = OptunaPruningCallback(trial, metric=self.metric)
         try:
-            result = train(config, [pruning, *extra, *fault], workspace_dir)
+            result = self.train(config, [pruning, *self.callbacks], self.workspace_dir)
         except RuntimeError as e:
             # A configuration too big for the device is a result of the search (FAIL),
             # not a reason to stop the worker; other errors are bugs and propagate.
@@ -216,58 +212,37 @@ def run_study(
                 raise TrialFailed(f"run {run_name}: out of memory ({e})") from e
             raise
         status = getattr(result, "status", RunStatus.COMPLETED)
-        state = getattr(result, "state", None)
-        tracking = dict(getattr(state, "tracking", {}) or {})
+        tracking = dict(getattr(getattr(result, "state", None), "tracking", {}) or {})
         trial.set_user_attr("run_status", status)
         if "db_run_id" in tracking:
             trial.set_user_attr("db_run_id", tracking["db_run_id"])
-        value = _objective_value(result, metric)
-        _log_trial(db, study_name, trial.number, tracking.get("db_run_id"), run_name, overrides, value, status)
+        value = _objective_value(result, self.metric)
+        self._log(trial.number, tracking.get("db_run_id"), run_name, overrides, value, status)
         if status == RunStatus.PRUNED:
             raise optuna.TrialPruned(f"pruned at step {pruning.pruned_at_step}")
         if status in (RunStatus.FAILED, RunStatus.INTERRUPTED):
             raise TrialFailed(f"run {run_name} ended {status}")
         if value is None or not math.isfinite(value):
-            raise TrialFailed(f"run {run_name} produced no finite {metric} ({value})")
+            raise TrialFailed(f"run {run_name} produced no finite {self.metric} ({value})")
         return value
 
-    def on_dead(study: optuna.Study, trial: FrozenTrial) -> None:
-        _log_trial(db, study_name, trial.number, trial.user_attrs.get("db_run_id"), trial.user_attrs.get("run_name"),
-                   trial.params, None, RunStatus.FAILED)
+    def on_dead(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        """A trial whose worker died: its run and trial rows say it failed."""
+        self._log(trial.number, trial.user_attrs.get("db_run_id"), trial.user_attrs.get("run_name"), trial.params,
+                  None, RunStatus.FAILED)
 
-    try:
-        optimize_exactly(study, objective, n_trials, storage_spec=storage,
-                         catch=(ConfigError, TrialFailed), on_dead_trial=on_dead)
-    finally:
-        if owns_db:
-            db.close()
-    return study
-
-
-# Fault injection for the tests of dead workers (tests/test_hpo_cli.py): the worker that
-# runs trial number N SIGKILLs itself after the first training step of that trial, a
-# known point rather than a race with a timer. Unset in normal use.
-SIGKILL_TRIAL_ENV = "SLM_HPO_SIGKILL_IN_TRIAL"
-
-
-class _SigkillAfterFirstStep(TrainerCallback):
-    def __init__(self, trial: optuna.Trial):
-        self.trial = trial
-
-    def on_step_end(self, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
-        import signal
-
-        storage = self.trial.study._storage
-        if hasattr(storage, "record_heartbeat"):
-            # The heartbeat thread's first beat, made certain: the trial is known alive
-            # once, so its silence afterwards is what marks it failed.
-            storage.record_heartbeat(self.trial._trial_id)
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
-def _injected_fault(trial: optuna.Trial) -> list[TrainerCallback]:
-    raw = os.environ.get(SIGKILL_TRIAL_ENV, "")
-    return [_SigkillAfterFirstStep(trial)] if raw.strip() == str(trial.number) else []
+    def _log(self, number: int, run_id: Any, run_name: Any, params: dict, value: float | None, status: str) -> None:
+        """Link the trial to its ExperimentDB run (by id, else by run name)."""
+        db = self.db
+        if db is None:
+            return
+        run = run_id if run_id is not None else (run_name if run_name and db.find_run(run_name) is not None else None)
+        db.log_trial(self.study_name, number, state=_TRIAL_STATE.get(status, status), value=value,
+                     params=dict(params), run=run)
+        if run is not None and status == RunStatus.FAILED and value is None:
+            # A worker killed mid-run never closed its run row: say how it ended.
+            if db.get_run(run).get("status") == RunStatus.RUNNING:
+                db.update_run_status(run, RunStatus.FAILED)
 
 
 def _objective_value(result: TrainResult, metric: str) -> float | None:
@@ -297,20 +272,6 @@ def _open_db(db: ExperimentDB | str | os.PathLike[str] | None, workspace_dir: Pa
     ws = Workspace(workspace_dir)
     ws.create()
     return ExperimentDB.open_local(ws.db_path, ws.db_mirror_path), True
-
-
-def _log_trial(db: ExperimentDB | None, study_name: str, number: int, run_id: Any, run_name: Any, params: dict,
-               value: float | None, status: str) -> None:
-    """Link the trial to its ExperimentDB run (by id, else by run name)."""
-    if db is None:
-        return
-    run = run_id if run_id is not None else (run_name if run_name and db.find_run(run_name) is not None else None)
-    db.log_trial(study_name, number, state=_TRIAL_STATE.get(status, status), value=value,
-                 params=dict(params), run=run)
-    if run is not None and status == RunStatus.FAILED and value is None:
-        # A worker killed mid-run never closed its run row: say how it ended.
-        if db.get_run(run).get("status") == RunStatus.RUNNING:
-            db.update_run_status(run, RunStatus.FAILED)
 
 
 _TRIAL_STATE = {

@@ -4,30 +4,21 @@ Every worker runs the same loop on the same storage (processes on one machine, o
 several machines pointing at one PostgreSQL server; storage.py names the storages and
 their claim locks). Guarantees:
 
-* Studies are created with `load_if_exists=True` (under the claim lock, and on
-  PostgreSQL the schema too under an advisory lock, so workers started in the same
-  second on an empty database do not race): running the line again resumes the study;
-  `--n-trials N` means "until the study holds N counted trials", not "N more".
+* `--n-trials N` means "until the study holds N counted trials", not "N more": running
+  the line again resumes the study.
 * Counted trials: complete, pruned, failed *by their own run* (a bad config, OOM, a
-  non-finite loss: attribute `counted`), and running ones of live workers. A trial
-  cut short (Ctrl-C, a killed worker) does not count: running the line again redoes it.
-* Exactly N counted trials across all workers. Optuna's `MaxTrialsCallback` stops a
-  worker only *after* its trial ends, so k workers racing for the last slot overshoot
-  by up to k-1 trials. Here each worker counts the trials (enqueued ones are run first,
-  not counted) and creates its next trial while holding a *claim lock*, so a slot is
-  taken by exactly one worker. A worker returns when N trials are counted and none is
-  running any more (it waits for the others' last trials, so that a trial whose worker
-  dies is redone by a survivor). The lock is the storage's (`storage.claim_lock`: a file
-  lock for a journal file or SQLite, an advisory lock on PostgreSQL), and a dead
-  worker never holds it.
-* A killed worker's trial is marked FAIL and the study goes on:
-    - journal file: every trial records its owner (`worker_host`, `worker_pid`, process
-      start time) as user attributes; before claiming a slot, a worker fails the RUNNING
-      trials whose owner process on this host no longer exists (no heartbeat there);
-    - RDB storages (SQLite, PostgreSQL): Optuna's heartbeat (`heartbeat_interval`,
-      `grace_period`): a trial whose worker, on any machine, stopped beating for
-      grace_period seconds is failed by the next worker that counts the trials.
-  Such a trial does not count towards N (see above); a failed run does.
+  non-finite loss: attribute `counted`), and running ones of live workers. A trial cut
+  short (Ctrl-C, a killed worker) does not count: running the line again redoes it.
+* Exactly N: Optuna's `MaxTrialsCallback` stops a worker only *after* its trial ends,
+  so k workers racing for the last slot overshoot by up to k-1 trials. Here each worker
+  counts the trials (enqueued ones are run first, not counted) and creates its next one
+  while holding the storage's claim lock, which a dead worker never holds. A worker
+  returns when N trials are counted and none is running, so that a survivor redoes the
+  trial of a worker that dies.
+* A dead worker's trial is marked FAIL: every trial records its owner (`worker_host`,
+  `worker_pid`, process start time); before claiming a slot, a worker fails the RUNNING
+  trials whose owner process on this host is gone and, on RDB storages, those whose
+  heartbeat (Optuna's: `heartbeat_interval`, `grace_period`) stopped, on any machine.
 """
 
 from __future__ import annotations
@@ -37,14 +28,14 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import optuna
-from optuna.storages import RDBStorage
+from optuna.storages import BaseStorage, RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from utils.training.hpo.storage import StorageSpec, claim_lock, quiet_experimental
+from utils.training.hpo.storage import claim_lock, quiet_experimental
 
 logger = logging.getLogger(__name__)
 
@@ -99,31 +90,19 @@ def owner_attrs() -> dict[str, Any]:
 
 
 def fail_dead_trials(
-    study: optuna.Study, on_failed: Callable[[optuna.Study, FrozenTrial], None] | None = None
+    study: optuna.Study, storage: BaseStorage, on_failed: Callable[[optuna.Study, FrozenTrial], None] | None = None
 ) -> list[int]:
     """Mark FAIL the RUNNING trials whose worker is gone; return their numbers.
 
-    RDB storages with a heartbeat: a trial is stale when its heartbeat stopped for
-    grace_period seconds. Elsewhere (journal file): when its owner ran on this host and
-    that process no longer exists, or when it has no owner attributes and started more
-    than UNOWNED_GRACE_S ago.
+    `storage` is the study's (as open_storage returned it). A trial's worker is gone when
+    it ran on this host and that process no longer exists, when the trial has no owner
+    attributes and started more than UNOWNED_GRACE_S ago, or (RDB storages with a
+    heartbeat, workers on any machine) when its heartbeat stopped for grace_period seconds.
     """
-    storage = study._storage
-    failed: list[FrozenTrial] = []
-    if isinstance(storage, RDBStorage) and storage.get_heartbeat_interval() is not None:
-        # RDB storages: Optuna's heartbeat is the one mechanism, for every machine alike.
-        before = {t._trial_id for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
-        with quiet_experimental():
-            optuna.storages.fail_stale_trials(study)
-        failed = [t for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
-                  if t._trial_id in before and not t.user_attrs.get(ATTR_COUNTED)]
-        for frozen in failed:
-            if on_failed is not None:
-                on_failed(study, frozen)
-        return [t.number for t in failed]
-    host = socket.gethostname()
-    now = datetime.datetime.now()
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+    study_id = storage.get_study_id_from_name(study.study_name)
+    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    host, now = socket.gethostname(), datetime.datetime.now()
+    for t in running:
         attrs = t.user_attrs
         if ATTR_PID in attrs:
             alive = _process_alive(int(attrs[ATTR_PID]), str(attrs.get(ATTR_PID_START, "")))
@@ -131,14 +110,19 @@ def fail_dead_trials(
                 continue
         elif t.datetime_start is None or (now - t.datetime_start).total_seconds() < UNOWNED_GRACE_S:
             continue
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
         try:
             # The reason first: a finished trial takes no more attributes.
-            storage.set_trial_user_attr(t._trial_id, "fail_reason", "worker process died")
-            if not storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL):
-                continue
+            storage.set_trial_user_attr(trial_id, "fail_reason", "worker process died")
+            storage.set_trial_state_values(trial_id, state=TrialState.FAIL)
         except optuna.exceptions.UpdateFinishedTrialError:
             continue  # another worker got there first
-        failed.append(storage.get_trial(t._trial_id))
+    if isinstance(storage, RDBStorage) and storage.get_heartbeat_interval() is not None:
+        with quiet_experimental():
+            optuna.storages.fail_stale_trials(study)
+    numbers = {t.number for t in running}
+    failed = [t for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+              if t.number in numbers and not t.user_attrs.get(ATTR_COUNTED)]
     for frozen in failed:
         logger.warning("trial %d of study %r: its worker is gone; marked failed", frozen.number, study.study_name)
         if on_failed is not None:
@@ -146,9 +130,9 @@ def fail_dead_trials(
     return [t.number for t in failed]
 
 
-def _taken_over(study: optuna.Study, trial_id: int) -> bool:
+def _taken_over(study: optuna.Study, number: int) -> bool:
     """Whether another worker marked this worker's trial FAIL as stale."""
-    trial = study._storage.get_trial(trial_id)
+    trial = next(t for t in study.get_trials(deepcopy=False) if t.number == number)
     return trial.state == TrialState.FAIL and not trial.user_attrs.get(ATTR_COUNTED)
 
 
@@ -164,8 +148,7 @@ def optimize_exactly(
     objective: Callable[[optuna.Trial], float],
     n_trials: int,
     *,
-    storage_spec: StorageSpec = None,
-    callbacks: Sequence[Callable[[optuna.Study, FrozenTrial], None]] = (),
+    storage: BaseStorage,
     catch: tuple[type[Exception], ...] = (),
     on_dead_trial: Callable[[optuna.Study, FrozenTrial], None] | None = None,
     poll_s: float = 1.0,
@@ -175,21 +158,21 @@ def optimize_exactly(
 
     Other workers may run the same loop on the same storage at the same time; together
     they create exactly `n_trials` counted trials. Returns how many this worker ran.
-    `storage_spec` is what `open_storage` was given (it picks the claim lock); default:
-    the study's storage object. While the last slots are taken by other workers' running
+    `storage`: the storage open_storage returned, on which the study was created (it
+    picks the claim lock). While the last slots are taken by other workers' running
     trials, this one checks every `poll_s` seconds whether they ended or died.
     """
     if n_trials < 1:
         raise ValueError(f"n_trials must be >= 1, got {n_trials}")
-    lock = claim_lock(study._storage if storage_spec is None else storage_spec, study.study_name)
+    lock = claim_lock(storage, study.study_name)
     ran = 0
-    current: list[int] = []  # the id of the trial this worker is running
+    current: list[int] = []  # the number of the trial this worker is running
     while True:
         held = True
         current.clear()
         lock.__enter__()
         try:
-            fail_dead_trials(study, on_dead_trial)
+            fail_dead_trials(study, storage, on_dead_trial)
             # Enqueued (WAITING) trials are run by popping them, not counted as done.
             trials = study.get_trials(deepcopy=False)
             if sum(counts(t) for t in trials) >= n_trials:
@@ -204,7 +187,7 @@ def optimize_exactly(
                 # The trial exists and carries its owner: the slot is taken, so the
                 # other workers may count again while this one trains.
                 nonlocal held
-                current.append(trial._trial_id)
+                current.append(trial.number)
                 for key, value in owner_attrs().items():
                     trial.set_user_attr(key, value)
                 held = False
@@ -219,15 +202,14 @@ def optimize_exactly(
 
             try:
                 # gc_after_trial: a failed (OOM) trial frees its tensors
-                study.optimize(claimed, n_trials=1, callbacks=list(callbacks), catch=catch, gc_after_trial=True)
+                study.optimize(claimed, n_trials=1, catch=catch, gc_after_trial=True)
             except (ValueError, optuna.exceptions.UpdateFinishedTrialError):
                 if not current or not _taken_over(study, current[0]):
                     raise
                 # This worker was alive but silent past grace_period (an overloaded machine):
                 # another one failed its trial, and the slot is redone. Not a reason to stop.
                 logger.warning("trial %d of study %r was failed by another worker (no heartbeat for the "
-                               "grace period); its result is dropped", study._storage.get_trial(current[0]).number,
-                               study.study_name)
+                               "grace period); its result is dropped", current[0], study.study_name)
             ran += 1
         finally:
             if held:

@@ -1,27 +1,48 @@
-"""The metric points of the experiments database: the buffered writer and the readers.
+"""MetricStore: the metric points of one experiments database, owned by ExperimentDB.
 
-A mixin of ExperimentDB (experiment_db.py), which supplies `conn`, `path`, `resolve_run`
-and the buffer attributes. Metrics are buffered in memory and written in one transaction
-per `flush()` (called on evaluate, before each checkpoint and on close, and automatically
-every `flush_rows` points or `flush_s` seconds), so logging never waits on the disk.
+Points are checked when they are logged (run id, step, value: a bad point raises at its
+call, naming what is wrong, and is not kept), buffered in memory and written in one
+transaction per `flush()` (called on evaluate, before each checkpoint and on close, and
+automatically every `flush_rows` points or `flush_s` seconds), so logging never waits on
+the disk. A flush that fails keeps its points in the buffer: the next flush writes them.
 
 Each flush writes both tables of db_schema.py: the long `metrics` rows (one per run, name
 and step: the writer replaces a point logged again, the last write wins) and one
-`metric_blocks` row per (run, name) with the points packed as arrays, which `get_metrics`
-reads.
+`metric_blocks` row per (run, name) with the points packed as arrays, which `read` uses.
 """
 
 from __future__ import annotations
 
-import math
 import sqlite3
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from utils.training.tracking.db_schema import Transaction
+
+MAX_STEP = 2**63 - 1  # SQLite INTEGER and our int64 step arrays
+
+
+class RunNotFoundError(KeyError, ValueError):
+    """No run with that id or name (a KeyError for lookups, a ValueError for bad input)."""
+
+    def __str__(self) -> str:  # KeyError would show the message in quotes
+        return str(self.args[0]) if self.args else ""
+
+
+def check_step(step: object, what: str = "step") -> int:
+    """`step` as an int in [0, 2**63 - 1]; TypeError / ValueError naming `what` otherwise."""
+    if type(step) is int and 0 <= step <= MAX_STEP:  # the usual case, first
+        return step
+    if isinstance(step, bool) or not isinstance(step, (int, np.integer)):
+        raise TypeError(f"{what} must be a whole number (int), got {step!r} ({type(step).__name__}); "
+                        "a float, NaN or inf is refused")
+    if not 0 <= int(step) <= MAX_STEP:
+        raise ValueError(f"{what} must be in [0, 2**63 - 1], got {int(step)}")
+    return int(step)
 
 
 def _is_number(v: object) -> bool:
@@ -32,55 +53,39 @@ def _is_number(v: object) -> bool:
     return True
 
 
-class MetricPoints:
-    """log_metric(s) / flush / truncate_after / get_metrics / compare_runs / get_best_run."""
+class MetricStore:
+    """add / flush / forget / truncate_after / read / names / best for one connection."""
 
-    conn: sqlite3.Connection
-    flush_rows: int  # points buffered before a flush
-    flush_s: float  # seconds between automatic flushes
-
-    def _init_metric_points(self, flush_rows: int, flush_s: float) -> None:
-        self.flush_rows, self.flush_s = flush_rows, flush_s
-        # (run_id, step, wall_time, {name: value}) per log_metrics call; _buffered counts points.
+    def __init__(self, conn: sqlite3.Connection, path: Path, flush_rows: int, flush_s: float):
+        self.conn, self.path = conn, path
+        self.flush_rows, self.flush_s = flush_rows, flush_s  # points; seconds
+        # (run_id, step, wall_time, {name: value}) per add call; _buffered counts points.
         self._buffer: list[tuple[int, int, float, dict[str, float]]] = []
         self._buffered = 0
         self._last_flush = time.monotonic()
         self._last_step: dict[int, int] = {}  # run_id -> highest step stored (see _logged_again)
-        self._next_step: dict[tuple[int, str], int] = {}  # seed log_metric without step or epoch
-        self._epoch_at: dict[tuple[int, int], int] = {}  # (run_id, step) -> epoch already stored
-
-    def _forget_buffered(self, run_id: int) -> None:
-        """Drop the unflushed points of a run being deleted."""
-        self._buffer = [e for e in self._buffer if e[0] != run_id]
-        self._last_step.pop(run_id, None)
-        self._buffered = sum(len(e[3]) for e in self._buffer)
+        self._runs: set[int] = set()  # run ids known to be in the runs table
 
     # -- writing -------------------------------------------------------------------
-    def log_metric(self, run_id: int, name: str, value: float, step: int | None = None,
-                   epoch: int | None = None) -> None:
-        """One point. The seed's forms work too: with `epoch` the epoch is stored as the
-        metric "epoch" at the same step (step defaults to the epoch number); with neither,
-        the step is this metric's previous step + 1."""
-        if step is None:
-            if epoch is not None:
-                step = int(epoch)
-            else:
-                key = (int(run_id), name)
-                if key not in self._next_step:
-                    prev = self.get_metrics(run_id, name)["step"]
-                    self._next_step[key] = int(prev.max()) + 1 if len(prev) else 0
-                step = self._next_step[key]
-        self._next_step[(int(run_id), name)] = int(step) + 1
-        points = {name: value}
-        if epoch is not None and self._epoch_at.get((int(run_id), int(step))) != int(epoch):
-            points["epoch"] = int(epoch)  # once per step: several metrics of one epoch share it
-            self._epoch_at[(int(run_id), int(step))] = int(epoch)
-        self.log_metrics(run_id, points, step)
+    def check_run(self, run_id: object) -> int:
+        """`run_id` as an int naming a run of this database; RunNotFoundError otherwise."""
+        if run_id in self._runs and type(run_id) is int:
+            return run_id
+        if isinstance(run_id, bool) or not isinstance(run_id, (int, np.integer)):
+            raise RunNotFoundError(f"run_id must be an int (from log_run), got {run_id!r} "
+                                   f"({type(run_id).__name__})")
+        if self.conn.execute("SELECT 1 FROM runs WHERE run_id = ?", (int(run_id),)).fetchone() is None:
+            raise RunNotFoundError(f"no run {int(run_id)} in {self.path} (log_run first; list_runs() shows "
+                                   f"the runs)")
+        self._runs.add(int(run_id))
+        return int(run_id)
 
-    def log_metrics(self, run_id: int, metrics: Mapping[str, float], step: int, *,
-                    wall_time: float | None = None) -> None:
-        """Buffer one step's values; written at the next flush. Non-numbers are an error.
-        wall_time: unix seconds of the points (default now; an import keeps the source's)."""
+    def add(self, run_id: int, metrics: Mapping[str, float], step: int, wall_time: float | None = None) -> None:
+        """Buffer one step's values after checking them; written at the next flush."""
+        if type(run_id) is not int or run_id not in self._runs:  # the usual case costs two tests
+            run_id = self.check_run(run_id)
+        if type(step) is not int or not 0 <= step <= MAX_STEP:
+            step = check_step(step)
         try:
             values = {k: float(v) for k, v in metrics.items()}
         except (TypeError, ValueError) as e:
@@ -90,46 +95,67 @@ class MetricPoints:
             if not isinstance(name, str) or not name:
                 raise ValueError(f"metric names must be non-empty strings, got {name!r}")
         if values:
-            self._buffer.append((run_id, int(step), time.time() if wall_time is None else wall_time, values))
+            self._buffer.append((run_id, step, time.time() if wall_time is None else float(wall_time), values))
             self._buffered += len(values)
         if self._buffered >= self.flush_rows or time.monotonic() - self._last_flush >= self.flush_s:
             self.flush()
 
     def flush(self) -> None:
-        """Write the buffered points in one transaction (long rows + one block per run and name)."""
+        """Write the buffered points in one transaction (long rows + one block per run and name).
+        On an error the points stay buffered, except those of a run deleted meanwhile (by
+        another connection), which are dropped and named in the KeyError raised."""
         self._last_flush = time.monotonic()
         entries, self._buffer, self._buffered = self._buffer, [], 0
         if not entries:
             return
+        try:
+            self._write(entries)
+        except sqlite3.IntegrityError as e:
+            gone = {rid for rid in {en[0] for en in entries}
+                    if self.conn.execute("SELECT 1 FROM runs WHERE run_id = ?", (rid,)).fetchone() is None}
+            kept = [en for en in entries if en[0] not in gone]
+            self._keep(kept)
+            if not gone:
+                raise
+            self._runs -= gone
+            dropped = sum(len(en[3]) for en in entries) - sum(len(en[3]) for en in kept)
+            self.flush()
+            raise RunNotFoundError(f"{dropped} metric point(s) of run_id(s) {sorted(gone)} not written: the "
+                                   f"run(s) were deleted from {self.path} after the points were logged") from e
+        except BaseException:
+            self._keep(entries)
+            raise
+        for rid, step, _, _ in entries:
+            self._last_step[rid] = max(self._last_step.get(rid, -1), step)
+
+    def _keep(self, entries: list) -> None:
+        """Put `entries` back at the head of the buffer (a flush that could not write them)."""
+        self._buffer[:0] = entries
+        self._buffered = sum(len(en[3]) for en in self._buffer)
+
+    def _write(self, entries: list) -> None:
         rows = [(rid, n, s, v, w) for rid, s, w, d in entries for n, v in d.items()]
-        again = self._logged_again(entries)  # {run_id: lowest step already in the table}, usually empty
+        again = self._logged_again(entries)  # {run_id: highest step already in the table}, usually empty
         if again:
             rows = list({(r[0], r[1], r[2]): r for r in rows}.values())  # within this flush, the last write wins
         # Entries with the same run and the same names become one (steps x names) matrix.
         groups: dict[tuple, list] = {}
-        for e in entries:
-            groups.setdefault((e[0], tuple(e[3])), []).append(e)
+        for en in entries:
+            groups.setdefault((en[0], tuple(en[3])), []).append(en)
         blocks = []
         for (run_id, names), g in groups.items():
-            steps = np.array([e[1] for e in g], dtype=np.int64)
-            walls = np.array([e[2] for e in g], dtype=np.float64).tobytes()
-            vals = np.array([list(e[3].values()) for e in g], dtype=np.float64)
+            steps = np.array([en[1] for en in g], dtype=np.int64)
+            walls = np.array([en[2] for en in g], dtype=np.float64).tobytes()
+            vals = np.array([list(en[3].values()) for en in g], dtype=np.float64)
             first, last, sb = int(steps.min()), int(steps.max()), steps.tobytes()
             for j, name in enumerate(names):
                 blocks.append((run_id, name, first, last, len(g), sb, vals[:, j].tobytes(), walls))
-        try:
-            with Transaction(self.conn):
-                if again:  # a point logged again replaces its row: one row per (run, name, step)
-                    self.conn.executemany("DELETE FROM metrics WHERE run_id = ? AND name = ? AND step = ?",
-                                          [r[:3] for r in rows if r[2] <= again.get(r[0], -1)])
-                self.conn.executemany("INSERT INTO metrics VALUES (?, ?, ?, ?, ?)", rows)
-                self.conn.executemany("INSERT INTO metric_blocks VALUES (?, ?, ?, ?, ?, ?, ?, ?)", blocks)
-        except sqlite3.IntegrityError as e:
-            missing = sorted({r[0] for r in entries})
-            raise KeyError(f"metrics for run_id(s) {missing}, not all of which are in {self.path} "
-                           f"(log_run first)") from e
-        for rid, step, _, _ in entries:
-            self._last_step[rid] = max(self._last_step.get(rid, -1), step)
+        with Transaction(self.conn):
+            if again:  # a point logged again replaces its row: one row per (run, name, step)
+                self.conn.executemany("DELETE FROM metrics WHERE run_id = ? AND name = ? AND step = ?",
+                                      [r[:3] for r in rows if r[2] <= again.get(r[0], -1)])
+            self.conn.executemany("INSERT INTO metrics VALUES (?, ?, ?, ?, ?)", rows)
+            self.conn.executemany("INSERT INTO metric_blocks VALUES (?, ?, ?, ?, ?, ?, ?, ?)", blocks)
 
     def _logged_again(self, entries: list) -> dict[int, int]:
         """The writer's half of "one row per (run, name, step)", at no cost for the usual
@@ -141,7 +167,7 @@ class MetricPoints:
         seen: dict[int, tuple[int, set]] = {}  # run_id -> (last step, its names)
         for rid, step, _, d in entries:
             if rid not in seen and rid not in again:
-                stored = self._stored_last_step(rid)
+                stored = self.last_step(rid)
                 if step <= stored:
                     again[rid] = stored
                     continue
@@ -155,20 +181,26 @@ class MetricPoints:
             elif step == last and names.isdisjoint(d):
                 names.update(d)  # train and eval metrics of one step: different names
             else:
-                again[rid] = self._stored_last_step(rid)
+                again[rid] = self.last_step(rid)
         return again
 
-    def _stored_last_step(self, run_id: int) -> int:
+    def last_step(self, run_id: int) -> int:
         """The highest step of `run_id` in the table (-1: none), from the indexed blocks."""
         if run_id not in self._last_step:
             row = self.conn.execute("SELECT MAX(last_step) FROM metric_blocks WHERE run_id = ?", (run_id,)).fetchone()
             self._last_step[run_id] = -1 if row[0] is None else int(row[0])
         return self._last_step[run_id]
 
-    def truncate_after(self, run: int | str, step: int) -> None:
-        """Drop points and step artifacts after `step` (a run resumed from the checkpoint at
-        `step` logs them again)."""
-        run_id = self.resolve_run(run)
+    def forget(self, run_id: int) -> None:
+        """Drop the unflushed points of a run being deleted."""
+        self._buffer = [en for en in self._buffer if en[0] != run_id]
+        self._buffered = sum(len(en[3]) for en in self._buffer)
+        self._last_step.pop(run_id, None)
+        self._runs.discard(run_id)
+
+    def truncate_after(self, run_id: int, step: int) -> None:
+        """Drop the points and step artifacts of `run_id` after `step` (a run resumed from
+        the checkpoint at `step` logs them again)."""
         self.flush()
         self._last_step.pop(run_id, None)
         with Transaction(self.conn):
@@ -186,20 +218,7 @@ class MetricPoints:
                                        s[keep].tobytes(), v[keep].tobytes(), w[keep].tobytes()))
 
     # -- reading -------------------------------------------------------------------
-    def get_metrics(self, run: int | str, name: str | None = None) -> pd.DataFrame:
-        """Columns step, metric_name, value, wall_time, then the seed's metric_id, run_id,
-        epoch (the "epoch" metric at that step, else NaN) and timestamp (UTC); sorted by
-        metric_name then step. A seed name ("val/loss") with no points reads ours ("val_loss")."""
-        from utils.training.tracking.seed_db import SEED_TO_OURS, add_seed_columns
-
-        run_id = self.resolve_run(run)
-        df = self._get_metrics(run_id, name)
-        if name is not None and df.empty and name in SEED_TO_OURS:
-            df = self._get_metrics(run_id, SEED_TO_OURS[name])
-        epochs = self._get_metrics(run_id, "epoch") if name is not None else df[df["metric_name"] == "epoch"]
-        return add_seed_columns(df, run_id, epochs)
-
-    def _get_metrics(self, run_id: int, name: str | None = None) -> pd.DataFrame:
+    def read(self, run_id: int, name: str | None = None) -> pd.DataFrame:
         """Columns step, metric_name, value, wall_time; sorted by metric_name then step."""
         self.flush()
         sql = "SELECT name, steps, vals, wall_times FROM metric_blocks WHERE run_id = ?"
@@ -217,7 +236,7 @@ class MetricPoints:
             v = np.frombuffer(b"".join(p[1] for p in parts))
             w = np.frombuffer(b"".join(p[2] for p in parts))
             if len(s) > 1 and not (np.diff(s) > 0).all():
-                # A step written twice (log_metric again, or a resume): the last write wins.
+                # A step written twice (logged again, or a resume): the last write wins.
                 order = np.argsort(s, kind="stable")
                 s, v, w = s[order], v[order], w[order]
                 last = np.append(s[1:] != s[:-1], True)
@@ -234,64 +253,23 @@ class MetricPoints:
                              "value": np.concatenate([f[2] for f in frames]),
                              "wall_time": np.concatenate([f[3] for f in frames])})
 
-    def metric_names(self, run: int | str) -> list[str]:
-        run_id = self.resolve_run(run)
+    def names(self, run_id: int) -> list[str]:
         self.flush()
         return [r[0] for r in self.conn.execute(
             "SELECT DISTINCT name FROM metric_blocks WHERE run_id = ? ORDER BY name", (run_id,))]
 
-    def compare_runs(self, runs: Iterable[int | str], metric: str | None = None) -> pd.DataFrame:
-        """One column per run (its name), indexed by step, holding `metric` (default val_loss).
-
-        The seed's call form, a list of integer run ids and no metric, gives the seed's
-        shape instead: one row per run (run_id, run_name, created_at, status,
-        final_train_loss, final_val_loss, best_val_loss, best_epoch, total_epochs), unknown
-        ids skipped."""
-        runs = list(runs)
-        if metric is None and runs and all(isinstance(r, (int, np.integer)) and not isinstance(r, bool)
-                                           for r in runs):
-            from utils.training.tracking.seed_db import seed_compare_runs
-
-            return seed_compare_runs(self, runs)
-        metric = metric or "val_loss"
-        cols = {}
-        for run in runs:
-            run_id = self.resolve_run(run)
-            name = self.conn.execute("SELECT run_name FROM runs WHERE run_id = ?", (run_id,)).fetchone()[0]
-            df = self.get_metrics(run_id, metric)
-            cols[name] = pd.Series(df["value"].to_numpy(), index=df["step"].to_numpy())
-        out = pd.DataFrame(cols)
-        out.index.name = "step"
-        return out
-
-    def get_best_run(self, metric: str = "val_loss", mode: str = "min") -> dict:
-        """The run with the lowest (mode="min") or highest ("max") value of `metric`.
-
-        The run dict also carries best_value, best_step and (the seed's) best_epoch; a seed
-        metric name ("val/loss") falls back to ours ("val_loss") when it has no points.
-        Raises ValueError when no run logged `metric` (the seed API's contract)."""
-        from utils.training.tracking.seed_db import SEED_TO_OURS
-
+    def best(self, name: str, mode: str) -> tuple[int, float, int] | None:
+        """(run_id, best value, its first step) over the runs that logged `name` (lowest for
+        mode "min", highest for "max"; ties: the lowest run_id), or None when none did."""
         if mode not in ("min", "max"):
             raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
         self.flush()
-        agg = "MIN" if mode == "min" else "MAX"  # from the fixed pair above
-        row = None
-        for name in (metric, SEED_TO_OURS.get(metric)):
-            if name is None or row is not None:
-                continue
-            row = self.conn.execute(
-                f"SELECT run_id, {agg}(value) AS best FROM metrics WHERE name = ? AND value IS NOT NULL "
-                f"GROUP BY run_id ORDER BY best {'ASC' if mode == 'min' else 'DESC'}, run_id LIMIT 1",
-                (name,)).fetchone()
-            used = name
+        agg, order = ("MIN", "ASC") if mode == "min" else ("MAX", "DESC")  # from the fixed pair above
+        row = self.conn.execute(
+            f"SELECT run_id, {agg}(value) AS best FROM metrics WHERE name = ? AND value IS NOT NULL "
+            f"GROUP BY run_id ORDER BY best {order}, run_id LIMIT 1", (name,)).fetchone()
         if row is None:
-            raise ValueError(f"no run in {self.path} logged the metric {metric!r}")
-        run = self.get_run(row[0])
-        run["best_value"] = row[1]
-        at = self.get_metrics(row[0], used)
-        at = at[at["value"] == row[1]]
-        run["best_step"] = int(at["step"].iloc[0]) if len(at) else None
-        epoch = at["epoch"].iloc[0] if len(at) else math.nan
-        run["best_epoch"] = None if pd.isna(epoch) else int(epoch)
-        return run
+            return None
+        at = self.read(row[0], name)
+        steps = at["step"][at["value"] == row[1]]
+        return int(row[0]), float(row[1]), int(steps.iloc[0]) if len(steps) else -1

@@ -1,11 +1,13 @@
 """The experiments database: runs, their metrics, artifacts and Optuna trials, in one
 SQLite file. No torch import (`from utils.training import ExperimentDB` stays light).
 
-The store is split by noun: db_schema.py (tables, migrations, the connection's WAL /
-busy-timeout / BEGIN IMMEDIATE discipline), db_metrics.py (buffered metric points and
-their readers, a mixin of ExperimentDB), this module (runs, artifacts, trials, backup),
-db_sink.py (ExperimentDBSink, the MetricsSink writing here; importable from here too).
-Every value is a bound parameter; column and sort names come from fixed lists.
+ExperimentDB owns its parts, one noun each: the connection and schema (db_schema.py:
+tables, migrations, WAL / busy-timeout / BEGIN IMMEDIATE), the metric points
+(db_metrics.MetricStore: checked at the call, buffered, written per flush, read back);
+this class keeps the runs, artifacts, trials and backups. A file that is not ours is
+refused untouched (db_file.py). ExperimentDBSink (db_sink.py) writes a run here; the
+seed notebook's ExperimentDB is compat/experiment_db.py. Every value is a bound
+parameter; column and sort names come from fixed lists.
 """
 
 from __future__ import annotations
@@ -16,38 +18,32 @@ import math
 import os
 import sqlite3
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from utils.training.contracts import RunStatus
 from utils.training.io import atomic_write_bytes
-from utils.training.tracking.db_file import SEED_TABLES, SQLITE_MAGIC, DatabaseFileError, check_database_file  # noqa: F401 - re-exported
-from utils.training.tracking.db_metrics import MetricPoints
-from utils.training.tracking.db_schema import (  # noqa: F401 - re-exported (the names' old home)
-    MIGRATIONS,
+from utils.training.tracking.db_file import check_database_file
+from utils.training.tracking.db_metrics import MetricStore, RunNotFoundError
+from utils.training.tracking.db_schema import (
     RUN_COLUMNS,
     SCHEMA_VERSION,
     SORT_COLUMNS,
-    STATUSES,
     SUMMARY_COLUMNS,
     TRIAL_STATES,
     Transaction,
     connect,
 )
 
+__all__ = ["ExperimentDB", "RunExistsError", "RunNotFoundError", "config_to_dict"]
+
 
 class RunExistsError(ValueError):
     """log_run was given a name that is already in the database."""
-
-
-class RunNotFoundError(KeyError, ValueError):
-    """No run with that id or name. A KeyError (our callers) and a ValueError (the seed's)."""
-
-    def __str__(self) -> str:  # KeyError would show the message in quotes
-        return str(self.args[0]) if self.args else ""
 
 
 def config_to_dict(config: Any) -> dict:
@@ -72,29 +68,28 @@ def _loads(text: str | None) -> Any:
     return json.loads(text) if text else {}
 
 
-class ExperimentDB(MetricPoints):
+class ExperimentDB:
     """The experiments database at `path` (created, or migrated, on open).
 
     A file that is not ours (another schema, the seed's included, a non-SQLite, truncated
     or read-only file, a directory) raises DatabaseFileError before anything is written.
-    The seed notebook's calls work too (see seed_db.py): `db_path=`, `log_run(name, config,
-    notes)`, `log_metric(..., step=None, epoch=None)`, `compare_runs([ids])`, ..."""
+    `metrics` (a MetricStore) holds the points; the methods below are its public calls."""
 
     def __init__(self, path: str | os.PathLike = "experiments.db", *, busy_timeout_s: float = 30.0,
                  flush_rows: int = 10_000, flush_s: float = 5.0, mirror_path: str | os.PathLike | None = None,
-                 db_path: str | os.PathLike | None = None, read_only: bool = False):
-        self.path = Path(db_path if db_path is not None else path)  # db_path: the seed's keyword
+                 read_only: bool = False):
+        self.path = Path(path)
         check_database_file(self.path, SCHEMA_VERSION, writable=not read_only)
         self.mirror_path = Path(mirror_path) if mirror_path else None
-        self._init_metric_points(flush_rows, flush_s)  # points; seconds
         self.conn: sqlite3.Connection | None = None
         if read_only:  # the reading commands: mode=ro, pages checked (works on a read-only mount)
             from utils.training.tracking.db_access import connect_read_only
 
             self.conn = connect_read_only(self.path)
-            return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.conn = connect(self.path, busy_timeout_s)
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.conn = connect(self.path, busy_timeout_s)
+        self.metrics = MetricStore(self.conn, self.path, flush_rows, flush_s)  # points; seconds
 
     def transaction(self) -> Transaction:
         """`with db.transaction():` one BEGIN IMMEDIATE ... COMMIT on this connection (for
@@ -102,21 +97,16 @@ class ExperimentDB(MetricPoints):
         return Transaction(self.conn)
 
     @property
-    def db_path(self) -> Path:
-        """The seed's name for `path`."""
-        return self.path
-
-    @property
     def schema_version(self) -> int:
         return self.conn.execute("PRAGMA user_version").fetchone()[0]
 
     # -- runs ------------------------------------------------------------------
-    def log_run(self, run_name: str, config: Any = None, notes: str = "", *, run_dir: str | None = None,
+    def log_run(self, run_name: str, config: Any = None, *, run_dir: str | None = None,
                 wandb_run_id: str | None = None, run_info: dict | None = None,
                 on_duplicate: str = "error") -> int:
         """A new run row (status running); returns its run_id. Run names are unique: a name
         already used raises RunExistsError, or with on_duplicate="rename" the run gets the
-        first free "NAME-2", "NAME-3", ... (printed). `notes` (the seed's) go to run_info."""
+        first free "NAME-2", "NAME-3", ... (printed)."""
         if not isinstance(run_name, str) or not run_name.strip():
             raise ValueError(f"run_name must be a non-empty string, got {run_name!r}")
         if on_duplicate not in ("error", "rename"):
@@ -126,8 +116,6 @@ class ExperimentDB(MetricPoints):
         if on_duplicate == "rename" and self.find_run(run_name) is not None:
             given, run_name = run_name, self.unique_run_name(run_name)
             print(f"ExperimentDB: a run named {given!r} exists in {self.path}; this one is {run_name!r}")
-        if notes:
-            run_info = {**(run_info or {}), "notes": str(notes)}
         as_dict = config_to_dict(config)
         cfg, config_hash = _json(as_dict), config_dict_hash(as_dict)
         now = time.time()
@@ -169,20 +157,21 @@ class ExperimentDB(MetricPoints):
                                f"them)")
 
     def get_run(self, run: int | str) -> dict:
-        """The run row as a dict; `config`, `run_info` and `summary` parsed from JSON."""
+        """The run row as a dict; `config`, `run_info` and `summary` parsed from JSON, `notes`
+        (run_info's, "" when none)."""
         run_id = self.resolve_run(run)
         cur = self.conn.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,))
         row = dict(zip([d[0] for d in cur.description], cur.fetchone()))
         row["config"] = _loads(row.pop("config_json"))
         row["run_info"] = _loads(row.pop("run_info_json"))
         row["summary"] = _loads(row.pop("summary_json"))
-        row["notes"] = row["run_info"].get("notes", "") if isinstance(row["run_info"], dict) else ""
+        row["notes"] = row.get("notes") or ""
         return row
 
     def update_run_status(self, run: int | str, status: str, **summary: Any) -> None:
         """Set status and summary values (own columns for SUMMARY_COLUMNS, the rest in summary_json)."""
-        if status not in STATUSES:
-            raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
+        if status not in RunStatus.ALL:
+            raise ValueError(f"status must be one of {RunStatus.ALL}, got {status!r}")
         self.flush()
         run_id = self.resolve_run(run)
         cols = {k: summary.pop(k) for k in SUMMARY_COLUMNS if k in summary}
@@ -200,13 +189,10 @@ class ExperimentDB(MetricPoints):
 
     def list_runs(self, status: str | None = None, order_by: str = "created_at", descending: bool = True,
                   limit: int | None = None) -> pd.DataFrame:
-        """Run rows, newest first; our columns plus the seed's `notes`. The seed's
-        `list_runs(5)` (a limit as the first argument) works too."""
-        if isinstance(status, int) and not isinstance(status, bool):
-            status, limit = None, status  # the seed's positional limit
+        """Run rows, newest first: RUN_COLUMNS and the run's `notes` ("" when none)."""
         if order_by not in SORT_COLUMNS:
             raise ValueError(f"order_by must be one of {SORT_COLUMNS}, got {order_by!r}")
-        sql = f"SELECT {', '.join(RUN_COLUMNS)} FROM runs"
+        sql = f"SELECT {', '.join(RUN_COLUMNS)}, COALESCE(notes, '') FROM runs"
         params: list[Any] = []
         if status is not None:
             sql += " WHERE status = ?"
@@ -215,29 +201,71 @@ class ExperimentDB(MetricPoints):
         if limit is not None:
             sql += " LIMIT ?"
             params.append(int(limit))
-        rows = self.conn.execute(sql.replace(" FROM runs", ", run_info_json FROM runs", 1), params).fetchall()
-        df = pd.DataFrame([r[:-1] for r in rows], columns=list(RUN_COLUMNS))
-        df["notes"] = [(_loads(r[-1]) or {}).get("notes", "") for r in rows]
-        return df
+        return pd.DataFrame(self.conn.execute(sql, params).fetchall(), columns=[*RUN_COLUMNS, "notes"])
 
     def delete_run(self, run: int | str) -> None:
         run_id = self.resolve_run(run)
-        self._forget_buffered(run_id)
+        self.metrics.forget(run_id)
         with self.transaction():
             self.conn.execute("DELETE FROM runs WHERE run_id = ?", (run_id,))
 
+    # -- metric points (self.metrics) ---------------------------------------------------
+    def log_metrics(self, run_id: int, metrics: Mapping[str, float], step: int, *,
+                    wall_time: float | None = None) -> None:
+        """Buffer one step's values; written at the next flush. A bad point raises here and is
+        not kept: a run_id not in the file (RunNotFoundError), a step that is not an int in
+        [0, 2**63 - 1], a value that is not a number. wall_time: unix seconds (default now)."""
+        self.metrics.add(run_id, metrics, step, wall_time)
+
+    def log_metric(self, run_id: int, name: str, value: float, step: int) -> None:
+        """One point: log_metrics(run_id, {name: value}, step)."""
+        self.metrics.add(run_id, {name: value}, step)
+
+    def flush(self) -> None:
+        """Write the buffered points now (one transaction)."""
+        self.metrics.flush()
+
+    def truncate_after(self, run: int | str, step: int) -> None:
+        """Drop points and step artifacts after `step` (a run resumed from the checkpoint at
+        `step` logs them again)."""
+        self.metrics.truncate_after(self.resolve_run(run), step)
+
+    def get_metrics(self, run: int | str, name: str | None = None) -> pd.DataFrame:
+        """Columns step, metric_name, value, wall_time; sorted by metric_name then step."""
+        return self.metrics.read(self.resolve_run(run), name)
+
+    def metric_names(self, run: int | str) -> list[str]:
+        return self.metrics.names(self.resolve_run(run))
+
+    def compare_runs(self, runs: Iterable[int | str], metric: str = "val_loss") -> pd.DataFrame:
+        """One column per run (its name), indexed by step, holding `metric`."""
+        cols = {}
+        for run in runs:
+            run_id = self.resolve_run(run)
+            name = self.conn.execute("SELECT run_name FROM runs WHERE run_id = ?", (run_id,)).fetchone()[0]
+            df = self.metrics.read(run_id, metric)
+            cols[name] = pd.Series(df["value"].to_numpy(), index=df["step"].to_numpy())
+        out = pd.DataFrame(cols)
+        out.index.name = "step"
+        return out
+
+    def get_best_run(self, metric: str = "val_loss", mode: str = "min") -> dict:
+        """The run (get_run's dict) with the lowest (mode="min") or highest ("max") value of
+        `metric`, plus best_value and best_step. ValueError when no run logged `metric`."""
+        best = self.metrics.best(metric, mode)
+        if best is None:
+            raise ValueError(f"no run in {self.path} logged the metric {metric!r}")
+        run = self.get_run(best[0])
+        run["best_value"], run["best_step"] = best[1], best[2]
+        return run
+
     # -- artifacts and trials ------------------------------------------------------
-    def log_artifact(self, run: int | str, kind: str, path: str | os.PathLike, step: int | None = None,
-                     **meta: Any) -> int:
+    def log_artifact(self, run: int | str, kind: str, path: str | os.PathLike, step: int | None = None, *,
+                     meta: Mapping[str, Any] | None = None, **more: Any) -> int:
         """One artifact per (run, kind, step): logging the same step again (a resumed or
-        re-run run) replaces it. Artifacts without a step are all kept. `meta` keywords go to
-        meta_json; the seed's `metadata` dict (4th argument or keyword) too."""
-        if isinstance(step, Mapping):  # the seed's log_artifact(run_id, type, path, metadata)
-            meta, step = {**step, **meta}, None
-        if isinstance(meta.get("metadata"), Mapping):
-            meta = {**meta.pop("metadata"), **meta}
-        elif "metadata" in meta and meta["metadata"] is None:
-            meta.pop("metadata")
+        re-run run) replaces it. Artifacts without a step are all kept. `meta` and the other
+        keywords go to meta_json (one JSON object)."""
+        meta = {**(meta or {}), **more}
         run_id = self.resolve_run(run)
         with self.transaction():
             cur = self.conn.execute(
@@ -322,10 +350,12 @@ class ExperimentDB(MetricPoints):
         return cls(local, mirror_path=mirror_path, **kwargs)
 
     def close(self) -> None:
+        """Write the buffered points (and the mirror), then close. If writing fails, the
+        connection stays open with the points buffered: free the cause and close() again."""
         if self.conn is None:
             return
+        self.flush()
         try:
-            self.flush()
             if self.mirror_path is not None:
                 self.backup_to()
         finally:
@@ -346,13 +376,3 @@ def _backup(src: sqlite3.Connection, dest: Path) -> None:
     whole database. The copy is made in memory (one database's size)."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(dest, src.serialize())
-
-
-def __getattr__(name: str) -> Any:
-    """ExperimentDBSink lives in db_sink.py (which imports this module); its old path
-    `from utils.training.experiment_db import ExperimentDBSink` keeps working."""
-    if name == "ExperimentDBSink":
-        from utils.training.tracking.db_sink import ExperimentDBSink
-
-        return ExperimentDBSink
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

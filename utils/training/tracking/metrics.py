@@ -17,7 +17,6 @@ from typing import Any
 
 from utils.training.contracts import MetricsSink
 from utils.training.engine.callbacks import TrainerCallback, TrainerControl, TrainerState
-from utils.training.tracking.loop_metrics import LoopTracking
 
 GIB = 2**30  # bytes. The memory metrics named `*_gb` (memory_allocated_gb, memory_reserved_gb,
 # memory_peak_gb, cpu_rss_gb) hold GiB: the names are a stored data contract, the unit is GiB.
@@ -103,17 +102,12 @@ def _perplexity(loss: Any) -> float:
         return math.inf
 
 
-class MetricsTracker(LoopTracking, TrainerCallback):
-    """Adds derived metrics to the log dict in place and writes every dict to `sinks`.
+class MetricsTracker(TrainerCallback):
+    """Adds derived metrics to the log dict in place and writes every dict to `sinks`
+    (made by tracking.sinks.sinks_for)."""
 
-    Also callable by hand from any training loop (loop_metrics.py, the seed's API):
-    `MetricsTracker(use_wandb=True)` then log_scalar / log_epoch / get_summary."""
-
-    def __init__(self, sinks: Sequence[MetricsSink] | bool = (), *, flops_per_token: float | None = None, world_size: int = 1,
-                 device: Any = None, use_wandb: bool = True, gradient_accumulation_steps: int = 1):
-        if isinstance(sinks, bool):  # the seed's MetricsTracker(True/False): its first argument is use_wandb
-            sinks, use_wandb = (), sinks
-        self._init_loop_tracking(use_wandb, gradient_accumulation_steps)  # W&B only for log_scalar/log_epoch
+    def __init__(self, sinks: Sequence[MetricsSink] = (), *, flops_per_token: float | None = None, world_size: int = 1,
+                 device: Any = None):
         self.sinks: list[MetricsSink] = list(sinks)
         self.flops_per_token = flops_per_token  # forward + backward FLOPs per trained token
         self.world_size = int(world_size)

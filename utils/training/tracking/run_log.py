@@ -115,6 +115,7 @@ class RunLogWriter:
 
     # -- MetricsSink -------------------------------------------------------
     def start(self, run_info: dict[str, Any]) -> None:
+        self._resumed = bool(self._loaded and (run_info or {}).get("resumed_from_step"))
         if self._loaded and "resumed_from_step" in (run_info or {}):
             self._drop_after(int(run_info.get("resumed_from_step") or 0))
         # The sinks' ids (db_run_id, wandb_run_id): the W&B sink adds its id to this very
@@ -167,8 +168,15 @@ class RunLogWriter:
             self._write()
 
     def close(self, status: str, summary: dict[str, Any]) -> None:
+        """A resumed run keeps the stored summary's fields this process could not know (the
+        final_train_loss of a finished run started again logs no step); a fresh run's
+        summary is its own."""
+        new = _plain(dict(summary or {}))
+        old = self.doc.get("summary") if getattr(self, "_resumed", False) else None
+        if isinstance(old, dict):
+            new = {**old, **{k: v for k, v in new.items() if v is not None or k not in old}}
         self.doc["status"] = str(status)
-        self.doc["summary"] = _plain(dict(summary or {}))
+        self.doc["summary"] = new
         self.doc["ended_at"] = now_iso()
         self._write()  # complete at the end, whatever the throttle
 

@@ -1,4 +1,4 @@
-"""The seed notebook's experiments.db: its metric names, its result shapes, and its import.
+"""The seed notebook's experiments.db: its metric names, its epoch axis, and `runs import`.
 
 The seed (transformer-builder-colab-templates) stored runs(run_id, run_name, config JSON,
 notes, created_at 'YYYY-MM-DD HH:MM:SS' UTC, status, sweep_id, sweep_params, gist_*),
@@ -7,16 +7,15 @@ metrics(metric_id, run_id, metric_name, value, step, epoch, timestamp) with step
 created_at). `import_seed_db` copies such a file into an ExperimentDB of ours:
 - metric names become ours (SEED_TO_OURS), so runs list/plot/compare and the dashboard
   read them; names we do not know are kept as they are;
-- a point with a step keeps it; an epoch-only point goes to the last step logged in that
-  epoch (when the run logged steps with epochs), else to an even share of the run's steps
-  (steps without epochs), else to the epoch number itself (an epoch-only run); the epoch is
-  kept as the metric "epoch" at that step;
+- a point with a step keeps it; an epoch-only point goes where EpochAxis puts it (the
+  last step logged in that epoch; the seed API's log_metric uses the same rule); the
+  epoch is kept as the metric "epoch" at that step;
 - timestamps become unix seconds (the seed's CURRENT_TIMESTAMP is UTC);
 - run names already taken get "-2", "-3", ... and are reported; a run already imported
   from the same source (path, run_id and created_at) is skipped;
 - the source is read from a copy (with its -wal): not a byte changes. Reading the copy,
   checking rows and writing runs is seed_import.py (`import_seed_db`, `ImportReport`,
-  `read_seed_db` are importable from here too).
+  `read_seed_db` keep their old path here through the compat map).
 """
 
 from __future__ import annotations
@@ -24,9 +23,6 @@ from __future__ import annotations
 import math
 from datetime import datetime, timezone
 from typing import Any
-
-import numpy as np
-import pandas as pd
 
 # The seed's metric names -> ours (docs/ARCHITECTURE.md vocabulary).
 SEED_TO_OURS = {
@@ -45,61 +41,36 @@ OURS_TO_SEED = {v: k for k, v in reversed(list(SEED_TO_OURS.items()))}  # first 
 STATUS_MAP = {"running": "interrupted"}  # a seed run still "running" at import time never finished
 
 
-def add_seed_columns(df: pd.DataFrame, run_id: int, epochs: pd.DataFrame) -> pd.DataFrame:
-    """Our get_metrics frame plus the seed's columns: metric_id (1.. in row order), run_id,
-    epoch (from the "epoch" points at the same step, else NaN), timestamp (UTC datetime)."""
-    df = df.copy()
-    df["metric_id"] = np.arange(1, len(df) + 1, dtype=np.int64)
-    df["run_id"] = np.full(len(df), int(run_id), dtype=np.int64)
-    if len(epochs) and len(df):
-        by_step = pd.Series(epochs["value"].to_numpy(), index=epochs["step"].to_numpy())
-        by_step = by_step[~by_step.index.duplicated(keep="last")]
-        df["epoch"] = by_step.reindex(df["step"].to_numpy()).to_numpy()
-    else:
-        df["epoch"] = np.full(len(df), np.nan)
-    df["timestamp"] = pd.to_datetime(df["wall_time"], unit="s", utc=True)
-    return df
+class EpochAxis:
+    """Where the seed's epoch-only points go on our step axis, one rule for `runs import`
+    (all of a run's points seen first) and the seed API's log_metric (the points so far):
+    the last step logged in that epoch; when steps were logged without epochs, the end of
+    the epoch's equal share of the steps; with no steps at all, the epoch number."""
 
+    def __init__(self) -> None:
+        self.last_of_epoch: dict[int, int] = {}  # epoch -> highest step logged with it
+        self.epochs: set[int] = set()
+        self.max_step: int | None = None
 
-def seed_compare_runs(db, run_ids: list[int]) -> pd.DataFrame:
-    """The seed's compare_runs: one row per known run id (unknown ids skipped)."""
-    from utils.training.tracking.experiment_db import RunNotFoundError
+    def saw(self, step: int | None, epoch: int | None) -> None:
+        if epoch is not None:
+            self.epochs.add(epoch)
+        if step is not None:
+            self.max_step = step if self.max_step is None else max(self.max_step, step)
+            if epoch is not None:
+                self.last_of_epoch[epoch] = max(self.last_of_epoch.get(epoch, step), step)
 
-    cols = ["run_id", "run_name", "created_at", "status", "final_train_loss", "final_val_loss", "best_val_loss",
-            "best_epoch", "total_epochs"]
-    rows = []
-    for run_id in run_ids:
-        try:
-            run = db.get_run(int(run_id))
-        except RunNotFoundError:
-            continue
-        m = db.get_metrics(run["run_id"])
-        train = _series(m, "train_loss")
-        val = _series(m, "val_loss")
-        best_epoch = None
-        if len(val):
-            at = val.loc[val["value"].idxmin()]
-            best_epoch = None if pd.isna(at["epoch"]) else int(at["epoch"])
-        ep = m["epoch"].dropna()
-        rows.append({"run_id": run["run_id"], "run_name": run["run_name"], "created_at": run["created_at"],
-                     "status": run["status"],
-                     "final_train_loss": float(train["value"].iloc[-1]) if len(train) else None,
-                     "final_val_loss": float(val["value"].iloc[-1]) if len(val) else None,
-                     "best_val_loss": float(val["value"].min()) if len(val) else None,
-                     "best_epoch": best_epoch, "total_epochs": int(ep.max()) + 1 if len(ep) else 0})
-    return pd.DataFrame(rows, columns=cols)
-
-
-def _series(m: pd.DataFrame, name: str) -> pd.DataFrame:
-    """One metric's rows (our name, or the seed's name if only that was logged), by step."""
-    part = m[m["metric_name"] == name]
-    if part.empty and name in OURS_TO_SEED:
-        part = m[m["metric_name"] == OURS_TO_SEED[name]]
-    return part.sort_values("step", kind="stable")
+    def step_for(self, epoch: int) -> int:
+        if epoch in self.last_of_epoch:
+            return self.last_of_epoch[epoch]
+        if self.max_step is not None and not self.last_of_epoch:
+            epochs = sorted(self.epochs | {epoch})
+            return round((epochs.index(epoch) + 1) * (self.max_step + 1) / len(epochs)) - 1
+        return epoch
 
 
 # ---------------------------------------------------------------------------------------
-# Import (the reading and the row checks are in seed_import.py)
+# Import
 # ---------------------------------------------------------------------------------------
 def timestamp(text: Any) -> float | None:
     """The seed's 'YYYY-MM-DD HH:MM:SS' (SQLite CURRENT_TIMESTAMP, UTC) or ISO text -> unix s."""
@@ -118,15 +89,10 @@ def timestamp(text: Any) -> float | None:
 
 def place_on_steps(points: list[dict]) -> tuple[list[tuple[str, int, float, float, int | None]], int]:
     """One run's seed metric rows -> [(name, step, value, wall_time, epoch)], and how many
-    epoch-only points were placed on the step axis (module docstring: the rule)."""
-    stepped = [p for p in points if p.get("step") is not None]
-    last_step_of_epoch: dict[int, int] = {}
-    for p in stepped:
-        if p.get("epoch") is not None:
-            e = int(p["epoch"])
-            last_step_of_epoch[e] = max(last_step_of_epoch.get(e, int(p["step"])), int(p["step"]))
-    epochs = sorted({int(p["epoch"]) for p in points if p.get("epoch") is not None})
-    max_step = max((int(p["step"]) for p in stepped), default=None)
+    epoch-only points were placed on the step axis (EpochAxis: the rule)."""
+    axis = EpochAxis()
+    for p in points:
+        axis.saw(None if p.get("step") is None else int(p["step"]), None if p.get("epoch") is None else int(p["epoch"]))
     out, placed, counters = [], 0, {}
     for p in points:
         name = SEED_TO_OURS.get(p["metric_name"], p["metric_name"])
@@ -136,13 +102,7 @@ def place_on_steps(points: list[dict]) -> tuple[list[tuple[str, int, float, floa
             step = int(p["step"])
         elif epoch is not None:
             placed += 1
-            if epoch in last_step_of_epoch:
-                step = last_step_of_epoch[epoch]
-            elif max_step is not None and not last_step_of_epoch:
-                # Steps without epochs: epochs taken as equal shares of the run's steps.
-                step = round((epochs.index(epoch) + 1) * (max_step + 1) / len(epochs)) - 1
-            else:
-                step = epoch
+            step = axis.step_for(epoch)
         else:
             step = counters.get(name, 0)  # neither: this metric's own sequence
         counters[name] = step + 1
@@ -225,12 +185,3 @@ def summary(rows: list[tuple[str, int, float, float, int | None]]) -> dict[str, 
     if train:
         out["final_train_loss"] = train[-1][1]
     return out
-
-
-def __getattr__(name: str) -> Any:
-    """The import moved to seed_import.py; its names keep working from here."""
-    if name in ("import_seed_db", "read_seed_db", "ImportReport"):
-        from utils.training.tracking import seed_import
-
-        return getattr(seed_import, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

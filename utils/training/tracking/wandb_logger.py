@@ -252,6 +252,48 @@ class WandbSink:
             print(f"W&B: finish failed ({_short(e)}); metrics are in the experiments database")
 
 
+class WandbRunSink:
+    """MetricsSink logging to the W&B run the caller's own code started (`wandb.init`):
+    nothing is logged while there is none. W&B's step only increases, so a point at an
+    earlier step than one already sent is logged at the latest step sent."""
+
+    def __init__(self) -> None:
+        self.step = -1  # the largest step sent
+        self.installed = True  # False after one attempt found no wandb: said once, then quiet
+
+    def start(self, run_info: dict) -> None:
+        """Nothing to start: the caller's code owns the run."""
+
+    def write(self, step: int, metrics: dict[str, float], kind: str = "train") -> None:
+        if not self.installed:
+            return
+        try:
+            import wandb
+        except ImportError:
+            self.installed = False
+            print("W&B: wandb is not installed (pip install wandb); W&B logging is off", flush=True)
+            return
+        if wandb.run is None:
+            return
+        self.step = max(self.step, int(step))
+        wandb.log({k: v for k, v in metrics.items() if k != "step" and v is not None}, step=self.step)
+
+    def add_samples(self, step: int, samples: list[dict]) -> None:
+        """Samples go to the database and the run log; this sink logs numbers only."""
+
+    def add_checkpoint(self, step: int, path: str) -> None:
+        """The caller's run: its checkpoints are the caller's to record."""
+
+    def flush(self) -> None:
+        """Nothing to do: wandb sends in the background."""
+
+    def sync(self) -> None:
+        """Nothing to make durable (W&B is a view of the run)."""
+
+    def close(self, status: str, summary: dict) -> None:
+        """The caller finishes its own run (wandb.finish)."""
+
+
 def _abandoned_error() -> tuple[type[BaseException], ...]:
     """wandb's error for a request whose service went away (the process is exiting while
     a start is still under way): a failed start like the others, not a traceback."""

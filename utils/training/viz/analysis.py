@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from utils.training.text import CHINCHILLA_TOKENS_PER_PARAM, human, with_caveat
 from utils.training.tracking.run_record import RunRecord
 from utils.training.viz.panels import (  # noqa: F401 - memory_panel, perplexity_ticks: re-exported
     bars_panel,
@@ -24,15 +25,7 @@ from utils.training.viz.panels import (  # noqa: F401 - memory_panel, perplexity
     tokens_panel,
 )
 from utils.training.viz.series import run_seconds
-from utils.training.viz.style import (
-    CHINCHILLA_TOKENS_PER_PARAM,
-    human,
-    new_figure,
-    place_legends,
-    save_figure,
-    series_colors,
-    with_caveat,
-)
+from utils.training.viz.style import new_figure, place_legends, save_figure, series_colors
 
 PLOT_RUN_TITLES = ("Loss", "Learning rate", "Tokens vs Chinchilla-optimal", "MFU", "Throughput", "Memory")
 

@@ -8,10 +8,10 @@ import math
 
 import pandas as pd
 
+from utils.training.text import duration, human, with_caveat
 from utils.training.tracking.readers import load_run
 from utils.training.tracking.run_record import RunRecord
 from utils.training.viz.panels import (
-    WIDE_RANGE,  # noqa: F401 - re-exported: the loss axis rule lives in panels.py now
     accuracy_panel,
     grad_norm_panel,
     loss_panel,
@@ -20,31 +20,34 @@ from utils.training.viz.panels import (
     perplexity_panel,
     throughput_panel,
 )
-from utils.training.viz.seed_dashboard import plot_frame, record_from_frame
 from utils.training.viz.series import run_seconds
-from utils.training.viz.style import (
-    EXPORT_DPI,
-    duration,
-    human,
-    new_figure,
-    place_legends,
-    save_figure,
-    with_caveat,
-)
+from utils.training.viz.style import EXPORT_DPI, new_figure, place_legends, save_figure
 
 PANEL_TITLES = ("Loss", "Perplexity", "Learning rate", "Gradient norm (pre-clip)", "Throughput and step time", "Memory")
 
 
+def record_from_frame(df: pd.DataFrame, eval_df: pd.DataFrame | None = None, config: dict | None = None,
+                      name: str = "run") -> RunRecord:
+    """Wide frame with a `step` column; val_* columns (or `eval_df`) become the eval points."""
+    df = df.sort_values("step").reset_index(drop=True)
+    if eval_df is None:
+        val_cols = [c for c in df.columns if c.startswith("val_")]
+        eval_df = df[["step", *val_cols]].dropna(subset=val_cols, how="all") if val_cols else pd.DataFrame()
+        df = df.drop(columns=val_cols)
+    cfg = dict(config or {})
+    return RunRecord(name=name, source="dataframe", config=cfg, train=df, eval=eval_df.reset_index(drop=True),
+                     warmup_steps=cfg.get("warmup_steps") or cfg.get("warmup_iters"),
+                     # this is the frame's reader: our name, or llm-foundry's grad_clip
+                     max_grad_norm=cfg["max_grad_norm"] if cfg.get("max_grad_norm") is not None else cfg.get("grad_clip"))
+
+
 class TrainingDashboard:
-    """from_run / from_db / from_dataframe, then figure() or save(). The seed notebook's form
-    works too: `TrainingDashboard(figsize=(18, 12)).plot(tracker.get_summary())` then save()."""
+    """from_run / from_db / from_dataframe, then figure() or save(). `figsize` in inches;
+    None: the layout's."""
 
     def __init__(self, record: RunRecord | None = None, figsize: tuple[float, float] | None = None):
-        if isinstance(record, tuple):  # the seed's TrainingDashboard((18, 12))
-            record, figsize = None, record
         self.record = record
         self.figsize = figsize
-        self._fig = None  # the figure plot() drew; save() writes it
 
     @classmethod
     def from_run(cls, record) -> TrainingDashboard:
@@ -82,10 +85,10 @@ class TrainingDashboard:
 
     def figure(self):
         if self.record is None:
-            raise ValueError("this TrainingDashboard has no run yet: call plot(metrics_df), or build it with "
-                             "from_run(path), from_db(db, run) or from_dataframe(df)")
+            raise ValueError("this TrainingDashboard has no run yet: build it with from_run(path), "
+                             "from_db(db, run) or from_dataframe(df)")
         rec = self.record
-        fig = new_figure((13, 8))
+        fig = new_figure(self.figsize or (13, 8))
         axes = fig.subplots(2, 3).ravel()
         fig.suptitle(self.header(), fontsize=11)
         loss_panel(axes[0], rec, title=PANEL_TITLES[0])
@@ -102,11 +105,5 @@ class TrainingDashboard:
         return fig
 
     def save(self, path, dpi: int = EXPORT_DPI):
-        """PNG, PDF or SVG by suffix; 300 dpi by default (export). After plot(), that figure."""
-        return save_figure(self._fig if self._fig is not None else self.figure(), path, dpi=dpi)
-
-    def plot(self, metrics_df: pd.DataFrame, config: dict | None = None, title: str | None = None):
-        """The seed's call: the dashboard of a metrics frame (seed_dashboard.py: the seed's
-        per-epoch get_summary() frame, or our wide frame with a `step` column); returns the figure."""
-        self._fig = plot_frame(self, metrics_df, config, title)
-        return self._fig
+        """PNG, PDF or SVG by suffix; 300 dpi by default (export)."""
+        return save_figure(self.figure(), path, dpi=dpi)

@@ -13,27 +13,19 @@ from __future__ import annotations
 import math
 import sys
 import time
-from types import SimpleNamespace
 
 import pandas as pd
 
 from utils.training.engine.callbacks import TrainerCallback
 from utils.training.tracking.run_record import RunRecord
-from utils.training.viz.panels import (
-    accuracy_panel,
-    epoch_axes,
-    loss_panel,
-    lr_panel,
-    perplexity_panel,
-    throughput_panel,
-)
+from utils.training.viz.panels import loss_panel, lr_panel, perplexity_panel, throughput_panel
 from utils.training.viz.series import perplexity
 from utils.training.viz.style import figure_png, new_figure, place_legends
 
 FULL_TITLES = ("Loss", "Perplexity", "Learning rate", "Throughput")
 COMPACT_TITLES = ("Loss", "Throughput")
 PANELS = {"Loss": loss_panel, "Perplexity": perplexity_panel, "Learning rate": lr_panel,
-          "Throughput": throughput_panel, "Accuracy": accuracy_panel}  # panel title -> its drawing (panels.py)
+          "Throughput": throughput_panel}  # panel title -> its drawing (panels.py)
 TRAIN_KEYS = ("train_loss", "train_perplexity", "lr", "tokens_per_sec", "train_accuracy")  # kept from each log
 EVAL_KEYS = ("val_loss", "val_perplexity", "val_accuracy")
 LIVE_DPI = 80  # low dpi keeps a redraw cheap; the final figure is saved at the style's dpi
@@ -82,26 +74,21 @@ def _empty(ax) -> None:
 
 
 class LivePlotter(TrainerCallback):
-    """A Trainer callback, or driven by hand from any loop with the seed notebook's calls:
-    `LivePlotter(metrics=['loss', 'perplexity', 'accuracy'])`, `update(epoch, train_metrics,
-    val_metrics)` (keys `m` or `train/m`, `val/m`), `save(path, dpi)`. With 'accuracy' in
-    `metrics` the fourth panel shows accuracy instead of throughput. `style` is accepted
-    and ignored: every figure uses style.py."""
+    """A Trainer callback: the run's loss, perplexity, lr and throughput (compact: loss and
+    throughput), redrawn in place under a time budget. `figsize` in inches; None: the layout's."""
+
+    panels = PANELS
 
     def __init__(self, min_interval_s: float = 2.0, compact: bool = False, save_path=None, mode: str = "auto",
-                 max_overhead: float = 0.01, stream=None, caveat: str = "", *, metrics=None, figsize=None,
-                 style=None):
-        if isinstance(min_interval_s, (list, tuple)):  # the seed's LivePlotter(['loss', ...])
-            metrics, min_interval_s = min_interval_s, 2.0
+                 max_overhead: float = 0.01, stream=None, caveat: str = "", *, figsize=None):
         if mode not in ("auto", "figure", "text"):
             raise ValueError(f"mode must be auto, figure or text, not {mode!r}")
         self.min_interval_s = float(min_interval_s)  # s between two redraws at least
         self.max_overhead = float(max_overhead)  # fraction of wall time drawing may take
         self.compact, self.save_path, self.mode, self.stream = compact, save_path, mode, stream
         self.caveat = caveat  # "smoke preset: not a result" (style.caveat): the figure's title says it
-        self.metrics = list(metrics) if metrics is not None else ["loss", "perplexity", "accuracy"]
-        self.figsize, self.style = figsize, style
-        self.x_label = "step"  # "epoch" once update() drives it
+        self.figsize = figsize
+        self.x_label = "step"  # what the x axis counts
         self.config: dict = {}  # the run's config (on_train_begin), for the panels
         self.train = {k: [] for k in ("step", *TRAIN_KEYS)}
         self.val = {k: [] for k in ("step", *EVAL_KEYS)}
@@ -168,51 +155,8 @@ class LivePlotter(TrainerCallback):
             except ImportError:
                 print(f"LivePlotter: matplotlib not installed, {self.save_path} not written", file=self.stream or sys.stdout)
 
-    # -- the seed's calls: any loop, one point per epoch ------------------------------
-    def update(self, epoch: int, train_metrics: dict | None = None, val_metrics: dict | None = None) -> None:
-        """Add one epoch (x axis: epoch) and redraw under the same throttle as the callback."""
-        def get(d, prefix, name):
-            d = d or {}
-            v = d.get(name, d.get(f"{prefix}/{name}", d.get(f"{prefix}_{name}")))
-            return math.nan if v is None else float(v)
-
-        if self.x_label != "epoch":
-            self.x_label = "epoch"
-            self._resolve_mode()
-            if not self.train["step"]:
-                self._t_begin = self._last_draw = time.monotonic() - self.min_interval_s  # draw the first epoch
-        self.train["step"].append(int(epoch))
-        self.train["train_loss"].append(get(train_metrics, "train", "loss"))
-        self.train["lr"].append(get(train_metrics, "train", "learning_rate"))
-        self.train["tokens_per_sec"].append(get(train_metrics, "train", "tokens_per_sec"))
-        self.train["train_accuracy"].append(get(train_metrics, "train", "accuracy"))
-        self.train["train_perplexity"].append(get(train_metrics, "train", "perplexity"))
-        val_loss = get(val_metrics, "val", "loss")
-        if not math.isnan(val_loss):
-            self.on_evaluate(SimpleNamespace(step=int(epoch)), None, metrics={
-                "step": int(epoch), "val_loss": val_loss, "val_accuracy": get(val_metrics, "val", "accuracy"),
-                "val_perplexity": get(val_metrics, "val", "perplexity")})
-        else:
-            self._maybe_draw()
-
-    def save(self, filepath="training_curves.png", dpi: int = 150):
-        """The current figure as PNG, PDF or SVG (by suffix); returns the path."""
-        from utils.training.viz.style import save_figure
-
-        if self.fig is None or self.mode == "text":
-            mode, self.mode = self.mode, "file"  # build and fill the figure without displaying it
-            try:
-                self._draw_figure(final=True)
-            finally:
-                self.mode = mode
-        return save_figure(self.fig, filepath, dpi=dpi)
-
     def _panels(self) -> tuple[str, ...]:
-        if self.compact:
-            return ("Loss",) if self.x_label == "epoch" else COMPACT_TITLES
-        if "accuracy" in self.metrics and not any(not math.isnan(x) for x in self.train["tokens_per_sec"]):
-            return (*FULL_TITLES[:3], "Accuracy")
-        return FULL_TITLES
+        return COMPACT_TITLES if self.compact else FULL_TITLES
 
     # -- drawing ----------------------------------------------------------------
     def _maybe_draw(self) -> None:
@@ -259,18 +203,7 @@ class LivePlotter(TrainerCallback):
     def _draw_figure(self, final: bool) -> None:
         if self.fig is None:
             self._build()
-        rec = self.record()
-        # Each frame redraws the shared panels from the record into the same axes (they keep
-        # their place: the layout is solved once), emptied of the last frame's data but not
-        # cleared: ax.clear() also drops the tick artists, and re-creating them cost ~20% of
-        # a frame.
-        for title, ax in self.axes.items():
-            _empty(ax)
-            PANELS[title](ax, rec)
-        if self.x_label == "epoch":
-            epoch_axes(self.axes.values())
-        if self.best[1] is not None:
-            self.axes["Loss"].set_title(f"Loss (best val {self.best[0]:.3f} at {self.x_label} {self.best[1]})")
+        self._draw_panels(self.record())
         if final:
             if self._frozen:  # the layout was frozen for the live frames; the kept figure is laid out anew
                 self.fig.set_layout_engine("constrained")
@@ -286,6 +219,17 @@ class LivePlotter(TrainerCallback):
                 self.handle = _display(image)
             else:
                 self.handle.update(image)
+
+    def _draw_panels(self, rec: RunRecord) -> None:
+        """Each frame redraws the shared panels from the record into the same axes (they keep
+        their place: the layout is solved once), emptied of the last frame's data but not
+        cleared: ax.clear() also drops the tick artists, and re-creating them cost ~20% of
+        a frame."""
+        for title, ax in self.axes.items():
+            _empty(ax)
+            self.panels[title](ax, rec)
+        if self.best[1] is not None:
+            self.axes["Loss"].set_title(f"Loss (best val {self.best[0]:.3f} at {self.x_label} {self.best[1]})")
 
     def _row(self) -> str:
         t = self.train
@@ -307,14 +251,3 @@ class LivePlotter(TrainerCallback):
             print(self._row(), file=out)
         if final and self.best[1] is not None:
             print(f"best val loss {self.best[0]:.4f} at step {self.best[1]}", file=out)
-
-
-
-class CompactLivePlotter(LivePlotter):
-    """The seed's one-panel loss plot: `CompactLivePlotter(figsize).update(epoch, train_loss, val_loss)`."""
-
-    def __init__(self, figsize=(10, 4), **kwargs):
-        super().__init__(compact=True, figsize=figsize, metrics=["loss"], **kwargs)
-
-    def update(self, epoch: int, train_loss: float | None = None, val_loss: float | None = None) -> None:
-        super().update(epoch, {"loss": train_loss}, {"loss": val_loss})

@@ -16,6 +16,7 @@ import math
 import numpy as np
 import pandas as pd
 
+from utils.training.text import CHINCHILLA_TOKENS_PER_PARAM, chinchilla_share, human, time_unit
 from utils.training.tracking.run_record import RunRecord
 from utils.training.viz.series import (
     PERPLEXITY_MAX_LOSS,
@@ -25,14 +26,7 @@ from utils.training.viz.series import (
     perplexity_points,
     points,
 )
-from utils.training.viz.style import (
-    CHINCHILLA_TOKENS_PER_PARAM,
-    PALETTE,
-    chinchilla_share,
-    human,
-    no_data,
-    time_unit,
-)
+from utils.training.viz.style import PALETTE, no_data
 
 WIDE_RANGE = 20.0  # max/min loss ratio above which the loss axis goes log
 # The one lr axis rule: log when the lr falls by LR_LOG_RATIO or more after its peak (peak /
@@ -77,7 +71,7 @@ def legend(ax, handles=None, **kwargs) -> None:
 
 
 def epoch_axes(axes) -> None:
-    """Relabel the step axes of a figure driven once per epoch (the seed's loops)."""
+    """Relabel the step axes of a figure whose points are epochs (a loop that logs once per epoch)."""
     for ax in axes:
         if ax.get_xlabel() == "step":
             ax.set_xlabel("epoch")

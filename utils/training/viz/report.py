@@ -15,6 +15,7 @@ import pandas as pd
 
 from utils.training.engine.callbacks import TrainerCallback
 from utils.training.io import atomic_copy, atomic_write_json
+from utils.training.text import with_caveat
 from utils.training.tracking.run_record import RunRecord
 from utils.training.viz.panels import accuracy_panel, grad_norm_panel, loss_panel, lr_panel, throughput_panel
 from utils.training.viz.series import (  # noqa: F401 - MA_WINDOW, ma_window, moving_average: re-exported
@@ -23,15 +24,7 @@ from utils.training.viz.series import (  # noqa: F401 - MA_WINDOW, ma_window, mo
     moving_average,
     points,
 )
-from utils.training.viz.style import (
-    PALETTE,
-    new_figure,
-    no_data,
-    place_legends,
-    preload,
-    save_figure,
-    with_caveat,
-)
+from utils.training.viz.style import PALETTE, new_figure, no_data, place_legends, preload, save_figure
 
 REPORT_TITLES = ("Loss", "Token accuracy", "Throughput", "Learning rate", "Loss vs accuracy", "Recent window",
                  "Latest text samples")

@@ -7,7 +7,6 @@ and long runs do not leak figures.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 # Colour-blind safe (seaborn "colorblind"), fixed so a metric keeps its colour in
@@ -121,14 +120,6 @@ def show_figure(fig, dpi: int | None = None) -> None:
     display(Image(data=figure_png(fig, dpi)))
 
 
-def human(n: float) -> str:
-    """1.29e9 -> '1.29B', 163840 -> '164K'."""
-    for div, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K")):
-        if abs(n) >= div:
-            return f"{n / div:.3g}{suffix}"
-    return f"{n:.3g}"
-
-
 def no_data(ax, text: str) -> None:
     """Mark a panel whose metric the run did not measure (the panel stays, so layouts match)."""
     ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="#777777", wrap=True)
@@ -136,57 +127,11 @@ def no_data(ax, text: str) -> None:
     ax.set_yticks([])
 
 
-def duration(seconds: float) -> str:
-    """A run's wall time, written one way everywhere: '14.2 s', '3.4 min', '2.1 h'."""
-    div, unit = time_unit(seconds)
-    return f"{seconds / div:.1f} {unit}"
-
-
-def time_unit(seconds: float) -> tuple[float, str]:
-    """(divisor, unit) to show a duration axis in s, min or h."""
-    if seconds >= 2 * 3600:
-        return 3600.0, "h"
-    if seconds >= 120:
-        return 60.0, "min"
-    return 1.0, "s"
-
-
 def series_colors(n: int) -> list[str]:
     """n distinct colours, one per run or tokenizer (not per family)."""
     if n > len(SERIES_COLORS):
         raise ValueError(f"{n} series: at most {len(SERIES_COLORS)} distinct colours; split the figure")
     return list(SERIES_COLORS[:n])
-
-
-# -- what a figure is about ------------------------------------------------------------
-
-def caveat(preset: str = "", synthetic: bool = False) -> str:
-    """The label a figure, a summary line or the CLI's last line carries when its run is not
-    a result: the smoke or cpu preset (sized for seconds/minutes on a CPU) or synthetic
-    tokens. "" for a real run."""
-    parts = []
-    if preset in ("smoke", "cpu"):
-        parts.append(f"{preset} preset")
-    if synthetic:
-        parts.append("synthetic tokens")
-    return ", ".join(parts) + ": not a result" if parts else ""
-
-
-CHINCHILLA_TOKENS_PER_PARAM = 20  # Hoffmann et al. 2022, compute-optimal tokens per parameter
-
-
-def chinchilla_share(tokens: float, params: float) -> str:
-    """Tokens as a share of the compute-optimal 20 per parameter, written one way
-    everywhere (card, CLI line, figures): '0.62%', '3.1%', '45%'."""
-    if not params or params != params:
-        return "n/a"
-    pct = 100.0 * tokens / (CHINCHILLA_TOKENS_PER_PARAM * params)
-    return f"{pct:.0f}%" if pct >= 10 else f"{pct:.2g}%"
-
-
-def with_caveat(title: str, note: str) -> str:
-    """`title` with the caveat on a line of its own (empty note: the title as it is)."""
-    return f"{title}\n{note}" if note else title
 
 
 # -- readability: what a figure looks like where it is shown ---------------------------
@@ -310,55 +255,3 @@ def place_legends(fig, passes: int = 3) -> None:
                 leg.set_bbox_to_anchor((1.02, 1.0), transform=ax.transAxes)
         if not moved:
             return
-
-
-# -- tables in notebooks ---------------------------------------------------------------
-
-def tidy_table(df, digits: int = 3):
-    """A copy of `df` for showing: floats at `digits` decimals (large ones with thousands
-    separators), durations in seconds, NaN as n/a; every column as text."""
-    import pandas as pd
-
-    out = pd.DataFrame(index=df.index)
-    for col in df.columns:
-        s = df[col]
-        if pd.api.types.is_timedelta64_dtype(s):
-            out[col] = s.map(lambda v: "n/a" if pd.isna(v) else f"{v.total_seconds():.1f} s")
-        elif pd.api.types.is_float_dtype(s):
-            whole = bool(s.dropna().map(float.is_integer).all()) and s.notna().any()  # counts stored as float
-            out[col] = s.map(lambda v, whole=whole: "n/a" if pd.isna(v) else
-                             (f"{v:,.0f}" if whole or abs(v) >= 1e4 else f"{v:.{digits}f}"))
-        elif pd.api.types.is_integer_dtype(s) and not pd.api.types.is_bool_dtype(s):
-            out[col] = s.map(lambda v: f"{v:,}")
-        elif pd.api.types.is_datetime64_any_dtype(s):
-            out[col] = s.map(lambda v: "n/a" if pd.isna(v) else v.strftime("%Y-%m-%d %H:%M:%S"))
-        else:
-            out[col] = s.map(lambda v: "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v))
-    return out
-
-
-def show_table(df, digits: int = 3, max_chars: int = 100) -> None:
-    """Show a table in a notebook as HTML (fixed precision); elsewhere as text when it
-    fits `max_chars` columns, else as one record per block."""
-    shown = tidy_table(df, digits)
-    try:
-        from IPython import get_ipython
-        from IPython.display import HTML, display
-    except ImportError:
-        get_ipython = None
-    if get_ipython is not None and get_ipython() is not None and hasattr(get_ipython(), "kernel"):
-        display(HTML(shown.to_html(index=False)))
-        return
-    print(table_text(shown, max_chars))
-
-
-def table_text(shown, max_chars: int = 100) -> str:
-    """Plain text of a tidied table, at most `max_chars` wide: as a grid when it fits,
-    else one block per row ("column: value" lines)."""
-    text = shown.to_string(index=False)
-    if max(len(line) for line in text.splitlines()) <= max_chars:
-        return text
-    width = max(len(str(c)) for c in shown.columns)
-    blocks = ["\n".join(f"{str(c):<{width}}  {v}"[:max_chars] for c, v in row.items())
-              for _, row in shown.iterrows()]
-    return "\n\n".join(blocks)

@@ -82,7 +82,7 @@ def warmup_steps(config: dict, info: dict) -> int | None:
 
 def caveat(config: dict, info: dict) -> str:
     """The figure caveat of a smoke or synthetic-data run ("" for a real run)."""
-    from utils.training.viz.style import caveat as style_caveat
+    from utils.training.text import caveat as text_caveat
 
     synthetic = bool((info.get("data") or {}).get("synthetic")) or config.get("data_source") == "synthetic"
-    return style_caveat(str(config.get("preset") or ""), synthetic)
+    return text_caveat(str(config.get("preset") or ""), synthetic)

@@ -1,7 +1,5 @@
-"""MetricsTracker's calls for a training loop of your own (the seed notebook's API).
-
-A mixin of metrics.MetricsTracker: the same object that is a callback of our Trainer can
-be called by hand from any loop:
+"""The seed notebook's MetricsTracker: the core tracker (tracking/metrics.py) plus the calls
+a training loop of your own makes.
 
     tracker = MetricsTracker([ExperimentDBSink(db, "my-run", config)], use_wandb=False)
     tracker.log_scalar("train/batch_loss", loss.item())          # step auto-increments
@@ -12,42 +10,76 @@ be called by hand from any loop:
 
 Everything goes on ONE step axis: log_scalar's steps (explicit or counted), and each
 epoch at the step reached when it is logged (the epoch number, if no scalar was logged).
-W&B gets the same steps, never a smaller one than it already has (the seed logged batches
-and epochs on two counters, which W&B drops). Sinks receive our metric names
-(seed_db.SEED_TO_OURS: train/loss -> train_loss, ...), so runs plot and the dashboard read
-them; get_summary() keeps the seed's column names.
+`use_wandb=True` adds the W&B sink for the run the caller's code started (wandb.init),
+which never sends a smaller step than it already sent. The other sinks receive our metric
+names (seed_db.SEED_TO_OURS: train/loss -> train_loss, ...), so runs plot and the
+dashboard read them; W&B and get_summary() keep the seed's names.
+
+Every module this needs is imported here, at the top: log_epoch and the constructor run
+no import statement but wandb's.
 """
 
 from __future__ import annotations
 
 import math
+import shutil
+import subprocess
 import threading
 import time
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 import pandas as pd
+import torch
 
+from utils.training.contracts import MetricsSink
+from utils.training.tracking.metrics import MetricsTracker as CoreMetricsTracker
 from utils.training.tracking.seed_db import SEED_TO_OURS
+from utils.training.tracking.sinks import ReportingOptions, sinks_for
+from utils.training.tracking.wandb_logger import WandbRunSink
 
 SUMMARY_COLUMNS = ("epoch", "train/loss", "train/perplexity", "train/accuracy", "val/loss", "val/perplexity",
                    "val/accuracy", "learning_rate", "gradient_norm", "epoch_duration")
 PERPLEXITY_MAX_LOSS = 100.0  # exp(100) ~ 2.7e43: beyond that a perplexity means nothing
+NVIDIA_SMI = ["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits"]
+NVIDIA_SMI_TIMEOUT_S = 5.0
 
 
-class LoopTracking:
-    """log_scalar / log_epoch / get_summary / ... (module docstring)."""
+def _number(value: Any) -> float:
+    """A one-element tensor or numpy scalar as a float; anything else is refused."""
+    try:
+        number = value.item()
+    except (AttributeError, RuntimeError, ValueError):
+        number = None
+    if isinstance(number, bool) or not isinstance(number, (int, float)):
+        raise ValueError(f"value must be numeric (a number or a one-element tensor), got "
+                         f"{type(value).__name__} {value!r:.40}")
+    return float(number)
 
-    def _init_loop_tracking(self, use_wandb: bool, gradient_accumulation_steps: int) -> None:
-        if int(gradient_accumulation_steps) < 1:
+
+class MetricsTracker(CoreMetricsTracker):
+    """MetricsTracker(use_wandb=True, gradient_accumulation_steps=1) as the seed calls it,
+    or MetricsTracker([sink, ...], use_wandb=...) to record the run in our stores too."""
+
+    def __init__(self, sinks_or_use_wandb: Sequence[MetricsSink] | bool = (), gradient_accumulation_steps: int = 1,
+                 *, use_wandb: bool | None = None, **core: Any):
+        if isinstance(sinks_or_use_wandb, bool):  # the seed's first argument is use_wandb
+            sinks, wandb_on = (), sinks_or_use_wandb
+        else:
+            sinks, wandb_on = list(sinks_or_use_wandb), True
+        if use_wandb is not None:
+            wandb_on = bool(use_wandb)
+        if isinstance(gradient_accumulation_steps, bool) or int(gradient_accumulation_steps) < 1:
             raise ValueError(f"gradient_accumulation_steps must be >= 1, got {gradient_accumulation_steps!r}")
-        self.use_wandb = bool(use_wandb)
+        sinks = list(sinks) + sinks_for(ReportingOptions(wandb_attach=wandb_on), run_name="")
+        super().__init__(sinks, **core)
+        self.use_wandb = wandb_on
         self.gradient_accumulation_steps = int(gradient_accumulation_steps)
         self.metrics_history: list[dict[str, Any]] = []  # one dict per log_epoch
         self._step_rows: list[dict[str, Any]] = []
         self._global_step = 0  # the next auto step of log_scalar
         self._last_step: int | None = None  # the largest step logged so far (one axis for all)
-        self._wandb_step = -1
         self._started = False
         self._lock = threading.Lock()  # log_scalar may be called from DataLoader worker threads
 
@@ -70,13 +102,12 @@ class LoopTracking:
 
     # -- logging -------------------------------------------------------------------------
     def log_scalar(self, metric_name: str, value: float, step: int | None = None, commit: bool = True) -> None:
+        """One point of `metric_name` at `step` (default: the next step). `commit` is taken
+        for the seed's signature; every point is sent at its step."""
         if not isinstance(metric_name, str) or not metric_name:
             raise ValueError(f"metric_name must be a non-empty string, got {metric_name!r}")
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            if hasattr(value, "item"):
-                value = value.item()  # a 0-d tensor or numpy scalar
-            else:
-                raise ValueError(f"value must be a number, got {type(value).__name__}")
+            value = _number(value)
         with self._lock:
             if step is None:
                 step = self._global_step
@@ -86,7 +117,7 @@ class LoopTracking:
                                     "value": float(value), "timestamp": datetime.now().isoformat()})
             self._last_step = effective if self._last_step is None else max(self._last_step, effective)
         if int(step) % self.gradient_accumulation_steps == 0:  # one point per optimizer step
-            self._emit(effective, {metric_name: float(value)}, commit=commit)
+            self._emit(effective, {metric_name: float(value)})
 
     def log_epoch(self, epoch: int, train_metrics: dict, val_metrics: dict, learning_rate: float = math.nan,
                   gradient_norm: float = math.nan, epoch_duration: float = math.nan) -> dict[str, Any]:
@@ -101,7 +132,9 @@ class LoopTracking:
             row[f"{prefix}/accuracy"] = float(d["accuracy"]) if d.get("accuracy") is not None else math.nan
         row.update({"learning_rate": float(learning_rate), "gradient_norm": float(gradient_norm),
                     "epoch_duration": float(epoch_duration)})
-        row.update(self._gpu_metrics())
+        if torch.cuda.is_available():
+            row["system/gpu_memory_mb"] = torch.cuda.max_memory_allocated() / 2**20  # MiB
+            row["system/gpu_utilization"] = self._get_gpu_utilization()  # percent
         self.metrics_history.append(row)
         step = self._last_step if self._last_step is not None else int(epoch)
         self._emit(step, {k: v for k, v in row.items() if not (isinstance(v, float) and math.isnan(v))})
@@ -110,50 +143,34 @@ class LoopTracking:
               f"val_ppl={row['val/perplexity']:.2f}" + ("" if math.isnan(acc) else f" val_acc={acc:.4f}"))
         return row
 
-    def _gpu_metrics(self) -> dict[str, float]:
-        import torch
-
-        if not torch.cuda.is_available():
-            return {}
-        out = {"system/gpu_memory_mb": torch.cuda.max_memory_allocated() / 2**20}  # MiB (the seed's name)
-        from utils.training.tracking.metrics import nvml_handle
-
-        handle = nvml_handle(torch.cuda.current_device())
-        if handle is not None:
-            import pynvml
-
-            try:
-                out["system/gpu_utilization"] = float(pynvml.nvmlDeviceGetUtilizationRates(handle).gpu)
-            except pynvml.NVMLError:
-                pass  # the driver refused: the column is left out, as on a machine without NVML
-        return out
-
-    def _emit(self, step: int, metrics: dict[str, float], commit: bool = True) -> None:
-        """To the sinks (our names) and W&B (the seed's names, a step that never goes back)."""
-        if self.sinks:
-            self._start_sinks()
-            ours = {SEED_TO_OURS.get(k, k): v for k, v in metrics.items()}
-            val = {k: v for k, v in ours.items() if k.startswith("val_")}
-            train = {k: v for k, v in ours.items() if k not in val}
-            for sink in self.sinks:  # a run log keeps train and eval records apart
-                if train:
-                    sink.write(step, train, "train")
-                if val:
-                    sink.write(step, val, "eval")
-        if self.use_wandb:
-            self._to_wandb(step, metrics, commit)
-
-    def _to_wandb(self, step: int, metrics: dict[str, float], commit: bool) -> None:
+    def _get_gpu_utilization(self) -> float:
+        """The first GPU's utilization in percent, as nvidia-smi reports it; 0.0 when it
+        cannot be had (no nvidia-smi, an error, a timeout, output that is not a number)."""
+        # Found on PATH here: subprocess's own PATH search runs an import statement per call.
+        executable = shutil.which(NVIDIA_SMI[0])
+        if executable is None:
+            return 0.0
         try:
-            import wandb
-        except ImportError:
-            print("MetricsTracker: wandb is not installed (pip install wandb); W&B logging is off")
-            self.use_wandb = False
-            return
-        if wandb.run is None:
-            return  # no wandb.init(): nothing to log to (the seed's call raised and printed here)
-        self._wandb_step = max(self._wandb_step, int(step))
-        wandb.log(dict(metrics), step=self._wandb_step, commit=commit)
+            out = subprocess.run([executable, *NVIDIA_SMI[1:]], capture_output=True, text=True, check=True,
+                                 timeout=NVIDIA_SMI_TIMEOUT_S).stdout
+            return float(out.strip().splitlines()[0])
+        except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+            return 0.0
+
+    def _emit(self, step: int, metrics: dict[str, float]) -> None:
+        """W&B gets the seed's names in one point; the other sinks ours, train and eval apart."""
+        self._start_sinks()
+        ours = {SEED_TO_OURS.get(k, k): v for k, v in metrics.items()}
+        val = {k: v for k, v in ours.items() if k.startswith("val_")}
+        train = {k: v for k, v in ours.items() if k not in val}
+        for sink in self.sinks:
+            if isinstance(sink, WandbRunSink):
+                sink.write(step, dict(metrics))
+                continue
+            if train:
+                sink.write(step, train, "train")
+            if val:
+                sink.write(step, val, "eval")
 
     def _start_sinks(self) -> None:
         if self._started:
@@ -167,8 +184,7 @@ class LoopTracking:
         if not self._started:
             return
         val = [r["val/loss"] for r in self.metrics_history]
-        best = min(val) if val else None
-        summary = {"best_val_loss": best, "final_step": self._last_step,
+        summary = {"best_val_loss": min(val) if val else None, "final_step": self._last_step,
                    "final_train_loss": self.metrics_history[-1]["train/loss"] if self.metrics_history else None}
         for sink in self.sinks:
             sink.close(status, dict(summary))

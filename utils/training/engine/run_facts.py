@@ -1,14 +1,13 @@
 """RunFacts: the facts of one run, computed once and passed on.
 
 Parameters, FLOPs per token, the resolved precision, the device and its GPU name, the
-world size and the config hash used to be computed by the session (for the summary card
-and the memory check) and again by the trainer (for run_info), each its own way. Now
-`measure_run_facts` computes them once: the session does it in prepare() and hands the
-object to the Trainer (`run_facts=`), the summary card and the memory check; a Trainer
-built without a session (tests, bench/, examples) measures its own. The sinks receive
-them in run_info under the keys they always had (`run_info()`, `hardware()`, `model()`).
+world size and the config hash: `measure_run_facts` computes them once. The session does
+it in prepare() and hands the object to the Trainer (`run_facts=`), the summary card and
+the memory check; a Trainer built without a session (tests, bench/, examples) measures
+its own. The sinks receive them in run_info (`run_info()`, `hardware()`, `model()`).
 
-Import-light: torch and the engine are imported inside `measure_run_facts` only.
+Import-light: torch and the other engine modules are imported inside `measure_run_facts`
+only (`from utils.training import RunFacts` imports no torch).
 """
 
 from __future__ import annotations

@@ -1,10 +1,20 @@
-"""The seed notebook's TrainingConfig API over ours (utils.training.config).
+"""The seed notebook's TrainingConfig (utils.training.training_config) over ours.
 
-`TrainingConfig` here IS our TrainingConfig (a subclass: the Trainer, the database and the
-CLI take it as is, validated on construction like ours) that also accepts the seed's
-field names. Each seed name is either mapped to our field (SEED_FIELD_MAP, plus the names
-both share) or kept as metadata (SEED_METADATA: carried in to_dict(), saved and loaded,
-never read by training); `seed_fields` says which became what.
+`TrainingConfig` here IS our TrainingConfig (a subclass: the Trainer, the session, the
+database and the CLI take it as is) that also accepts the seed's field names and behaves as
+the seed's class does where its users can tell:
+
+- construction takes invalid values without raising (the seed's dataclass did); an unknown
+  key still raises ConfigError at once, as the seed's dataclass raised TypeError;
+- `validate()` raises one ValueError (a ConfigError) whose message starts
+  "Configuration validation failed:" with one "  - <problem>" line per problem, in the
+  seed's wording for the seed's rules and ours for the rest;
+- a run refuses an invalid config: the Trainer and TrainingSession check it on entry;
+- defaults are the seed's (SEED_DEFAULTS: GPT-2 small, lr 5e-5, batch 4, 10 epochs) for
+  the fields the seed has, ours for the others;
+- each seed name is mapped to our field (SEED_FIELD_MAP) or kept as metadata
+  (SEED_METADATA: carried in to_dict(), saved and loaded, never read by training);
+  `seed_fields` says which became what.
 
     cfg = TrainingConfig(num_layers=2, num_heads=4, max_seq_len=64, notes="baseline")
     cfg.validate(); path = cfg.save("configs/")         # configs/config_YYYYMMDD_HHMMSS.json
@@ -13,18 +23,27 @@ never read by training); `seed_fields` says which became what.
 
 from __future__ import annotations
 
-import json
 import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from utils.training import config as _config
-from utils.training.config import FIELD_NAMES
-from utils.training.config_rules import ConfigError, Problem, check_config, unknown_key
+from utils.training.config import FIELD_DEFAULTS, FIELD_NAMES, read_config_file
+from utils.training.config_rules import ConfigError, Problem, check_config, check_types, unknown_key
+from utils.training.presets import PRESETS, preset_values
 
 # Seed name -> our field, where the names differ.
 SEED_FIELD_MAP = {"num_layers": "n_layer", "num_heads": "n_head", "max_seq_len": "block_size"}
+# The seed's defaults, under our names. n_kv_head follows n_head (the seed's models had no
+# grouped-query attention); its vocab_size 50257 is GPT-2's, so its tokenizer is GPT-2's.
+SEED_DEFAULTS: dict[str, Any] = {
+    "random_seed": 42, "deterministic": False, "learning_rate": 5e-5, "batch_size": 4, "epochs": 10,
+    "warmup_ratio": 0.1, "weight_decay": 0.01, "max_grad_norm": 1.0, "use_amp": True,
+    "gradient_accumulation_steps": 1, "early_stopping_patience": 5, "validation_split": 0.1,
+    "vocab_size": 50257, "tokenizer": "gpt2", "block_size": 128, "d_model": 768, "n_layer": 12, "n_head": 12,
+    "n_kv_head": 12, "d_ff": 3072, "dropout": 0.1,
+}
 # Seed fields with no counterpart in our training: kept as metadata, with the seed's defaults
 # (checkpoint_dir excepted: ours go to the workspace, so None says "not set").
 SEED_METADATA: dict[str, Any] = {
@@ -35,6 +54,38 @@ SEED_METADATA: dict[str, Any] = {
     "notes": "", "created_at": None, "config_version": "1.0",
 }
 COMPARE_SKIP = ("created_at", "run_name")  # differ between runs by design
+VALIDATION_HEADER = "Configuration validation failed:"
+NOT_JSON = "is not valid JSON"  # config.read_config_file's words for a file that does not parse
+
+
+class SeedValidationError(ConfigError):
+    """Our ConfigError (problems, fields) with the seed's message layout."""
+
+    def __init__(self, problems: list[Problem], lines: list[str]):
+        super().__init__(problems)
+        self.args = (VALIDATION_HEADER + "\n" + "\n".join(f"  - {line}" for line in lines),)
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+
+def _seed_rules(cfg: TrainingConfig) -> dict[str, str]:
+    """{our field: the seed's message} for each of the seed's validate() rules that fails;
+    a field of the wrong type is left to our type check."""
+    bad_type = {p.field for p in check_types(cfg)}
+    rules = [
+        ("learning_rate", lambda v: v <= 0, "learning_rate must be positive"),
+        ("batch_size", lambda v: v < 1, "batch_size must be >= 1"),
+        ("epochs", lambda v: v < 1, "epochs must be >= 1"),
+        ("warmup_ratio", lambda v: not 0 <= v <= 1, "warmup_ratio must be in [0, 1]"),
+        ("validation_split", lambda v: not 0 <= v <= 0.5, "validation_split must be in [0, 0.5]"),
+        ("vocab_size", lambda v: v < 1, "vocab_size must be >= 1"),
+        ("block_size", lambda v: v < 1, "max_seq_len must be >= 1"),
+    ]
+    failed = {name: msg for name, bad, msg in rules if name not in bad_type and bad(getattr(cfg, name))}
+    if not {"d_model", "n_head"} & bad_type and cfg.n_head != 0 and cfg.d_model % cfg.n_head:
+        failed["d_model"] = f"d_model ({cfg.d_model}) must be divisible by num_heads ({cfg.n_head})"
+    return failed
 
 
 class TrainingConfig(_config.TrainingConfig):
@@ -63,17 +114,18 @@ class TrainingConfig(_config.TrainingConfig):
                 ours[key] = value
             else:
                 problems.append(unknown_key(key, FIELD_NAMES))
-        if "num_heads" in values and "n_kv_head" not in values:
-            ours["n_kv_head"] = ours["n_head"]  # the seed's models had no grouped-query attention
-        if problems:
-            try:
-                super().__init__(**ours)
-            except ConfigError as e:
-                problems += e.problems
-            raise ConfigError(problems)
-        super().__init__(**ours)
+        if "n_head" in ours and "n_kv_head" not in ours:
+            ours["n_kv_head"] = ours["n_head"]
+        super().__init__(**{**SEED_DEFAULTS, **ours})
         object.__setattr__(self, "metadata", meta)
         object.__setattr__(self, "seed_fields", mapped)
+        if problems:  # an unknown or doubly given name: said at once, with the values' problems
+            named = {p.field for p in problems}
+            raise ConfigError(problems + [p for p in check_config(self) if p.field not in named])
+
+    def __post_init__(self) -> None:
+        """Normalised but not validated: validate() and the run's entry check do that."""
+        _config._normalise(self)
 
     def __getattr__(self, name: str) -> Any:
         # Only reached for names not found normally: the seed's aliases and metadata.
@@ -86,6 +138,19 @@ class TrainingConfig(_config.TrainingConfig):
 
     # -- construction and files -------------------------------------------------------
     @classmethod
+    def from_preset(cls, name: str, **overrides: Any) -> TrainingConfig:
+        """A preset is ours: the fields it leaves unset take our defaults, not the seed's."""
+        if name not in PRESETS:
+            return super().from_preset(name)  # our ConfigError naming the presets
+        base = {**FIELD_DEFAULTS, **preset_values(name)}
+        for seed, ours in SEED_FIELD_MAP.items():  # a seed name given wins over the preset's value
+            if seed in overrides:
+                base.pop(ours)
+        if {"n_head", "num_heads"} & set(overrides) and "n_kv_head" not in overrides:
+            base.pop("n_kv_head")
+        return cls.from_dict({**base, **overrides})
+
+    @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainingConfig:
         if not isinstance(d, dict):
             raise ConfigError([Problem("config", type(d).__name__, "must be a mapping of field names to values")])
@@ -93,15 +158,22 @@ class TrainingConfig(_config.TrainingConfig):
 
     @classmethod
     def load(cls, path: str | Path) -> TrainingConfig:
-        """A config saved by the seed or by this class. A missing file is FileNotFoundError."""
+        """A config saved by the seed or by this class. A missing file is FileNotFoundError, a
+        file that is not JSON a ValueError saying "Invalid JSON"; a JSON document no config
+        can be (nested too deeply, a number of thousands of digits) the ConfigError the
+        command line gives."""
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"Configuration file not found: {path} (expected a JSON file written by "
                                     f"TrainingConfig.save())")
         try:
-            d = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise ConfigError([Problem("config file", str(path), f"is not valid JSON: {e}")]) from e
+            d = read_config_file(path)
+        except ConfigError as e:
+            why = e.problems[0].message if e.problems else ""
+            if why.startswith(NOT_JSON):
+                detail = why[len(NOT_JSON):].lstrip(": ")
+                raise ConfigError([Problem("config file", str(path), f"Invalid JSON ({detail})")]) from None
+            raise
         return cls.from_dict(d)
 
     def replace(self, **changes: Any) -> TrainingConfig:
@@ -131,12 +203,15 @@ class TrainingConfig(_config.TrainingConfig):
 
     # -- checks -------------------------------------------------------------------------
     def validate(self) -> bool:
-        """True, or ConfigError (a ValueError) listing every problem. Construction already ran
-        these checks; this re-runs them for the seed's habit of calling validate()."""
-        problems = check_config(self)
-        if problems:
-            raise ConfigError(problems)
-        return True
+        """True, or one SeedValidationError (a ValueError and our ConfigError) listing every
+        problem: the seed's rules in its wording, then our other rules (our ranges are
+        tighter in places, e.g. vocab_size >= 260, block_size >= 8) in ours."""
+        seed = _seed_rules(self)
+        ours = [p for p in check_config(self) if p.field not in seed]
+        if not seed and not ours:
+            return True
+        problems = [Problem(field, getattr(self, field), msg) for field, msg in seed.items()] + ours
+        raise SeedValidationError(problems, list(seed.values()) + [str(p) for p in ours])
 
     def describe_seed_fields(self) -> str:
         """One line per seed name given: which field of ours it set, or that it is metadata."""
@@ -187,5 +262,5 @@ def print_config_diff(config1: Any, config2: Any) -> None:
         print(f"- {k}: {v!r}")
 
 
-__all__ = ["TrainingConfig", "compare_configs", "print_config_diff", "ConfigError", "SEED_FIELD_MAP",
-           "SEED_METADATA"]
+__all__ = ["TrainingConfig", "compare_configs", "print_config_diff", "ConfigError", "SeedValidationError",
+           "SEED_FIELD_MAP", "SEED_DEFAULTS", "SEED_METADATA"]
