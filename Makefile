@@ -61,12 +61,17 @@ run: setup notebooks
 
 # Look at every figure as a reader sees it: both notebooks executed with their smoke values
 # (LOOK_ARGS=--from-artifacts takes the executed copies of the last test run instead),
-# as nbconvert HTML, screenshotted 1000 px wide by headless Chromium into .look/. Not part
-# of `make test`: open the PNGs after any figure change.
+# as nbconvert HTML, screenshotted 1000 px wide by headless Chromium into .look/; then the
+# same executed notebooks in JupyterLab (1280 x 900 window, file browser open) through
+# chromium-driver into .look/lab/, with each figure's displayed width and smallest text in
+# px printed. Not part of `make test`: open the PNGs after any figure change.
 LOOK_ARGS ?=
+LOOK_LAB_ARGS ?=
 look: setup notebooks
-	@command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
+	@(command -v chromium >/dev/null && command -v chromedriver >/dev/null) || \
+		(apt-get update && apt-get install -y chromium chromium-driver)
 	PYTHONPATH="$(CURDIR)" $(PY) -m utils.look --out "$(CURDIR)/.look" $(LOOK_ARGS)
+	PYTHONPATH="$(CURDIR)" $(PY) -m utils.look_lab --out "$(CURDIR)/.look" $(LOOK_LAB_ARGS)
 
 # The stores and trainers the benchmarks compare against, installed only for `make bench`,
 # with torch, numpy, pandas and protobuf held at the versions already installed.

@@ -402,7 +402,7 @@ def build_notebook(name: str, text: str, setting: RepoSetting | None = None) -> 
     cells = []
     for index, cell in enumerate(parsed.cells):
         # A round trip through jupytext brings back what the build itself added.
-        metadata = {k: v for k, v in cell.metadata.items() if k not in ("id", "cellView", "tags")}
+        metadata = {k: v for k, v in cell.metadata.items() if k not in ("id", "cellView", "tags", "jupyter")}
         tags = [t for t in cell.metadata.get("tags", []) if t != "parameters"]
         if tags:
             metadata["tags"] = tags
@@ -419,6 +419,11 @@ def build_notebook(name: str, text: str, setting: RepoSetting | None = None) -> 
                 # The same cell is a Colab form and the papermill/nbclient parameters cell.
                 metadata["cellView"] = "form"
                 metadata["tags"] = sorted(set(metadata.get("tags", [])) | {"parameters"})
+            elif source.startswith(SETUP_CODE_MARK):
+                # ~100 lines a user need not read: Colab shows the cell as a form ("Show code"),
+                # JupyterLab collapses its input; the code stays one click away.
+                metadata["cellView"] = "form"
+                metadata["jupyter"] = {"source_hidden": True}
         cells.append(built)
 
     problems = check_structure(name, cells, SPECS.get(name, StructureSpec()))

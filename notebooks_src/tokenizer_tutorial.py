@@ -148,7 +148,7 @@ largest = {t.family: t for t in trained}  # the largest vocab of each trained fa
 shown = list(largest.values()) + [t for t in zoo if t not in trained]
 fig, text = token_boxes(shown, MEDICAL_TERMS[:box_terms], bpt, out_dir / "token_boxes.png")
 show_figure(fig)
-print(text)
+print(f"the same splits as text: {out_dir / 'token_boxes.txt'}")
 stages["token boxes"] = time.perf_counter() - t_stage
 
 # %% [markdown]
@@ -160,7 +160,7 @@ stages["token boxes"] = time.perf_counter() - t_stage
 # validation **bits per byte** (perplexity is per token, and tokens differ in size).
 
 # %%
-from utils.tokenization.figures import bpb_curves, uniform_bpb
+from utils.tokenization.figures import bpb_curves, size_text, uniform_bpb
 from utils.tokenization.tokenizer_training import compare_tokenizers_by_training, runs_table
 
 t_stage = time.perf_counter()
@@ -172,7 +172,7 @@ runs = compare_tokenizers_by_training(
     preset=train_preset, evals=train_evals)
 show_table(runs_table(runs), digits=4)
 # What each run really consumed (whole optimizer steps, so close to train_model_mb, not equal).
-consumed = ", ".join(f"{r.label} {r.train_mb:.3g} MB" for r in runs)
+consumed = ", ".join(f"{r.label} {size_text(r.train_mb)}" for r in runs)
 note = caveat(train_preset)
 if note:
     note = f"{train_preset} preset: a few steps on a few KB, the comparison is not conclusive"

@@ -306,14 +306,14 @@ print(session.resume_line())
 # %%
 # Train, with live curves and a progress bar; final evaluation and text samples at the end.
 from utils.training.summary import context_claim
-from utils.training.text import duration
+from utils.training.throughput import throughput_text
 
 # Kernel > Interrupt (or Ctrl-C) checkpoints the current step and prints one line; the cells
 # below then draw the run so far, and running this cell again resumes it.
 result = session.train(on_interrupt="report")
 state = result.state
 print(f"{result.status} at step {state.step}: best val_loss {state.best_val_loss:.4f} at step {state.best_step}, "
-      f"{state.tokens_seen:,} tokens in {duration(state.elapsed_s)}" + (f" [{session.caveat}]" if session.caveat else ""))
+      f"{throughput_text(state.tokens_seen, state.elapsed_s)}" + (f" [{session.caveat}]" if session.caveat else ""))
 # A claim about the loss only when it is larger than the evaluation's noise: the standard
 # error of val_loss over the validation sequences of the last evaluation.
 print(context_claim(state.best_val_loss, result.final_metrics.get("val_loss_se", float("nan")),
@@ -335,8 +335,9 @@ from IPython.display import Image, display
 from utils.training import TrainingDashboard
 from utils.training.text import show_table
 
-dashboard_path = TrainingDashboard.from_db(db, config.run_name).save(session.run_dir / "dashboard.png")
-display(Image(filename=str(dashboard_path)))
+# Shown at about twice the display width; the 300-dpi file for papers and slides is saved beside it.
+dashboard_path, _ = TrainingDashboard.from_db(db, config.run_name).show(session.run_dir / "dashboard.png")
+print(f"full resolution: {dashboard_path}")
 
 # %%
 # The best step by validation loss.
@@ -454,9 +455,9 @@ comparison_path = workspace.results_dir / "comparison.png"
 fig, summary = compare_runs(records, out_path=comparison_path)
 write_summary_table(summary, comparison_path.with_suffix(".csv"), comparison_path.with_suffix(".md"))
 # The main columns (every column is in the CSV and .md), the Chinchilla share written as on the card.
-shown = summary.assign(wall_time_s=summary["wall_time_h"] * 3600,
-                       chinchilla=[chinchilla_share(t, n) for t, n in zip(summary["tokens_seen"], summary["n_params"])])
-show_table(shown[["run", "steps", "tokens_seen", "chinchilla", "best_val_loss", "mean_tokens_per_sec",
+# tokens_per_sec: tokens seen / wall time, the number the card line and the figures show.
+shown = summary.assign(chinchilla=[chinchilla_share(t, n) for t, n in zip(summary["tokens_seen"], summary["n_params"])])
+show_table(shown[["run", "steps", "tokens_seen", "chinchilla", "best_val_loss", "tokens_per_sec",
                   "wall_time_s", "note"]])
 display(Image(filename=str(comparison_path)))
 

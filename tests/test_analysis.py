@@ -49,7 +49,7 @@ def test_plot_run_on_every_llm_foundry_log(log, tmp_path):
     _check_plot_run(rec, fig)
     axes = [ax for ax in fig.axes if ax.get_title()]
     mfu = rec.train.dropna(subset=["mfu_pct"])
-    np.testing.assert_array_equal(_line(axes[3], "mfu_pct").get_ydata(), mfu["mfu_pct"])
+    np.testing.assert_array_equal(_line(axes[3], "MFU").get_ydata(), mfu["mfu_pct"])
     assert f"{mfu['mfu_pct'].mean():.3g}" in axes[3].get_title()
     peak = _line(axes[5], "peak allocated")
     np.testing.assert_allclose(peak.get_ydata(), rec.train.dropna(subset=["memory_peak_gb"])["memory_peak_gb"])

@@ -65,7 +65,8 @@ def test_progress_bar_saved_text_is_its_final_state(tmp_path):
 
     code = """from types import SimpleNamespace
 from utils.training.engine.progress import ProgressBarCallback
-bar, state = ProgressBarCallback(), SimpleNamespace(max_steps=30, step=0, run_name="r", elapsed_s=0.0)
+bar, state = ProgressBarCallback(), SimpleNamespace(max_steps=30, step=0, run_name="r", elapsed_s=12.0,
+                                                    tokens_seen=3840)
 bar.on_train_begin(state, None)
 for _ in range(30):
     bar.on_step_end(state, None)
@@ -76,3 +77,5 @@ bar.on_train_end(state, None)"""
                           env={"PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)})
     texts = [o["data"]["text/plain"] for o in nb.cells[0].outputs if "text/plain" in o.get("data", {})]
     assert len(texts) == 1 and "30/30" in texts[0] and "100%" in texts[0]
+    # One throughput, stated (throughput.py), and no stray " ," before tqdm's postfix.
+    assert "30/30, 320 tokens/s (3,840 tokens / 12.0 s wall time)" in texts[0] and " ," not in texts[0]

@@ -2,8 +2,9 @@
 
 Each figure is built from real data (two real smoke training runs, one on synthetic
 tokens; a real Optuna study; real tokenizers on real medical text) and must:
-- read at notebook width: every text >= 8 px when the PNG is shown 1000 px wide
-  (style.unreadable: points x dpi / 72, scaled to the display);
+- read at notebook width: every text >= 8 px when the PNG is shown 750 px wide (JupyterLab
+  at a 1280-px window with its file browser open), superscripts and subscripts of mathtext
+  included (style.unreadable: points x dpi / 72, scaled to the display);
 - keep its legends off the data (style.covering_legends);
 - say in its title when its run is the smoke/cpu preset or synthetic tokens.
 """
@@ -136,8 +137,13 @@ def all_figures(runs, tmp_path_factory):
 
 
 def test_every_figure_reads_at_notebook_width_and_keeps_legends_off_the_data(all_figures):
+    from utils.training.viz.style import DISPLAY_WIDTH_PX, text_heights
+
+    assert DISPLAY_WIDTH_PX == 750
     problems = {}
     for name, (fig, dpi) in all_figures.items():
+        smallest = min(text_heights(fig, dpi))
+        print(f"{name}: smallest text {smallest[0]:.1f} px at {DISPLAY_WIDTH_PX} px ({smallest[1]!r})")
         small = unreadable(fig, dpi)
         if small:
             problems[name] = f"{len(small)} texts under {MIN_TEXT_PX} px, e.g. {small[:3]}"
@@ -155,7 +161,21 @@ def test_a_small_font_fails_the_readability_check():
     ax = fig.subplots()
     ax.set_title("7-point title", fontsize=7)
     heights = dict((t, h) for h, t in unreadable(fig))
-    assert heights["7-point title"] == pytest.approx(7 * 1000 / 72 / (18 + 0.2), rel=0.05)  # ~5 px
+    assert heights["7-point title"] == pytest.approx(7 * 750 / 72 / (18 + 0.2), rel=0.05)  # ~4 px
+
+
+def test_superscripts_of_log_ticks_are_measured():
+    from utils.training.viz.style import new_figure, text_heights
+
+    fig = new_figure((5, 3))  # 550 px: shown at its own size
+    ax = fig.subplots()
+    ax.set_yscale("log")
+    ax.set_ylim(1e-3, 1e3)
+    ax.set_title(r"$x^{2}$ and $\mathrm{CO}_{2}$", fontsize=10)
+    heights = dict((t, h) for h, t in text_heights(fig))
+    assert heights[ax.get_title()] == pytest.approx(10 * 0.7 * 110 / 72, rel=0.02)  # the 2s, not the 10-pt x
+    exps = [h for t, h in heights.items() if "10^" in t]
+    assert exps and max(exps) == pytest.approx(9 * 0.7 * 110 / 72, rel=0.02)  # tick exponents: 6.3 pt
 
 
 def test_a_legend_over_the_data_is_caught_and_moved():
@@ -231,9 +251,28 @@ def test_tables_fit_100_characters_with_fixed_precision():
     df = pd.DataFrame({f"metric_{i}": np.random.default_rng(i).random(5) for i in range(16)})
     df["duration"] = pd.to_timedelta([6.328395, 1, 2, 3, 4], unit="s")
     shown = tidy_table(df)
-    assert shown["duration"].iloc[0] == "6.3 s" and shown["metric_0"].str.len().max() == 5
+    assert shown["duration"].iloc[0] == "6.3 s"
+    assert all(len(v.replace("0.", "").lstrip("0")) <= 3 for v in shown["metric_0"])  # 3 significant digits
     text = table_text(shown)
     assert max(len(line) for line in text.splitlines()) <= 100 and "0 days" not in text
+
+
+def test_tables_show_significant_digits_and_fit_750_px_without_breaking_names():
+    import pandas as pd
+
+    from utils.training.text import CELL_PAD_PX, CHAR_PX, table_html, table_parts
+
+    df = pd.DataFrame({"run": ["notebook-run-20261206", "wordpiece-300"], "lr": [0.0010615360772719654, 3e-4],
+                       "tokens_per_sec": [807.9583, 12345.6], "steps": [30, 12000]})
+    df = df.assign(**{f"metric_{i}": [1.23456, 2.5] for i in range(8)})
+    shown = tidy_table(df, digits=4)
+    assert list(shown["lr"]) == ["0.001062", "0.0003"] and list(shown["tokens_per_sec"]) == ["808", "12,346"]
+    parts = table_parts(shown)
+    assert len(parts) > 1 and all(p.columns[0] == "run" for p in parts)  # every part names its rows
+    for p in parts:
+        width = sum(CELL_PAD_PX + CHAR_PX * max([len(c)] + [len(v) for v in p[c]]) for c in p.columns)
+        assert width <= 750
+    assert "white-space: nowrap" in table_html(shown)
 
 
 def test_heatmap_scale_covers_the_cells_and_colours_are_per_tokenizer(all_figures):
@@ -304,3 +343,57 @@ def test_token_boxes_text_is_at_least_9_px_and_the_figure_fits_its_rows(all_figu
     ax = fig.axes[0]
     right = max(p.get_x() + p.get_width() for p in ax.patches)
     assert right > 0.45 * ax.get_xlim()[1]  # the boxes reach across the figure: no blank half
+
+
+def test_one_run_shows_one_throughput_and_one_wall_time_everywhere(runs, tmp_path):
+    """Card line, progress bar, dashboard, run analysis, comparison table (the CLI's .md too):
+    tokens seen / wall time of one real smoke run, the same number in each."""
+    import re
+
+    from utils.training.text import duration, human
+    from utils.training.throughput import throughput_text
+    from utils.training.viz.analysis import compare_runs, plot_run, write_summary_table
+    from utils.training.viz.dashboard import TrainingDashboard
+    from utils.training.viz.series import record_throughput
+
+    state = runs["text"]["result"].state
+    tps = state.tokens_seen / state.elapsed_s
+    card = throughput_text(state.tokens_seen, state.elapsed_s)  # the notebook's and the CLI's line
+    assert card.startswith(f"{tps:,.0f} tokens/s ({state.tokens_seen:,} tokens / {duration(state.elapsed_s)}")
+    text, _ = _records(runs)
+    assert record_throughput(text) == pytest.approx(tps, rel=1e-6)
+    header = TrainingDashboard(text).figure().get_suptitle()
+    assert f"{human(tps)} tokens/s" in header and f"wall time {duration(state.elapsed_s)}" in header
+    titles = [ax.get_title() for ax in plot_run(text).axes]
+    assert any(f"(run {human(tps)} tokens/s,\ntokens seen / wall time)" in t for t in titles), titles
+    fig, table = compare_runs([text])
+    assert table["tokens_per_sec"].iloc[0] == pytest.approx(tps, rel=1e-6)
+    assert table["wall_time_s"].iloc[0] == pytest.approx(state.elapsed_s, rel=1e-6)
+    _, md = write_summary_table(table, tmp_path / "c.csv", tmp_path / "c.md")
+    assert f"{tps:,.4g}" in md.read_text()
+    words = " ".join(t.get_text() for ax in fig.axes for t in ax.texts)
+    assert f"{tps:,.0f} tokens/s on CPU" in words and f"{state.elapsed_s:.1f} s" in words
+    # A CPU run says so: no "(all GPUs)" on any figure of it.
+    for f in (TrainingDashboard(text).figure(), plot_run(text), compare_runs(_records(runs))[0],
+              runs["text"]["live"].fig, runs["text"]["report"].figure()):
+        labels = [ax.get_ylabel() for ax in f.axes]
+        assert not any("all GPUs" in lb for lb in labels), labels
+        assert any(lb == "tokens/s on CPU" for lb in labels), labels
+    assert re.search(r"\d tokens/s", card)
+
+
+def test_dashboard_is_shown_at_twice_the_display_width_with_the_full_file_beside_it(runs, tmp_path, monkeypatch):
+    import IPython.display
+    from PIL import Image
+
+    from utils.training.viz.dashboard import TrainingDashboard
+    from utils.training.viz.style import DISPLAY_WIDTH_PX
+
+    shown_images = []
+    monkeypatch.setattr(IPython.display, "display", lambda obj, **kw: shown_images.append(obj))
+    text, _ = _records(runs)
+    full, shown = TrainingDashboard(text).show(tmp_path / "dashboard.png")
+    assert full == tmp_path / "dashboard.png" and shown.parent == full.parent
+    width_full, width_shown = Image.open(full).size[0], Image.open(shown).size[0]
+    assert 1.6 * DISPLAY_WIDTH_PX <= width_shown <= 2.4 * DISPLAY_WIDTH_PX < width_full
+    assert len(shown_images) == 1 and shown_images[0].filename == str(shown)

@@ -18,7 +18,7 @@ PACKAGE = "utils.training"
 # sits on the floor of its folder (data/, engine/, ...).
 FLOORS = (
     ("config", "config_rules", "config_parse", "presets", "contracts", "io", "workspace", "runtime", "text",
-     "registries"),
+     "registries", "throughput"),
     ("data",),
     ("engine",),
     ("tracking",),

@@ -42,3 +42,19 @@ def test_chromium_screenshots_a_figure_as_shown(tmp_path):
     height = figure_page(_png(20, 10), page)
     shot = screenshot(page, tmp_path / "fig.png", height)
     assert png_size(shot.read_bytes()) == (WIDTH, height)
+
+
+def test_the_lab_view_reads_each_figures_smallest_text_from_its_png():
+    """utils/look_lab.py scales the PNG's "Smallest text px" chunk (written by style.figure_png)
+    to the width JupyterLab shows it at; the value is the figure's smallest text, measured."""
+    from utils.look_lab import KEY, png_text
+    from utils.training.viz.style import DPI, SMALLEST_TEXT_KEY, text_heights
+
+    assert KEY == SMALLEST_TEXT_KEY
+    fig = new_figure((4, 3))
+    ax = fig.subplots()
+    ax.set_title("title", fontsize=12)
+    ax.text(0.5, 0.5, "small", fontsize=7)
+    meta = png_text(figure_png(fig))
+    assert float(meta[KEY]) == pytest.approx(min(text_heights(fig, DPI, display_width=10**9))[0], abs=0.01)
+    assert float(meta[KEY]) == pytest.approx(7 * DPI / 72, abs=0.01)

@@ -81,3 +81,30 @@ def test_matplotlib_is_imported_before_training_starts(tmp_path):
     r = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "True"
+
+
+def test_the_report_at_an_eval_step_waits_for_that_steps_evaluation_and_samples(tmp_path):
+    """The trainer logs, then evaluates, then samples at one sync point: the report drawn at
+    that step has its val point and samples (it was drawn before them), and no samples row
+    before there are samples."""
+    from types import SimpleNamespace
+
+    rep = TrainingReport(tmp_path, viz_interval=10)
+    state = SimpleNamespace(step=0)
+    control = SimpleNamespace(should_evaluate=False, should_sample=False)
+    rep.on_train_begin(state, control, config={})
+    for step in (5, 10):
+        state.step = step
+        due = step == 10
+        control.should_evaluate = control.should_sample = due
+        rep.on_log(state, control, logs={"train_loss": 3.0 - step / 10, "tokens_per_sec": 100.0})
+        assert not rep.written  # step 10 waits for its evaluation and samples
+        if due:
+            rep.on_evaluate(state, control, metrics={"val_loss": 2.5})
+            assert not rep.written
+            rep.on_sample(state, control, samples=[{"prompt": "a", "output": "b", "accuracy": 0.5}])
+    assert [p.name for p in rep.written] == ["step_000010.png"]
+    assert len(rep.history["eval"]) == 1 and len(rep.samples) == 1
+    assert any(ax.tables for ax in rep.figure().axes)
+    rep.samples.clear()
+    assert not any(ax.tables for ax in rep.figure().axes)  # no "no samples yet" row: no samples row at all

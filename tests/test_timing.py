@@ -3,7 +3,11 @@
 import math
 
 from utils.training.config import TrainingConfig
-from utils.training.engine.timing import format_timings, measure_presets, time_config
+from utils.training.engine.timing import events, format_timings, measure_presets, time_config
+
+
+def test_events_count_the_last_step_once():
+    assert events(10, 30) == 3 and events(10, 35) == 4 and events(0, 30) == 1 and events(5, 0) == 0
 
 
 def test_a_preset_is_timed_with_real_steps():
@@ -12,7 +16,12 @@ def test_a_preset_is_timed_with_real_steps():
     assert t.name == "smoke" and t.error == ""
     assert t.tokens_per_step == cfg.tokens_per_step and t.max_steps == cfg.max_steps
     assert 0 < t.seconds_per_step < 60
-    assert math.isclose(t.estimated_total_s, cfg.max_steps * t.seconds_per_step)
+    # The full run counts what happens between steps, each timed once by the probe.
+    assert t.eval_s > 0 and t.save_s > 0 and t.sample_s > 0
+    assert (t.n_evals, t.n_saves, t.n_samples) == (events(cfg.eval_interval, cfg.max_steps),
+                                                  events(cfg.checkpoint_interval, cfg.max_steps), 1)
+    assert math.isclose(t.estimated_total_s, cfg.max_steps * t.seconds_per_step + t.n_evals * t.eval_s
+                        + t.n_saves * t.save_s + t.n_samples * t.sample_s)
     assert math.isclose(t.tokens_per_sec, cfg.tokens_per_step / t.seconds_per_step)
 
 

@@ -11,7 +11,8 @@ at 1000 px width, the width notebook outputs are shown at:
     .look/index.txt                     each figure: its PNG's size and its size on screen
 
 Nothing is served: Chromium opens the files directly, with networking features off.
-Open the PNGs (any image viewer) and look.
+Open the PNGs (any image viewer) and look. `make look` then opens the same executed
+notebooks in a real JupyterLab (utils/look_lab.py: .look/lab/).
 
     python -m utils.look [--out .look] [--from-artifacts | --reuse] [--only NAME]
 """
@@ -149,7 +150,9 @@ def executed_notebook(name: str, out: Path, from_artifacts: bool, reuse: bool = 
         copies = [folder / f"{name}.{kind}.ipynb" for kind in ("executed", "smoke")]
         for copy in copies:
             if copy.exists():
-                return nbformat.read(copy, as_version=4)
+                nb = nbformat.read(copy, as_version=4)
+                nbformat.write(nb, earlier)  # the JupyterLab view (utils/look_lab.py) opens it from OUT
+                return nb
         raise SystemExit(f"look: no executed copy at {copies[0]} or {copies[1].name}; run without "
                          "--from-artifacts to execute it")
     from utils.notebook_exec import execute_notebook

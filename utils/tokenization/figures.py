@@ -14,13 +14,17 @@ import numpy as np
 from utils.training.viz import style
 from utils.training.viz.style import (
     EXPORT_DPI,
+    log_axis,
     new_figure,
     place_legends,
     series_colors,
 )
 
 DPI = EXPORT_DPI
-WIDTH = 14.0  # inches: 9-point ticks stay ~8.8 px tall when the PNG is shown 1000 px wide
+# Inches: 9-point ticks stay ~9.2 px tall when the PNG is shown 750 px wide (JupyterLab with
+# its file browser open, style.DISPLAY_WIDTH_PX); 14 inches gave 6.6 px. Two panels a row.
+WIDTH = 10.0
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p", "d", "H", "8", "1", "2", "3", "4", "+")
 
 
 def save_figure(fig, path: str | Path, text: str | None = None) -> Path:
@@ -32,15 +36,20 @@ def save_figure(fig, path: str | Path, text: str | None = None) -> Path:
 
 
 def _barh(ax, labels, values, title, xlabel, fmt="{:,.0f}", colors=None, log=False):
+    """Bars from 0 on a linear axis; on a log axis (no zero to start from) dots, each with a
+    faint guide line, so no length starts at an arbitrary axis limit."""
     y = np.arange(len(labels))
-    ax.barh(y, values, color=colors)
+    if log:
+        ax.hlines(y, 0, 1, transform=ax.get_yaxis_transform(), colors="#dddddd", lw=0.8)
+        ax.scatter(values, y, c=colors, s=45, zorder=3)
+        log_axis(ax, "x")
+    else:
+        ax.barh(y, values, color=colors)
     ax.set_yticks(y, labels)
     ax.invert_yaxis()
     ax.set_title(title)
     ax.set_xlabel(xlabel)
     ax.grid(axis="y", visible=False)
-    if log:
-        ax.set_xscale("log")
     for yi, v in zip(y, values):
         if np.isfinite(v):
             ax.text(v, yi, " " + fmt.format(v), va="center", fontsize=9)
@@ -52,12 +61,18 @@ def tokenizer_colors(names: list[str]) -> dict[str, str]:
     return dict(zip(names, series_colors(len(names))))
 
 
-def _tokenizer_legend(fig, color_of: dict[str, str]) -> None:
-    """One legend for the figure, under it: a colour per tokenizer, none inside a panel."""
-    from matplotlib.patches import Patch
+def tokenizer_markers(names: list[str]) -> dict[str, str]:
+    """One marker per tokenizer as well: 12 lines are told apart without colour alone."""
+    return dict(zip(names, MARKERS))
 
-    handles = [Patch(color=c, label=n) for n, c in color_of.items()]
-    fig.legend(handles=handles, loc="outside lower center", ncol=min(6, len(handles)), frameon=False)
+
+def _tokenizer_legend(fig, color_of: dict[str, str]) -> None:
+    """One legend for the figure, under it: a colour and marker per tokenizer, none inside a panel."""
+    from matplotlib.lines import Line2D
+
+    marker_of = tokenizer_markers(list(color_of))
+    handles = [Line2D([], [], color=c, marker=marker_of[n], label=n) for n, c in color_of.items()]
+    fig.legend(handles=handles, loc="outside lower center", ncol=min(4, len(handles)), frameon=False)
 
 
 def _contrast(rgba) -> str:
@@ -72,7 +87,7 @@ def dashboard(df, measurements, buckets, impact, path, medical="medical test", c
     """The nine views in three figures (token counts; what the tokens are; what they cost),
     saved as PATH_1.png, PATH_2.png, PATH_3.png with the text version at PATH.txt.
     df: measure_zoo rows; buckets: bucket_table; impact: impact_table. Returns (figures, text)."""
-    from matplotlib.colors import TwoSlopeNorm
+    from matplotlib.colors import Normalize
 
     from utils.tokenization.impact import PRICE_SOURCE, PRICES
 
@@ -81,31 +96,33 @@ def dashboard(df, measurements, buckets, impact, path, medical="medical test", c
     names = list(med.index)
     color_of = tokenizer_colors(names)
     colors = [color_of[n] for n in names]
-    height = max(4.5, 0.32 * len(names) + 2.2)
+    marker_of = tokenizer_markers(names)
+    row = max(3.2, 0.3 * len(names) + 1.0)  # one row of panels
     where = (f"measured in this run on {med['docs'].iloc[0]:,} held-out medical records and "
              f"{ctl['docs'].iloc[0]:,} control paragraphs")
     figs = []
 
     # -- figure 1: how many tokens ------------------------------------------------------
-    fig = new_figure((WIDTH, height))
-    axes = fig.subplots(1, 3, width_ratios=[1, 1, 1.25])
-    fig.suptitle(f"Tokenizers 1/3: how many tokens ({where})" + (f"\n{note}" if note else ""))
+    fig = new_figure((WIDTH, 2 * row + 1.6))
+    gs = fig.add_gridspec(2, 2)
+    axes = [fig.add_subplot(gs[0, 0]), fig.add_subplot(gs[0, 1]), fig.add_subplot(gs[1, :])]
+    fig.suptitle(f"Tokenizers 1/3: how many tokens\n({where})" + (f"\n{note}" if note else ""))
     ax = axes[0]
     y = np.arange(len(names))
     ax.barh(y - 0.2, med.tokens, 0.4, label=medical, color=colors)
     ax.barh(y + 0.2, ctl.loc[names, "tokens"], 0.4, label=control, color="#bbbbbb")
     ax.set_yticks(y, names)
     ax.invert_yaxis()
-    ax.set_xscale("log")
+    log_axis(ax, "x")
     ax.grid(axis="y", visible=False)
     ax.set_xlabel("tokens (log)")
     ax.set_title(f"1. Total tokens\n(colour: {medical}; grey: {control})")
 
     ax = axes[1]
     for n in names:
-        ax.plot(range(buckets.shape[1]), buckets.loc[n], marker="o", color=color_of[n], label=n, lw=1.4)
+        ax.plot(range(buckets.shape[1]), buckets.loc[n], marker=marker_of[n], color=color_of[n], label=n, lw=1.4)
     ax.set_xticks(range(buckets.shape[1]), [str(c).replace(" (", "\n(") for c in buckets.columns])
-    ax.set_yscale("log")
+    log_axis(ax)
     ax.set_ylabel("mean tokens per record (log)")
     ax.set_title("2. Tokens per record\nby record length")
 
@@ -117,10 +134,13 @@ def dashboard(df, measurements, buckets, impact, path, medical="medical test", c
     mat["control"] = ctl.loc[names, "tokens"] / ctl.loc[reference, "tokens"]
     pct = (mat.loc[names] - 1) * 100
     lo, hi = float(np.nanmin(pct.values)), float(np.nanmax(pct.values))
-    # The scale covers every cell; 0 (same count as the reference) stays the neutral middle.
-    norm = TwoSlopeNorm(vcenter=0.0, vmin=min(lo, -1.0), vmax=max(hi, 1.0))
+    # One symmetric scale: a colour means the same size of change on both sides of 0 (same
+    # count as the reference), and covers every cell (a two-slope scale painted -19% as dark
+    # as +402%).
+    span = max(abs(lo), abs(hi), 1.0)
+    norm = Normalize(vmin=-span, vmax=span)
     im = ax.imshow(pct.values, cmap="RdYlGn_r", norm=norm, aspect="auto")
-    ax.set_xticks(range(pct.shape[1]), pct.columns, rotation=30, ha="right")
+    ax.set_xticks(range(pct.shape[1]), pct.columns)
     ax.set_yticks(range(len(names)), names)
     ax.grid(False)
     for i in range(pct.shape[0]):
@@ -128,13 +148,14 @@ def dashboard(df, measurements, buckets, impact, path, medical="medical test", c
             v = pct.values[i, j]
             ax.text(j, i, f"{v:+.0f}%", ha="center", va="center", fontsize=9, color=_contrast(im.cmap(norm(v))))
     ax.set_title(f"3. Token count vs {reference} (green = fewer)")
-    fig.colorbar(im, ax=ax, fraction=0.05, label=f"% more tokens than {reference}")
+    fig.colorbar(im, ax=ax, fraction=0.05, label=f"% more tokens\nthan {reference}")
     _tokenizer_legend(fig, color_of)
     figs.append(fig)
 
     # -- figure 2: what the tokens are --------------------------------------------------
-    fig = new_figure((WIDTH, height))
-    axes = fig.subplots(1, 3, width_ratios=[1, 0.9, 1.6])
+    fig = new_figure((WIDTH, 2 * row + 1.6))
+    gs = fig.add_gridspec(2, 2)
+    axes = [fig.add_subplot(gs[0, 0]), fig.add_subplot(gs[0, 1]), fig.add_subplot(gs[1, :])]
     fig.suptitle(f"Tokenizers 2/3: what the tokens are ({medical} text)" + (f"\n{note}" if note else ""))
     ax = axes[0]
     for n in names:
@@ -143,23 +164,24 @@ def dashboard(df, measurements, buckets, impact, path, medical="medical test", c
         hist = measurements[(n, medical)].token_lengths
         total = sum(hist.values())
         ks = sorted(k for k in hist if k <= 16)
-        ax.plot(ks, [hist[k] / total for k in ks], marker=".", color=color_of[n], label=n, lw=1.4)
+        ax.plot(ks, [hist[k] / total for k in ks], marker=marker_of[n], ms=4, color=color_of[n], label=n, lw=1.4)
     ax.set_xlabel("characters per token")
     ax.set_ylabel("share of tokens")
     ax.set_title("4. Token lengths\n(chars, bytes: all 1, not drawn)")
 
     ax = axes[1]
     parts = ax.boxplot([measurements[(n, medical)].per_doc_tokens for n in names], orientation="horizontal",
-                       showfliers=False, patch_artist=True)
+                       showfliers=False, patch_artist=True,
+                       medianprops={"color": "black", "lw": 2})  # a median that shows on orange and yellow
     for box, c in zip(parts["boxes"], colors):
         box.set_facecolor(c)
         box.set_alpha(0.7)
     ax.set_yticks(range(1, len(names) + 1), names)
     ax.invert_yaxis()
-    ax.set_xscale("log")
+    log_axis(ax, "x")
     ax.grid(axis="y", visible=False)
     ax.set_xlabel("tokens per record (log)")
-    ax.set_title("7. Tokens per record")
+    ax.set_title("5. Tokens per record")
 
     ax = axes[2]
     ax.axis("off")
@@ -172,7 +194,7 @@ def dashboard(df, measurements, buckets, impact, path, medical="medical test", c
     table.auto_set_font_size(False)
     table.set_fontsize(9.5)
     table.scale(1, 1.3)
-    ax.set_title("9. Summary (medical text;\nlast column: control text)")
+    ax.set_title("6. Summary (medical text; last column: control text)")
     _tokenizer_legend(fig, color_of)
     figs.append(fig)
 
@@ -181,19 +203,19 @@ def dashboard(df, measurements, buckets, impact, path, medical="medical test", c
     records = float(imp.total_tokens_m.iloc[0] * 1e6 / imp.tokens_per_record.iloc[0])
     price = PRICES[price_model]
     cl100k = [n for n in names if "cl100k" in n]
-    fig = new_figure((WIDTH, height + 0.8))
-    axes = fig.subplots(1, 3)
+    fig = new_figure((WIDTH, row + 2.2))
+    axes = fig.subplots(1, 3, sharey=True)  # the same tokenizers in the same order: names once
     fig.suptitle("Tokenizers 3/3: what the tokens cost" + (f"\n{note}" if note else ""))
-    _barh(axes[0], names, imp.activation_gib.values, f"5. Activation memory\n{memory_label}", "GiB", "{:.2f}",
+    _barh(axes[0], names, imp.activation_gib.values, f"7. Activation memory\n{memory_label}", "GiB", "{:.2f}",
           colors)
-    _barh(axes[1], names, med.encode_mb_s.values, "6. Encode speed (medical text,\nthis machine, median)",
+    _barh(axes[1], names, med.encode_mb_s.values, "8. Encode speed\n(medical text, this\nmachine, median)",
           "MB/s (log)", "{:.1f}", colors, log=True)
     _barh(axes[2], names, imp.api_cost_usd.values,
-          f"8. API input cost of {records:,.0f} records\nat {price_model}'s ${price:.2f} per 1M tokens", "USD",
+          f"9. API input cost of\n{records:,.0f} records at {price_model}'s\n${price:.2f} per 1M tokens", "USD",
           "${:,.0f}", colors)
     real = (f"Only {cl100k[0]} is {price_model}'s real tokenizer" if cl100k
             else f"None of these is {price_model}'s tokenizer (cl100k)")
-    fig.text(0.01, 0.0, f"Panel 8: {price_model} input price ${price:.2f}/1M tokens, {PRICE_SOURCE}.\n{real}; "
+    fig.text(0.01, 0.0, f"Panel 9: {price_model} input price ${price:.2f}/1M tokens, {PRICE_SOURCE}.\n{real}; "
              "the other bars apply the same rate to their own token counts.", fontsize=9, va="top", wrap=True)
     figs.append(fig)
 
@@ -218,6 +240,11 @@ def dashboard_text(df, buckets, impact, medical="medical test", control="control
     return "\n".join(parts)
 
 
+def size_text(mb: float) -> str:
+    """A text size in the unit that reads: '9.6 KB', '3.2 MB' (1 MB = 1000 KB)."""
+    return f"{mb * 1000:.3g} KB" if mb < 1 else f"{mb:.3g} MB"
+
+
 def uniform_bpb(vocab_size: int, bytes_per_token: float) -> float:
     """Bits per byte of an untrained model: uniform over the vocabulary, ln(V)/ln 2 bits per
     token, spread over the bytes a token covers."""
@@ -232,16 +259,19 @@ def bpb_curves(histories: dict[str, list[tuple[float, float]]], path, title: str
     fig = new_figure((9, 5))
     ax = fig.subplots()
     colors = dict(zip(histories, series_colors(len(histories))))
+    markers = dict(zip(histories, MARKERS))
+    seen = [a for pts in histories.values() for a, _ in pts]
+    scale, unit = (1000.0, "KB") if seen and max(seen) < 1 else (1.0, "MB")  # 4-10 KB, not "0.004-0.0096 MB"
     lines = []
     for label, pts in histories.items():
         x, y = zip(*pts) if pts else ((), ())
-        ax.plot(x, y, marker="o", color=colors[label], label=label)
+        ax.plot([a * scale for a in x], y, marker=markers[label], color=colors[label], label=label)
         lines.append(f"{label}: " + ", ".join(f"{a:.3f} MB -> {b:.3f}" for a, b in pts))
     for label, bpb in (baselines or {}).items():
         ax.axhline(bpb, color=colors.get(label, "#777777"), ls="--", lw=1.2,
                    label=f"{label}: untrained (uniform) {bpb:.2f}")
         lines.append(f"{label}: untrained uniform baseline {bpb:.3f} bits/byte")
-    ax.set_xlabel("training text seen (MB)")
+    ax.set_xlabel(f"training text seen ({unit})")
     ax.set_ylabel("validation bits per byte")
     ax.set_title(title + (f"\n{note}" if note else ""))
     ax.legend()

@@ -6,7 +6,7 @@ from __future__ import annotations
 from utils.tokenization.figures import save_figure
 from utils.training.viz.style import new_figure
 
-BOX_PT = 9.0  # box text: >= 9 px shown, since the figure is never wider than 1000 px at its dpi
+BOX_PT = 9.0  # box text: >= 9 px shown, since the figure is never wider than 9.5 inches
 LABEL_PT = 10.0
 ROW_IN = 0.27  # inches per term row
 CHAR_IN = 0.6 * BOX_PT / 72  # a monospace character's width
@@ -58,8 +58,9 @@ def token_boxes(zoo, terms, bytes_per_token: dict[str, float], path, dpi: float 
     widest = max((sum(CHAR_IN * max(1, len(_shown(p))) + PAD_IN for p in ps) for ps in splits.values()), default=1.0)
     header_in = max(0.085 * len(f"{t.name}  ({t.family}, vocab {t.vocab_size:,})  rating *****  "
                                 f"measured 0.00 bytes/token") for t in zoo)
-    # At most 13 inches: 9-point text then stays >= 9.6 px when the PNG is scaled to 1000 px.
-    width = min(13.0, max(LABEL_IN + widest + 0.2, header_in, 6.0))
+    # At most 9.5 inches: 9-point text then stays >= 9.6 px when the PNG is scaled to 750 px
+    # (style.DISPLAY_WIDTH_PX); the three tutorial terms need about 6.
+    width = min(9.5, max(LABEL_IN + widest + 0.2, header_in, 6.0))
     # title 0.68 in; per tokenizer a header row (ROW_IN + 0.05), its term rows and a 0.1 gap
     height = 0.68 + len(zoo) * (ROW_IN + 0.15 + ROW_IN * len(terms)) + 0.15
     fig = new_figure((width, height))

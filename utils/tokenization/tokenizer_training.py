@@ -28,7 +28,7 @@ class TokenizerRun:
     curve: list[tuple[float, float]] = field(default_factory=list)  # (training MB seen, val_bpb)
     final_val_bpb: float = float("nan")
     final_val_loss: float = float("nan")
-    tokens_per_sec: float = float("nan")  # mean of the engine's logged tokens_per_sec
+    tokens_per_sec: float = float("nan")  # tokens seen / wall time (utils/training/throughput.py, the run's one throughput)
     seconds: float = 0.0
     status: str = ""
 
@@ -48,6 +48,7 @@ def compare_tokenizers_by_training(documents: list[str], workspace: str | Path, 
     from utils.training.data.pipeline import prepare_data
     from utils.training.data.sources import TextCorpus
     from utils.training.session import ReportingOptions, TrainingSession
+    from utils.training.throughput import run_throughput
     from utils.training.tracking.readers import load_run
 
     tokenizers = tokenizers or {"domain BPE": {"tokenizer": "bpe"}, "GPT-2 BPE": {"tokenizer": "gpt2"}}
@@ -70,12 +71,11 @@ def compare_tokenizers_by_training(documents: list[str], workspace: str | Path, 
             raise RuntimeError(f"{label}: training {result.status}: {result.error}")
         record = load_run(session.run_dir / "run.json")
         ev = record.eval.dropna(subset=["val_bpb"])
-        tps = record.col("tokens_per_sec")
         runs.append(TokenizerRun(
             label, cfg.tokenizer, data.vocab_size, data.bytes_per_token, steps, steps * bytes_per_step / 1e6,
             curve=[(int(st) * bytes_per_step / 1e6, float(b)) for st, b in zip(ev["step"], ev["val_bpb"])],
             final_val_bpb=float(ev["val_bpb"].iloc[-1]), final_val_loss=float(ev["val_loss"].iloc[-1]),
-            tokens_per_sec=float(tps.mean()) if tps is not None else float("nan"),
+            tokens_per_sec=run_throughput(result.state.tokens_seen, result.state.elapsed_s),
             seconds=result.state.elapsed_s, status=str(result.status),
         ))
     return runs

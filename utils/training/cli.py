@@ -226,8 +226,12 @@ def train_command(args: argparse.Namespace) -> int:
         if dist.is_main:
             best = result.state.best_val_loss
             note = f" [{session.caveat}]" if session.caveat else ""
+            from utils.training.throughput import throughput_text
+
             print(f"{config.run_name}: {result.status} at step {result.state.step}, best val_loss "
-                  f"{best:.4f} (step {result.state.best_step}); run folder {session.run_dir}{note}")
+                  f"{best:.4f} (step {result.state.best_step}), "
+                  f"{throughput_text(result.state.tokens_seen, result.state.elapsed_s)}; "
+                  f"run folder {session.run_dir}{note}")
         # Ctrl-C: the trainer checkpoints and re-raises KeyboardInterrupt; main() returns 130.
         return EXIT_OK if result.status in (RunStatus.COMPLETED, RunStatus.STOPPED_EARLY) else EXIT_FAILED
     except KeyboardInterrupt:

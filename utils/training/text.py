@@ -67,9 +67,19 @@ def with_caveat(title: str, note: str) -> str:
 
 # -- tables in notebooks ---------------------------------------------------------------
 
+def _number(v: float, digits: int) -> str:
+    """`digits` significant digits (807.9583 -> '808', 0.0010615 -> '0.00106'); whole
+    numbers and values from 10,000 up with thousands separators, never an exponent there."""
+    if v != v:
+        return "n/a"
+    if float(v).is_integer() or abs(v) >= 1e4:
+        return f"{v:,.0f}"
+    return f"{v:.{digits}g}"
+
+
 def tidy_table(df, digits: int = 3):
-    """A copy of `df` for showing: floats at `digits` decimals (large ones with thousands
-    separators), durations in seconds, NaN as n/a; every column as text."""
+    """A copy of `df` for showing: floats at `digits` significant digits (text._number),
+    durations in seconds, NaN as n/a; every column as text."""
     import pandas as pd
 
     out = pd.DataFrame(index=df.index)
@@ -78,9 +88,7 @@ def tidy_table(df, digits: int = 3):
         if pd.api.types.is_timedelta64_dtype(s):
             out[col] = s.map(lambda v: "n/a" if pd.isna(v) else f"{v.total_seconds():.1f} s")
         elif pd.api.types.is_float_dtype(s):
-            whole = bool(s.dropna().map(float.is_integer).all()) and s.notna().any()  # counts stored as float
-            out[col] = s.map(lambda v, whole=whole: "n/a" if pd.isna(v) else
-                             (f"{v:,.0f}" if whole or abs(v) >= 1e4 else f"{v:.{digits}f}"))
+            out[col] = s.map(lambda v: "n/a" if pd.isna(v) else _number(float(v), digits))
         elif pd.api.types.is_integer_dtype(s) and not pd.api.types.is_bool_dtype(s):
             out[col] = s.map(lambda v: f"{v:,}")
         elif pd.api.types.is_datetime64_any_dtype(s):
@@ -90,9 +98,39 @@ def tidy_table(df, digits: int = 3):
     return out
 
 
+# The width notebook outputs are read at: JupyterLab at a 1280-px window with its file browser
+# open (nbconvert pages give 890, Colab about 1000). Figures (viz/style.py) and tables fit it.
+DISPLAY_WIDTH_PX = 750
+CHAR_PX, CELL_PAD_PX = 7.5, 16  # a JupyterLab table's 12-px font: px per character, per cell
+
+
+def table_parts(shown, max_px: int = DISPLAY_WIDTH_PX) -> list:
+    """Split a tidied table's columns into tables that each fit `max_px` (estimated from the
+    longest text of each column), each part repeating the first column so rows stay named."""
+    widths = [CELL_PAD_PX + CHAR_PX * max([len(str(c))] + [len(str(v)) for v in shown[c]]) for c in shown.columns]
+    if sum(widths) <= max_px or len(shown.columns) < 3:
+        return [shown]
+    key, parts, current, used = shown.columns[0], [], [], widths[0]
+    for col, w in zip(shown.columns[1:], widths[1:]):
+        if current and used + w > max_px:
+            parts.append(shown[[key, *current]])
+            current, used = [], widths[0]
+        current.append(col)
+        used += w
+    parts.append(shown[[key, *current]])
+    return parts
+
+
+def table_html(shown, max_px: int = DISPLAY_WIDTH_PX) -> str:
+    """HTML of a tidied table that fits `max_px` (table_parts), cells never wrapped inside a
+    name (`wordpiece-300` stayed split at its hyphen): text wraps only between tables."""
+    style = "<style>.slm-table td, .slm-table th {white-space: nowrap}</style>"
+    return style + "".join(part.to_html(index=False, classes="slm-table") for part in table_parts(shown, max_px))
+
+
 def show_table(df, digits: int = 3, max_chars: int = 100) -> None:
-    """Show a table in a notebook as HTML (fixed precision); elsewhere as text when it
-    fits `max_chars` columns, else as one record per block."""
+    """Show a table in a notebook as HTML (significant digits, split to fit the display
+    width); elsewhere as text when it fits `max_chars` columns, else as one record per block."""
     shown = tidy_table(df, digits)
     try:
         from IPython import get_ipython
@@ -100,7 +138,7 @@ def show_table(df, digits: int = 3, max_chars: int = 100) -> None:
     except ImportError:
         get_ipython = None
     if get_ipython is not None and get_ipython() is not None and hasattr(get_ipython(), "kernel"):
-        display(HTML(shown.to_html(index=False)))
+        display(HTML(table_html(shown)))
         return
     print(table_text(shown, max_chars))
 

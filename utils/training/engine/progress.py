@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from utils.training.engine.callbacks import TrainerCallback, TrainerControl, TrainerState
-from utils.training.text import duration
+from utils.training.throughput import throughput_text
 
 
 class ProgressBarCallback(TrainerCallback):
@@ -48,10 +48,11 @@ class ProgressBarCallback(TrainerCallback):
 
     def on_train_end(self, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
         if self.bar is not None:
-            # One number for the run's duration: the trainer's wall time (what the summary
-            # line, the database and the dashboard show), not the bar's own clock.
-            self.bar.bar_format = "{l_bar}{bar}| {n_fmt}/{total_fmt} {postfix}"
-            self.bar.set_postfix_str(f"wall time {duration(state.elapsed_s)}", refresh=True)
+            # One number for the run's duration and one for its throughput: the trainer's
+            # wall time and tokens over it (what the summary line, the database and the
+            # figures show), not the bar's own clock. tqdm writes the postfix as ", text".
+            self.bar.bar_format = "{l_bar}{bar}| {n_fmt}/{total_fmt}{postfix}"
+            self.bar.set_postfix_str(throughput_text(state.tokens_seen, state.elapsed_s), refresh=True)
             self.bar.close()
             if self._display is not None:
                 # A saved notebook (GitHub, nbviewer) shows the widget's text/plain, captured

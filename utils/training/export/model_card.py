@@ -56,7 +56,7 @@ def _project_link() -> str:
 
 
 def render_card(facts: dict[str, Any], repo_id: str = "") -> str:
-    from utils.training.viz.style import caveat
+    from utils.training.text import caveat
 
     config, model, data, hw = facts["config"], facts["model"], facts["data"], facts["hardware"]
     ev, tr, summary = facts["eval"], facts["train"], facts["summary"]

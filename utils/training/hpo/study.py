@@ -151,7 +151,7 @@ def run_study(
     train_fn(config, callbacks, workspace_dir) -> TrainResult: the training run; default
     the real engine (`TrainingSession`). Tests pass a cheap one.
     """
-    from utils.training.viz.style import caveat
+    from utils.training.text import caveat
 
     workspace_dir = Path(workspace_dir)
     storage = open_storage(Workspace(workspace_dir).hpo_journal_path(study_name) if storage is None else storage)

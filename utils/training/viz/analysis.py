@@ -12,8 +12,10 @@ from pathlib import Path
 import pandas as pd
 
 from utils.training.text import CHINCHILLA_TOKENS_PER_PARAM, human, with_caveat
+from utils.training.throughput import DEFINITION, throughput_label
 from utils.training.tracking.run_record import RunRecord
 from utils.training.viz.panels import (  # noqa: F401 - memory_panel, perplexity_ticks: re-exported
+    LINESTYLES,
     bars_panel,
     loss_panel,
     lr_panel,
@@ -24,7 +26,7 @@ from utils.training.viz.panels import (  # noqa: F401 - memory_panel, perplexity
     throughput_panel,
     tokens_panel,
 )
-from utils.training.viz.series import run_seconds
+from utils.training.viz.series import record_throughput, run_seconds
 from utils.training.viz.style import new_figure, place_legends, save_figure, series_colors
 
 PLOT_RUN_TITLES = ("Loss", "Learning rate", "Tokens vs Chinchilla-optimal", "MFU", "Throughput", "Memory")
@@ -50,8 +52,8 @@ def run_title(rec: RunRecord) -> str:
 def plot_run(record: RunRecord, out_path=None, dpi: int | None = None):
     """Six panels of one run: loss (+perplexity scale), lr, tokens vs Chinchilla, MFU (or the
     step time where there is none), throughput, memory."""
-    fig = new_figure((13, 7.5))
-    axes = fig.subplots(2, 3).ravel()
+    fig = new_figure((9.5, 10))  # two panels a row: readable 750 px wide (style.DISPLAY_WIDTH_PX)
+    axes = fig.subplots(3, 2).ravel()
     fig.suptitle(with_caveat(run_title(record), record.caveat), fontsize=12)
     loss_panel(axes[0], record, perplexity_axis=True, title=PLOT_RUN_TITLES[0])
     lr_panel(axes[1], record, title=PLOT_RUN_TITLES[1])
@@ -67,7 +69,7 @@ def plot_run(record: RunRecord, out_path=None, dpi: int | None = None):
 
 # -- comparison --------------------------------------------------------------
 
-COMPARE_TITLES = ("Loss vs tokens", "Loss vs wall time", "Best val loss", "Mean MFU", "Mean throughput", "Wall time")
+COMPARE_TITLES = ("Loss vs tokens", "Loss vs wall time", "Best val loss", "Mean MFU", "Throughput", "Wall time")
 
 
 def _labels(records) -> list[str]:
@@ -103,7 +105,8 @@ def summary_table(records) -> pd.DataFrame:
             "best_val_loss": best,
             "best_step": best_step if best_step is not None else pd.NA,
             "mean_mfu_pct": mean("mfu_pct"),
-            "mean_tokens_per_sec": mean("tokens_per_sec"),
+            "tokens_per_sec": record_throughput(rec),  # tokens seen / wall time (throughput.py)
+            "wall_time_s": run_seconds(rec) or math.nan,
             "wall_time_h": (run_seconds(rec) or math.nan) / 3600,
             "status": rec.status,
             "lr_derived": rec.lr_derived,
@@ -117,10 +120,13 @@ def compare_runs(records, out_path=None, dpi: int | None = None):
     df = summary_table(records)
     labels = list(df["run"])
     colors = series_colors(len(records))  # one colour per run
-    fig = new_figure((13, 8))
-    gs = fig.add_gridspec(2, 6)
+    one = len(records) == 1  # nothing to compare: a short text row instead of three single bars
+    fig = new_figure((9.5, 6.5 if one else 8.5))  # readable 750 px wide (style.DISPLAY_WIDTH_PX)
+    gs = fig.add_gridspec(2, 6, height_ratios=[1, 0.45 if one else 1])
     ax_tok, ax_time = fig.add_subplot(gs[0, :3]), fig.add_subplot(gs[0, 3:])
-    bars = [fig.add_subplot(gs[1, 2 * i:2 * i + 2]) for i in range(3)]
+    # One run has nothing to compare: its numbers as text, not three single full-width bars.
+    bars = ([fig.add_subplot(gs[1, 2 * i:2 * i + 2]) for i in range(3)] if len(records) > 1
+            else [fig.add_subplot(gs[1, :])])
     title = f"Comparison of {len(records)} run{'s' if len(records) != 1 else ''}"
     notes = {r.caveat for r in records}
     if len(notes) == 1 and "" not in notes:
@@ -131,30 +137,49 @@ def compare_runs(records, out_path=None, dpi: int | None = None):
 
     runs_loss_panel(ax_tok, records, labels, colors, "tokens_seen", COMPARE_TITLES[0])
     runs_loss_panel(ax_time, records, labels, colors, "elapsed_s", COMPARE_TITLES[1])
-    bar_cols = ["best_val_loss", "mean_mfu_pct", "mean_tokens_per_sec"]
+    bar_cols = ["best_val_loss", "mean_mfu_pct", "tokens_per_sec"]
     bar_titles = list(COMPARE_TITLES[2:5])
-    bar_labels = ["val loss (nats/token)", "MFU (% of peak)", "tokens/s (all GPUs)"]
+    bar_titles[2] += f"\n({DEFINITION})"
+    devices = {throughput_label(r.hardware) for r in records}
+    bar_labels = ["val loss (nats/token)", "MFU (% of peak)", devices.pop() if len(devices) == 1
+                  else "tokens/s (devices differ: see table)"]
     if df["mean_mfu_pct"].isna().all():  # no MFU anywhere (CPU runs): show the wall time instead
-        df["wall_time_s"] = df["wall_time_h"] * 3600
-        bar_cols[1], bar_titles[1] = "wall_time_s", COMPARE_TITLES[5] + " of each run (no run measured MFU)"
+        bar_cols[1], bar_titles[1] = "wall_time_s", COMPARE_TITLES[5] + "\n(no run measured MFU)"
         bar_labels[1] = "wall time (s)"
-    for ax, col, title, ylabel in zip(bars, bar_cols, bar_titles, bar_labels):
-        bars_panel(ax, df[col], colors, title, ylabel)
+    if len(records) == 1:
+        one_run_panel(bars[0], df.iloc[0], bar_labels[2])
+    else:
+        for ax, col, title, ylabel in zip(bars, bar_cols, bar_titles, bar_labels):
+            bars_panel(ax, df[col], colors, title, ylabel)
     # Bars are numbered; one legend for the figure maps numbers to runs (instead of rotated
     # tick labels), under the figure: inside an axes, 7 long run names had nowhere to go.
     # Its handles are per run, not the lines of one axes: a run without tokens_seen (the
     # seed's database) has a line on the time axis only, and numbering must not shift.
     from matplotlib.lines import Line2D
 
-    fig.legend(handles=[Line2D([], [], color=c) for c in colors],
+    fig.legend(handles=[Line2D([], [], color=c, ls=LINESTYLES[i % len(LINESTYLES)]) for i, c in enumerate(colors)],
                labels=[f"{i + 1}. {lb}" for i, lb in enumerate(labels)],
                loc="outside lower center", ncols=min(len(labels), 3))
     place_legends(fig)
-    if "wall_time_s" in df:
-        df = df.drop(columns="wall_time_s")
     if out_path is not None:
         save_figure(fig, out_path, dpi=dpi)
     return fig, df
+
+
+def one_run_panel(ax, row, throughput_unit: str) -> None:
+    """The comparison of a lone run: nothing to compare yet; the numbers the bars would show."""
+    def num(v, fmt):
+        return "n/a" if v != v else fmt.format(v)
+
+    ax.axis("off")
+    ax.set_title("Nothing to compare yet: one run in this workspace")
+    lines = [f"best val loss: {num(row['best_val_loss'], '{:.4g}')} nats/token",
+             f"throughput: {num(row['tokens_per_sec'], '{:,.0f}')} {throughput_unit} ({DEFINITION})",
+             f"wall time: {num(row['wall_time_s'], '{:.1f}')} s"]
+    if row["mean_mfu_pct"] == row["mean_mfu_pct"]:
+        lines.append(f"mean MFU: {row['mean_mfu_pct']:.3g}% of peak")
+    ax.text(0.5, 0.5, "\n".join(lines), ha="center", va="center", transform=ax.transAxes, fontsize=11,
+            linespacing=1.6)
 
 
 def _md_cell(v) -> str:

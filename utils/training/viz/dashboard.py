@@ -9,6 +9,7 @@ import math
 import pandas as pd
 
 from utils.training.text import duration, human, with_caveat
+from utils.training.throughput import DEFINITION, short
 from utils.training.tracking.readers import load_run
 from utils.training.tracking.run_record import RunRecord
 from utils.training.viz.panels import (
@@ -20,8 +21,8 @@ from utils.training.viz.panels import (
     perplexity_panel,
     throughput_panel,
 )
-from utils.training.viz.series import run_seconds
-from utils.training.viz.style import EXPORT_DPI, new_figure, place_legends, save_figure
+from utils.training.viz.series import record_throughput, run_seconds
+from utils.training.viz.style import EXPORT_DPI, new_figure, notebook_dpi, place_legends, save_figure
 
 PANEL_TITLES = ("Loss", "Perplexity", "Learning rate", "Gradient norm (pre-clip)", "Throughput and step time", "Memory")
 
@@ -80,16 +81,19 @@ class TrainingDashboard:
             f"{int(tr['step'].max()) if len(tr) else 0} steps",
             f"{human(float(tokens.dropna().iloc[-1]))} tokens" if tokens is not None else "tokens n/a",
             f"wall time {duration(seconds)}" if seconds is not None else "wall time n/a",
+            f"{short(record_throughput(rec))} ({DEFINITION})",
         ]
-        return with_caveat(" · ".join(parts) + "\n" + cfg_line, rec.caveat)
+        return with_caveat(" · ".join(parts[:2]) + "\n" + " · ".join(parts[2:]) + "\n" + cfg_line, rec.caveat)
 
     def figure(self):
         if self.record is None:
             raise ValueError("this TrainingDashboard has no run yet: build it with from_run(path), "
                              "from_db(db, run) or from_dataframe(df)")
         rec = self.record
-        fig = new_figure(self.figsize or (13, 8))
-        axes = fig.subplots(2, 3).ravel()
+        # Two panels a row, 9.5 inches wide: shown 750 px wide (JupyterLab with its file browser
+        # open) 9-point ticks are ~9.6 px tall (text.DISPLAY_WIDTH_PX); three a row needed 13.
+        fig = new_figure(self.figsize or (9.5, 10.5))
+        axes = fig.subplots(3, 2).ravel()
         fig.suptitle(self.header(), fontsize=11)
         loss_panel(axes[0], rec, title=PANEL_TITLES[0])
         perplexity_panel(axes[1], rec, title=PANEL_TITLES[1])
@@ -107,3 +111,16 @@ class TrainingDashboard:
     def save(self, path, dpi: int = EXPORT_DPI):
         """PNG, PDF or SVG by suffix; 300 dpi by default (export)."""
         return save_figure(self.figure(), path, dpi=dpi)
+
+    def show(self, path, dpi: int = EXPORT_DPI) -> tuple:
+        """Save the full-resolution file at `path` (300 dpi: papers, slides) and beside it
+        PATH_notebook.png at about twice the notebook display width, and show that copy
+        in the notebook: a 3934-px export embedded in the notebook was most of its bytes.
+        -> (full path, shown path)."""
+        from IPython.display import Image, display
+
+        fig = self.figure()
+        full = save_figure(fig, path, dpi=dpi)
+        shown = save_figure(fig, full.with_name(f"{full.stem}_notebook.png"), dpi=notebook_dpi(fig))
+        display(Image(filename=str(shown)))
+        return full, shown

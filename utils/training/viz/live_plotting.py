@@ -17,6 +17,7 @@ import time
 import pandas as pd
 
 from utils.training.engine.callbacks import TrainerCallback
+from utils.training.throughput import hardware_of
 from utils.training.tracking.run_record import RunRecord
 from utils.training.viz.panels import loss_panel, lr_panel, perplexity_panel, throughput_panel
 from utils.training.viz.series import perplexity
@@ -29,10 +30,11 @@ PANELS = {"Loss": loss_panel, "Perplexity": perplexity_panel, "Learning rate": l
 TRAIN_KEYS = ("train_loss", "train_perplexity", "lr", "tokens_per_sec", "train_accuracy")  # kept from each log
 EVAL_KEYS = ("val_loss", "val_perplexity", "val_accuracy")
 LIVE_DPI = 80  # low dpi keeps a redraw cheap; the final figure is saved at the style's dpi
-# Seconds the first draw is expected to take, before any was measured. The real first
-# draw (imports, building the figure, one render) took ~2.9 s on 2 CPU cores and later
-# ones ~0.4 s: with 1.0 the first live frame comes ~100 s in and briefly overdraws the
-# budget, which the following frames wait out. Shorter runs get only the final figure.
+# Seconds the first draw is expected to take, before any was measured, when no evaluation
+# came first (the first evaluation draws the first frame whatever the budget: a smoke Run
+# all showed only the bar until its end). The real first draw (imports, building the
+# figure, one render) took ~2.9 s on 2 CPU cores and later ones ~0.4 s; the frames after
+# the first wait out what it overdrew of the budget.
 FIRST_DRAW_S = 1.0
 
 
@@ -90,6 +92,7 @@ class LivePlotter(TrainerCallback):
         self.figsize = figsize
         self.x_label = "step"  # what the x axis counts
         self.config: dict = {}  # the run's config (on_train_begin), for the panels
+        self.hardware: dict = {}  # device, gpu_name, n_gpus (on_train_begin's run_info)
         self.train = {k: [] for k in ("step", *TRAIN_KEYS)}
         self.val = {k: [] for k in ("step", *EVAL_KEYS)}
         self.best = (math.inf, None)  # (val_loss, step)
@@ -107,6 +110,7 @@ class LivePlotter(TrainerCallback):
     def on_train_begin(self, state, control, **kwargs) -> None:
         config = kwargs.get("config")
         self.config = config.to_dict() if hasattr(config, "to_dict") else dict(config or {})
+        self.hardware = hardware_of(kwargs.get("run_info"))  # the throughput axis names the device
         self._resolve_mode()
         self._t_begin = self._last_draw = time.monotonic()  # first redraw one interval in, not at step 1
 
@@ -141,7 +145,10 @@ class LivePlotter(TrainerCallback):
             self.val[k].append(float(metrics.get(k, math.nan)))
         if loss < self.best[0]:
             self.best = (loss, step)
-        self._maybe_draw()
+        if self.redraws == 0:  # the first frame at the first evaluation, outside the budget: a
+            self.draw()         # short run showed only the bar until its end (the first frame ~100 s in)
+        else:
+            self._maybe_draw()
 
     def on_train_end(self, state, control, **kwargs) -> None:
         self.draw(final=True)
@@ -185,8 +192,8 @@ class LivePlotter(TrainerCallback):
 
     def record(self) -> RunRecord:
         """What was logged so far as a run record, for the shared panels."""
-        return RunRecord(name="live", source="live", config=self.config, train=pd.DataFrame(self.train),
-                         eval=pd.DataFrame(self.val), caveat=self.caveat)
+        return RunRecord(name="live", source="live", config=self.config, hardware=self.hardware,
+                         train=pd.DataFrame(self.train), eval=pd.DataFrame(self.val), caveat=self.caveat)
 
     def _build(self) -> None:
         titles = self._panels()

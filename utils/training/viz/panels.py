@@ -25,9 +25,11 @@ from utils.training.viz.series import (
     moving_average,
     perplexity_points,
     points,
+    run_seconds,
 )
-from utils.training.viz.style import PALETTE, no_data
+from utils.training.viz.style import PALETTE, log_axis, no_data
 
+LINESTYLES = ("-", "--", "-.", ":")  # runs told apart by line style as well as colour
 WIDE_RANGE = 20.0  # max/min loss ratio above which the loss axis goes log
 # The one lr axis rule: log when the lr falls by LR_LOG_RATIO or more after its peak (peak /
 # lowest value after it, all positive), linear otherwise. The decay decides, not the warmup:
@@ -94,7 +96,7 @@ def loss_panel(ax, rec: RunRecord, *, smooth: bool = False, perplexity_axis: boo
     values = pd.concat([pts[1] for pts in (train, val) if pts is not None])
     lo, hi = float(values.min()), float(values.max())
     if not perplexity_axis and lo > 0 and hi / lo > WIDE_RANGE:
-        ax.set_yscale("log")
+        log_axis(ax)
     ax.set_xlabel("step")
     ax.set_ylabel("loss (nats/token)" + (", log" if ax.get_yscale() == "log" else ""))
     if perplexity_axis:  # an axis scale (perplexity = exp(loss) by definition), not a plotted series
@@ -130,7 +132,7 @@ def perplexity_panel(ax, rec: RunRecord, title: str = "Perplexity") -> None:
         ax.plot(*train, color=PALETTE["train"], label="train")
     if val is not None:
         ax.plot(*val, "o-", color=PALETTE["val"], ms=4, label="val")
-    ax.set_yscale("log")
+    log_axis(ax)
     ax.set_xlabel("step")
     ax.set_ylabel("perplexity (log)")
     legend(ax, loc="upper right")
@@ -159,8 +161,10 @@ def lr_panel(ax, rec: RunRecord, title: str = "Learning rate") -> None:
     if rec.warmup_steps:
         ax.axvspan(0, rec.warmup_steps, color=PALETTE["lr"], alpha=0.12, label=f"warmup ({rec.warmup_steps} steps)")
     scale = lr_scale(pts[1])
-    ax.set_yscale(scale)
-    if scale == "linear":
+    if scale == "log":
+        log_axis(ax)
+    else:
+        ax.set_yscale(scale)
         ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, 3))
     ax.set_xlabel("step")
     ax.set_ylabel("learning rate" + (" (log)" if scale == "log" else ""))
@@ -187,14 +191,15 @@ def grad_norm_panel(ax, rec: RunRecord, title: str = "Gradient norm (pre-clip)")
 
 def mean_panel(ax, rec: RunRecord, column: str, color: str, ylabel: str, unit: str, missing: str,
                title: str) -> None:
-    """A metric from 0 with its run average as a dashed line; the average also in the title."""
+    """A metric from 0 with its run average as a dashed line; the average also in the title.
+    The line is named by its axis label (`ylabel`), not the raw column name."""
     pts = points(rec, column)
     if pts is None:
         ax.set_title(title)
         no_data(ax, missing)
         return
     mean = float(pts[1].mean())
-    ax.plot(*pts, color=color, label=column + derived_note(rec, column))
+    ax.plot(*pts, color=color, label=ylabel.split(" (")[0] + derived_note(rec, column))
     ax.axhline(mean, color=PALETTE["best"], ls="--", lw=1.2, label=f"average {human(mean)} {unit}")
     ax.set_title(f"{title} (avg {human(mean)} {unit})")
     ax.set_ylim(0, float(pts[1].max()) * 1.1)
@@ -205,27 +210,32 @@ def mean_panel(ax, rec: RunRecord, column: str, color: str, ylabel: str, unit: s
 
 def throughput_panel(ax, rec: RunRecord, *, step_time: bool = False, mean: bool = False,
                      title: str = "Throughput") -> None:
-    """Tokens/s over all GPUs from 0; `mean`: with its average; `step_time`: the step time
-    on a second axis (title then "... and step time")."""
-    if mean:
-        mean_panel(ax, rec, "tokens_per_sec", PALETTE["throughput"], "tokens/s (all GPUs)", "tokens/s",
-                   "throughput not logged", title)
-        return
+    """Tokens/s of each log interval (its steps only) from 0, labelled with the device it was
+    measured on (throughput.py); `mean`: with the run's one throughput (tokens seen / wall
+    time, evaluation included) as a dashed line and in the title; `step_time`: the step
+    time on a second axis (title then "... and step time")."""
+    from utils.training.throughput import DEFINITION, short, throughput_label
+    from utils.training.viz.series import record_throughput
+
     ax.set_title(title)
     pts = points(rec, "tokens_per_sec")
     if pts is None:
         no_data(ax, "throughput not logged")
         return
-    ax.plot(*pts, color=PALETTE["throughput"], label="tokens/s")
-    ax.set_ylim(0, float(pts[1].max()) * 1.1)
+    ax.plot(*pts, color=PALETTE["throughput"], label="per log interval" + derived_note(rec, "tokens_per_sec"))
+    ax.set_ylim(0, float(pts[1].max()) * 1.3)  # headroom: a corner for the legend
     ax.set_xlabel("step")
-    ax.set_ylabel("tokens/s (all GPUs)")
+    ax.set_ylabel(throughput_label(rec.hardware))
+    run = record_throughput(rec) if mean else math.nan
+    if run == run:
+        ax.axhline(run, color=PALETTE["best"], ls="--", lw=1.2, label=f"run: {short(run)}")
+        ax.set_title(f"{title} (run {short(run)},\n{DEFINITION})")
     handles = ax.get_lines()
     ms = points(rec, "step_time_ms") if step_time else None
     if ms is not None:
-        ax.set_title(f"{title} and step time")
+        ax.set_title(f"{ax.get_title()} and step time")
         ax2 = ax.twinx()
-        ax2.plot(*ms, color=PALETTE["step_time"], lw=1, label="step time")
+        ax2.plot(*ms, color=PALETTE["step_time"], lw=1, ls="--", label="step time")
         ax2.set_ylabel("step time (ms)")
         ax2.set_ylim(0, float(ms[1].max()) * 1.1)
         ax2.grid(False)
@@ -290,7 +300,7 @@ def tokens_panel(ax, rec: RunRecord, title: str = "Tokens vs Chinchilla-optimal"
     ax.plot(*pts, color=PALETTE["train"], label="tokens seen" + derived_note(rec, "tokens_seen"))
     ax.set_xlabel("step")
     ax.set_ylabel("tokens (log)")
-    ax.set_yscale("log")
+    log_axis(ax)
     if not math.isnan(rec.n_params):
         target = CHINCHILLA_TOKENS_PER_PARAM * rec.n_params
         seen = float(pts[1].iloc[-1])
@@ -319,19 +329,23 @@ def runs_loss_panel(ax, records, labels, colors, x: str = "tokens_seen", title: 
         ends = [float(r.train["elapsed_s"].max()) for r in records if r.col("elapsed_s") is not None]
         div, unit = time_unit(max(ends, default=0.0))
         if ends and max(ends) > 100 * min(ends) > 0:
-            ax.set_xscale("log")
+            log_axis(ax, "x")
             unit += ", log"
-    for rec, label, color in zip(records, labels, colors):
+    for i, (rec, label, color) in enumerate(zip(records, labels, colors)):
         tr = rec.train.dropna(subset=["train_loss"]) if "train_loss" in rec.train else rec.train.iloc[0:0]
         if x in tr:
-            ax.plot(tr[x] / div if div != 1.0 else tr[x], tr["train_loss"], color=color, label=label)
+            ax.plot(tr[x] / div if div != 1.0 else tr[x], tr["train_loss"], color=color, label=label,
+                    ls=LINESTYLES[i % len(LINESTYLES)])  # as in the figure's legend
             derived |= x in rec.derived
+            end = run_seconds(rec) if x == "elapsed_s" else None
+            if end is not None and len(tr):  # the run's wall time: evaluation and saving after the last log
+                ax.plot([end / div], [float(tr["train_loss"].iloc[-1])], "|", ms=14, mew=2, color=color)
     if x == "elapsed_s":
         ax.set_title(title + (" (derived for llm-foundry logs)" if derived else ""))
-        ax.set_xlabel(f"wall time ({unit})")
+        ax.set_xlabel(f"wall time ({unit}; | = end of run)")
     else:
         ax.set_title(title)
-        ax.set_xscale("log")
+        log_axis(ax, "x")
         ax.set_xlabel("tokens seen (log)")
     ax.set_ylabel("train loss (nats/token)")
 

@@ -16,6 +16,7 @@ import pandas as pd
 from utils.training.engine.callbacks import TrainerCallback
 from utils.training.io import atomic_copy, atomic_write_json
 from utils.training.text import with_caveat
+from utils.training.throughput import hardware_of
 from utils.training.tracking.run_record import RunRecord
 from utils.training.viz.panels import accuracy_panel, grad_norm_panel, loss_panel, lr_panel, throughput_panel
 from utils.training.viz.series import (  # noqa: F401 - MA_WINDOW, ma_window, moving_average: re-exported
@@ -40,6 +41,8 @@ class TrainingReport(TrainerCallback):
         self.history = {"train": [], "eval": []}
         self.samples: list[dict] = []
         self.config: dict = {}
+        self.hardware: dict = {}
+        self._due: int | None = None  # a render due at this step, waiting for its evaluation/samples
         self._next_viz = self.viz_interval
         self.written: list[Path] = []
         self._rendered_step: int | None = None
@@ -50,24 +53,42 @@ class TrainingReport(TrainerCallback):
         preload()  # not at the first log step, where a Ctrl-C would land in the import
         config = kwargs.get("config")  # for the clipping threshold on the gradient-norm chart
         self.config = config.to_dict() if hasattr(config, "to_dict") else dict(config or {})
+        self.hardware = hardware_of(kwargs.get("run_info"))  # the throughput axis names the device
         self._next_viz = (state.step // self.viz_interval + 1) * self.viz_interval  # after a resume too
 
     def on_log(self, state, control, logs=None, **kwargs) -> None:
         self.history["train"].append({"step": state.step, **{k: float(v) for k, v in (logs or {}).items()
                                                              if isinstance(v, (int, float))}})
         if state.step >= self._next_viz:
-            self.render(state.step)
             self._next_viz = (state.step // self.viz_interval + 1) * self.viz_interval
+            # The trainer evaluates and samples after this event at the same step: the report
+            # waits for them, so the step's val point and samples are in it.
+            self._due = state.step
+            self._render_when_done(state, control, "log")
+
+    def _render_when_done(self, state, control, event: str) -> None:
+        later = {"log": ("should_evaluate", "should_sample"), "evaluate": ("should_sample",), "sample": ()}[event]
+        if self._due is not None and not any(getattr(control, flag, False) for flag in later):
+            self._due = None
+            self.render(state.step)
 
     def on_evaluate(self, state, control, metrics=None, **kwargs) -> None:
         self.history["eval"].append({"step": state.step, **{k: float(v) for k, v in (metrics or {}).items()}})
+        self._render_when_done(state, control, "evaluate")
 
     def on_sample(self, state, control, samples=None, **kwargs) -> None:
         for s in samples or []:
             self.samples.append({"step": state.step, "prompt": s.get("prompt"), "output": s.get("output"),
                                  "accuracy": s.get("accuracy")})
+        self._render_when_done(state, control, "sample")
+
+    def on_step_end(self, state, control, **kwargs) -> None:
+        if self._due is not None:  # an evaluation or sample batch announced but not delivered
+            due, self._due = self._due, None
+            self.render(due)
 
     def on_train_end(self, state, control, **kwargs) -> None:
+        self._due = None
         seen = (len(self.history["train"]), len(self.history["eval"]), len(self.samples))
         if self.history["train"] and (self._rendered_step != state.step or seen != self._rendered_counts):
             self.render(state.step)
@@ -91,13 +112,17 @@ class TrainingReport(TrainerCallback):
         def frame(rows):
             return pd.DataFrame(rows) if rows else pd.DataFrame({"step": pd.Series(dtype="int64")})
 
-        return RunRecord(name="report", source="report", config=self.config, train=frame(self.history["train"]),
+        return RunRecord(name="report", source="report", config=self.config, hardware=self.hardware,
+                         train=frame(self.history["train"]),
                          eval=frame(self.history["eval"]), caveat=self.caveat)
 
     def figure(self):
-        fig = new_figure((14, 10))
-        gs = fig.add_gridspec(3, 3, height_ratios=[1, 1, 0.55])
-        axes = [fig.add_subplot(gs[i // 3, i % 3]) for i in range(6)] + [fig.add_subplot(gs[2, :])]
+        # Two charts a row: readable 750 px wide (style.DISPLAY_WIDTH_PX). The samples row only
+        # once there are samples: an empty third of the figure said "no samples yet" until step 300.
+        shown = self.samples[-self.max_samples_shown:]
+        fig = new_figure((9.5, 12.5 if shown else 10.5))
+        gs = fig.add_gridspec(4 if shown else 3, 2, height_ratios=[1, 1, 1, 0.7] if shown else [1, 1, 1])
+        axes = [fig.add_subplot(gs[i // 2, i % 2]) for i in range(6)] + ([fig.add_subplot(gs[3, :])] if shown else [])
         rec = self.record()
         last = int(rec.train["step"].iloc[-1]) if len(rec.train) else 0
         fig.suptitle(with_caveat(f"Training report at step {last}", self.caveat), fontsize=12)
@@ -107,7 +132,8 @@ class TrainingReport(TrainerCallback):
         lr_panel(axes[3], rec, title=REPORT_TITLES[3])
         loss_accuracy_panel(axes[4], rec, title=REPORT_TITLES[4])
         recent_panel(axes[5], rec, title=REPORT_TITLES[5])
-        samples_panel(axes[6], self.samples[-self.max_samples_shown:], title=REPORT_TITLES[6])
+        if shown:
+            samples_panel(axes[6], shown, title=REPORT_TITLES[6])
         place_legends(fig)
         return fig
 
@@ -164,13 +190,17 @@ def samples_panel(ax, shown: list[dict], title: str = "Latest text samples") -> 
     if not shown:
         no_data(ax, "no samples yet")
         return
-    cell = [[str(r["step"]), _clip(r["prompt"], 45), _clip(r["output"], 70),
-             "n/a" if r["accuracy"] is None else f"{r['accuracy']:.2f}"] for r in shown]
-    table = ax.table(cellText=cell, colLabels=["step", "prompt", "output", "accuracy"], loc="upper center",
-                     cellLoc="left", colWidths=[0.06, 0.34, 0.5, 0.08])
+    cell = [[str(r["step"]), _clip(r["prompt"], 30), _clip(r["output"], 46),
+             "n/a" if r["accuracy"] is None else f"{r['accuracy']:.0%}"] for r in shown]
+    table = ax.table(cellText=cell, colLabels=["step", "prompt", "output (greedy)", "match*"], loc="upper center",
+                     cellLoc="left", colWidths=[0.07, 0.33, 0.49, 0.11])
     table.auto_set_font_size(False)
-    table.set_fontsize(10)
-    table.scale(1, 1.5)
+    table.set_fontsize(9)
+    table.scale(1, 1.4)
+    for c in table.get_celld().values():
+        c.PAD = 0.02  # matplotlib's 10% of the cell width indented the wide columns' text
+    ax.text(0, 0, "* match: share of the generated tokens equal to the reference text's tokens",
+            transform=ax.transAxes, fontsize=9, va="top", color="#555555")
 
 
 def _clip(text, n: int) -> str:

@@ -10,6 +10,7 @@ import math
 import numpy as np
 import pandas as pd
 
+from utils.training.throughput import run_throughput
 from utils.training.tracking.run_record import RunRecord
 
 MA_WINDOW = 50  # steps in the moving average of loss and accuracy (when the run is long enough)
@@ -93,3 +94,12 @@ def ma_window(steps, window_steps: int = MA_WINDOW) -> int:
     gap = float(np.median(np.diff(steps))) or 1.0
     window = window_steps if span >= 2 * window_steps else int(span // 4)
     return window if window >= 3 * gap else 0
+
+
+def record_throughput(rec) -> float:
+    """run_throughput of a RunRecord: its last tokens_seen over its wall time (series.run_seconds)."""
+    tokens = rec.col("tokens_seen")
+    seen = rec.summary.get("tokens_seen")
+    if seen is None and tokens is not None and len(tokens.dropna()):
+        seen = float(tokens.dropna().iloc[-1])
+    return run_throughput(seen, run_seconds(rec))

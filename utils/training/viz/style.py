@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from utils.training.text import DISPLAY_WIDTH_PX, human
+
 # Colour-blind safe (seaborn "colorblind"), fixed so a metric keeps its colour in
 # every figure: train is blue, val orange, lr green, throughput purple.
 PALETTE = {
@@ -26,20 +28,22 @@ PALETTE = {
     "target": "#d55e00",
     "cycle": ["#0173b2", "#de8f05", "#029e73", "#d55e00", "#cc78bc", "#ca9161", "#fbafe4", "#949494"],
 }
-# One colour per run or tokenizer (a legend names each): the colour-blind ten, then ten
-# more distinct hues for larger comparisons (the tokenizer zoo has ~12 members).
+# One colour per run or tokenizer (a legend names each): the colour-blind ten (its light
+# yellow darkened: #ece133 barely showed on white), then ten more distinct hues for larger comparisons (the tokenizer zoo has ~12 members).
 SERIES_COLORS = ("#0173b2", "#de8f05", "#029e73", "#d55e00", "#cc78bc", "#ca9161", "#fbafe4", "#949494",
-                 "#ece133", "#56b4e9", "#000000", "#8c564b", "#17becf", "#9467bd", "#bcbd22", "#7f0000",
+                 "#b8a300", "#56b4e9", "#000000", "#8c564b", "#17becf", "#9467bd", "#bcbd22", "#7f0000",
                  "#1b9e77", "#e7298a", "#666666", "#a6761d")
 
 DPI = 110  # screen dpi: a 12-inch-wide figure fits a notebook cell at about 1300 px
 EXPORT_DPI = 300  # dpi for files meant for papers and slides
 FONT_SIZE = 10
-# Notebook outputs are shown about 1000 px wide (JupyterLab, nbconvert HTML, Colab): a wider
-# image is scaled down to it, so a figure's text must stay >= MIN_TEXT_PX tall at that width.
-# Text px = points x dpi / 72 x min(1, 1000 / image width px); for a figure wider than 1000 px
-# that is points x 1000 / (72 x width in inches): 9 pt text allows figures up to 15.6 inches.
-DISPLAY_WIDTH_PX = 1000
+# Notebook outputs are shown about 750 px wide (JupyterLab in a 1280-px window with its file
+# browser open; nbconvert pages give 890, Colab about 1000): a wider image is scaled down to
+# it, so a figure's text must stay >= MIN_TEXT_PX tall at that width. Text px = points x dpi
+# / 72 x min(1, 750 / image width px); for a figure wider than 750 px that is points x 750 /
+# (72 x width in inches): 9 pt text allows figures up to 11.7 inches, a 9-pt tick label's
+# superscript (mathtext shrinks it to 70%: 6.3 pt) only 8.2 inches, so log axes use plain
+# numbers where the range allows (log_axis). DISPLAY_WIDTH_PX lives in text.py: tables fit it too.
 MIN_TEXT_PX = 8.0
 
 
@@ -98,8 +102,15 @@ def save_figure(fig, path, dpi: int | None = None) -> Path:
     if suffix not in (".png", ".pdf", ".svg"):
         raise ValueError(f"save_figure writes .png, .pdf or .svg, not {suffix!r}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi or DPI, bbox_inches="tight", facecolor="white")
+    fig.savefig(path, dpi=dpi or DPI, bbox_inches="tight", facecolor="white",
+                **({"metadata": png_metadata(fig, dpi)} if suffix == ".png" else {}))
     return path
+
+
+def notebook_dpi(fig, times: float = 2.0) -> int:
+    """The dpi at which `fig`'s PNG is `times` the notebook display width (DISPLAY_WIDTH_PX):
+    sharp on a 2x screen, a fraction of a 300-dpi export's bytes in the notebook file."""
+    return max(DPI, round(times * DISPLAY_WIDTH_PX / fig.get_figwidth()))
 
 
 def figure_png(fig, dpi: int | None = None, tight: bool = True) -> bytes:
@@ -108,8 +119,19 @@ def figure_png(fig, dpi: int | None = None, tight: bool = True) -> bytes:
     import io
 
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi or DPI, facecolor="white", bbox_inches="tight" if tight else None)
+    fig.savefig(buf, format="png", dpi=dpi or DPI, facecolor="white", bbox_inches="tight" if tight else None,
+                metadata=png_metadata(fig, dpi) if tight else None)  # live frames: no extra measuring draw
     return buf.getvalue()
+
+
+SMALLEST_TEXT_KEY = "Smallest text px"  # a PNG text chunk: `make look` scales it to the displayed width
+
+
+def png_metadata(fig, dpi: float | None = None) -> dict:
+    """PNG text chunks: the smallest text of `fig` in px of the PNG itself (superscripts
+    included), so a viewer (utils/look_lab.py) can say how tall it is where it is shown."""
+    heights = text_heights(fig, dpi or DPI, display_width=10**9)
+    return {SMALLEST_TEXT_KEY: f"{min(heights)[0]:.2f}"} if heights else {}
 
 
 def show_figure(fig, dpi: int | None = None) -> None:
@@ -125,6 +147,23 @@ def no_data(ax, text: str) -> None:
     ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="#777777", wrap=True)
     ax.set_xticks([])
     ax.set_yticks([])
+
+
+def log_axis(ax, which: str = "y") -> None:
+    """Put an axis on a log scale with plain tick numbers (0.01, 300, 20K; human()), not
+    mathtext powers (10^4, 4x10^2): their superscripts are drawn at 70% of the tick size,
+    under 8 px at notebook width. Minor ticks are labelled as matplotlib would (ranges
+    under about a decade), in the same plain numbers. The one way figures make a log axis."""
+    from matplotlib.ticker import LogFormatter
+
+    class PlainLogFormatter(LogFormatter):
+        def _num_to_string(self, x, vmin, vmax):
+            return human(x)
+
+    axis = ax.yaxis if which == "y" else ax.xaxis
+    (ax.set_yscale if which == "y" else ax.set_xscale)("log")
+    axis.set_major_formatter(PlainLogFormatter(labelOnlyBase=False))
+    axis.set_minor_formatter(PlainLogFormatter(labelOnlyBase=False, minor_thresholds=(1, 0.4)))
 
 
 def series_colors(n: int) -> list[str]:
@@ -166,14 +205,32 @@ def shown_scale(fig, dpi: float | None = None, display_width: int = DISPLAY_WIDT
     return min(1.0, display_width / width_px)
 
 
+def smallest_points(text) -> float:
+    """The font size (points) of the smallest part of a Text: its size, or for mathtext
+    ("$10^{4}$", a log axis's tick label) its smallest glyph, superscripts and subscripts
+    included (mathtext draws them at 70% per level)."""
+    s, ismath = text._preprocess_math(text.get_text())
+    if ismath is not True:
+        return text.get_fontsize()
+    from matplotlib.mathtext import MathTextParser
+
+    try:
+        parsed = MathTextParser("path").parse(s, dpi=72, prop=text.get_fontproperties())
+    except ValueError:  # not valid mathtext: matplotlib would fail to draw it too
+        return text.get_fontsize()
+    sizes = [glyph[1] for glyph in parsed.glyphs]  # (font, fontsize in points at 72 dpi, ...)
+    return min(sizes, default=text.get_fontsize())
+
+
 def text_heights(fig, dpi: float | None = None, display_width: int = DISPLAY_WIDTH_PX) -> list[tuple[float, str]]:
     """(px tall when shown, text) for every visible text of `fig` (ticks, labels, titles,
-    legends, annotations, table cells): font points x dpi / 72, scaled as shown."""
+    legends, annotations, table cells): the smallest part's points (smallest_points:
+    superscripts measured) x dpi / 72, scaled as shown."""
     scale = shown_scale(fig, dpi, display_width)
     dpi = dpi or fig.dpi
     found: list = []
     _texts(fig, found)
-    return [(t.get_fontsize() * dpi / 72 * scale, t.get_text()) for t in found]
+    return [(smallest_points(t) * dpi / 72 * scale, t.get_text()) for t in found]
 
 
 def unreadable(fig, dpi: float | None = None, min_px: float = MIN_TEXT_PX) -> list[tuple[float, str]]:
