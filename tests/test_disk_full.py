@@ -43,18 +43,17 @@ def test_the_line_names_what_and_where():
 
 @pytest.mark.slow
 def test_train_on_a_full_disk_says_one_line_exits_1_and_resumes_losing_nothing(tmp_path, capsys, monkeypatch):
-    from utils.training.tracking import db_metrics
+    from utils.training.tracking.experiment_db import ExperimentDB
 
-    real, flushes = db_metrics.MetricPoints.flush, []
+    real, flushes = ExperimentDB.flush, []
 
-    def full_after_two(self):
-        if self._buffer:
-            flushes.append(len(self._buffer))
-            if len(flushes) >= 3:
-                raise sqlite3.OperationalError("database or disk is full")
+    def full_from_the_third(self):
+        flushes.append(1)
+        if len(flushes) >= 3:
+            raise sqlite3.OperationalError("database or disk is full")
         return real(self)
 
-    monkeypatch.setattr(db_metrics.MetricPoints, "flush", full_after_two)
+    monkeypatch.setattr(ExperimentDB, "flush", full_from_the_third)
     args = ["train", "--test", "--workspace", str(tmp_path), "--no-progress", "--no-export", "--run-name", "full",
             "--checkpoint-interval", "5"]
     assert main(args) == EXIT_FAILED
@@ -63,7 +62,7 @@ def test_train_on_a_full_disk_says_one_line_exits_1_and_resumes_losing_nothing(t
     assert f"writing metric points (the experiments database) to {tmp_path / 'experiments.db'}" in err
     assert "Free space and run again to resume" in err
 
-    monkeypatch.setattr(db_metrics.MetricPoints, "flush", real)  # space freed
+    monkeypatch.setattr(ExperimentDB, "flush", real)  # space freed
     assert main(args) == EXIT_OK, capsys.readouterr().err
     with sqlite3.connect(tmp_path / "experiments.db") as con:
         (run_id, status), = con.execute("SELECT run_id, status FROM runs WHERE run_name = 'full'").fetchall()

@@ -269,6 +269,7 @@ def _hostile_seed(path):
         ("train/loss", 1.0, float("inf"), None), ("train/loss", 1.0, 1e21, None), ("train/loss", 1.0, 3.5, None),
         (None, 1.0, 4, None), ("val/loss", 1.0, None, "two"),
         ("train/loss", 2.0, "5", None),  # integer text: a step
+        ("train/loss", 1.0, -1, None),  # a negative step
     ])
     con.execute("INSERT INTO metrics (run_id, metric_name, value, step) VALUES (999, 'train/loss', 1.0, 0)")
     con.execute("INSERT INTO metrics (run_id, metric_name, value, step) VALUES ('1', 'val/loss', 2.5, 4)")  # text id
@@ -289,7 +290,7 @@ def test_import_of_hostile_rows_imports_the_good_and_lists_each_bad(tmp_path, ca
         assert {f"good-{i}" for i in range(1, 11)} <= names
         assert [_points(db, f"good-{i}") for i in range(1, 11)] == [6] + [5] * 9  # good-1's text-id row too
         assert {"seed-run-11", "seed-run-12", "deep", "seed-run-14", "bad-rows"} <= names and len(names) == 15
-        assert _points(db, "bad-rows") == 2  # of 10 rows, 8 skipped and listed
+        assert _points(db, "bad-rows") == 2  # of 11 rows, 9 skipped and listed
         assert db.get_run("deep")["config"] == {"raw": "[" * 100_000 + "]" * 100_000}
     assert "imported 15 run(s)" in out
     assert "run 11 ' ' renamed 'seed-run-11' (the name was blank)" in out
@@ -297,10 +298,10 @@ def test_import_of_hostile_rows_imports_the_good_and_lists_each_bad(tmp_path, ca
     assert "config is not readable JSON" in out
     for why in ("step 'abc' is not an integer", "value 'x' is not a number", "value b'\\x01\\x02' is not a number",
                 "step inf is not an integer", "step 1e+21 is not an integer", "step 3.5 is not an integer",
-                "metric name None is not text", "epoch 'two' is not an integer",
+                "metric name None is not text", "epoch 'two' is not an integer", "step -1 is not an integer",
                 "1 metric row(s) of run id 999, which is not in runs"):
         assert why in out, why
-    assert out.count("  skipped ") == 10
+    assert out.count("  skipped ") == 11
 
 
 def test_reimport_after_the_seed_grew_adds_only_the_new_runs(tmp_path, seed_path):
@@ -323,22 +324,20 @@ def test_reimport_after_the_seed_grew_adds_only_the_new_runs(tmp_path, seed_path
 
 
 def test_import_on_a_full_disk_says_one_line_and_keeps_no_run(tmp_path, seed_path, capsys, monkeypatch):
-    from utils.training.tracking import db_metrics
-
-    real = db_metrics.MetricPoints.flush
+    real = ExperimentDB.flush
 
     def full(self):
-        if self._buffer and len(self._buffer) > 3:  # the second run's points
+        if self.find_run("crashed") is not None:  # the third run's points: the disk is full
             raise sqlite3.OperationalError("database or disk is full")
         return real(self)
 
-    monkeypatch.setattr(db_metrics.MetricPoints, "flush", full)
+    monkeypatch.setattr(ExperimentDB, "flush", full)
     ws = tmp_path / "ws"
     assert main(["runs", "import", str(seed_path), "--workspace", str(ws)]) == 1
     err = capsys.readouterr().err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert f"writing metric points (the experiments database) to {ws / 'experiments.db'}" in err
     assert "run the import again (no run of this import was kept)" in err
-    monkeypatch.setattr(db_metrics.MetricPoints, "flush", real)
+    monkeypatch.setattr(ExperimentDB, "flush", real)
     with ExperimentDB(ws / "experiments.db") as db:
-        assert len(db.list_runs()) == 0
+        assert len(db.list_runs()) == 0  # the two runs written before it were removed

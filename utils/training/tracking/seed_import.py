@@ -40,7 +40,7 @@ from utils.training.tracking import seed_db
 from utils.training.tracking.db_file import SEED_TABLES, SQLITE_MAGIC, DatabaseFileError
 from utils.training.tracking.seed_db import STATUS_MAP
 
-STEP_LIMIT = 2**62  # |step| below this: our int64 step arrays, with room for step + 1
+STEP_LIMIT = 2**62  # steps below this: our int64 step arrays, with room for step + 1
 COMPANIONS = ("-wal", "-shm", "-journal")  # SQLite's files beside a database
 _FIX = "Give the path of the seed notebook's experiments.db"
 
@@ -166,7 +166,8 @@ def read_seed_db(path: str | Path) -> tuple[list[dict], list[dict], list[dict]]:
 
 # -- checking rows ----------------------------------------------------------------------------
 def as_int(x: Any, limit: int = STEP_LIMIT) -> int | None:
-    """An integer from an int, an integral finite float or integer text within +-limit, else None."""
+    """An integer in [0, limit) from an int, an integral finite float or integer text, else None
+    (steps, epochs and run ids of the seed are never negative)."""
     if isinstance(x, bool):
         return None
     if isinstance(x, float):
@@ -178,7 +179,7 @@ def as_int(x: Any, limit: int = STEP_LIMIT) -> int | None:
             x = int(x.strip())
         except ValueError:
             return None
-    if not isinstance(x, int) or abs(x) >= limit:
+    if not isinstance(x, int) or not 0 <= x < limit:
         return None
     return x
 
@@ -209,7 +210,7 @@ def check_point(p: dict) -> tuple[dict | None, str]:
         if p.get(key) is not None:
             out[key] = as_int(p[key])
             if out[key] is None:
-                return None, f"{name} {key} {_show(p[key])} is not an integer below 2**62"
+                return None, f"{name} {key} {_show(p[key])} is not an integer in [0, 2**62)"
     value = as_value(p.get("value"))
     if value is None:
         return None, f"{name} value {_show(p.get('value'))} is not a number"
