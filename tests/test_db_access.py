@@ -16,7 +16,7 @@ import pytest
 from seed_fixtures import sha256, write_seed_db
 
 from utils.training.cli import EXIT_OK, EXIT_USAGE, main
-from utils.training.tracking import db_access
+from utils.training.tracking import db_access, db_fs
 from utils.training.tracking.experiment_db import ExperimentDB
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -162,7 +162,7 @@ def test_a_dangling_database_symlink_exits_2_naming_it(tmp_path, capsys):
 def test_a_database_on_a_fuse_mount_uses_a_rollback_journal_and_says_so(tmp_path, capsys, monkeypatch):
     drive = tmp_path / "drive" / "MyDrive"
     drive.mkdir(parents=True)
-    monkeypatch.setattr(db_access, "read_mounts", lambda: [("/", "overlay"), (str(tmp_path / "drive"),
+    monkeypatch.setattr(db_fs, "read_mounts", lambda: [("/", "overlay"), (str(tmp_path / "drive"),
                                                                               "fuse.drive")])
     with ExperimentDB(drive / "experiments.db") as db:
         assert db.conn.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
@@ -175,5 +175,5 @@ def test_a_database_on_a_fuse_mount_uses_a_rollback_journal_and_says_so(tmp_path
         assert db.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert capsys.readouterr().out == ""
     for fstype in ("nfs4", "cifs", "9p", "fuse"):
-        monkeypatch.setattr(db_access, "read_mounts", lambda f=fstype: [("/", f)])
-        assert db_access.journal_mode_for(tmp_path / "x.db")[0] == "delete"
+        monkeypatch.setattr(db_fs, "read_mounts", lambda f=fstype: [("/", f)])
+        assert db_fs.journal_mode_for(tmp_path / "x.db")[0] == "delete"

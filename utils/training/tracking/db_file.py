@@ -31,6 +31,23 @@ class NewerDatabaseError(DatabaseFileError, RuntimeError):
     and a DatabaseFileError: the command line's exit 2 naming the file)."""
 
 
+DAMAGED_FIX = ("Restore it from your copy of it (the Drive mirror, if the notebook keeps one: delete the local "
+               "file and the next run restores it from there, or copy it back), or start a new workspace; "
+               "`sqlite3 {path} 'PRAGMA integrity_check'` lists the damage. It was left unchanged")
+
+
+def damaged(path: Path, detail: str) -> DatabaseFileError:
+    """The error for a database whose pages fail SQLite's checks: the file, the way back."""
+    return DatabaseFileError(path, f"is a damaged SQLite database ({detail})", DAMAGED_FIX.format(path=path))
+
+
+def check_link(path: Path) -> None:
+    """A symlink at the database path that leads nowhere is an error, not a new database."""
+    if path.is_symlink() and not path.exists():
+        raise DatabaseFileError(path, f"is a symlink to {os.readlink(path)}, which does not exist",
+                                "Point it at the experiments database, or remove the link to start a new one")
+
+
 SQLITE_MAGIC = b"SQLite format 3\x00"
 SEED_TABLES = {"runs": {"run_id", "run_name", "config"}, "metrics": {"metric_name", "value", "step", "epoch"}}
 
@@ -47,8 +64,6 @@ def check_database_file(path: str | os.PathLike, schema_version: int, writable: 
     The schema is read through an immutable read-only connection, so a database of another
     schema is left byte-identical (no WAL switch, no journal, no migration). writable=False:
     a reader's check (a read-only file is fine)."""
-    from utils.training.tracking.db_access import check_link, damaged
-
     path = Path(path)
     check_link(path)
     if path.is_dir():

@@ -118,7 +118,7 @@ def connect(path: Path, busy_timeout_s: float) -> sqlite3.Connection:
     conn = sqlite3.connect(str(path), timeout=busy_timeout_s, isolation_level=None)
     try:
         conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
-        from utils.training.tracking.db_access import journal_mode_for
+        from utils.training.tracking.db_fs import journal_mode_for
 
         mode, why = journal_mode_for(path)  # WAL on local disk; a rollback journal on Drive/NFS/FUSE
         if why:
