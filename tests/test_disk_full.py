@@ -1,4 +1,4 @@
-"""A full disk while training (utils/training/disk_full.py and the CLI): one line naming what
+"""A full disk while training (utils/training/engine/disk_full.py and the CLI): one line naming what
 was being written and where, exit 1, and the same command resumes with nothing lost."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from utils.training.cli import EXIT_FAILED, EXIT_OK, main
-from utils.training.disk_full import describe_full_disk, full_disk_error
+from utils.training.engine.disk_full import describe_full_disk, full_disk_error
 
 
 def test_the_line_names_what_and_where():

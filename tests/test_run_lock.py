@@ -1,4 +1,4 @@
-"""One trainer per run (utils/training/run_lock.py): a second `train` on a run name that a
+"""One trainer per run (utils/training/engine/run_lock.py): a second `train` on a run name that a
 live process holds exits 2 naming the holder; a dead holder's lock is gone."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from utils.training.cli import EXIT_USAGE, main
-from utils.training.run_lock import LOCK_NAME, RunLock, RunLockedError
+from utils.training.engine.run_lock import LOCK_NAME, RunLock, RunLockedError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -46,7 +46,7 @@ def test_a_stale_lock_file_does_not_block(tmp_path):
 
 
 def test_a_killed_holder_releases_the_lock(tmp_path):
-    code = (f"import sys; sys.path.insert(0, {str(ROOT)!r}); from utils.training.run_lock import RunLock; "
+    code = (f"import sys; sys.path.insert(0, {str(ROOT)!r}); from utils.training.engine.run_lock import RunLock; "
             f"RunLock({str(tmp_path)!r}).acquire(); print('held', flush=True); sys.stdin.read()")
     proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:

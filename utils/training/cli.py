@@ -16,8 +16,8 @@ from pathlib import Path
 
 from utils.training.config import TrainingConfig, parse_overrides, read_config_file
 from utils.training.config_rules import ConfigError, Problem
-from utils.training.disk_full import describe_full_disk, full_disk_error
 from utils.training.engine import signals
+from utils.training.engine.disk_full import describe_full_disk, full_disk_error
 from utils.training.presets import PRESETS, preset_values
 from utils.training.registries import DATA_SOURCES
 from utils.training.tracking.db_access import check_health, check_link, check_writable
@@ -145,8 +145,8 @@ def train_command(args: argparse.Namespace) -> int:
     from utils.training.contracts import RunStatus
     from utils.training.data.readers import DataError
     from utils.training.engine.distributed import DistributedContext, world_size_from_env
+    from utils.training.engine.run_lock import RunLock, RunLockedError
     from utils.training.engine.trainer import ResumeError
-    from utils.training.run_lock import RunLock, RunLockedError
     from utils.training.session import ReportingOptions, TrainingSession
     from utils.training.viz.style import chinchilla_share
     from utils.training.workspace import Workspace
