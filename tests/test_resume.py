@@ -282,3 +282,42 @@ def test_a_stop_inside_a_sync_point_leaves_no_evaluation_or_samples_out(tmp_path
         "*.pt"))[-1] == "step_00000008.pt"  # the interrupt saved step 8, its samples not yet made
     trainer(tmp_path / "run", second).train()
     assert first.seen + second.seen == reference.seen  # every evaluation and sample set once, in order
+
+
+class InterruptedBatches(ArrayBatches):
+    """A stop signal landing inside a step: at draw `at` the position has moved when
+    Ctrl-C arrives (the step is half done)."""
+
+    def __init__(self, *args, at: int, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.at, self.calls = at, 0
+
+    def next_batch(self):
+        batch = super().next_batch()
+        self.calls += 1
+        if self.calls == self.at:
+            raise KeyboardInterrupt
+        return batch
+
+
+def test_a_stop_inside_a_step_keeps_the_last_checkpoint_and_resumes_exactly(tmp_path):
+    """Found by bench/kill_resume.py --seed 3: a SIGINT inside step 30 saved a checkpoint
+    "of step 29" whose data position (and weights, mid-update) belonged to step 30; the
+    resumed run's final weights differed from the uninterrupted run's."""
+    cfg = tiny_config(max_steps=12, checkpoint_interval=5, dropout=0.1)
+
+    def trainer(run_dir, batches):
+        return Trainer(cfg, build_model(cfg), batches, ArrayBatches(make_tokens(seed=5), cfg.batch_size,
+                                                                  cfg.block_size), run_dir=run_dir, progress_bar=False)
+
+    ref = trainer(tmp_path / "ref", ArrayBatches(make_tokens(), cfg.batch_size, cfg.block_size, seed=1))
+    ref.train()
+    stopped = trainer(tmp_path / "run", InterruptedBatches(make_tokens(), cfg.batch_size, cfg.block_size, seed=1,
+                                                           at=8))
+    with pytest.raises(KeyboardInterrupt):
+        stopped.train()
+    ckpts = sorted(p.name for p in (tmp_path / "run" / "checkpoints").glob("step_*.pt"))
+    assert ckpts == ["step_00000005.pt"]  # not a "step 7" holding step 8's batch
+    again = trainer(tmp_path / "run", ArrayBatches(make_tokens(), cfg.batch_size, cfg.block_size, seed=1))
+    again.train()
+    assert same(again.raw_model.state_dict(), ref.raw_model.state_dict())

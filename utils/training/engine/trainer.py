@@ -292,6 +292,7 @@ class Trainer:
         self._compile_pending = self.compiled
         state, control, cfg = self.state, self.control, self.config
         status, error = RunStatus.COMPLETED, None
+        self._in_step = False
         self.raw_model.train()
         try:
             self.callbacks.call("on_train_begin", state, control, config=cfg, model=self.raw_model,
@@ -305,6 +306,7 @@ class Trainer:
             while state.step < self.max_steps:
                 # Accuracy and the gradient norm are device work done for log steps only.
                 want_acc = self.flow.logs_at(state.step + 1, self.max_steps)
+                self._in_step = True  # until the count below: batches drawn, weights being updated
                 if self._compile_pending:
                     self._compiling_step(want_acc)
                 else:
@@ -313,6 +315,7 @@ class Trainer:
                 state.tokens_seen += cfg.tokens_per_step
                 if self.train_tokens:
                     state.epoch = state.tokens_seen / self.train_tokens
+                self._in_step = False
                 self.callbacks.call("on_step_end", state, control)
                 if any(getattr(control, flag) for flag in FLAGS) and self._sync_point():
                     status = control.stop_status
@@ -416,6 +419,12 @@ class Trainer:
         """Ctrl-C: keep the progress unless it is non-finite or mid-write. Local states
         only (other ranks may already be gone). A failure to save is reported and the
         interrupt goes on (the previous checkpoint stays)."""
+        if getattr(self, "_in_step", False):
+            # Inside a step the data position has moved and the weights and optimizer may be
+            # half updated: a checkpoint of that would not resume exactly. The last one stays.
+            print(f"Interrupted inside step {self.state.step + 1} (not finished): the last checkpoint is kept",
+                  file=sys.stderr, flush=True)
+            return
         try:
             self.window.check_finite()
         except NonFiniteLossError as e:
