@@ -321,3 +321,25 @@ def test_a_stop_inside_a_step_keeps_the_last_checkpoint_and_resumes_exactly(tmp_
     again = trainer(tmp_path / "run", ArrayBatches(make_tokens(), cfg.batch_size, cfg.block_size, seed=1))
     again.train()
     assert same(again.raw_model.state_dict(), ref.raw_model.state_dict())
+
+
+def test_a_stop_inside_the_last_steps_sync_point_leaves_no_evaluation_or_samples_out(tmp_path):
+    """bench/kill_resume.py --seed 4: a SIGTERM inside step 120's (the last step's) sync point
+    saved it before its samples; the run resumed at its end never made them."""
+    cfg = tiny_config(max_steps=12, eval_interval=5, sample_interval=5, checkpoint_interval=5)
+
+    def trainer(run_dir, *callbacks):
+        return Trainer(cfg, build_model(cfg), ArrayBatches(make_tokens(), cfg.batch_size, cfg.block_size, seed=1),
+                       ArrayBatches(make_tokens(seed=5), cfg.batch_size, cfg.block_size), run_dir=run_dir,
+                       callbacks=list(callbacks), progress_bar=False)
+
+    reference = Events()
+    trainer(tmp_path / "ref", reference).train()
+    first, second = Events(), Events()
+    with pytest.raises(KeyboardInterrupt):
+        trainer(tmp_path / "run", first, StopInEvaluate(12)).train()
+    trainer(tmp_path / "run", second).train()
+    assert first.seen + second.seen == reference.seen and reference.seen[-2:] == [("eval", 12), ("sample", 12)]
+    third = Events()
+    trainer(tmp_path / "run", third).train()  # a finished run started again: nothing a second time
+    assert third.seen == []

@@ -377,16 +377,21 @@ class Trainer:
         """A stop signal inside a step's sync point saves that step before its evaluation or
         samples ran (_save_on_interrupt): the resume does the missing ones first, once, as the
         uninterrupted run did at that step (evaluation and greedy samples draw no RNG, so the
-        resume stays exact). The last step's are _finish's."""
+        resume stays exact). The last step asks for both whatever the intervals."""
         s, every = self.state.step, self.flow.intervals
-        if s <= 0 or s >= self.max_steps:
+        if s <= 0:
             return
-        if self.flow.evaluate and due(s, every.eval) and self.state.last_eval_step != s:
+        last, done = s >= self.max_steps, False
+        if self.flow.evaluate and (due(s, every.eval) or last) and self.state.last_eval_step != s:
             self._evaluate()
-        if due(s, every.sample) and self.state.last_sample_step != s:
+            done = True
+        if (due(s, every.sample) or last) and self.state.last_sample_step != s:
             samples = self.generate_samples() if self.dist.is_main else []
             self.state.last_sample_step = s
             self.callbacks.call("on_sample", self.state, self.control, samples=samples)
+            done = True
+        if done:  # the step's checkpoint again, now saying so (a later start does not redo them)
+            self._save_checkpoint()
         self.window.restart_clock()  # that work is not the next steps' time
 
     def _evaluate(self) -> None:
