@@ -343,3 +343,42 @@ def test_a_stop_inside_the_last_steps_sync_point_leaves_no_evaluation_or_samples
     third = Events()
     trainer(tmp_path / "run", third).train()  # a finished run started again: nothing a second time
     assert third.seen == []
+
+
+class WrappedStop(TrainerCallback):
+    """A SIGINT whose KeyboardInterrupt torch wrapped into a RuntimeError (signals.py has
+    recorded the signal), at the end of step `step`."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def on_step_end(self, state, control, **kw):
+        if state.step == self.step:
+            from utils.training.engine import signals
+
+            signals.received.append(2)
+            raise RuntimeError("KeyboardInterrupt raised inside a torch call")
+
+
+def test_an_error_a_stop_signal_caused_is_the_stop(tmp_path):
+    """bench/kill_resume.py --seed 4: a SIGINT ended a run with exit 1 and status failed."""
+    from utils.training.engine import signals
+
+    cfg = tiny_config(max_steps=12, checkpoint_interval=5)
+    statuses = []
+
+    class Status(TrainerCallback):
+        def on_train_end(self, state, control, status=None, **kw):
+            statuses.append(status)
+
+    trainer = Trainer(cfg, build_model(cfg), ArrayBatches(make_tokens(), cfg.batch_size, cfg.block_size, seed=1),
+                      ArrayBatches(make_tokens(seed=5), cfg.batch_size, cfg.block_size), run_dir=tmp_path,
+                      callbacks=[Status(), WrappedStop(7)], progress_bar=False)
+    try:
+        with pytest.raises(KeyboardInterrupt) as stop:
+            trainer.train()
+    finally:
+        signals.received.clear()
+    assert not isinstance(stop.value, signals.Terminated) and isinstance(stop.value.__cause__, RuntimeError)
+    assert statuses == ["interrupted"]
+    assert (tmp_path / "checkpoints" / "step_00000007.pt").exists()  # the stop's checkpoint of step 7

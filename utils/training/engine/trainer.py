@@ -34,7 +34,7 @@ import torch.nn.functional as F
 
 from utils.training.contracts import BatchSource, RunStatus
 from utils.training.data.sampler import IGNORE_INDEX
-from utils.training.engine import evaluation, generation, resume
+from utils.training.engine import evaluation, generation, resume, signals
 from utils.training.engine.callbacks import (
     CallbackHandler,
     EarlyStoppingCallback,
@@ -293,6 +293,7 @@ class Trainer:
         state, control, cfg = self.state, self.control, self.config
         status, error = RunStatus.COMPLETED, None
         self._in_step = False
+        stops_before = len(signals.received)  # a stop signal during this run (signals.py records each)
         self.raw_model.train()
         try:
             self.callbacks.call("on_train_begin", state, control, config=cfg, model=self.raw_model,
@@ -329,6 +330,14 @@ class Trainer:
             self._save_on_interrupt()
             raise
         except BaseException as e:
+            if len(signals.received) > stops_before:
+                # An error a stop signal caused (torch turns a KeyboardInterrupt raised inside its
+                # own calls into a RuntimeError): the stop, as on Ctrl-C.
+                status, error = RunStatus.INTERRUPTED, e
+                self._save_on_interrupt()
+                stop = signals.Terminated("SIGTERM") if signals.exit_code() == signals.EXIT_SIGTERM else \
+                    KeyboardInterrupt()
+                raise stop from e
             status, error = RunStatus.FAILED, e
             raise
         finally:
