@@ -179,7 +179,11 @@ for doc in preview.val_documents[:3]:
 #
 # A preset sets everything; the fields below override it (`None` keeps the preset's
 # value). Every value is validated by `TrainingConfig`: a bad one stops here with the
-# field and what is allowed, before anything trains.
+# field and what is allowed, before anything trains. `batch_size` "auto" measures the largest
+# micro-batch that fits this GPU (accumulation keeps the preset's global batch; on CPU the
+# preset's, said so); an out-of-memory error during training halves it and redoes the step.
+# `stop_before_runtime_limit` stops a Colab run 30 minutes before Colab's 12-hour limit, with
+# a checkpoint that a new runtime resumes.
 
 # %%
 # @title Configuration
@@ -189,7 +193,7 @@ model_family = "llama"  #@param ["llama", "gpt2", "qwen2"]
 model_size = "preset's size"  #@param ["preset's size", "tiny", "small", "medium", "base"]
 learning_rate = None  #@param {type:"raw"}
 schedule = "preset's schedule"  #@param ["preset's schedule", "cosine", "linear", "constant"]
-batch_size = None  #@param {type:"raw"}
+batch_size = "preset's batch size"  #@param ["preset's batch size", "auto", "8", "16", "32", "64"] {allow-input: true}
 max_steps = None  #@param {type:"raw"}
 epochs = None  #@param {type:"raw"}
 warmup_ratio = None  #@param {type:"raw"}
@@ -205,13 +209,15 @@ checkpoint_interval = None  #@param {type:"raw"}
 sample_interval = None  #@param {type:"raw"}
 early_stopping_patience = None  #@param {type:"raw"}
 viz_interval = 0  #@param {type:"integer"}
+stop_before_runtime_limit = True  #@param {type:"boolean"}
 time_presets = "fast,balanced"  #@param {type:"string"}
 
 # %%
 # Validate the form into a TrainingConfig, then the summary card of this run.
 from utils.training import TrainingSession
+from utils.training.runtime import detect_runtime
 from utils.training.session import ReportingOptions
-from utils.training.summary import format_summary
+from utils.training.summary import format_summary, stop_before_limit_s
 
 config = TrainingConfig.from_form(
     preset=preset, model_size=model_size, run_name=run_name, model_family=model_family,
@@ -220,7 +226,10 @@ config = TrainingConfig.from_form(
     optimizer=optimizer,
     gradient_accumulation_steps=gradient_accumulation_steps, random_seed=random_seed,
     log_interval=log_interval, eval_interval=eval_interval, checkpoint_interval=checkpoint_interval,
-    sample_interval=sample_interval, early_stopping_patience=early_stopping_patience, **data_fields,
+    sample_interval=sample_interval, early_stopping_patience=early_stopping_patience,
+    # Colab stops a notebook after 12 h: stop (checkpointed) 30 min before it, resume in a new runtime
+    time_limit_s=(stop_before_limit_s(detect_runtime().colab) or None) if stop_before_runtime_limit else None,
+    **data_fields,
 )
 config.save(workspace.configs_dir)
 session = TrainingSession(config, workspace, db=db, corpus=corpus)
@@ -232,9 +241,11 @@ print(format_summary(session.summary()))
 # timed, and the full run's time extrapolated from them (not guessed).
 from utils.training.engine.timing import format_timings, measure_presets
 
-timings = measure_presets([p.strip() for p in time_presets.split(",") if p.strip()] + [config],
+timings = measure_presets([p.strip() for p in time_presets.split(",") if p.strip()] + [session.config],
                           vocab_size=session.config.vocab_size)
 print(format_timings(timings))
+if timings[-1].seconds_per_step == timings[-1].seconds_per_step:  # not NaN: this run's step was measured
+    print("runtime limit:", session.summary(seconds_per_step=timings[-1].seconds_per_step)["runtime_fit"])
 
 # %% [markdown]
 # <a id="section-4"></a>

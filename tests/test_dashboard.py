@@ -47,7 +47,7 @@ def test_dashboard_from_an_llm_foundry_log(tmp_path):
     rec = load_run(log)
     fig = TrainingDashboard.from_run(rec).figure()
     axes = _panels(fig)
-    assert len(axes) == 6 and "derived" in axes[2].get_title()
+    assert len(axes) == 7 and "derived" in axes[2].get_title()
     np.testing.assert_array_equal(axes[0].get_lines()[0].get_ydata(), rec.train["train_loss"])
     assert axes[3].texts and not axes[3].get_lines()  # llm-foundry logs no grad norm
     assert rec.label in fig.get_suptitle()

@@ -197,6 +197,8 @@ def test_callbacks_are_built_once(tmp_path, corpus):
     s.prepare()
     first = s.callbacks()
     assert s.callbacks() is first
-    tracker = first[0]
-    assert s.callbacks()[0].sinks is tracker.sinks  # the same sinks: no second database run
+    from utils.training.tracking.metrics import MetricsTracker
+
+    tracker = next(cb for cb in first if isinstance(cb, MetricsTracker))
+    assert next(cb for cb in s.callbacks() if isinstance(cb, MetricsTracker)).sinks is tracker.sinks  # one run
     s.close()

@@ -27,6 +27,7 @@ from typing import Any
 
 from utils.training.config_parse import parse_text, read_form, read_overrides
 from utils.training.config_rules import (
+    AUTO,
     ConfigError,
     Problem,
     check_config,
@@ -70,7 +71,10 @@ class TrainingConfig:
     optimizer: str = "adamw"  # a name of registries.OPTIMIZERS
     muon_lr: float = 0.02  # Muon's peak learning rate (learning_rate stays AdamW's), same schedule
     max_grad_norm: float = 1.0  # clip the global gradient norm to this; 0 = no clipping
-    batch_size: int = 32  # sequences per micro-step (one process; ranks split it, see rank_batch)
+    # sequences per micro-step (one process; ranks split it, see rank_batch), or "auto": the
+    # largest micro-batch that fits the device, measured when the run is prepared, with the
+    # accumulation raised to keep the global batch (engine/batch_size.py; `base_batch_size`)
+    batch_size: int = 32
     gradient_accumulation_steps: int = 1  # micro-steps per optimizer step, all ranks together
     use_amp: bool = True  # mixed precision on GPU; False forces fp32
     # --- budget: max_steps wins, then max_tokens, then epochs ------------------------
@@ -198,9 +202,23 @@ class TrainingConfig:
 
     # --- derived quantities ----------------------------------------------------------
     @property
+    def base_batch_size(self) -> int:
+        """batch_size; for batch_size="auto", the preset's (the field's default without one):
+        the micro-batch a CPU run uses, and with gradient_accumulation_steps the global batch
+        that the measured micro-batch keeps (engine/batch_size.py)."""
+        if self.batch_size != AUTO:
+            return self.batch_size
+        return int(PRESETS.get(self.preset, {}).get("batch_size", FIELD_DEFAULTS["batch_size"]))
+
+    @property
+    def global_batch(self) -> int:
+        """Sequences per optimizer step, all ranks together."""
+        return self.base_batch_size * self.gradient_accumulation_steps
+
+    @property
     def tokens_per_step(self) -> int:
         """Training tokens per optimizer step, all ranks together."""
-        return self.batch_size * self.block_size * self.gradient_accumulation_steps
+        return self.global_batch * self.block_size
 
     def rank_batch(self, world_size: int) -> tuple[int, int]:
         """(sequences per micro-step, micro-steps per optimizer step) on each of
@@ -209,22 +227,23 @@ class TrainingConfig:
 
         The accumulation is split first (nanoGPT); what it cannot absorb splits the
         micro-batch. A world size that does not divide the global batch is a ConfigError.
+        batch_size="auto" splits base_batch_size (what a run uses until it is measured).
         """
         if world_size < 1:
             raise ConfigError([Problem("world_size", world_size, "must be >= 1")])
-        accum = self.gradient_accumulation_steps
+        accum, batch = self.gradient_accumulation_steps, self.base_batch_size
         shared = math.gcd(accum, world_size)  # ranks absorbed by the accumulation
         rest = world_size // shared  # ranks that must split each micro-batch
-        if self.batch_size % rest:
-            global_batch = self.batch_size * accum
+        if batch % rest:
+            global_batch = batch * accum
             fits = [w for w in range(1, global_batch + 1) if global_batch % w == 0 and w <= 64]
             raise ConfigError([Problem(
                 "gradient_accumulation_steps", accum,
-                f"the global batch of batch_size * gradient_accumulation_steps = {self.batch_size} * {accum} = "
+                f"the global batch of batch_size * gradient_accumulation_steps = {batch} * {accum} = "
                 f"{global_batch} sequences cannot be split evenly over a world size of {world_size}; use a world "
                 f"size that divides it ({', '.join(map(str, fits))}) or change batch_size/gradient_accumulation_steps",
             )])
-        return self.batch_size // rest, accum // shared
+        return batch // rest, accum // shared
 
     @property
     def head_dim(self) -> int:

@@ -12,7 +12,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from utils.training.config_rules import ConfigError, Problem, unknown_key
+from utils.training.config_rules import AUTO, AUTO_FIELDS, ConfigError, Problem, is_auto, unknown_key
 from utils.training.presets import PRESET_CHOICE
 
 _LEGACY_COMPILE = {"true": "on", "1": "on", "yes": "on", "false": "off", "0": "off", "no": "off"}
@@ -23,6 +23,8 @@ def parse_text(name: str, text: str, kind: type) -> Any:
     s = text.strip()
     if name == "compile" and s.lower() in _LEGACY_COMPILE:  # compile=true from when it was a bool
         return _LEGACY_COMPILE[s.lower()]
+    if is_auto(name, s.lower()):  # batch_size=auto: measured when the run is prepared
+        return AUTO
     if kind is bool:
         if s.lower() in ("true", "1", "yes", "on"):
             return True
@@ -30,12 +32,13 @@ def parse_text(name: str, text: str, kind: type) -> Any:
             return False
         raise ValueError(f"must be true or false, got {text!r}")
     if kind is int:
+        what = "an integer" + (f" or {AUTO!r}" if name in AUTO_FIELDS else "")
         try:
             f = float(s)
         except ValueError:
-            raise ValueError(f"must be an integer, got {text!r}") from None
+            raise ValueError(f"must be {what}, got {text!r}") from None
         if not math.isfinite(f) or f != int(f):
-            raise ValueError(f"must be an integer, got {text!r}")
+            raise ValueError(f"must be {what}, got {text!r}")
         return int(f)
     if kind is float:
         try:

@@ -31,12 +31,21 @@ from utils.training.registries import (
 )
 
 __all__ = [
-    "CHOICES", "COMPILE_MODES", "DATA_SOURCES", "KNOWN_ALIASES", "MODEL_FAMILIES", "OPTIMIZERS", "PATH_NAME_RULE",
+    "AUTO", "AUTO_FIELDS", "CHOICES", "COMPILE_MODES", "DATA_SOURCES", "KNOWN_ALIASES", "MODEL_FAMILIES", "OPTIMIZERS", "PATH_NAME_RULE",
     "PRECISIONS", "RANGES", "SCHEDULES", "ConfigError", "Problem", "check_config", "check_types", "check_values",
-    "field_types", "path_name_problem", "type_matches", "unknown_key",
+    "field_types", "is_auto", "path_name_problem", "type_matches", "unknown_key",
 ]
 
 COMPILE_MODES = ("auto", "on", "off")
+# Fields that take the string "auto" besides their type: batch_size="auto" is measured on the
+# device when the run is prepared (engine/batch_size.py), keeping the global batch.
+AUTO = "auto"
+AUTO_FIELDS = frozenset({"batch_size"})
+
+
+def is_auto(name: str, value: Any) -> bool:
+    """Whether `value` is the "auto" that field `name` accepts besides its type."""
+    return name in AUTO_FIELDS and value == AUTO
 
 # The one rule for names that become folder or file names (run_name, the HPO study name):
 # matched whole (fullmatch: a trailing newline is not allowed, as `$` would let it be), so
@@ -173,8 +182,11 @@ def check_types(cfg: Any, names: Iterable[str] | None = None) -> list[Problem]:
     problems = []
     for name in types if names is None else names:
         kind, value = types[name], getattr(cfg, name)
+        if is_auto(name, value):
+            continue
         if not type_matches(value, kind):
-            problems.append(Problem(name, value, f"must be {kind.__name__}, got {type(value).__name__}"))
+            also = f" or {AUTO!r}" if name in AUTO_FIELDS else ""
+            problems.append(Problem(name, value, f"must be {kind.__name__}{also}, got {type(value).__name__}"))
         elif kind is float and not _finite(value):
             problems.append(Problem(name, value, "must be a finite number (NaN and infinity are not allowed)"))
     return problems
@@ -190,6 +202,8 @@ def check_values(cfg: Any, skip: set[str], names: Iterable[str] | None = None) -
         if name in skip or (wanted is not None and name not in wanted):
             continue
         v = getattr(cfg, name)
+        if is_auto(name, v):
+            continue
         if (v < lo if lo_inc else v <= lo) or (v > hi if hi_inc else v >= hi):
             allowed = f"{'[' if lo_inc else '('}{lo}, {hi}{']' if hi_inc else ')'}"
             problems.append(Problem(name, v, f"must be in {allowed}"))

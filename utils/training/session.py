@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from utils.training.config import TrainingConfig
-from utils.training.config_rules import ConfigError, require_valid
+from utils.training.config_rules import ConfigError, Problem, require_valid
 from utils.training.contracts import RunStatus
 from utils.training.engine.callbacks import TrainerCallback
 from utils.training.engine.memory import memory_problem
@@ -53,6 +53,7 @@ class TrainingSession:
         corpus: TextCorpus | None = None,
         data_options: dict[str, Any] | None = None,
         dist: DistributedContext | None = None,
+        device_ops: Any = None,
     ):
         require_valid(config)
         self.workspace = workspace if isinstance(workspace, Workspace) else Workspace(Path(workspace))
@@ -65,6 +66,7 @@ class TrainingSession:
         self._db = db
         self._owns_db = db is None
         self.data = data
+        self._data_given = data is not None
         self.corpus = corpus  # a TextCorpus already loaded (e.g. uploaded files); None = from the config
         self.data_options = dict(data_options or {})
         self.dist = dist
@@ -72,6 +74,8 @@ class TrainingSession:
         self.trainer = None
         self.result = None
         self.facts: RunFacts | None = None  # measured once, in prepare()
+        self.device_ops = device_ops  # engine.batch_size.DeviceOps (tests inject one); None: the device's
+        self.batch = None  # engine.batch_size.BatchChoice, made in prepare()
         self._samples = LastSamples()
         self._callbacks: list[TrainerCallback] | None = None  # built once, by callbacks()
 
@@ -109,48 +113,91 @@ class TrainingSession:
         """Data (tokenizer and token files cached under datasets/), the resolved config,
         the model and the run facts. Safe to call twice. ConfigError (naming max_steps)
         when the corpus size is unknown (streaming) and epochs would set the budget."""
-        from utils.training.data.pipeline import prepare_data
         from utils.training.engine.models import build_model
         from utils.training.engine.run_facts import measure_run_facts
 
         self.tracking.check()  # options changed since the session was made are checked before the data
         if self.data is None:
-            rank = self.dist.rank if self.dist else 0
-            world = self.dist.world_size if self.dist else 1
-            # Under DDP rank 0 builds the tokenizer and token caches first; the others then read them.
-            ddp = self.dist is not None and self.dist.is_distributed
-            if ddp and not self.dist.is_main:
-                self.dist.barrier()
-            # Each rank draws its share of the global batch per micro-step (rank_batch).
-            micro, _ = self.requested_config.rank_batch(world)
-            self.data = prepare_data(
-                self.requested_config.replace(batch_size=micro),
-                self.workspace.root,
-                rank=rank,
-                world_size=world,
-                corpus=self.corpus,
-                **self.data_options,
-            )
-            if ddp and self.dist.is_main:
-                self.dist.barrier()
+            self.data = self._prepare_data(self.requested_config)
         # The tokenizer decides the real vocabulary (a BPE trained on a small corpus may
         # stop short of the target; GPT-2's is 50257).
         self.config = self.requested_config.replace(vocab_size=self.data.vocab_size)
         if self.model is None:
             self.model = build_model(self.config)
+        if self.batch is None:
+            self._choose_batch()
         if self.facts is None:
             ddp = self.dist is not None and self.dist.is_distributed
             self.facts = measure_run_facts(self.config, self.model, device=self.dist.device if ddp else None,
                                            world_size=self.dist.world_size if self.dist else 1,
-                                           train_tokens=self.data.stats.get("train_tokens"))
+                                           train_tokens=self.data.stats.get("train_tokens"), batch=self.batch)
         return self
 
-    def summary(self) -> dict[str, Any]:
+    def _prepare_data(self, config: TrainingConfig) -> PreparedData:
+        from utils.training.data.pipeline import prepare_data
+
+        rank = self.dist.rank if self.dist else 0
+        world = self.dist.world_size if self.dist else 1
+        # Under DDP rank 0 builds the tokenizer and token caches first; the others then read them.
+        ddp = self.dist is not None and self.dist.is_distributed
+        if ddp and not self.dist.is_main:
+            self.dist.barrier()
+        # Each rank draws its share of the global batch per micro-step (rank_batch).
+        micro, _ = config.rank_batch(world)
+        data = prepare_data(config.replace(batch_size=micro), self.workspace.root, rank=rank, world_size=world,
+                            corpus=self.corpus, **self.data_options)
+        if ddp and self.dist.is_main:
+            self.dist.barrier()
+        return data
+
+    def _choose_batch(self) -> None:
+        """batch_size="auto": the micro-batch measured on the device (rank 0's choice for
+        all ranks), or the checkpointed run's; the config becomes that number, with the
+        accumulation that keeps the global batch, and the batches are drawn anew at that
+        size when it differs (token files are cached). A number is kept as given."""
+        from utils.training.engine.batch_size import choose_batch, ops_for
+
+        world = self.dist.world_size if self.dist else 1
+        choice = None
+        if self.is_main:
+            ops = self.device_ops or ops_for(self.dist.device if self.dist is not None else None)
+            choice = choose_batch(self.config, self.model, ops, world_size=world, stored=self._stored_batch())
+        self.batch = self.dist.broadcast_object(choice) if self.dist is not None else choice
+        if self.batch.how == "config":
+            return
+        drawn, _ = self.config.rank_batch(world)  # the batch size the batches were made with
+        self.config = self.config.replace(**self.batch.config_values())
+        if self.batch.micro_batch != drawn:  # batches of the chosen size (the token caches are reused)
+            if self._data_given:
+                raise ConfigError([Problem("batch_size", "auto", f"the data handed to the session draws batches of "
+                                           f"{drawn} sequences and {self.batch.micro_batch} were chosen: let the "
+                                           "session prepare the data, or give batch_size as a number")])
+            self.data = self._prepare_data(self.requested_config.replace(**self.batch.config_values()))
+        if self.is_main and self.batch.how != "config":
+            b = self.batch
+            print(f"Batch: micro-batch {b.micro_batch} x accumulation {b.accumulation} x {b.world_size} process"
+                  f"{'es' if b.world_size != 1 else ''} ({b.note})", flush=True)
+
+    def _stored_batch(self) -> tuple[int, int] | None:
+        """(batch_size, gradient_accumulation_steps) of the config this run last trained
+        with, when "auto" resumes a checkpoint: the same micro-batch continues it."""
+        if self.config.batch_size != "auto" or self.resume_step() is None:
+            return None
+        path = self.workspace.run_config_path(self.config.run_name)
+        try:
+            saved = TrainingConfig.load(path)
+        except ConfigError:
+            return None
+        return saved.batch_size, saved.gradient_accumulation_steps
+
+    def summary(self, seconds_per_step: float | None = None) -> dict[str, Any]:
         """The numbers of the notebook's summary card, all computed from this run's
-        config, run facts and data (no guesses)."""
+        config, run facts and data (no guesses); with a measured `seconds_per_step`, whether
+        the planned steps fit the runtime's time limit (summary.time_fit)."""
         if self.model is None:
             self.prepare()
-        return summary_card(self.config, self.facts, self.data.stats, self.data.bytes_per_token, self.caveat)
+        return summary_card(self.config, self.facts, self.data.stats, self.data.bytes_per_token, self.caveat,
+                            seconds_per_step=seconds_per_step)
 
     @property
     def caveat(self) -> str:
@@ -194,7 +241,8 @@ class TrainingSession:
         return list(self._samples.samples)
 
     def callbacks(self) -> list[TrainerCallback]:
-        """The default callbacks, in order: metrics (first: it enriches the logs), plots,
+        """The default callbacks, in order: the system sampler (its readings join the logs),
+        metrics (then: it enriches the logs and writes them), plots,
         early stopping, database backup, then the caller's. Built once, on the first call
         (train() makes it, after prepare(): the sinks take the resolved config); later
         calls return the same list, so no second set of sinks opens a second run."""
@@ -213,6 +261,10 @@ class TrainingSession:
                               run_log_path=self.workspace.run_log_path(name), run_dir=self.run_dir,
                               wandb_timeout_s=self.config.wandb_timeout_s, trackio_dir=self.workspace.trackio_dir)
             world = self.dist.world_size if self.dist else 1
+            if t.system_interval_s > 0:  # before the tracker: its readings go into the logs it writes
+                from utils.training.tracking.system_monitor import SystemMonitor
+
+                cbs.append(SystemMonitor(t.system_interval_s))
             cbs.append(MetricsTracker(sinks, flops_per_token=self.flops_per_token, world_size=world))
             if t.live_plot:
                 from utils.training.viz.live_plotting import LivePlotter

@@ -15,10 +15,50 @@ if TYPE_CHECKING:
     from utils.training.engine.run_facts import RunFacts
 
 
+# Colab's FAQ (research.google.com/colaboratory/faq.html): notebooks run for at most 12 hours
+# (less on the free tier when busy); the run stops this long before, checkpointed, to leave
+# time for the last evaluation, the checkpoint's copy to Drive and the export.
+COLAB_LIMIT_S = 12 * 3600.0
+STOP_MARGIN_S = 30 * 60.0
+
+
+def runtime_limit_s(colab: bool) -> float:
+    """The runtime's wall-time limit in seconds: Colab's 12 h; 0 elsewhere (none known)."""
+    return COLAB_LIMIT_S if colab else 0.0
+
+
+def stop_before_limit_s(colab: bool) -> float:
+    """A time_limit_s that stops the run (checkpointed) STOP_MARGIN_S before the runtime's
+    limit; 0 (no limit) off Colab."""
+    limit = runtime_limit_s(colab)
+    return max(0.0, limit - STOP_MARGIN_S) if limit else 0.0
+
+
+def time_fit(max_steps: int, seconds_per_step: float, limit_s: float, time_limit_s: float = 0.0) -> str:
+    """Whether `max_steps` at the measured `seconds_per_step` fit the runtime's `limit_s`
+    (0: none known), and where time_limit_s stops the run."""
+    need = max_steps * seconds_per_step
+    head = f"{max_steps:,} steps x {seconds_per_step:.3g} s (measured) = {need / 3600:.2f} h"
+    stop = (f"; time_limit_s {time_limit_s:,.0f} stops it checkpointed near step "
+            f"{min(max_steps, int(time_limit_s / seconds_per_step)):,}" if time_limit_s and need > time_limit_s else "")
+    if not limit_s:
+        return head + ": no runtime limit known (not Colab)" + stop
+    if need <= limit_s - STOP_MARGIN_S:
+        return head + f": fits the runtime's {limit_s / 3600:.0f} h limit" + stop
+    if stop:
+        return head + f": more than the runtime's {limit_s / 3600:.0f} h limit" + stop + "; run again to resume"
+    return (head + f": more than the runtime's {limit_s / 3600:.0f} h limit; set time_limit_s "
+            f"{stop_before_limit_s(True):,.0f} (the form's stop_before_runtime_limit) to stop checkpointed "
+            "before it, then resume in a new runtime")
+
+
 def summary_card(cfg: TrainingConfig, facts: RunFacts, stats: dict[str, Any], bytes_per_token: float,
-                 caveat: str) -> dict[str, Any]:
-    """The card's numbers. `stats`: the prepared data's (synthetic or not)."""
+                 caveat: str, seconds_per_step: float | None = None) -> dict[str, Any]:
+    """The card's numbers. `stats`: the prepared data's (synthetic or not);
+    `seconds_per_step`: a measured step time (engine/timing.py), for the runtime-limit row."""
     train_tokens, max_steps = facts.train_tokens, facts.max_steps
+    micro = facts.micro_batch or cfg.rank_batch(facts.world_size)[0]
+    per_rank = cfg if micro == cfg.batch_size else cfg.replace(batch_size=micro)  # one rank's pass
     planned = max_steps * cfg.tokens_per_step
     optimal = CHINCHILLA_TOKENS_PER_PARAM * facts.n_params
     return {
@@ -34,7 +74,14 @@ def summary_card(cfg: TrainingConfig, facts: RunFacts, stats: dict[str, Any], by
         "chinchilla_pct": 100.0 * planned / optimal,
         "epochs_planned": planned / train_tokens if train_tokens else None,
         "precision": facts.precision,
-        "memory_estimate_gb": estimate_training_memory_gb(cfg, facts.n_params, facts.precision),
+        "memory_estimate_gb": estimate_training_memory_gb(per_rank, facts.n_params, facts.precision),
+        "micro_batch": micro,
+        "accumulation": facts.accumulation or cfg.rank_batch(facts.world_size)[1],
+        "world_size": facts.world_size,
+        "batch_choice": facts.batch_choice,
+        "probe_peak_gb": facts.probe_peak_gb,
+        "runtime_fit": (time_fit(max_steps, seconds_per_step, runtime_limit_s(facts.colab), cfg.time_limit_s)
+                        if seconds_per_step else None),
         "train_tokens": train_tokens,
         "bytes_per_token": bytes_per_token,
         "synthetic_data": bool(stats.get("synthetic", False)),
@@ -54,8 +101,14 @@ def format_summary(s: dict[str, Any]) -> str:
         ("tokens planned", f"{s['tokens_planned']:,}" + (f" = {s['epochs_planned']:.2f} epochs of {s['train_tokens']:,}"
                                                          if s["train_tokens"] else " (streamed corpus: size unknown)")),
         ("Chinchilla-optimal", f"{s['chinchilla_tokens']:,} tokens (20/parameter): plan is {chinchilla_share(s['tokens_planned'], s['parameters'])}"),
-        ("memory estimate", f"{s['memory_estimate_gb']:.2f} GiB in {s['precision']} (weights, AdamW, activations, "
-                            "logits)"),
+        ("micro-batch", f"{s['micro_batch']} x accumulation {s['accumulation']} x {s['world_size']} process"
+                        f"{'es' if s['world_size'] != 1 else ''} = {s['micro_batch'] * s['accumulation'] * s['world_size']}"
+                        " sequences per step" + (f" ({s['batch_choice']})" if s.get("batch_choice") else "")),
+        ("memory estimate", f"{s['memory_estimate_gb']:.2f} GiB in {s['precision']} at micro-batch {s['micro_batch']} "
+                            "(weights, AdamW, activations, logits)"
+                            + (f"; measured peak {s['probe_peak_gb']:.2f} GiB (probe, torch.cuda.max_memory_allocated)"
+                               if s.get("probe_peak_gb") else "")),
+        *([("runtime limit", s["runtime_fit"])] if s.get("runtime_fit") else []),
         ("bytes per token", f"{s['bytes_per_token']:.3f}"),
     ]
     width = max(len(k) for k, _ in rows)

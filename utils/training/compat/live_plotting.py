@@ -53,12 +53,13 @@ class LivePlotter(_core.LivePlotter):
             self._resolve_mode()
             if not self.train["step"]:
                 self._t_begin = self._last_draw = time.monotonic() - self.min_interval_s  # draw the first epoch
-        self.train["step"].append(int(epoch))
-        self.train["train_loss"].append(_value(train_metrics, "train", "loss"))
-        self.train["lr"].append(_value(train_metrics, "train", "learning_rate"))
-        self.train["tokens_per_sec"].append(_value(train_metrics, "train", "tokens_per_sec"))
-        self.train["train_accuracy"].append(_value(train_metrics, "train", "accuracy"))
-        self.train["train_perplexity"].append(_value(train_metrics, "train", "perplexity"))
+        row = {"step": int(epoch), "train_loss": _value(train_metrics, "train", "loss"),
+               "lr": _value(train_metrics, "train", "learning_rate"),
+               "tokens_per_sec": _value(train_metrics, "train", "tokens_per_sec"),
+               "train_accuracy": _value(train_metrics, "train", "accuracy"),
+               "train_perplexity": _value(train_metrics, "train", "perplexity")}
+        for key, column in self.train.items():  # every column the core keeps, NaN where the seed has none
+            column.append(row.get(key, math.nan))
         val_loss = _value(val_metrics, "val", "loss")
         if math.isnan(val_loss):
             self._maybe_draw()

@@ -56,6 +56,9 @@ class TrainerState:
     # trains and evaluates nothing more, and still reports what its last evaluation measured.
     last_eval_metrics: dict[str, float] = field(default_factory=dict)
     world_size: int = 1
+    # Sequences per forward/backward pass on each rank after an out-of-memory back-off (0:
+    # none, the config's): saved with the checkpoint, so a resumed run keeps the smaller pass.
+    micro_batch: int = 0
     is_world_process_zero: bool = True
     # Ids that sinks store so a resumed run continues the same rows:
     # {"db_run_id": 3, "wandb_run_id": "a1b2c3"}.

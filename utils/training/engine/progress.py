@@ -38,8 +38,12 @@ class ProgressBarCallback(TrainerCallback):
     def on_log(self, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
         logs = kwargs.get("logs") or {}
         if self.bar is not None and "train_loss" in logs:
-            self.bar.set_postfix(loss=f"{logs['train_loss']:.4f}",
-                                 tok_s=f"{logs.get('tokens_per_sec', 0.0):,.0f}", refresh=False)
+            # the system sampler's last reading (tracking/system_monitor.py), when it runs
+            system = ({"gpu": f"{logs['gpu_util_pct']:.0f}%"} if "gpu_util_pct" in logs else
+                      {"cpu": f"{logs['cpu_pct']:.0f}%"} if "cpu_pct" in logs else {})
+            memory = next((f"{logs[k]:.1f}GiB" for k in ("gpu_memory_used_gb", "cpu_rss_gb") if k in logs), None)
+            self.bar.set_postfix(loss=f"{logs['train_loss']:.4f}", tok_s=f"{logs.get('tokens_per_sec', 0.0):,.0f}",
+                                 **system, **({"mem": memory} if memory else {}), refresh=False)
 
     def on_evaluate(self, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
         metrics = kwargs.get("metrics") or {}

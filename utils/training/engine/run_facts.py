@@ -35,6 +35,12 @@ class RunFacts:
     ram_gb: float  # host memory, GiB
     colab: bool
     torch_version: str
+    # The micro-batch each rank passes forward at once and its accumulation (engine/batch_size.py's
+    # BatchChoice): measured for batch_size="auto" on a GPU; 0 in facts made without a choice.
+    micro_batch: int = 0
+    accumulation: int = 0
+    batch_choice: str = ""  # how they were chosen, one line (the summary card shows it)
+    probe_peak_gb: float | None = None  # the probe's measured peak memory at micro_batch (GPU), GiB
 
     @property
     def device_type(self) -> str:
@@ -71,6 +77,9 @@ class RunFacts:
             "max_steps": self.max_steps,
             "train_tokens": self.train_tokens,
             "config_hash": self.config_hash,
+            "micro_batch": self.micro_batch,
+            "accumulation": self.accumulation,
+            "batch_choice": self.batch_choice,
         }
 
     def hardware(self) -> dict[str, Any]:
@@ -106,13 +115,14 @@ class RunFacts:
 
 def measure_run_facts(config: Any, model: Any, *, device: Any = None, world_size: int = 1,
                       train_tokens: int | None = None, precision: str | None = None,
-                      max_steps: int | None = None) -> RunFacts:
+                      max_steps: int | None = None, batch: Any = None) -> RunFacts:
     """The facts of training `model` under `config` on `device` (None: the trainer's
     choice, engine.device.resolve_device) with `world_size` processes over
     `train_tokens` training tokens (None: unknown, streamed). `precision` and `max_steps`:
     the ones a caller already resolved (a Trainer without a session), else resolved here:
     ValueError for a precision this device cannot run (as the trainer says it),
-    ConfigError naming max_steps for epochs over a corpus of unknown size."""
+    ConfigError naming max_steps for epochs over a corpus of unknown size. `batch`: the
+    run's engine.batch_size.BatchChoice (None: the config's rank_batch, as given)."""
     import torch
 
     from utils.training.engine.device import resolve_device, resolve_precision
@@ -125,6 +135,11 @@ def measure_run_facts(config: Any, model: Any, *, device: Any = None, world_size
         bf16_ok = dev.type == "cuda" and torch.cuda.is_bf16_supported()
         precision = resolve_precision(config.precision, config.use_amp, dev.type, bf16_ok)
     counts = count_parameters(model)
+    if batch is None:
+        from utils.training.engine.batch_size import BatchChoice
+
+        micro, accum = config.rank_batch(world_size)
+        batch = BatchChoice(micro, accum, int(world_size), "config", f"batch_size {config.batch_size} from the config")
     on_gpu = dev.type == "cuda"
     return RunFacts(
         model_family=getattr(getattr(model, "config", None), "model_type", None) or config.model_family,
@@ -144,4 +159,8 @@ def measure_run_facts(config: Any, model: Any, *, device: Any = None, world_size
         ram_gb=rt.ram_gb,
         colab=rt.colab,
         torch_version=rt.torch,
+        micro_batch=batch.micro_batch,
+        accumulation=batch.accumulation,
+        batch_choice=batch.note,
+        probe_peak_gb=batch.peak_memory_gb,
     )

@@ -140,7 +140,7 @@ def time_config(config: TrainingConfig, *, name: str = "", n_steps: int = N_STEP
     clock = _StepClock()
     # Random token ids: a step costs the same whatever tokens it sees (for timing only).
     ids = np.random.default_rng(probe.random_seed).integers(0, probe.vocab_size, 4 * probe.tokens_per_step + 1)
-    source = RandomBatchSampler(ids, probe.batch_size, probe.block_size, probe.random_seed)
+    source = RandomBatchSampler(ids, probe.rank_batch(1)[0], probe.block_size, probe.random_seed)  # "auto": the preset's
     with tempfile.TemporaryDirectory(prefix="step-timing-") as tmp:
         # The training source doubles as the validation source: an evaluation's cost is its batches.
         trainer = Trainer(probe, model, source, source, run_dir=tmp, callbacks=[clock], progress_bar=False)

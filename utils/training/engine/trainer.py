@@ -29,12 +29,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from utils.training.config_rules import require_valid
 from utils.training.contracts import BatchSource, RunStatus
 from utils.training.data.sampler import IGNORE_INDEX
 from utils.training.engine import evaluation, generation, resume, signals
+from utils.training.engine.batch_size import DeviceOps, OOMBackOff
 from utils.training.engine.callbacks import (
     FLAGS,
     CallbackHandler,
@@ -46,7 +46,6 @@ from utils.training.engine.callbacks import (
 )
 from utils.training.engine.checkpoint import CheckpointManager
 from utils.training.engine.device import (
-    autocast_context,
     configure_backends,
     device_compiles,
     device_precision,
@@ -74,7 +73,8 @@ class Trainer:
     def __init__(self, config, model, train_batches: BatchSource, val_batches: BatchSource | None = None, *,
                  run_dir, callbacks=(), tokenizer=None, bytes_per_token=None, sample_prompts=(),
                  sample_references=(), mirror_dir=None, device=None, dist: DistributedContext | None = None,
-                 run_info=None, progress_bar: bool = True, sample_tokens: int = 32, run_facts=None):
+                 run_info=None, progress_bar: bool = True, sample_tokens: int = 32, run_facts=None,
+                 device_ops: DeviceOps | None = None):
         require_valid(config)
         self.config = config
         self.run_facts = run_facts  # engine.run_facts.RunFacts from the session; None = measured in _run_info
@@ -93,6 +93,7 @@ class Trainer:
         # This rank's share of the global batch (ConfigError when ws cannot split it);
         # train_batches must already yield micro_batch sequences (TrainingSession sees to it).
         self.micro_batch, self.accum = config.rank_batch(ws)
+        self.device_ops = device_ops  # the device seam (engine/batch_size.py); None: the real device's
         # I/O callbacks live on rank 0 only; the control ones (deterministic functions of
         # the state) run everywhere. The flow comes after every callback that may stop the
         # run (it sees their stop in the same event: see callbacks.py).
@@ -123,6 +124,11 @@ class Trainer:
         # Enabled only for fp16: bf16 has fp32's exponent range and needs no loss scaling.
         self.scaler = torch.amp.GradScaler(dev.type if dev.type == "cuda" else "cpu",
                                            enabled=needs_grad_scaler(self.precision))
+        self.ops = self.device_ops or DeviceOps(dev)
+        self.ops.precision, self.ops.scaler = self.precision, self.scaler
+        # Each drawn batch (micro_batch sequences) is cut into backoff.split passes: 1 until an
+        # out-of-memory error halves the pass (a resumed run continues with its state's size).
+        self.backoff = OOMBackOff(self.ops, self.micro_batch, say=self._say)
         self.max_steps = self._resolve_max_steps()
         self.scheduler = build_scheduler(self.optimizer, cfg, self.max_steps)
         self.state.max_steps = self.max_steps
@@ -220,21 +226,33 @@ class Trainer:
     def _elapsed(self) -> float:
         return self._elapsed_base + (time.perf_counter() - self._t_start)
 
-    def _train_step(self, want_accuracy: bool) -> None:
-        model, accum, dev = self.model, self.accum, self.device
-        ddp = self.dist.is_distributed
+    def _say(self, line: str) -> None:
+        if self.dist.is_main:
+            print(line, flush=True)
+
+    def _passes(self, split: int):
+        """The step's forward/backward passes: `accum` drawn batches, each cut into `split`
+        micro-batches. -> (the summed pass losses, on the device; the last logits and y)."""
+        model, accum, dev, ops = self.model, self.accum, self.device, self.ops
+        ddp, n = self.dist.is_distributed, accum * split
         total = None
         for micro in range(accum):
-            x, y = self.train_batches.next_batch()
-            x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
-            # Gradients are all-reduced only on the last micro-step of a DDP step.
-            sync = model.no_sync() if ddp and micro < accum - 1 else contextlib.nullcontext()
-            with sync:
-                with autocast_context(dev.type, self.precision):
-                    logits = model(input_ids=x, use_cache=False).logits  # (B, T, V)
-                loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)), y.view(-1))
-                self.scaler.scale(loss / accum if accum > 1 else loss).backward()
-            total = loss.detach() if total is None else total + loss.detach()
+            xb, yb = self.train_batches.next_batch()
+            for part, (x, y) in enumerate(zip(xb.chunk(split), yb.chunk(split)) if split > 1 else [(xb, yb)]):
+                x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
+                # Gradients are all-reduced only on the last pass of a DDP step.
+                last = micro == accum - 1 and part == split - 1
+                with model.no_sync() if ddp and not last else contextlib.nullcontext():
+                    loss, logits = ops.forward_backward(model, x, y, n)
+                total = loss if total is None else total + loss
+        return total, logits, y
+
+    def _train_step(self, want_accuracy: bool) -> None:
+        total, logits, y = self.backoff.run(self._passes, self.train_batches,
+                                            lambda: self.optimizer.zero_grad(set_to_none=True),
+                                            step=self.state.step + 1, accumulation=self.accum)
+        self.state.micro_batch = self.backoff.micro_batch if self.backoff.split > 1 else 0
+        accum = self.accum * self.backoff.split
         if want_accuracy:
             real = y != IGNORE_INDEX
             self.window.accuracy = ((logits.detach().argmax(-1) == y) & real).sum() / real.sum().clamp(min=1)
@@ -274,6 +292,8 @@ class Trainer:
         self._setup()
         self._resumed_path = None  # the checkpoint _maybe_resume continues from
         self._maybe_resume()
+        if self.state.micro_batch:  # backed off before this checkpoint: keep the smaller pass
+            self.backoff.set_micro_batch(self.state.micro_batch)
         self._elapsed_base = self.state.elapsed_s
         self._t_start = time.perf_counter()
         self.window = LogWindow(first_step=self.state.step + 1)  # the steps since the last log
@@ -350,6 +370,8 @@ class Trainer:
                                               tokens_per_step=self.config.tokens_per_step,
                                               tokens_seen=state.tokens_seen, elapsed_s=self._elapsed(),
                                               compile_s=self.compile_s)
+            if state.micro_batch:  # after an out-of-memory back-off: the pass size the run continues with
+                self.last_logs["micro_batch"] = float(state.micro_batch)
             self.callbacks.call("on_log", state, control, logs=self.last_logs)
             self.window.restart(first_step=state.step + 1)
         t_work = time.perf_counter()

@@ -30,7 +30,7 @@ from typing import Any
 import optuna
 
 from utils.training.config import FIELD_NAMES, FIELD_TYPES, TrainingConfig, parse_value
-from utils.training.config_rules import ConfigError, type_matches
+from utils.training.config_rules import ConfigError, is_auto, type_matches
 from utils.training.io import atomic_write_json
 
 __all__ = ["Param", "SearchSpace", "SearchSpaceError", "PARAM_TYPES"]
@@ -117,7 +117,7 @@ def _check_entry(name: str, entry: Any, field_type: type) -> tuple[Param | None,
             problems.append(f"{name}: choices must be strings, numbers, booleans or null, got {bad!r}")
         if len(set(map(repr, choices))) != len(choices):
             problems.append(f"{name}: choices {list(choices)!r} repeat a value")
-        wrong = [c for c in choices if not _fits(c, field_type)]
+        wrong = [c for c in choices if not (_fits(c, field_type) or is_auto(name, c))]  # batch_size: "auto"
         if wrong:
             problems.append(f"{name}: choices {wrong!r} are not {field_type.__name__} (the TrainingConfig field's type)")
         return (None if problems else Param(name, "categorical", choices=tuple(choices))), problems

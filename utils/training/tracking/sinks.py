@@ -48,6 +48,7 @@ class ReportingOptions:
     live_plot_interval_s: float = 2.0
     viz_interval: int = 0  # the seven-chart training report every N steps; 0 = off
     progress_bar: bool = True
+    system_interval_s: float = 5.0  # the live system panel's sampling period (tracking/system_monitor.py); 0 = off
 
     def __post_init__(self) -> None:
         self.check()

@@ -1,5 +1,5 @@
-"""The six-panel training dashboard: a summary header over loss, perplexity, lr,
-gradient norm, throughput/step time and memory. Built from a RunRecord, an
+"""The seven-panel training dashboard: a summary header over loss, perplexity, lr,
+gradient norm, throughput/step time, memory and the system sampler's readings. Built from a RunRecord, an
 ExperimentDB run or a DataFrame; saved as PNG, PDF or SVG."""
 
 from __future__ import annotations
@@ -19,12 +19,14 @@ from utils.training.viz.panels import (
     lr_panel,
     memory_panel,
     perplexity_panel,
+    system_panel,
     throughput_panel,
 )
 from utils.training.viz.series import record_throughput, run_seconds
 from utils.training.viz.style import EXPORT_DPI, new_figure, notebook_dpi, place_legends, save_figure
 
-PANEL_TITLES = ("Loss", "Perplexity", "Learning rate", "Gradient norm (pre-clip)", "Throughput and step time", "Memory")
+PANEL_TITLES = ("Loss", "Perplexity", "Learning rate", "Gradient norm (pre-clip)", "Throughput and step time", "Memory",
+                "System")
 
 
 def record_from_frame(df: pd.DataFrame, eval_df: pd.DataFrame | None = None, config: dict | None = None,
@@ -92,8 +94,9 @@ class TrainingDashboard:
         rec = self.record
         # Two panels a row, 9.5 inches wide: shown 750 px wide (JupyterLab with its file browser
         # open) 9-point ticks are ~9.6 px tall (text.DISPLAY_WIDTH_PX); three a row needed 13.
-        fig = new_figure(self.figsize or (9.5, 10.5))
-        axes = fig.subplots(3, 2).ravel()
+        fig = new_figure(self.figsize or (9.5, 13.5))
+        axes = fig.subplots(4, 2).ravel()
+        axes[7].remove()  # seven panels
         fig.suptitle(self.header(), fontsize=11)
         loss_panel(axes[0], rec, title=PANEL_TITLES[0])
         perplexity_panel(axes[1], rec, title=PANEL_TITLES[1])
@@ -105,6 +108,7 @@ class TrainingDashboard:
         else:
             throughput_panel(axes[4], rec, step_time=True)
         memory_panel(axes[5], rec, title=PANEL_TITLES[5])
+        system_panel(axes[6], rec, title=PANEL_TITLES[6])
         place_legends(fig)
         return fig
 

@@ -19,15 +19,17 @@ import pandas as pd
 from utils.training.engine.callbacks import TrainerCallback
 from utils.training.throughput import hardware_of
 from utils.training.tracking.run_record import RunRecord
-from utils.training.viz.panels import loss_panel, lr_panel, perplexity_panel, throughput_panel
+from utils.training.tracking.system_monitor import SYSTEM_KEYS
+from utils.training.viz.panels import loss_panel, lr_panel, perplexity_panel, system_panel, throughput_panel
 from utils.training.viz.series import perplexity
 from utils.training.viz.style import figure_png, new_figure, place_legends
 
-FULL_TITLES = ("Loss", "Perplexity", "Learning rate", "Throughput")
+FULL_TITLES = ("Loss", "Perplexity", "Learning rate", "Throughput", "System")
 COMPACT_TITLES = ("Loss", "Throughput")
 PANELS = {"Loss": loss_panel, "Perplexity": perplexity_panel, "Learning rate": lr_panel,
-          "Throughput": throughput_panel}  # panel title -> its drawing (panels.py)
-TRAIN_KEYS = ("train_loss", "train_perplexity", "lr", "tokens_per_sec", "train_accuracy")  # kept from each log
+          "Throughput": throughput_panel, "System": system_panel}  # panel title -> its drawing (panels.py)
+# kept from each log (the system sampler's readings: tracking/system_monitor.py)
+TRAIN_KEYS = ("train_loss", "train_perplexity", "lr", "tokens_per_sec", "train_accuracy", *SYSTEM_KEYS)
 EVAL_KEYS = ("val_loss", "val_perplexity", "val_accuracy")
 LIVE_DPI = 80  # low dpi keeps a redraw cheap; the final figure is saved at the style's dpi
 # Seconds the first draw is expected to take, before any was measured, when no evaluation
@@ -201,8 +203,12 @@ class LivePlotter(TrainerCallback):
             self.fig = new_figure(self.figsize or (10, 3.2))
             axes = list(self.fig.subplots(1, len(titles), squeeze=False).ravel())
         else:
-            self.fig = new_figure(self.figsize or (10, 6))
-            axes = list(self.fig.subplots(2, 2).ravel())
+            # Two panels a row, 9.5 inches wide: readable shown 750 px wide (text.DISPLAY_WIDTH_PX).
+            rows = math.ceil(len(titles) / 2)
+            self.fig = new_figure(self.figsize or (9.5, 3.2 * rows))
+            axes = list(self.fig.subplots(rows, 2).ravel())
+            for spare in axes[len(titles):]:  # an odd number of panels
+                spare.remove()
         self.axes = dict(zip(titles, axes))
         if self.caveat:
             self.fig.suptitle(self.caveat)

@@ -289,6 +289,50 @@ def memory_panel(ax, rec: RunRecord, title: str = "Memory") -> None:
     legend(ax, loc="lower right")
 
 
+def system_panel(ax, rec: RunRecord, title: str = "System") -> None:
+    """What the system sampler read (tracking/system_monitor.py) on one percent axis: GPU
+    utilisation, and device memory used and reserved (torch) as shares of the card, with
+    the last temperature and power in the title; on CPU the process's CPU use (100% = one
+    core), with its resident memory in the title. The last readings are in the legend."""
+    cap = rec.hardware.get("gpu_memory_gib")
+    gpu = [c for c in ("gpu_util_pct", "gpu_memory_used_gb", "memory_reserved_gb") if rec.col(c) is not None]
+    series = ([("gpu_util_pct", PALETTE["throughput"], "utilisation"),
+               ("gpu_memory_used_gb", PALETTE["memory"], "memory used"),
+               ("memory_reserved_gb", PALETTE["peak"], "reserved (torch)")] if gpu
+              else [("cpu_pct", PALETTE["throughput"], "process CPU")])
+    notes = []
+    for column, color, name in series:
+        pts = points(rec, column)
+        if pts is None:
+            continue
+        steps, values = pts
+        if column.endswith("_gb"):
+            if not cap:  # no capacity known: the reading goes in the title, not on the % axis
+                notes.append(f"{name} {float(values.iloc[-1]):.1f} GiB")
+                continue
+            name, values = f"{name} {float(values.iloc[-1]):.1f} of {cap:.0f} GiB", 100.0 * values / cap
+        else:
+            name = f"{name} {float(values.iloc[-1]):.0f}%"
+        ax.plot(steps, values, color=color, label=name)
+    for column, unit in (("gpu_temp_c", "°C"), ("gpu_power_w", "W")) if gpu else (("cpu_rss_gb", "GiB RSS"),):
+        pts = points(rec, column)
+        if pts is not None:
+            notes.append(f"{float(pts[1].iloc[-1]):.{1 if column == 'cpu_rss_gb' else 0}f} {unit}")
+    if len(ax.lines) == 1:  # a lone line gets no legend: its last reading goes in the title
+        notes.insert(0, ax.lines[0].get_label())
+    if not ax.lines:
+        no_data(ax, "system not sampled" + (f"\n({', '.join(notes)})" if notes else ""))
+        ax.set_title(title)
+        ax.set_xlabel("step")
+        ax.set_ylabel("%")
+        return
+    ax.set_title(title + (f" ({', '.join(notes)})" if notes else ""))
+    ax.set_ylim(0, max(105.0, float(max(line.get_ydata().max() for line in ax.lines)) * 1.05))
+    ax.set_xlabel("step")
+    ax.set_ylabel("% (memory: of the card)" if gpu else "% of one core")
+    legend(ax, loc="lower right")
+
+
 def tokens_panel(ax, rec: RunRecord, title: str = "Tokens vs Chinchilla-optimal") -> None:
     """Tokens seen (log) against 20 tokens per parameter; the share in the title, written as
     the summary card writes it."""
