@@ -63,7 +63,8 @@ OVERRIDES = dict(max_steps=120, log_interval=1, eval_interval=6, checkpoint_inte
                  sample_interval=10, data_source="builtin")
 # They measure the machine, not the run: different in any two runs.
 TIMING = ("step_time_ms", "tokens_per_sec", "tokens_per_sec_per_gpu", "elapsed_s", "cpu_rss_gb", "mfu_pct",
-          "memory_allocated_gb", "memory_reserved_gb", "memory_peak_gb", "gpu_util_pct", "time")
+          "memory_allocated_gb", "memory_reserved_gb", "memory_peak_gb", "gpu_util_pct", "time", "cpu_pct", "ram_gb",
+          "gpu_memory_used_gb", "gpu_power_w", "gpu_temp_c")
 
 
 def config(name: str) -> TrainingConfig:
