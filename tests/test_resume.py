@@ -237,3 +237,149 @@ def test_the_checkpoint_resumed_from_is_listed_once_even_if_its_on_save_never_ra
     assert steps == [3, 6, 9, 12]
     doc = json.loads((tmp_path / "run" / "run.json").read_text())
     assert [c["step"] for c in doc["checkpoints"]] == [3, 6, 9, 12]
+
+
+class Events(TrainerCallback):
+    """The steps of every evaluation and sample set, in order."""
+
+    def __init__(self):
+        self.seen = []
+
+    def on_evaluate(self, state, control, **kw):
+        self.seen.append(("eval", state.step))
+
+    def on_sample(self, state, control, **kw):
+        self.seen.append(("sample", state.step))
+
+
+class StopInEvaluate(TrainerCallback):
+    """A stop signal landing inside step `step`'s sync point: after its evaluation, before
+    its samples (the interrupt checkpoint then holds that step)."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def on_evaluate(self, state, control, **kw):
+        if state.step == self.step:
+            raise KeyboardInterrupt
+
+
+def test_a_stop_inside_a_sync_point_leaves_no_evaluation_or_samples_out(tmp_path):
+    """Found by bench/kill_resume.py with SIGTERM: the samples of the interrupted step were
+    never made (the resume continued after the step the interrupt had saved)."""
+    cfg = tiny_config(max_steps=12, eval_interval=4, sample_interval=4, checkpoint_interval=5)
+
+    def trainer(run_dir, *callbacks):
+        return Trainer(cfg, build_model(cfg), ArrayBatches(make_tokens(), cfg.batch_size, cfg.block_size, seed=1),
+                       ArrayBatches(make_tokens(seed=5), cfg.batch_size, cfg.block_size), run_dir=run_dir,
+                       callbacks=list(callbacks), progress_bar=False)
+
+    reference = Events()
+    trainer(tmp_path / "ref", reference).train()
+    first, second = Events(), Events()
+    with pytest.raises(KeyboardInterrupt):
+        trainer(tmp_path / "run", first, StopInEvaluate(8)).train()
+    assert first.seen[-1] == ("eval", 8) and sorted(p.name for p in (tmp_path / "run" / "checkpoints").glob(
+        "*.pt"))[-1] == "step_00000008.pt"  # the interrupt saved step 8, its samples not yet made
+    trainer(tmp_path / "run", second).train()
+    assert first.seen + second.seen == reference.seen  # every evaluation and sample set once, in order
+
+
+class InterruptedBatches(ArrayBatches):
+    """A stop signal landing inside a step: at draw `at` the position has moved when
+    Ctrl-C arrives (the step is half done)."""
+
+    def __init__(self, *args, at: int, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.at, self.calls = at, 0
+
+    def next_batch(self):
+        batch = super().next_batch()
+        self.calls += 1
+        if self.calls == self.at:
+            raise KeyboardInterrupt
+        return batch
+
+
+def test_a_stop_inside_a_step_keeps_the_last_checkpoint_and_resumes_exactly(tmp_path):
+    """Found by bench/kill_resume.py --seed 3: a SIGINT inside step 30 saved a checkpoint
+    "of step 29" whose data position (and weights, mid-update) belonged to step 30; the
+    resumed run's final weights differed from the uninterrupted run's."""
+    cfg = tiny_config(max_steps=12, checkpoint_interval=5, dropout=0.1)
+
+    def trainer(run_dir, batches):
+        return Trainer(cfg, build_model(cfg), batches, ArrayBatches(make_tokens(seed=5), cfg.batch_size,
+                                                                  cfg.block_size), run_dir=run_dir, progress_bar=False)
+
+    ref = trainer(tmp_path / "ref", ArrayBatches(make_tokens(), cfg.batch_size, cfg.block_size, seed=1))
+    ref.train()
+    stopped = trainer(tmp_path / "run", InterruptedBatches(make_tokens(), cfg.batch_size, cfg.block_size, seed=1,
+                                                           at=8))
+    with pytest.raises(KeyboardInterrupt):
+        stopped.train()
+    ckpts = sorted(p.name for p in (tmp_path / "run" / "checkpoints").glob("step_*.pt"))
+    assert ckpts == ["step_00000005.pt"]  # not a "step 7" holding step 8's batch
+    again = trainer(tmp_path / "run", ArrayBatches(make_tokens(), cfg.batch_size, cfg.block_size, seed=1))
+    again.train()
+    assert same(again.raw_model.state_dict(), ref.raw_model.state_dict())
+
+
+def test_a_stop_inside_the_last_steps_sync_point_leaves_no_evaluation_or_samples_out(tmp_path):
+    """bench/kill_resume.py --seed 4: a SIGTERM inside step 120's (the last step's) sync point
+    saved it before its samples; the run resumed at its end never made them."""
+    cfg = tiny_config(max_steps=12, eval_interval=5, sample_interval=5, checkpoint_interval=5)
+
+    def trainer(run_dir, *callbacks):
+        return Trainer(cfg, build_model(cfg), ArrayBatches(make_tokens(), cfg.batch_size, cfg.block_size, seed=1),
+                       ArrayBatches(make_tokens(seed=5), cfg.batch_size, cfg.block_size), run_dir=run_dir,
+                       callbacks=list(callbacks), progress_bar=False)
+
+    reference = Events()
+    trainer(tmp_path / "ref", reference).train()
+    first, second = Events(), Events()
+    with pytest.raises(KeyboardInterrupt):
+        trainer(tmp_path / "run", first, StopInEvaluate(12)).train()
+    trainer(tmp_path / "run", second).train()
+    assert first.seen + second.seen == reference.seen and reference.seen[-2:] == [("eval", 12), ("sample", 12)]
+    third = Events()
+    trainer(tmp_path / "run", third).train()  # a finished run started again: nothing a second time
+    assert third.seen == []
+
+
+class WrappedStop(TrainerCallback):
+    """A SIGINT whose KeyboardInterrupt torch wrapped into a RuntimeError (signals.py has
+    recorded the signal), at the end of step `step`."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def on_step_end(self, state, control, **kw):
+        if state.step == self.step:
+            from utils.training.engine import signals
+
+            signals.received.append(2)
+            raise RuntimeError("KeyboardInterrupt raised inside a torch call")
+
+
+def test_an_error_a_stop_signal_caused_is_the_stop(tmp_path):
+    """bench/kill_resume.py --seed 4: a SIGINT ended a run with exit 1 and status failed."""
+    from utils.training.engine import signals
+
+    cfg = tiny_config(max_steps=12, checkpoint_interval=5)
+    statuses = []
+
+    class Status(TrainerCallback):
+        def on_train_end(self, state, control, status=None, **kw):
+            statuses.append(status)
+
+    trainer = Trainer(cfg, build_model(cfg), ArrayBatches(make_tokens(), cfg.batch_size, cfg.block_size, seed=1),
+                      ArrayBatches(make_tokens(seed=5), cfg.batch_size, cfg.block_size), run_dir=tmp_path,
+                      callbacks=[Status(), WrappedStop(7)], progress_bar=False)
+    try:
+        with pytest.raises(KeyboardInterrupt) as stop:
+            trainer.train()
+    finally:
+        signals.received.clear()
+    assert not isinstance(stop.value, signals.Terminated) and isinstance(stop.value.__cause__, RuntimeError)
+    assert statuses == ["interrupted"]
+    assert (tmp_path / "checkpoints" / "step_00000007.pt").exists()  # the stop's checkpoint of step 7

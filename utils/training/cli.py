@@ -8,16 +8,23 @@ stopped by SIGTERM, after a checkpoint of the current step was written.
 from __future__ import annotations
 
 import argparse
+import sqlite3
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from utils.training.config import TrainingConfig, parse_overrides, read_config_file
 from utils.training.config_rules import ConfigError, Problem
 from utils.training.contracts import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from utils.training.engine import signals
+from utils.training.engine.disk_full import describe_full_disk, full_disk_error
 from utils.training.presets import PRESETS, preset_values
 from utils.training.registries import DATA_SOURCES
+from utils.training.tracking.db_access import check_health, check_link, check_writable
 from utils.training.tracking.db_file import DatabaseFileError
+
+FIGURE_SUFFIXES = (".png", ".pdf", ".svg")  # what `runs compare --out` can draw
 
 # Data options that are TrainingConfig fields, offered as their own flags.
 _DATA_FLAGS = ("data_source", "data_path", "hf_dataset", "hf_config", "text_column", "tokenizer")
@@ -116,7 +123,7 @@ def config_from_args(args: argparse.Namespace) -> TrainingConfig:
     if args.config:
         base = read_config_file(args.config)
         if not isinstance(base, dict):  # a JSON list or number: from_dict says what a config is
-            return TrainingConfig.from_dict(base)
+            return _naming_file(args.config, base)
     else:
         base = preset_values("smoke" if args.test else args.preset or "fast")
     if args.test:
@@ -129,16 +136,30 @@ def config_from_args(args: argparse.Namespace) -> TrainingConfig:
     if args.run_name:
         changes["run_name"] = args.run_name
     changes.update(parse_overrides(args.overrides))
+    if args.config:
+        return _naming_file(args.config, {**base, **changes})
     return TrainingConfig.from_dict({**base, **changes})
+
+
+def _naming_file(path: Path, values) -> TrainingConfig:
+    """TrainingConfig.from_dict(values), its ConfigError naming the --config file first."""
+    try:
+        return TrainingConfig.from_dict(values)
+    except ConfigError as e:
+        n = len(e.problems)
+        raise ConfigError([Problem("--config", str(path), f"the config made from this file (and the flags) has "
+                                   f"{n} problem{'s' if n != 1 else ''}:"), *e.problems]) from None
 
 
 def train_command(args: argparse.Namespace) -> int:
     from utils.training.contracts import RunStatus
     from utils.training.data.readers import DataError
     from utils.training.engine.distributed import DistributedContext, world_size_from_env
+    from utils.training.engine.run_lock import RunLock, RunLockedError
     from utils.training.engine.trainer import ResumeError
     from utils.training.session import ReportingOptions, TrainingSession
     from utils.training.text import chinchilla_share
+    from utils.training.workspace import Workspace
 
     config = config_from_args(args)
     config.rank_batch(world_size_from_env())  # a world size that cannot split the batch: exit 2, no data touched
@@ -157,6 +178,12 @@ def train_command(args: argparse.Namespace) -> int:
             data_options["tokens_per_chunk"] = args.tokens_per_chunk
         if args.max_chunks > 0:
             data_options["max_chunks"] = args.max_chunks
+    workspace = Workspace(args.workspace)
+    # A writing command: a read-only workspace, a damaged database or a dangling symlink is
+    # refused here, before any data or model is built (exit 2 naming the path).
+    check_writable(workspace.root, "workspace folder")
+    check_writable(workspace.db_path)
+    check_health(workspace.db_path)
     dist = DistributedContext.from_env()
     tracking = ReportingOptions(
         wandb_project=args.wandb_project,
@@ -166,8 +193,18 @@ def train_command(args: argparse.Namespace) -> int:
         viz_interval=config.eval_interval if args.viz_interval is None else args.viz_interval,
         progress_bar=not args.no_progress,
     )
-    session = TrainingSession(config, args.workspace, tracking=tracking, data_options=data_options, dist=dist)
-    interrupted = False
+    lock = RunLock(workspace.checkpoint_run_dir(config.run_name))
+    if dist.is_main:  # one trainer per run: a second process on this run name stops here (exit 2)
+        try:
+            lock.acquire()
+        except RunLockedError as e:
+            raise ConfigError([Problem("--run-name", config.run_name, str(e))]) from None
+    try:
+        session = TrainingSession(config, args.workspace, tracking=tracking, data_options=data_options, dist=dist)
+    except BaseException:
+        lock.release()
+        raise
+    interrupted = quiet_close = False
     try:
         if dist.is_main:
             session.db  # noqa: B018 - open (and check) the database before data and model are built
@@ -205,26 +242,38 @@ def train_command(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     except (ConfigError, DatabaseFileError):  # usage errors: main() prints them and exits 2
         raise
-    except (ValueError, OSError, RuntimeError) as e:
+    except (ValueError, OSError, RuntimeError, sqlite3.OperationalError) as e:
         if signals.stop_received():  # an error a stop signal caused (an import it cut short): the stop
             interrupted = True
             raise KeyboardInterrupt from e
+        full = describe_full_disk(e, workspace.db_path)
+        if full:  # one line; closing (which writes again) stays quiet about the same full disk
+            quiet_close = True
+            print(f"error: {full}", file=sys.stderr)
+            return EXIT_FAILED
         print(f"error: training failed: {type(e).__name__}: {e}", file=sys.stderr)
         return EXIT_FAILED
     finally:
-        _close(session, dist, interrupted)
+        try:
+            _close(session, dist, interrupted, quiet_close)
+        finally:
+            lock.release()
 
 
-def _close(session, dist, interrupted: bool) -> None:
+def _close(session, dist, interrupted: bool, quiet: bool = False) -> None:
     """Close the database (and its mirror backup) and the process group. After Ctrl-C a
-    failure here is reported, not raised: it would turn exit 130 into a traceback."""
+    failure here is reported, not raised: it would turn exit 130 into a traceback; after a
+    full disk (`quiet`) a second full-disk error here says nothing new."""
     for step in (session.close, dist.cleanup):
         try:
             step()
-        except Exception as e:  # noqa: BLE001 - re-raised unless an interrupt is in flight
-            if not interrupted:
+        except Exception as e:  # noqa: BLE001 - re-raised unless an interrupt or a full disk is in flight
+            if quiet and full_disk_error(e) is not None:
+                continue
+            if not (interrupted or quiet):
                 raise
-            print(f"after the interrupt, {step.__qualname__} failed: {type(e).__name__}: {e}", file=sys.stderr)
+            print(f"after the {'interrupt' if interrupted else 'error'}, {step.__qualname__} failed: "
+                  f"{type(e).__name__}: {e}", file=sys.stderr)
 
 
 def _write_dashboard(session) -> None:
@@ -241,18 +290,35 @@ def runs_command(args: argparse.Namespace) -> int:
 
     workspace = Workspace(args.workspace)  # paths only: `runs` creates no folder
     db_path = _as_given(args.workspace, workspace, workspace.db_path)
+    check_link(db_path)  # a dangling experiments.db symlink is an error, not "no runs yet"
     if args.runs_command == "import":
+        check_link(args.path)
         if not args.path.exists():
             raise ConfigError([Problem("PATH", str(args.path), "does not exist")])
-        with ExperimentDB(db_path) as db:
-            print(db.import_db(args.path))
-            print(f"into {db_path}; see them with: python -m utils.training runs list --workspace {args.workspace}")
+        if args.path.resolve() == db_path.resolve():
+            raise DatabaseFileError(args.path, f"is this workspace's own database ({db_path}"
+                                    f"{', through a symlink' if args.path.is_symlink() else ''})",
+                                    "Import from the seed notebook's experiments.db at another path")
+        check_writable(db_path)  # a writing command: refused up front on a read-only workspace
+        check_health(db_path)
+        try:
+            with ExperimentDB(db_path) as db:
+                print(db.import_db(args.path))
+                print(f"into {db_path}; see them with: python -m utils.training runs list --workspace "
+                      f"{args.workspace}")
+        except (sqlite3.OperationalError, OSError) as e:
+            full = describe_full_disk(e, db_path, "Free space and run the import again (no run of this import "
+                                      "was kept)")
+            if full is None:
+                raise
+            print(f"error: {full}", file=sys.stderr)
+            return EXIT_FAILED
         return EXIT_OK
     if args.runs_command == "list":
         if not db_path.exists():
             print(f"no runs yet: {db_path} does not exist")
             return EXIT_OK
-        with ExperimentDB(db_path) as db:
+        with ExperimentDB(db_path, read_only=True) as db:
             runs = db.list_runs()
         if len(runs) == 0:
             print("no runs yet")
@@ -265,21 +331,37 @@ def runs_command(args: argparse.Namespace) -> int:
         from utils.training.viz.analysis import plot_run
 
         out_dir = args.out or _as_given(args.workspace, workspace, workspace.results_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        for record in records:
-            path = out_dir / f"{_safe(record.name)}_analysis.png"
-            plot_run(record, out_path=path)
-            print(path)
+        with _writing("--out", out_dir):
+            out_dir.mkdir(parents=True, exist_ok=True)
+            for record in records:
+                path = out_dir / f"{_safe(record.name)}_analysis.png"
+                plot_run(record, out_path=path)
+                print(path)
         return EXIT_OK
 
     from utils.training.viz.analysis import compare_runs, write_summary_table
 
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    _, table = compare_runs(records, out_path=args.out)
-    csv_path, md_path = args.out.with_suffix(".csv"), args.out.with_suffix(".md")
-    write_summary_table(table, csv_path, md_path)
+    if args.out.suffix.lower() not in FIGURE_SUFFIXES:
+        raise ConfigError([Problem("--out", str(args.out), f"is a figure file: end it in {', '.join(FIGURE_SUFFIXES)} "
+                                   "(the table goes beside it as .csv and .md)")])
+    with _writing("--out", args.out):
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        _, table = compare_runs(records, out_path=args.out)
+        csv_path, md_path = args.out.with_suffix(".csv"), args.out.with_suffix(".md")
+        write_summary_table(table, csv_path, md_path)
     print(f"{args.out}\n{csv_path}\n{md_path}")
     return EXIT_OK
+
+
+@contextmanager
+def _writing(flag: str, path: Path) -> Iterator[None]:
+    """An output path that cannot be written (a file where a folder must be, a read-only
+    folder, a full disk) is the user's to fix: ConfigError naming it, exit 2."""
+    try:
+        yield
+    except OSError as e:
+        where = e.filename or path
+        raise ConfigError([Problem(flag, str(path), f"cannot be written ({e.strerror or e}: {where})")]) from None
 
 
 def _load_records(specs: list[str], db_path: Path) -> list:
@@ -299,7 +381,7 @@ def _load_records(specs: list[str], db_path: Path) -> list:
                         raise ConfigError([Problem("RUN", spec, f"{db_path} does not exist")])
                     from utils.training.tracking.experiment_db import ExperimentDB
 
-                    db = ExperimentDB(db_path)
+                    db = ExperimentDB(db_path, read_only=True)
                 try:
                     records.append(load_run(spec, db=db))
                 except KeyError:
@@ -313,6 +395,8 @@ def _load_records(specs: list[str], db_path: Path) -> list:
                         good.append(load_run(path))
                     except RunLogError as e:
                         bad.append(str(e))
+                    except (TypeError, ValueError, KeyError, AttributeError) as e:  # a field no check foresaw
+                        bad.append(f"{path}: a field of an unexpected type ({type(e).__name__}: {e})")
                 for message in bad:
                     print(f"skipped: {message}", file=sys.stderr)
                 if not good:
@@ -324,6 +408,9 @@ def _load_records(specs: list[str], db_path: Path) -> list:
                     records.append(load_run(spec))
                 except RunLogError as e:
                     raise ConfigError([Problem("RUN", spec, str(e))]) from None
+                except (TypeError, ValueError, KeyError, AttributeError) as e:  # a field no check foresaw
+                    raise ConfigError([Problem("RUN", spec, f"a field of an unexpected type ({type(e).__name__}: "
+                                               f"{e})")]) from None
             else:
                 raise ConfigError([Problem("RUN", spec, "is not a run log file, a folder of run logs, or db:NAME")])
     finally:

@@ -113,6 +113,10 @@ OLD: dict[str, str] = {
     "session.context_claim": "summary:context_claim",
     "session.format_summary": "summary:format_summary",
     "session.summary_card": "summary:summary_card",
+    # the seed import moved out of seed_db (it reads a copy of the source, checks each row)
+    "tracking.seed_db.import_seed_db": "tracking.seed_import:import_seed_db",
+    "tracking.seed_db.read_seed_db": "tracking.seed_import:read_seed_db",
+    "tracking.seed_db.ImportReport": "tracking.seed_import:ImportReport",
     # the run statuses
     "tracking.db_schema.STATUSES": "contracts:RunStatus.ALL",
     "tracking.experiment_db.STATUSES": "contracts:RunStatus.ALL",

@@ -33,7 +33,7 @@ import torch
 from utils.training.config_rules import require_valid
 from utils.training.contracts import BatchSource, RunStatus
 from utils.training.data.sampler import IGNORE_INDEX
-from utils.training.engine import evaluation, generation, resume
+from utils.training.engine import evaluation, generation, resume, signals
 from utils.training.engine.batch_size import DeviceOps, OOMBackOff
 from utils.training.engine.callbacks import (
     FLAGS,
@@ -42,6 +42,7 @@ from utils.training.engine.callbacks import (
     FlowCallback,
     TrainerControl,
     TrainerState,
+    due,
 )
 from utils.training.engine.checkpoint import CheckpointManager
 from utils.training.engine.device import (
@@ -300,6 +301,8 @@ class Trainer:
         self._compile_pending = self.compiled
         state, control, cfg = self.state, self.control, self.config
         status, error = RunStatus.COMPLETED, None
+        self._in_step = False
+        stops_before = len(signals.received)  # a stop signal during this run (signals.py records each)
         self.raw_model.train()
         try:
             self.callbacks.call("on_train_begin", state, control, config=cfg, model=self.raw_model,
@@ -308,9 +311,12 @@ class Trainer:
                 # A kill between this checkpoint's write and its on_save left it out of the
                 # logs; sinks keep one record per step, so announcing it again costs nothing.
                 self.callbacks.call("on_save", state, control, checkpoint_path=self._resumed_path)
+            if self._resumed_path is not None:
+                self._complete_saved_step()
             while state.step < self.max_steps:
                 # Accuracy and the gradient norm are device work done for log steps only.
                 want_acc = self.flow.logs_at(state.step + 1, self.max_steps)
+                self._in_step = True  # until the count below: batches drawn, weights being updated
                 if self._compile_pending:
                     self._compiling_step(want_acc)
                 else:
@@ -319,6 +325,7 @@ class Trainer:
                 state.tokens_seen += cfg.tokens_per_step
                 if self.train_tokens:
                     state.epoch = state.tokens_seen / self.train_tokens
+                self._in_step = False
                 self.callbacks.call("on_step_end", state, control)
                 if any(getattr(control, flag) for flag in FLAGS) and self._sync_point():
                     status = control.stop_status
@@ -332,6 +339,14 @@ class Trainer:
             self._save_on_interrupt()
             raise
         except BaseException as e:
+            if len(signals.received) > stops_before:
+                # An error a stop signal caused (torch turns a KeyboardInterrupt raised inside its
+                # own calls into a RuntimeError): the stop, as on Ctrl-C.
+                status, error = RunStatus.INTERRUPTED, e
+                self._save_on_interrupt()
+                stop = signals.Terminated("SIGTERM") if signals.exit_code() == signals.EXIT_SIGTERM else \
+                    KeyboardInterrupt()
+                raise stop from e
             status, error = RunStatus.FAILED, e
             raise
         finally:
@@ -378,6 +393,27 @@ class Trainer:
         # have not seen it); on one process it stops now.
         return agreed_stop if self.dist.is_distributed else control.should_stop
 
+    def _complete_saved_step(self) -> None:
+        """A stop signal inside a step's sync point saves that step before its evaluation or
+        samples ran (_save_on_interrupt): the resume does the missing ones first, once, as the
+        uninterrupted run did at that step (evaluation and greedy samples draw no RNG, so the
+        resume stays exact). The last step asks for both whatever the intervals."""
+        s, every = self.state.step, self.flow.intervals
+        if s <= 0:
+            return
+        last, done = s >= self.max_steps, False
+        if self.flow.evaluate and (due(s, every.eval) or last) and self.state.last_eval_step != s:
+            self._evaluate()
+            done = True
+        if (due(s, every.sample) or last) and self.state.last_sample_step != s:
+            samples = self.generate_samples() if self.dist.is_main else []
+            self.state.last_sample_step = s
+            self.callbacks.call("on_sample", self.state, self.control, samples=samples)
+            done = True
+        if done:  # the step's checkpoint again, now saying so (a later start does not redo them)
+            self._save_checkpoint()
+        self.window.restart_clock()  # that work is not the next steps' time
+
     def _evaluate(self) -> None:
         self.last_eval = metrics = self.evaluate()
         self.state.last_eval_metrics = dict(metrics)  # saved with the checkpoint
@@ -408,6 +444,12 @@ class Trainer:
         """Ctrl-C: keep the progress unless it is non-finite or mid-write. Local states
         only (other ranks may already be gone). A failure to save is reported and the
         interrupt goes on (the previous checkpoint stays)."""
+        if getattr(self, "_in_step", False):
+            # Inside a step the data position has moved and the weights and optimizer may be
+            # half updated: a checkpoint of that would not resume exactly. The last one stays.
+            print(f"Interrupted inside step {self.state.step + 1} (not finished): the last checkpoint is kept",
+                  file=sys.stderr, flush=True)
+            return
         try:
             self.window.check_finite()
         except NonFiniteLossError as e:

@@ -26,6 +26,28 @@ class DatabaseFileError(ValueError):
         return [f"DatabaseFileError: {self}"]
 
 
+class NewerDatabaseError(DatabaseFileError, RuntimeError):
+    """A database written by a newer version of this project (a RuntimeError, as before,
+    and a DatabaseFileError: the command line's exit 2 naming the file)."""
+
+
+DAMAGED_FIX = ("Restore it from your copy of it (the Drive mirror, if the notebook keeps one: delete the local "
+               "file and the next run restores it from there, or copy it back), or start a new workspace; "
+               "`sqlite3 {path} 'PRAGMA integrity_check'` lists the damage. It was left unchanged")
+
+
+def damaged(path: Path, detail: str) -> DatabaseFileError:
+    """The error for a database whose pages fail SQLite's checks: the file, the way back."""
+    return DatabaseFileError(path, f"is a damaged SQLite database ({detail})", DAMAGED_FIX.format(path=path))
+
+
+def check_link(path: Path) -> None:
+    """A symlink at the database path that leads nowhere is an error, not a new database."""
+    if path.is_symlink() and not path.exists():
+        raise DatabaseFileError(path, f"is a symlink to {os.readlink(path)}, which does not exist",
+                                "Point it at the experiments database, or remove the link to start a new one")
+
+
 SQLITE_MAGIC = b"SQLite format 3\x00"
 SEED_TABLES = {"runs": {"run_id", "run_name", "config"}, "metrics": {"metric_name", "value", "step", "epoch"}}
 
@@ -36,19 +58,22 @@ def _import_hint(path: Path) -> str:
             f"import {path} [--workspace DIR]  (in Python: ExperimentDB(OUR_PATH).import_db({str(path)!r}))")
 
 
-def check_database_file(path: str | os.PathLike, schema_version: int) -> str:
+def check_database_file(path: str | os.PathLike, schema_version: int, writable: bool = True) -> str:
     """What is at `path`, read without writing a byte: "new" (missing or empty file) or
     "ours". Anything else raises DatabaseFileError naming the file, what it is and the fix.
     The schema is read through an immutable read-only connection, so a database of another
-    schema is left byte-identical (no WAL switch, no journal, no migration)."""
+    schema is left byte-identical (no WAL switch, no journal, no migration). writable=False:
+    a reader's check (a read-only file is fine)."""
     path = Path(path)
+    check_link(path)
     if path.is_dir():
         raise DatabaseFileError(path, "is a directory, not an experiments database file",
                                 f"Give the path of a .db file, for example {path / 'experiments.db'}")
     if not path.exists():
         return "new"
     try:
-        os.close(os.open(path, os.O_RDWR))
+        if writable:
+            os.close(os.open(path, os.O_RDWR))
     except PermissionError as e:
         raise DatabaseFileError(path, f"is read-only ({e.strerror})",
                                 "Copy it to a writable folder and open the copy, or make it writable") from e
@@ -80,11 +105,10 @@ def check_database_file(path: str | os.PathLike, schema_version: int) -> str:
         try:
             version, tables, columns = _read_schema(path, immutable=False)
         except sqlite3.DatabaseError as e:
-            raise DatabaseFileError(path, f"is a damaged SQLite database ({e})",
-                                    "Restore it from a backup; it was left unchanged") from e
+            raise damaged(path, str(e)) from e
     if version > schema_version:
-        raise RuntimeError(f"{path} has schema version {version}; this code reads up to "
-                           f"{schema_version}. Update the project, or open a copy made by this version.")
+        raise NewerDatabaseError(path, f"has schema version {version}; this code reads up to {schema_version}",
+                                 "Update the project, or open a copy made by this version")
     if not tables:
         return "new"
     if "config_json" in columns.get("runs", set()) and "metric_blocks" in tables:

@@ -134,8 +134,13 @@ def connect(path: Path, busy_timeout_s: float) -> sqlite3.Connection:
     conn = sqlite3.connect(str(path), timeout=busy_timeout_s, isolation_level=None)
     try:
         conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA synchronous = NORMAL")
+        from utils.training.tracking.db_fs import journal_mode_for
+
+        mode, why = journal_mode_for(path)  # WAL on local disk; a rollback journal on Drive/NFS/FUSE
+        if why:
+            print(f"ExperimentDB: {why}")
+        conn.execute(f"PRAGMA journal_mode = {mode.upper()}")
+        conn.execute(f"PRAGMA synchronous = {'NORMAL' if mode == 'wal' else 'FULL'}")  # FULL: a journal's safe level
         conn.execute("PRAGMA foreign_keys = ON")
         migrate(conn, path)
     except sqlite3.OperationalError as e:

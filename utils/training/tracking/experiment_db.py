@@ -76,13 +76,19 @@ class ExperimentDB:
     `metrics` (a MetricStore) holds the points; the methods below are its public calls."""
 
     def __init__(self, path: str | os.PathLike = "experiments.db", *, busy_timeout_s: float = 30.0,
-                 flush_rows: int = 10_000, flush_s: float = 5.0, mirror_path: str | os.PathLike | None = None):
+                 flush_rows: int = 10_000, flush_s: float = 5.0, mirror_path: str | os.PathLike | None = None,
+                 read_only: bool = False):
         self.path = Path(path)
-        check_database_file(self.path, SCHEMA_VERSION)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        check_database_file(self.path, SCHEMA_VERSION, writable=not read_only)
         self.mirror_path = Path(mirror_path) if mirror_path else None
         self.conn: sqlite3.Connection | None = None
-        self.conn = connect(self.path, busy_timeout_s)
+        if read_only:  # the reading commands: mode=ro, pages checked (works on a read-only mount)
+            from utils.training.tracking.db_access import connect_read_only
+
+            self.conn = connect_read_only(self.path)
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.conn = connect(self.path, busy_timeout_s)
         self.metrics = MetricStore(self.conn, self.path, flush_rows, flush_s)  # points; seconds
 
     def transaction(self) -> Transaction:
@@ -311,7 +317,7 @@ class ExperimentDB:
     def import_db(self, path: str | os.PathLike):
         """Copy the runs, metrics and artifacts of a seed notebook experiments.db into this
         database (the source is opened read-only and left byte-identical); see seed_db.py."""
-        from utils.training.tracking.seed_db import import_seed_db
+        from utils.training.tracking.seed_import import import_seed_db
 
         return import_seed_db(self, path)
 

@@ -12,23 +12,17 @@ created_at). `import_seed_db` copies such a file into an ExperimentDB of ours:
   epoch is kept as the metric "epoch" at that step;
 - timestamps become unix seconds (the seed's CURRENT_TIMESTAMP is UTC);
 - run names already taken get "-2", "-3", ... and are reported; a run already imported
-  from the same source file (same sha256 and run_id) is skipped;
-- the source is read through an immutable read-only connection: not a byte changes.
+  from the same source (path, run_id and created_at) is skipped;
+- the source is read from a copy (with its -wal): not a byte changes. Reading the copy,
+  checking rows and writing runs is seed_import.py (`import_seed_db`, `ImportReport`,
+  `read_seed_db` keep their old path here through the compat map).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
-import sqlite3
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
-
-from utils.training.contracts import RunStatus
-from utils.training.tracking.db_file import SEED_TABLES, SQLITE_MAGIC, DatabaseFileError
 
 # The seed's metric names -> ours (docs/ARCHITECTURE.md vocabulary).
 SEED_TO_OURS = {
@@ -78,29 +72,7 @@ class EpochAxis:
 # ---------------------------------------------------------------------------------------
 # Import
 # ---------------------------------------------------------------------------------------
-@dataclass
-class ImportReport:
-    source: Path
-    sha256: str
-    imported: list[tuple[int, int, str]] = field(default_factory=list)  # (source run_id, our run_id, name)
-    renamed: dict[int, tuple[str, str]] = field(default_factory=dict)  # source run_id -> (seed name, ours)
-    skipped: list[tuple[int, str]] = field(default_factory=list)  # already imported from this file
-    metrics: int = 0  # points written
-    epoch_placed: int = 0  # epoch-only points given a step
-    artifacts: int = 0
-
-    def __str__(self) -> str:
-        lines = [f"imported {len(self.imported)} run(s), {self.metrics} metric points "
-                 f"({self.epoch_placed} epoch-only placed on the step axis), {self.artifacts} artifacts "
-                 f"from {self.source}"]
-        for src, (old, new) in self.renamed.items():
-            lines.append(f"  run {src} {old!r} renamed {new!r} (the name was taken)")
-        for src, name in self.skipped:
-            lines.append(f"  run {src} {name!r} skipped: already imported from this file")
-        return "\n".join(lines)
-
-
-def _timestamp(text: Any) -> float | None:
+def timestamp(text: Any) -> float | None:
     """The seed's 'YYYY-MM-DD HH:MM:SS' (SQLite CURRENT_TIMESTAMP, UTC) or ISO text -> unix s."""
     if text is None:
         return None
@@ -115,45 +87,6 @@ def _timestamp(text: Any) -> float | None:
     return t.timestamp()
 
 
-def _json_or_raw(text: str | None) -> Any:
-    if not text:
-        return {}
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return {"raw": text}
-
-
-def read_seed_db(path: str | Path) -> tuple[list[dict], list[dict], list[dict]]:
-    """(runs, metrics, artifacts) rows of a seed database, read without writing a byte."""
-    path = Path(path)
-    if not path.is_file():
-        raise DatabaseFileError(path, "does not exist or is not a file", "Give the path of the seed's experiments.db")
-    with open(path, "rb") as f:
-        if not f.read(16).startswith(SQLITE_MAGIC):
-            raise DatabaseFileError(path, "is not a SQLite database", "Give the path of the seed's experiments.db")
-    con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro&immutable=1", uri=True)
-    con.row_factory = sqlite3.Row
-    try:
-        tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        cols = {t: {r[1] for r in con.execute(f'PRAGMA table_info("{t}")')} for t in tables if t in SEED_TABLES}
-        if not all(need <= cols.get(t, set()) for t, need in SEED_TABLES.items()):
-            if "metric_blocks" in tables:
-                what = "is a database of this project, not the seed's (open it with ExperimentDB directly)"
-            else:
-                what = f"is not a seed experiments database (tables: {', '.join(sorted(tables)) or 'none'})"
-            raise DatabaseFileError(path, what, "Give the path of the seed notebook's experiments.db")
-        runs = [dict(r) for r in con.execute("SELECT * FROM runs ORDER BY run_id")]
-        metrics = [dict(r) for r in con.execute("SELECT * FROM metrics ORDER BY run_id, metric_id")]
-        artifacts = ([dict(r) for r in con.execute("SELECT * FROM artifacts ORDER BY run_id, artifact_id")]
-                     if "artifacts" in tables else [])
-    except sqlite3.DatabaseError as e:
-        raise DatabaseFileError(path, f"could not be read ({e})", "Restore it from a backup") from e
-    finally:
-        con.close()
-    return runs, metrics, artifacts
-
-
 def place_on_steps(points: list[dict]) -> tuple[list[tuple[str, int, float, float, int | None]], int]:
     """One run's seed metric rows -> [(name, step, value, wall_time, epoch)], and how many
     epoch-only points were placed on the step axis (EpochAxis: the rule)."""
@@ -164,7 +97,7 @@ def place_on_steps(points: list[dict]) -> tuple[list[tuple[str, int, float, floa
     for p in points:
         name = SEED_TO_OURS.get(p["metric_name"], p["metric_name"])
         epoch = None if p.get("epoch") is None else int(p["epoch"])
-        wall = _timestamp(p.get("timestamp"))
+        wall = timestamp(p.get("timestamp"))
         if p.get("step") is not None:
             step = int(p["step"])
         elif epoch is not None:
@@ -178,87 +111,53 @@ def place_on_steps(points: list[dict]) -> tuple[list[tuple[str, int, float, floa
     return out, placed
 
 
-def import_seed_db(db, path: str | Path) -> ImportReport:
-    """Copy a seed experiments.db into `db` (an ExperimentDB of ours); see the module docstring."""
-    path = Path(path)
-    if path.resolve() == db.path.resolve():
-        raise ValueError(f"{path} is this database itself; import from the seed's file at another path")
-    sha = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else ""
-    runs, metrics, artifacts = read_seed_db(path)
-    report = ImportReport(source=path, sha256=sha)
-    done = _already_imported(db, sha)
-    by_run: dict[int, list[dict]] = {}
-    for m in metrics:
-        by_run.setdefault(int(m["run_id"]), []).append(m)
-    arts: dict[int, list[dict]] = {}
-    for a in artifacts:
-        arts.setdefault(int(a["run_id"]), []).append(a)
-    created: list[int] = []
-    try:
-        for run in runs:
-            src_id, name = int(run["run_id"]), str(run.get("run_name") or f"seed-run-{run['run_id']}")
-            if src_id in done:
-                report.skipped.append((src_id, name))
-                continue
-            ours = db.unique_run_name(name)
-            if ours != name:
-                report.renamed[src_id] = (name, ours)
-            info = {"imported_from": str(path.resolve()), "source_sha256": sha, "source_run_id": src_id,
-                    "notes": run.get("notes") or "",
-                    **{k: run[k] for k in ("sweep_id", "sweep_params", "gist_id", "gist_revision", "gist_sha256")
-                       if run.get(k) is not None}}
-            run_id = db.log_run(ours, _json_or_raw(run.get("config")), run_info=info)
-            created.append(run_id)
-            status = STATUS_MAP.get(run.get("status"), run.get("status"))
-            status = status if status in RunStatus.ALL else RunStatus.FAILED
-            rows, placed = place_on_steps(by_run.get(src_id, []))
-            report.epoch_placed += placed
-            report.metrics += len(rows)
-            _write_points(db, run_id, rows + _elapsed(rows, _timestamp(run.get("created_at"))))
-            for a in arts.get(src_id, []):
-                meta = _json_or_raw(a.get("metadata"))
-                db.log_artifact(run_id, a.get("artifact_type") or "artifact", a.get("filepath") or "",
-                                meta=meta if isinstance(meta, dict) else {"metadata": meta})
-                report.artifacts += 1
-            when = _timestamp(run.get("created_at"))
-            with db.transaction():
-                db.conn.execute("UPDATE runs SET created_at = ?, updated_at = ? WHERE run_id = ?",
-                                (when or 0.0, when or 0.0, run_id))
-                # Artifacts keep the seed's times too (log_artifact stamped them now).
-                for a, (art_id,) in zip(arts.get(src_id, []), db.conn.execute(
-                        "SELECT artifact_id FROM artifacts WHERE run_id = ? ORDER BY artifact_id", (run_id,))):
-                    t = _timestamp(a.get("created_at"))
-                    if t is not None:
-                        db.conn.execute("UPDATE artifacts SET created_at = ? WHERE artifact_id = ?", (t, art_id))
-            db.update_run_status(run_id, status, **_summary(rows), **(
-                {"seed_status": run.get("status")} if run.get("status") != status else {}))
-            report.imported.append((src_id, run_id, ours))
-    except BaseException:
-        for run_id in created:  # all or nothing: a failed import leaves no half-imported runs
-            db.delete_run(run_id)
-        raise
-    return report
+def split_collisions(rows: list[tuple[str, int, float, float, int | None]], seed_names: list[str]
+                     ) -> tuple[list[tuple[str, int, float, float, int | None]], list[str], int]:
+    """Rows that meet at one (name, step) -> (rows to store, one per (name, step); the dropped
+    ones described; how many were kept under their seed name). The first row keeps our name;
+    a later one takes its seed name when that differs and is free at that step (the seed's
+    learning_rate per epoch beside train/learning_rate per step); else it is dropped."""
+    taken: set[tuple[str, int]] = set()
+    kept, dropped, as_seed = [], [], 0
+    for row, seed in zip(rows, seed_names):
+        name, step = row[0], row[1]
+        if (name, step) not in taken:
+            taken.add((name, step))
+            kept.append(row)
+        elif seed != name and (seed, step) not in taken:
+            taken.add((seed, step))
+            kept.append((seed, *row[1:]))
+            as_seed += 1
+        else:
+            first = next(r for r in kept if r[0] == name and r[1] == step)
+            dropped.append(f"{seed} = {row[2]!r} at step {step}: {name} already has {first[2]!r} there")
+    return kept, dropped, as_seed
 
 
-def _write_points(db, run_id: int, rows: list[tuple[str, int, float, float, int | None]]) -> int:
-    """Write one run's points with their own wall times (last write wins per name and step);
-    returns how many seed rows they came from."""
-    last: dict[tuple[str, int], tuple[float, float]] = {}
-    for name, step, value, wall, epoch in rows:
-        last[(name, step)] = (value, wall)
+def write_points(db, run_id: int, rows: list[tuple[str, int, float, float, int | None]],
+                 extra: list[tuple[str, int, float, float, None]] = (), missing_wall: float = 0.0) -> int:
+    """Write one run's points (one per name and step: split_collisions) with their own wall
+    times, then the epoch of each step and the `extra` points (elapsed_s) where the run has
+    no point of that name and step; returns how many rows were written. A point without a
+    timestamp gets `missing_wall` (the run's creation time: the store needs one)."""
+    points: dict[tuple[str, int], tuple[float, float]] = {
+        (n, s): (v, missing_wall if math.isnan(w) else w) for n, s, v, w, _ in rows}
+    for _, step, _, wall, epoch in rows:
         if epoch is not None:
-            last[("epoch", step)] = (float(epoch), wall)
+            points.setdefault(("epoch", step), (float(epoch), missing_wall if math.isnan(wall) else wall))
+    for name, step, value, wall, _ in extra:
+        points.setdefault((name, step), (value, wall))
     by_step: dict[tuple[int, float], dict[str, float]] = {}
-    for (name, step), (value, wall) in last.items():
+    for (name, step), (value, wall) in points.items():
         by_step.setdefault((step, wall), {})[name] = value
     db.flush()
     for (step, wall), values in sorted(by_step.items(), key=lambda kv: (kv[0][0], _nan_last(kv[0][1]))):
         db.log_metrics(run_id, values, step, wall_time=wall)
     db.flush()
-    return len(rows)
+    return len(points)
 
 
-def _elapsed(rows: list[tuple], start: float | None) -> list[tuple[str, int, float, float, None]]:
+def elapsed(rows: list[tuple], start: float | None) -> list[tuple[str, int, float, float, None]]:
     """elapsed_s per step from the seed's timestamps (seconds since the run was created), so
     the wall-time panels of our figures have an axis; none when timestamps are missing."""
     walls: dict[int, float] = {}
@@ -275,7 +174,7 @@ def _nan_last(x: float) -> float:
     return math.inf if math.isnan(x) else x
 
 
-def _summary(rows: list[tuple[str, int, float, float, int | None]]) -> dict[str, Any]:
+def summary(rows: list[tuple[str, int, float, float, int | None]]) -> dict[str, Any]:
     """The run-row summary runs list shows: best val loss and its step, final step and train loss."""
     val = [(v, s) for n, s, v, _, _ in rows if n == "val_loss" and not math.isnan(v)]
     train = sorted((s, v) for n, s, v, _, _ in rows if n == "train_loss")
@@ -285,16 +184,4 @@ def _summary(rows: list[tuple[str, int, float, float, int | None]]) -> dict[str,
         out.update(best_val_loss=best, best_step=step)
     if train:
         out["final_train_loss"] = train[-1][1]
-    return out
-
-
-def _already_imported(db, sha: str) -> set[int]:
-    """Source run ids already imported from a file with this sha256."""
-    if not sha:
-        return set()
-    out = set()
-    for (info,) in db.conn.execute("SELECT run_info_json FROM runs WHERE run_info_json LIKE ?", (f"%{sha}%",)):
-        d = json.loads(info) if info else {}
-        if d.get("source_sha256") == sha and d.get("source_run_id") is not None:
-            out.add(int(d["source_run_id"]))
     return out

@@ -33,3 +33,23 @@ def read_json_object(path: Path) -> dict:
     if not isinstance(doc, dict):
         raise RunLogError(f"{path}: holds a JSON {type(doc).__name__}, not a run log object")
     return doc
+
+
+NUMBER = (int, float)
+SUMMARY_NUMBERS = ("best_val_loss", "best_step", "final_train_loss", "final_step", "total_time", "tokens_seen",
+                   "final_val_loss")
+
+
+def check_fields(doc: dict, path: Path, types: dict[str, type | tuple[type, ...]], where: str = "") -> None:
+    """Each key of `types` that `doc` holds (and is not null) has that type (bool is not a
+    number); RunLogError naming the file and the field otherwise. `where`: the field's
+    parent, as it is spelled in the message ("config.")."""
+    for key, allowed in types.items():
+        v = doc.get(key)
+        allowed = allowed if isinstance(allowed, tuple) else (allowed,)
+        if v is None:
+            continue
+        if not isinstance(v, allowed) or (isinstance(v, bool) and bool not in allowed):
+            names = " or ".join({"dict": "an object", "list": "a list", "str": "text", "int": "a number",
+                                 "float": "a number"}[t.__name__] for t in allowed)
+            raise RunLogError(f"{path}: field {where}{key!r} is {v!r:.60}, not {names}")

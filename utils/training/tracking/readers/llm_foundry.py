@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from utils.training.tracking.readers.keys import first_present
+from utils.training.tracking.readers.keys import NUMBER, SUMMARY_NUMBERS, check_fields, first_present
+from utils.training.tracking.run_log_format import RunLogError
 from utils.training.tracking.run_record import RunRecord, records_frame
 
 GB_TO_GIB = 1e9 / 2**30  # llm-foundry writes memory in 1e9-byte GB; we store and plot GiB
@@ -39,7 +40,19 @@ def nanogpt_lr(it: int, config: dict) -> float:
 
 def read_llm_foundry(doc: dict, path: Path) -> RunRecord:
     """An llm-foundry log document (already parsed) -> RunRecord."""
+    check_fields(doc, path, {"run_name": str, "config": dict, "startup_info": dict, "metadata": dict,
+                             "summary": dict, "training_iterations": list, "eval_steps": list, "checkpoints": list})
     config = dict(doc.get("config") or {})
+    check_fields(doc.get("summary") or {}, path, dict.fromkeys(SUMMARY_NUMBERS, NUMBER), "summary.")
+    check_fields(config, path, dict.fromkeys(("learning_rate", "min_lr", "warmup_iters", "lr_decay_iters",
+                                              "batch_size", "block_size", "gradient_accumulation_steps",
+                                              "grad_clip"), NUMBER), "config.")
+    for kind in ("training_iterations", "eval_steps", "checkpoints"):
+        for i, rec in enumerate(doc.get(kind) or []):
+            if not isinstance(rec, dict) or isinstance(rec.get("iter"), bool) or not isinstance(rec.get("iter"), int):
+                raise RunLogError(f"{path}: {kind} record {i} has no integer 'iter': {str(rec)[:80]}")
+            check_fields(rec, path, dict.fromkeys(("loss", "time_ms", "val_loss", "train_loss", "lr"), NUMBER),
+                         f"{kind}[{i}].")
     startup = doc.get("startup_info") or {}
     hw = startup.get("hardware") or {}
     n_gpus = int(first_present(hw, "num_gpus", default=None) or (doc.get("metadata") or {}).get("world_size") or 1)

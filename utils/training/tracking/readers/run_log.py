@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from utils.training.tracking.readers.keys import first_present
+from utils.training.tracking.readers.keys import NUMBER, SUMMARY_NUMBERS, check_fields, first_present
 from utils.training.tracking.run_log_format import check_records
 from utils.training.tracking.run_record import RunRecord, records_frame
 
@@ -15,7 +15,13 @@ from utils.training.tracking.run_record import RunRecord, records_frame
 def read_run_log(doc: dict, path: Path) -> RunRecord:
     """A run log document (already parsed) -> RunRecord. RunLogError when a record is bad."""
     check_records(doc, path)
+    check_fields(doc, path, {"name": str, "status": str, "config": dict, "run_info": dict, "summary": dict,
+                             "checkpoints": list, "samples": list})
     config, info = doc.get("config") or {}, doc.get("run_info") or {}
+    check_fields(info, path, {"hardware": dict, "data": dict, "max_steps": NUMBER}, "run_info.")
+    check_fields(doc.get("summary") or {}, path, dict.fromkeys(SUMMARY_NUMBERS, NUMBER), "summary.")
+    check_fields(config, path, {"warmup_steps": NUMBER, "warmup_iters": NUMBER, "warmup_ratio": NUMBER,
+                                "max_steps": NUMBER}, "config.")
     return RunRecord(
         name=doc.get("name") or path.stem,
         source="run_log",
