@@ -189,3 +189,22 @@ def test_the_notebooks_interrupt_prints_one_line_and_keeps_the_run_drawable(tmp_
         assert r.returncode == -signal.SIGTERM and "AFTER" not in r.stdout
     assert db_rows(ws, "SELECT status FROM runs WHERE run_name = 'nb'") == [("interrupted",)]
     assert (ws / "runs" / "nb" / "checkpoints" / "step_00000006.pt").exists()
+
+
+@pytest.mark.slow
+def test_a_stop_before_a_log_steps_record_writes_it_with_the_checkpoint(tmp_path):
+    """The signal lands at the end of step 10, a log step, before its log record: the
+    checkpoint of step 10 comes with step 10's record, and after the resume every logged
+    value equals the uninterrupted run's, each step once."""
+    def losses(ws: Path) -> list[tuple]:
+        return db_rows(ws, "SELECT step, value FROM metrics JOIN runs USING (run_id) WHERE run_name = 'r' "
+                           "AND name = 'train_loss' ORDER BY step")
+
+    ws = tmp_path / "ws"
+    stopped = signalled_run(ws, 10, "--signal", "INT")
+    assert stopped.returncode == 130, stopped.stderr
+    assert [step for step, _ in losses(ws)] == [5, 10]
+    assert signalled_run(ws, 10_000).returncode == 0
+    reference = tmp_path / "reference"
+    assert signalled_run(reference, 10_000).returncode == 0
+    assert losses(ws) == losses(reference) and [step for step, _ in losses(ws)] == [5, 10, 12]

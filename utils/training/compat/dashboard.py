@@ -211,15 +211,4 @@ class TrainingDashboard(_core.TrainingDashboard):
         return save_figure(self.fig, filepath, dpi=dpi)
 
 
-def __getattr__(name: str):
-    """Every other name of this path is the core module's (PANEL_TITLES, WIDE_RANGE, ...), so code that
-    imports them through the old path keeps working."""
-    if name.startswith("__"):
-        raise AttributeError(name)
-    try:
-        return getattr(_core, name)
-    except AttributeError:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
-
-
 __all__ = ["TrainingDashboard", "NotPlottedError", "record_from_frame", "record_from_epochs"]

@@ -104,15 +104,4 @@ class CompactLivePlotter(LivePlotter):
         super().update(epoch, {"loss": train_loss}, {"loss": val_loss})
 
 
-def __getattr__(name: str):
-    """Every other name of this path is the core module's (FULL_TITLES, PANELS, ...), so code that
-    imports them through the old path keeps working."""
-    if name.startswith("__"):
-        raise AttributeError(name)
-    try:
-        return getattr(_core, name)
-    except AttributeError:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
-
-
 __all__ = ["LivePlotter", "CompactLivePlotter"]

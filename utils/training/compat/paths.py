@@ -127,6 +127,9 @@ OLD: dict[str, str] = {
     "data.*": "data.pipeline data.sources data.readers",
     "hpo.*": "hpo.study",
     "hpo.storage.*": "hpo.workers",
+    # the seed's plot modules answer every other name of the core modules they extend
+    "compat.dashboard.*": "viz.dashboard",
+    "compat.live_plotting.*": "viz.live_plotting",
     # the source names data/pipeline.py answered for the flat data.py
     "data.pipeline.DOC_SPLITS": "data.readers:DOC_SPLITS",
     "data.pipeline.TEXT_SUFFIXES": "data.readers:TEXT_SUFFIXES",

@@ -358,6 +358,19 @@ class Trainer:
             self._train_end(status, error)
         return TrainResult(status, state, self._final_metrics(), error=str(error) if error else "")
 
+    def _log_step(self) -> None:
+        """The log record of this step: the mean over every step since the last log,
+        whatever synced in between."""
+        state = self.state
+        self.last_logs = self.window.logs(step=state.step, lr=self.scheduler.get_last_lr()[0],
+                                          tokens_per_step=self.config.tokens_per_step,
+                                          tokens_seen=state.tokens_seen, elapsed_s=self._elapsed(),
+                                          compile_s=self.compile_s)
+        if state.micro_batch:  # after an out-of-memory back-off: the pass size the run continues with
+            self.last_logs["micro_batch"] = float(state.micro_batch)
+        self.callbacks.call("on_log", state, self.control, logs=self.last_logs)
+        self.window.restart(first_step=state.step + 1)
+
     def _sync_point(self) -> bool:
         """Act on what the control asks after this step: log, evaluate, sample, save, in
         that order. -> whether the loop must stop now."""
@@ -365,15 +378,8 @@ class Trainer:
         self.window.check_finite()
         self.dist.adopt_main(control)  # DDP: what follows is collective (FlowCallback: no flag raised on rank 0 alone)
         logged = control.should_log
-        if logged:  # the mean over every step since the last log, whatever synced in between
-            self.last_logs = self.window.logs(step=state.step, lr=self.scheduler.get_last_lr()[0],
-                                              tokens_per_step=self.config.tokens_per_step,
-                                              tokens_seen=state.tokens_seen, elapsed_s=self._elapsed(),
-                                              compile_s=self.compile_s)
-            if state.micro_batch:  # after an out-of-memory back-off: the pass size the run continues with
-                self.last_logs["micro_batch"] = float(state.micro_batch)
-            self.callbacks.call("on_log", state, control, logs=self.last_logs)
-            self.window.restart(first_step=state.step + 1)
+        if logged:
+            self._log_step()
         t_work = time.perf_counter()
         if control.should_evaluate:
             self._evaluate()
@@ -457,6 +463,8 @@ class Trainer:
             return
         if self.state.last_save_step != self.state.step and self.state.step > 0 and self.dist.is_main:
             try:
+                if self.window.first_step <= self.state.step and self.flow.logs_at(self.state.step, self.max_steps):
+                    self._log_step()  # stopped before this step's log record: the checkpoint must not skip it
                 path = self._save_checkpoint(collective=False)
             except Exception as e:  # noqa: BLE001 - reported; the KeyboardInterrupt is re-raised by the caller
                 print(f"Interrupted at step {self.state.step}; saving failed ({type(e).__name__}: {e}); the last "
