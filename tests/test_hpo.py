@@ -295,6 +295,38 @@ def test_workers_opening_an_empty_postgres_database_at_once_do_not_collide(postg
     assert len({s._study_id for s in studies}) == 1 and len(studies) == 6
 
 
+def test_the_heartbeat_goes_on_after_a_postgres_restart(postgres_server, postgres_url, monkeypatch):
+    """A restart closes every pooled connection: the next beat of Optuna's own heartbeat
+    thread must reconnect, not die with a StorageInternalError traceback (and beat no more)."""
+    import threading
+
+    import psycopg
+    from optuna.storages._heartbeat import HeartbeatThread
+
+    storage = open_storage(postgres_url, heartbeat_interval=1, grace_period=60)
+    study = optuna.create_study(storage=storage, study_name="restart")
+    with pytest.warns(UserWarning, match="Heartbeat"):  # a trial asked for by hand
+        trial_id = study.ask()._trial_id
+    uncaught = []  # what the thread's uncaught exception would have printed to stderr
+    monkeypatch.setattr(threading, "excepthook", uncaught.append)
+
+    def beat():  # one pass of Optuna's heartbeat loop on its own thread; the stop event is set: no wait
+        stop = threading.Event()
+        stop.set()
+        thread = threading.Thread(target=HeartbeatThread._record_heartbeat, args=(trial_id, storage, stop))
+        thread.start()
+        thread.join(timeout=120)
+        assert not thread.is_alive()
+        with psycopg.connect(postgres_url) as con:
+            return con.execute("SELECT heartbeat FROM trial_heartbeats WHERE trial_id = %s", (trial_id,)).fetchone()
+
+    first = beat()
+    postgres_server.restart()
+    second = beat()
+    assert not uncaught, [repr(u.exc_value) for u in uncaught]
+    assert first is not None and second[0] > first[0]
+
+
 def test_three_workers_create_exactly_n_trials_none_lost_or_duplicated(tmp_path):
     journal, n = tmp_path / "par.journal", 9
     _finish([_spawn_worker(journal, tmp_path, n, i, "plain") for i in range(3)])

@@ -119,6 +119,9 @@ def open_storage(
     with quiet_experimental(), schema_lock:
         return RDBStorage(
             text,
+            # A server restart kills every pooled connection: test each at checkout and
+            # reconnect, or the next beat fails and Optuna's heartbeat thread dies with it.
+            engine_kwargs={"pool_pre_ping": True},
             heartbeat_interval=heartbeat_interval,
             grace_period=grace_period,
             heartbeat_stale_trial_callback=_log_stale_trial,
