@@ -93,11 +93,19 @@ class PostgresServer:
         self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-l", str(self.root / "server.log"),
                   "-o", options, "-w", "-t", "60", "start")
 
-    def restart(self) -> None:
-        """Stop the server (fast: every client connection is closed) and start it again on the
-        same data folder and port; returns once it accepts connections (pg_ctl -w)."""
+    def halt(self) -> None:
+        """Stop the server (fast: every client connection is closed), keeping its data folder."""
         self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "-t", "60", "stop")
-        self._pg_ctl_start()
+
+    def resume(self) -> None:
+        """Start a halted server again on the same data folder and port; returns once it
+        accepts connections (pg_ctl -w). Nothing to do when it runs."""
+        if not (self.data / "postmaster.pid").exists():
+            self._pg_ctl_start()
+
+    def restart(self) -> None:
+        self.halt()
+        self.resume()
 
     def url(self, database: str = "postgres") -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
