@@ -84,11 +84,28 @@ class PostgresServer:
             shutil.chown(self.root, "postgres", "postgres")
         self._run(str(self.bindir / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust",
                   "-E", "UTF8", "--no-sync", "--no-instructions")
+        self._pg_ctl_start()
+        return self
+
+    def _pg_ctl_start(self) -> None:
         # fsync off: a test database need not survive a power cut; it starts and writes faster.
         options = f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.root} -c fsync=off -c max_connections=200"
         self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-l", str(self.root / "server.log"),
                   "-o", options, "-w", "-t", "60", "start")
-        return self
+
+    def halt(self) -> None:
+        """Stop the server (fast: every client connection is closed), keeping its data folder."""
+        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "-t", "60", "stop")
+
+    def resume(self) -> None:
+        """Start a halted server again on the same data folder and port; returns once it
+        accepts connections (pg_ctl -w). Nothing to do when it runs."""
+        if not (self.data / "postmaster.pid").exists():
+            self._pg_ctl_start()
+
+    def restart(self) -> None:
+        self.halt()
+        self.resume()
 
     def url(self, database: str = "postgres") -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"

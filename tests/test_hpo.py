@@ -295,6 +295,71 @@ def test_workers_opening_an_empty_postgres_database_at_once_do_not_collide(postg
     assert len({s._study_id for s in studies}) == 1 and len(studies) == 6
 
 
+def _heartbeat_trial(url: str) -> tuple[optuna.storages.BaseStorage, int]:
+    """Our storage on `url` with a heartbeat, and the id of a running trial in it."""
+    storage = open_storage(url, heartbeat_interval=1, grace_period=60)
+    study = optuna.create_study(storage=storage, study_name="beating")
+    with pytest.warns(UserWarning, match="Heartbeat"):  # a trial asked for by hand
+        return storage, study.ask()._trial_id
+
+
+def _beat(storage, trial_id: int, url: str, uncaught: list):
+    """One pass of Optuna's own heartbeat loop on its own thread (its stop event set: no
+    wait), then the trial's heartbeat time as the server holds it. An exception that
+    would kill the thread (and print its traceback) lands in `uncaught`."""
+    import threading
+
+    import psycopg
+    from optuna.storages._heartbeat import HeartbeatThread
+
+    stop = threading.Event()
+    stop.set()
+    thread = threading.Thread(target=HeartbeatThread._record_heartbeat, args=(trial_id, storage, stop))
+    hook, threading.excepthook = threading.excepthook, uncaught.append
+    try:
+        thread.start()
+        thread.join(timeout=120)
+    finally:
+        threading.excepthook = hook
+    assert not thread.is_alive()
+    with psycopg.connect(url) as con:
+        return con.execute("SELECT heartbeat FROM trial_heartbeats WHERE trial_id = %s", (trial_id,)).fetchone()[0]
+
+
+def test_the_heartbeat_goes_on_after_a_postgres_restart(postgres_server, postgres_url, caplog):
+    """A restart closes every pooled connection: the next beat must reconnect, not die with
+    a StorageInternalError traceback (Optuna's heartbeat thread then beats no more)."""
+    storage, trial_id = _heartbeat_trial(postgres_url)
+    uncaught: list = []
+    first = _beat(storage, trial_id, postgres_url, uncaught)
+    postgres_server.restart()
+    second = _beat(storage, trial_id, postgres_url, uncaught)
+    assert not uncaught, [repr(u.exc_value) for u in uncaught]
+    assert second > first
+    assert "retrying" not in caplog.text  # reconnected at once (pool_pre_ping), not on a retry
+
+
+def test_a_beat_while_the_postgres_server_is_down_is_retried_until_it_is_back(postgres_server, postgres_url,
+                                                                              monkeypatch, caplog):
+    """The server is down when the beat comes (mid-restart): the beat is tried again after a
+    pause, during which the server comes back (the pause is the test's: no timer)."""
+    from utils.training.hpo import storage as storage_module
+
+    storage, trial_id = _heartbeat_trial(postgres_url)
+    uncaught: list = []
+    first = _beat(storage, trial_id, postgres_url, uncaught)
+    pauses: list = []
+    monkeypatch.setattr(storage_module, "_pause", lambda s: (pauses.append(s), postgres_server.resume()), raising=False)
+    postgres_server.halt()
+    try:
+        second = _beat(storage, trial_id, postgres_url, uncaught)
+    finally:
+        postgres_server.resume()  # the session's server, for the tests after this one
+    assert not uncaught, [repr(u.exc_value) for u in uncaught]
+    assert second > first and pauses == [1]
+    assert "heartbeat of trial" in caplog.text and "retrying" in caplog.text
+
+
 def test_three_workers_create_exactly_n_trials_none_lost_or_duplicated(tmp_path):
     journal, n = tmp_path / "par.journal", 9
     _finish([_spawn_worker(journal, tmp_path, n, i, "plain") for i in range(3)])

@@ -26,6 +26,7 @@ import contextlib
 import logging
 import os
 import threading
+import time
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -117,12 +118,36 @@ def open_storage(
         # tables at once (UniqueViolation on pg_type): one creates them, the rest wait.
         schema_lock = _AdvisoryClaimLock(text, "__schema__")
     with quiet_experimental(), schema_lock:
-        return RDBStorage(
+        return _RetryingRDBStorage(
             text,
+            # A server restart kills every pooled connection: test each at checkout and
+            # reconnect, or the next beat fails and Optuna's heartbeat thread dies with it.
+            engine_kwargs={"pool_pre_ping": True},
             heartbeat_interval=heartbeat_interval,
             grace_period=grace_period,
             heartbeat_stale_trial_callback=_log_stale_trial,
         )
+
+
+HEARTBEAT_TRIES = 4  # a beat is tried this often, pausing min(interval, 10 s) between tries
+_pause = time.sleep  # the pause between tries (a test's seam)
+
+
+class _RetryingRDBStorage(RDBStorage):
+    """An RDBStorage whose heartbeat outlives a server that is down for seconds (a restart):
+    Optuna's heartbeat thread dies on the first failed beat and the trial then beats no more."""
+
+    def record_heartbeat(self, trial_id: int) -> None:
+        wait = min(self.heartbeat_interval or 1, 10)
+        for attempt in range(1, HEARTBEAT_TRIES + 1):
+            try:
+                return super().record_heartbeat(trial_id)
+            except optuna.exceptions.StorageInternalError as e:
+                if attempt == HEARTBEAT_TRIES:
+                    raise
+                logger.warning("heartbeat of trial %d failed (%s); retrying in %d s (%d of %d)",
+                               trial_id, str(e.__cause__ or e).splitlines()[0], wait, attempt, HEARTBEAT_TRIES - 1)
+                _pause(wait)
 
 
 def _require_psycopg(url: str) -> None:
