@@ -20,7 +20,7 @@ import numpy as np
 from utils.training.tracking import seed_db
 from utils.training.tracking.seed_db import SEED_TO_OURS
 
-CHUNK = 20_000  # rows per fetchmany, and points per slice written
+CHUNK = 5_000  # rows per fetchmany, and points per slice written (a chunk of rows: ~1.5 MB)
 
 
 @dataclass
@@ -107,11 +107,19 @@ def place(pts: RunPoints) -> PlacedRun:
     has_step, has_epoch = step >= 0, epoch >= 0
     both = has_step & has_epoch
     if both.any():
-        order = np.lexsort((step[both], epoch[both]))
-        e, s = epoch[both][order], step[both][order]
-        last = np.r_[e[1:] != e[:-1], True]
-        for ep, st in zip(e[last].tolist(), s[last].tolist()):
-            axis.saw(st, ep)
+        e, s = epoch[both], step[both]
+        if e.max() < 2**20:  # the usual epochs: one slot each, no sort
+            last = np.full(int(e.max()) + 1, -1, dtype=np.int64)
+            np.maximum.at(last, e, s)
+            for ep in np.nonzero(last >= 0)[0].tolist():
+                axis.saw(int(last[ep]), ep)
+        else:
+            order = np.lexsort((s, e))
+            e, s = e[order], s[order]
+            end = np.r_[e[1:] != e[:-1], True]
+            for ep, st in zip(e[end].tolist(), s[end].tolist()):
+                axis.saw(st, ep)
+        del e, s
     for ep in np.unique(epoch[has_epoch]).tolist():
         axis.saw(None, ep)
     if has_step.any():
@@ -129,6 +137,8 @@ def place(pts: RunPoints) -> PlacedRun:
             counters[c] = s + 1
     value, wall = _col(pts.value, np.float64), _col(pts.wall, np.float64)
     final, as_seed, dropped = _split_collisions(names, seed, ours, step, value)
+    if not dropped:  # the usual run: views of the columns read, no copy
+        return PlacedRun(names, final, step, value, wall, epoch, placed, as_seed, dropped)
     keep = final >= 0
     return PlacedRun(names, final[keep], step[keep], value[keep], wall[keep], epoch[keep], placed, as_seed, dropped)
 
@@ -142,15 +152,24 @@ def _split_collisions(names, seed, ours, step, value) -> tuple[np.ndarray, int, 
     many kept under the seed name; the dropped ones described). Rows whose (name, step) is
     met by no other row, and is no other row's fallback, keep their name: only the rows of
     the keys that meet (and their fallbacks, to a fixed point) go through the rule in order."""
-    final = ours.copy()
     if not len(step):
-        return final, 0, []
-    order = np.lexsort((step, ours))  # stable: row order within one key
-    c, s = ours[order], step[order]
-    dup = np.r_[False, (c[1:] == c[:-1]) & (s[1:] == s[:-1])]
-    if not dup.any():
-        return final, 0, []
-    keys = set(zip(c[dup].tolist(), s[dup].tolist()))
+        return ours, 0, []
+    width = int(step.max()) + 1
+    if (int(ours.max()) + 1) * width < 2**62:  # (name, step) as one int64: one sort of 8 bytes a row
+        k = ours * width + step
+        k.sort()
+        dup = k[1:] == k[:-1]
+        keys = set(zip((k[1:][dup] // width).tolist(), (k[1:][dup] % width).tolist()))
+        del k
+    else:
+        order = np.lexsort((step, ours))
+        c, s = ours[order], step[order]
+        del order
+        dup = (c[1:] == c[:-1]) & (s[1:] == s[:-1])
+        keys = set(zip(c[1:][dup].tolist(), s[1:][dup].tolist()))
+    if not keys:
+        return ours, 0, []
+    final = ours.copy()
     while True:
         rows = _rows_of(keys, ours, step)
         fallback = rows & (seed != ours)
@@ -191,7 +210,9 @@ def write(db, run_id: int, run: PlacedRun, start: float | None, chunk: int = CHU
     missing = start or 0.0
     names = list(run.names)
     code_of = {n: i for i, n in enumerate(names)}
-    wall = np.where(np.isnan(run.wall), missing, run.wall)
+    untimed = np.isnan(run.wall)
+    wall = np.where(untimed, missing, run.wall) if untimed.any() else run.wall
+    del untimed
     parts = [(run.code, run.step, run.value, wall)]
     with_epoch = run.epoch >= 0
     if with_epoch.any():  # the first point's epoch at each step, unless the run logged "epoch" there
