@@ -4,11 +4,9 @@
     python bench/seed_import.py --quick    # 2 runs x 50,000 points
     python bench/seed_import.py --runs 1 --points 1000000
 
-Builds a database with the seed notebook's schema (tests/seed_fixtures.py) in a temporary
-folder: per step train/loss, train/learning_rate, gradient_norm and train/accuracy with
-their epoch and a timestamp a second apart every 10 steps, and at each epoch's end an
-epoch-only val/loss and learning_rate (which meets train/learning_rate: kept under its seed
-name). Then, each in its own child process (peak RSS: os.wait4's ru_maxrss of that child):
+Builds a database with the seed notebook's schema in a temporary folder
+(tests/seed_fixtures.write_many_points: per step four metrics with their epoch, at each
+epoch's end an epoch-only val/loss and learning_rate). Then, each in its own child process (peak RSS: os.wait4's ru_maxrss of that child):
 the raw read (sqlite3, fetchmany over the same rows) and the import (ExperimentDB.import_db
 into a fresh workspace). Goal (issue 23 item 12): >= 50,000 points/s and <= ~200 MB peak for 1M points.
 """
@@ -18,52 +16,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 sys.path.insert(0, str(ROOT))
 
-from tests.seed_fixtures import SEED_SCHEMA  # noqa: E402
-
-PER_STEP = ("train/loss", "train/learning_rate", "gradient_norm", "train/accuracy")
-EPOCHS = 5
-
-
-def build(path: Path, runs: int, points: int) -> None:
-    """`runs` runs of `points` metric rows each, written as the seed wrote them."""
-    con = sqlite3.connect(path)
-    for stmt in SEED_SCHEMA:
-        con.execute(stmt)
-    t0 = datetime(2025, 1, 15, 14, 30, tzinfo=timezone.utc)
-    for r in range(runs):
-        run_id = con.execute("INSERT INTO runs (run_name, config, notes, status, created_at) VALUES (?, ?, '', "
-                             "'completed', ?)", (f"bench-{r}", json.dumps({"learning_rate": 5e-5}),
-                                                 t0.strftime("%Y-%m-%d %H:%M:%S"))).lastrowid
-        epoch_rows = 2 * EPOCHS
-        steps = (points - epoch_rows) // len(PER_STEP)
-        per_epoch = -(-steps // EPOCHS)
-
-        def rows(run_id=run_id, steps=steps, per_epoch=per_epoch):
-            for s in range(steps):
-                e, ts = s // per_epoch, (t0 + timedelta(seconds=s // 10)).strftime("%Y-%m-%d %H:%M:%S")
-                for k, name in enumerate(PER_STEP):
-                    yield run_id, name, 3.0 / (1 + s) + k, s, e, ts
-                if (s + 1) % per_epoch == 0 or s == steps - 1:
-                    yield run_id, "val/loss", 3.0 / (1 + s), None, e, ts
-                    yield run_id, "learning_rate", 5e-5, None, e, ts
-
-        con.executemany("INSERT INTO metrics (run_id, metric_name, value, step, epoch, timestamp) VALUES "
-                        "(?, ?, ?, ?, ?, ?)", rows())
-        con.commit()
-    con.close()
-
+from tests.seed_fixtures import write_many_points  # noqa: E402
 
 RAW = """
 import json, sqlite3, sys, time
@@ -112,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench_seed_import_") as tmp:
         seed = Path(tmp) / "seed_experiments.db"
         t0 = time.perf_counter()
-        build(seed, args.runs, points)
+        write_many_points(seed, args.runs, points)
         size = seed.stat().st_size / 1e6
         print(f"seed database: {args.runs} runs x {points:,} points, {size:.1f} MB (built in "
               f"{time.perf_counter() - t0:.1f} s)")
