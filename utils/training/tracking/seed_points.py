@@ -20,7 +20,8 @@ import numpy as np
 from utils.training.tracking import seed_db
 from utils.training.tracking.seed_db import SEED_TO_OURS
 
-CHUNK = 5_000  # rows per fetchmany, and points per slice written (a chunk of rows: ~1.5 MB)
+CHUNK = 5_000  # rows per fetchmany (a chunk of rows as tuples: ~1.5 MB)
+WINDOW = 50_000  # points gathered and sorted at a time when writing (~2 MB of columns)
 
 
 @dataclass
@@ -203,7 +204,7 @@ def _rows_of(keys: set[tuple[int, int]], code: np.ndarray, step: np.ndarray) -> 
     return mask
 
 
-def write(db, run_id: int, run: PlacedRun, start: float | None, chunk: int = CHUNK) -> int:
+def write(db, run_id: int, run: PlacedRun, start: float | None, window: int = WINDOW) -> int:
     """seed_db.write_points(rows, seed_db.elapsed(rows, start), missing_wall=start or 0.0) on
     columns: the kept points, the epoch of each step and elapsed_s where the run has no point
     of that name and step, logged in (step, wall) order; returns how many points."""
@@ -230,15 +231,22 @@ def write(db, run_id: int, run: PlacedRun, start: float | None, chunk: int = CHU
         free = ~np.isin(steps, run.step[run.code == code_of.get("elapsed_s", -1)])
         xc = _code(names, code_of, "elapsed_s")
         parts.append((np.full(int(free.sum()), xc), steps[free], latest[free] - t0, latest[free]))
-    code, step, value, wall = (np.concatenate([p[k] for p in parts]) for k in range(4))
-    del parts
-    order = np.lexsort((wall, step))  # stable: a step's points keep their order
+    # Written a window of steps at a time (about `window` points each): only a window's points
+    # are gathered and sorted by (step, wall), never a copy of the whole run.
+    firsts = np.sort(run.step)[::window]
+    cuts = np.unique(firsts).tolist() if len(firsts) else []
+    del firsts
     db.flush()
     group: dict[str, float] = {}
     at: tuple[int, float] | None = None
-    for lo in range(0, len(order), chunk):
-        idx = order[lo:lo + chunk]
-        for c, s, v, w in zip(code[idx].tolist(), step[idx].tolist(), value[idx].tolist(), wall[idx].tolist()):
+    written = 0
+    for lo, hi in zip(cuts, [*cuts[1:], None]):
+        masks = [(p[1] >= lo) & (p[1] < hi) if hi is not None else p[1] >= lo for p in parts]
+        code, step, value, wall = (np.concatenate([p[k][m] for p, m in zip(parts, masks)]) for k in range(4))
+        order = np.lexsort((wall, step))  # stable: a step's points keep their order
+        written += len(order)
+        for c, s, v, w in zip(code[order].tolist(), step[order].tolist(), value[order].tolist(),
+                              wall[order].tolist()):
             if (s, w) != at:
                 if group:
                     db.log_metrics(run_id, group, at[0], wall_time=at[1])
@@ -247,7 +255,7 @@ def write(db, run_id: int, run: PlacedRun, start: float | None, chunk: int = CHU
     if group:
         db.log_metrics(run_id, group, at[0], wall_time=at[1])
     db.flush()
-    return len(order)
+    return written
 
 
 def _code(names: list[str], code_of: dict[str, int], name: str) -> int:
