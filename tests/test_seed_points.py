@@ -6,9 +6,10 @@ from __future__ import annotations
 import math
 import sqlite3
 
+import pytest
 from seed_fixtures import SEED_SCHEMA, sha256, write_many_points, write_seed_db
 
-from utils.training.tracking import seed_db
+from utils.training.tracking import seed_db, seed_points
 from utils.training.tracking.experiment_db import ExperimentDB
 from utils.training.tracking.seed_import import check_point, read_seed_db
 
@@ -52,7 +53,9 @@ def _reference(db: ExperimentDB, seed_path, src: int) -> int:
     return run_id
 
 
-def test_streamed_points_are_those_of_the_row_by_row_rules(tmp_path):
+@pytest.mark.parametrize("window", [seed_points.WINDOW, 2])  # 2: many windows of steps
+def test_streamed_points_are_those_of_the_row_by_row_rules(tmp_path, monkeypatch, window):
+    monkeypatch.setattr(seed_points, "WINDOW", window)
     seed = write_seed_db(tmp_path / "seed.db")
     con = sqlite3.connect(seed)
     for stmt in SEED_SCHEMA[:1]:

@@ -21,7 +21,7 @@ from utils.training.tracking import seed_db
 from utils.training.tracking.seed_db import SEED_TO_OURS
 
 CHUNK = 5_000  # rows per fetchmany (a chunk of rows as tuples: ~1.5 MB)
-WINDOW = 50_000  # points gathered and sorted at a time when writing (~2 MB of columns)
+WINDOW = 50_000  # points gathered and sorted at a time when writing (a few MB)
 
 
 @dataclass
@@ -204,45 +204,45 @@ def _rows_of(keys: set[tuple[int, int]], code: np.ndarray, step: np.ndarray) -> 
     return mask
 
 
-def write(db, run_id: int, run: PlacedRun, start: float | None, window: int = WINDOW) -> int:
+def write(db, run_id: int, run: PlacedRun, start: float | None, window: int | None = None) -> int:
     """seed_db.write_points(rows, seed_db.elapsed(rows, start), missing_wall=start or 0.0) on
     columns: the kept points, the epoch of each step and elapsed_s where the run has no point
-    of that name and step, logged in (step, wall) order; returns how many points."""
-    missing = start or 0.0
+    of that name and step, logged in (step, wall) order; returns how many points.
+    A window of steps at a time (about `window` points, default WINDOW): what is per step
+    (the epoch, elapsed_s, the order) is worked out on that window's points alone."""
+    window = window or WINDOW
     names = list(run.names)
     code_of = {n: i for i, n in enumerate(names)}
-    untimed = np.isnan(run.wall)
-    wall = np.where(untimed, missing, run.wall) if untimed.any() else run.wall
-    del untimed
-    parts = [(run.code, run.step, run.value, wall)]
-    with_epoch = run.epoch >= 0
-    if with_epoch.any():  # the first point's epoch at each step, unless the run logged "epoch" there
-        steps, first = np.unique(run.step[with_epoch], return_index=True)
-        free = ~np.isin(steps, run.step[run.code == code_of.get("epoch", -1)])
-        ec = _code(names, code_of, "epoch")
-        parts.append((np.full(int(free.sum()), ec), steps[free], run.epoch[with_epoch][first][free].astype(np.float64),
-                      wall[with_epoch][first][free]))
-    timed = ~np.isnan(run.wall)
-    if timed.any():  # elapsed_s: the step's latest wall time since the run was created
-        steps, inv = np.unique(run.step[timed], return_inverse=True)
-        latest = np.full(len(steps), -np.inf)
-        np.maximum.at(latest, inv, run.wall[timed])
-        t0 = min(start if start is not None else math.inf, float(latest.min()))
-        free = ~np.isin(steps, run.step[run.code == code_of.get("elapsed_s", -1)])
-        xc = _code(names, code_of, "elapsed_s")
-        parts.append((np.full(int(free.sum()), xc), steps[free], latest[free] - t0, latest[free]))
-    # Written a window of steps at a time (about `window` points each): only a window's points
-    # are gathered and sorted by (step, wall), never a copy of the whole run.
+    logged_epoch, logged_elapsed = code_of.get("epoch", -1), code_of.get("elapsed_s", -1)
+    ec, xc = _code(names, code_of, "epoch"), _code(names, code_of, "elapsed_s")
     firsts = np.sort(run.step)[::window]
-    cuts = np.unique(firsts).tolist() if len(firsts) else []
+    cuts = np.unique(firsts).tolist()
     del firsts
+    spans = list(zip(cuts, [*cuts[1:], None]))
+    t0 = start if start is not None else math.inf  # elapsed_s counts from the run's start or
+    for lo, hi in spans:  # the earliest step's latest wall time, whichever is first
+        latest = _latest(*_window(run, lo, hi, ("step", "wall")))[1]
+        if len(latest):
+            t0 = min(t0, float(latest.min()))
     db.flush()
     group: dict[str, float] = {}
     at: tuple[int, float] | None = None
     written = 0
-    for lo, hi in zip(cuts, [*cuts[1:], None]):
-        masks = [(p[1] >= lo) & (p[1] < hi) if hi is not None else p[1] >= lo for p in parts]
-        code, step, value, wall = (np.concatenate([p[k][m] for p, m in zip(parts, masks)]) for k in range(4))
+    for lo, hi in spans:
+        code, step, value, wall, epoch = _window(run, lo, hi, ("code", "step", "value", "wall", "epoch"))
+        wall_raw, wall = wall, np.where(np.isnan(wall), start or 0.0, wall)
+        parts = [(code, step, value, wall)]
+        with_epoch = epoch >= 0
+        if with_epoch.any():  # the first point's epoch at each step, unless the run logged "epoch" there
+            steps, first = np.unique(step[with_epoch], return_index=True)
+            free = ~np.isin(steps, step[code == logged_epoch])
+            parts.append((np.full(int(free.sum()), ec), steps[free], epoch[with_epoch][first][free].astype(np.float64),
+                          wall[with_epoch][first][free]))
+        steps, latest = _latest(step, wall_raw)
+        if len(steps):  # elapsed_s: the step's latest wall time since t0
+            free = ~np.isin(steps, step[code == logged_elapsed])
+            parts.append((np.full(int(free.sum()), xc), steps[free], latest[free] - t0, latest[free]))
+        code, step, value, wall = (np.concatenate([p[k] for p in parts]) for k in range(4))
         order = np.lexsort((wall, step))  # stable: a step's points keep their order
         written += len(order)
         for c, s, v, w in zip(code[order].tolist(), step[order].tolist(), value[order].tolist(),
@@ -256,6 +256,21 @@ def write(db, run_id: int, run: PlacedRun, start: float | None, window: int = WI
         db.log_metrics(run_id, group, at[0], wall_time=at[1])
     db.flush()
     return written
+
+
+def _window(run: PlacedRun, lo: int, hi: int | None, columns: tuple[str, ...]) -> list[np.ndarray]:
+    """The columns of the points with lo <= step < hi (hi None: no upper end)."""
+    idx = np.flatnonzero((run.step >= lo) & (run.step < hi) if hi is not None else run.step >= lo)
+    return [getattr(run, c)[idx] for c in columns]
+
+
+def _latest(step: np.ndarray, wall: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(steps, the latest wall time at each) of the points with a wall time."""
+    timed = ~np.isnan(wall)
+    steps, inv = np.unique(step[timed], return_inverse=True)
+    latest = np.full(len(steps), -np.inf)
+    np.maximum.at(latest, inv, wall[timed])
+    return steps, latest
 
 
 def _code(names: list[str], code_of: dict[str, int], name: str) -> int:
