@@ -70,12 +70,19 @@ def test_streamed_points_are_those_of_the_row_by_row_rules(tmp_path, monkeypatch
             ("bad", "abc", 1, 1, None)]
     con.executemany("INSERT INTO metrics (run_id, metric_name, value, step, epoch, timestamp) VALUES "
                     "(?, ?, ?, ?, ?, ?)", [(rid, *r) for r in rows])
+    # Steps and epochs too large for the one-int64 key and the epoch slots: the sorting paths.
+    big = con.execute("INSERT INTO runs (run_name, config) VALUES ('big', '{}')").lastrowid
+    con.executemany("INSERT INTO metrics (run_id, metric_name, value, step, epoch, timestamp) VALUES "
+                    "(?, ?, ?, ?, ?, ?)", [(big, "train/loss", 1.0, 2**61, 2**40, "2025-01-18 11:00:00"),
+                                           (big, "train/loss", 2.0, 2**61, None, None),
+                                           (big, "val/loss", 1.5, None, 2**40, None),
+                                           (big, "val/loss", 1.4, 3, 7, "2025-01-18 10:59:00")])
     con.commit()
     con.close()
     with ExperimentDB(tmp_path / "ws.db") as db:
         report = db.import_db(seed)
-        assert len(report.dropped) == 2 and len(report.bad_rows) == 1
-        assert len(report.imported) == 4
+        assert len(report.dropped) == 2 and len(report.bad_rows) == 1  # big: train/loss kept under its seed name
+        assert len(report.imported) == 5
         for src, ours, name in report.imported:
             ref = _reference(db, seed, src)
             got, want = db.get_metrics(ours), db.get_metrics(ref)
