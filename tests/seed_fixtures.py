@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 SEED_SCHEMA = [
@@ -93,6 +94,45 @@ def write_seed_db(path: Path) -> Path:
     c = run("crashed", {"learning_rate": 1e-3}, "", "running", "2025-01-17 10:00:00")
     metric(c, "train/loss", 4.0, epoch=0)
     con.commit()
+    con.close()
+    return path
+
+
+PER_STEP = ("train/loss", "train/learning_rate", "gradient_norm", "train/accuracy")
+EPOCHS = 5
+
+
+def write_many_points(path: Path, runs: int, points: int) -> Path:
+    """`runs` runs of about `points` metric rows each (bench/seed_import.py, and the test of an
+    import too large for a list per row): per step train/loss, train/learning_rate,
+    gradient_norm and train/accuracy with their epoch (EPOCHS equal epochs) and a timestamp a
+    second apart every 10 steps; at each epoch's end an epoch-only val/loss and learning_rate
+    (which meets train/learning_rate at that step: kept under its seed name). With points
+    >= 1,000, each run has 4 * ((points - 2 * EPOCHS) // 4) + 2 * EPOCHS rows."""
+    con = sqlite3.connect(path)
+    for stmt in SEED_SCHEMA:
+        con.execute(stmt)
+    t0 = datetime(2025, 1, 15, 14, 30, tzinfo=timezone.utc)
+    for r in range(runs):
+        run_id = con.execute("INSERT INTO runs (run_name, config, notes, status, created_at) VALUES (?, ?, '', "
+                             "'completed', ?)", (f"bench-{r}", json.dumps({"learning_rate": 5e-5}),
+                                                 t0.strftime("%Y-%m-%d %H:%M:%S"))).lastrowid
+        epoch_rows = 2 * EPOCHS
+        steps = (points - epoch_rows) // len(PER_STEP)
+        per_epoch = -(-steps // EPOCHS)
+
+        def rows(run_id=run_id, steps=steps, per_epoch=per_epoch):
+            for s in range(steps):
+                e, ts = s // per_epoch, (t0 + timedelta(seconds=s // 10)).strftime("%Y-%m-%d %H:%M:%S")
+                for k, name in enumerate(PER_STEP):
+                    yield run_id, name, 3.0 / (1 + s) + k, s, e, ts
+                if (s + 1) % per_epoch == 0 or s == steps - 1:
+                    yield run_id, "val/loss", 3.0 / (1 + s), None, e, ts
+                    yield run_id, "learning_rate", 5e-5, None, e, ts
+
+        con.executemany("INSERT INTO metrics (run_id, metric_name, value, step, epoch, timestamp) VALUES "
+                        "(?, ?, ?, ?, ?, ?)", rows())
+        con.commit()
     con.close()
     return path
 

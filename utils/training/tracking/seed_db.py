@@ -15,7 +15,10 @@ created_at). `import_seed_db` copies such a file into an ExperimentDB of ours:
   from the same source (path, run_id and created_at) is skipped;
 - the source is read from a copy (with its -wal): not a byte changes. Reading the copy,
   checking rows and writing runs is seed_import.py (`import_seed_db`, `ImportReport`,
-  `read_seed_db` keep their old path here through the compat map).
+  `read_seed_db` keep their old path here through the compat map); seed_points.py applies
+  the rules below to a run's points as columns, streamed (place_on_steps, split_collisions,
+  write_points, elapsed and summary here are their row-by-row statement, which
+  tests/test_seed_points.py checks the import against).
 """
 
 from __future__ import annotations

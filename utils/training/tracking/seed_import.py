@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from utils.training.contracts import RunStatus
-from utils.training.tracking import seed_db
+from utils.training.tracking import seed_db, seed_points
 from utils.training.tracking.db_file import SEED_TABLES, SQLITE_MAGIC, DatabaseFileError
 from utils.training.tracking.seed_db import STATUS_MAP
 
@@ -270,10 +270,16 @@ def import_seed_db(db, path: str | Path) -> ImportReport:
                     continue
                 # A column without a type keeps 1, 1.0 and '1' apart: rows of this run in any of them.
                 same = (src_id, float(src_id), str(src_id))
-                points = _rows(con, path, "SELECT * FROM metrics WHERE run_id IN (?, ?, ?) ORDER BY rowid", same)
+                ts = "timestamp" if "timestamp" in cols["metrics"] else "NULL"
+                sql = (f"SELECT metric_name, value, step, epoch, {ts} FROM metrics WHERE run_id IN (?, ?, ?) "
+                       "ORDER BY rowid")
+                # Streamed: fetchmany into columns, no dict per row (a 500,000-point run in tens of MB).
+                points = _source(path, lambda sql=sql, same=same: seed_points.read_points(
+                    con.execute(sql, same), check_point))
                 artifacts = _rows(con, path, "SELECT * FROM artifacts WHERE run_id IN (?, ?, ?) ORDER BY rowid",
                                   same) if "artifacts" in cols else []
                 _import_run(db, run, src_id, points, artifacts, source, report, created)
+                del points  # one run's columns in memory at a time
         except BaseException:
             for run_id in created:  # an interrupt, a full disk (or a bug): no run of this import is left behind
                 db.delete_run(run_id)
@@ -295,7 +301,7 @@ def _rows(con: sqlite3.Connection, path: Path, sql: str, params: tuple = ()) -> 
     return _source(path, lambda: [dict(r) for r in con.execute(sql, params)])
 
 
-def _import_run(db, run: dict, src_id: int, points: list[dict], artifacts: list[dict], source: str,
+def _import_run(db, run: dict, src_id: int, points: seed_points.RunPoints, artifacts: list[dict], source: str,
                 report: ImportReport, created: list[int]) -> None:
     """One seed run, written whole or not at all (a run that fails is removed and listed)."""
     name = _run_name(run, src_id)
@@ -312,35 +318,30 @@ def _import_run(db, run: dict, src_id: int, points: list[dict], artifacts: list[
         info["config_not_json"] = True
         report.notes.append(f"run {src_id} {ours!r}: config is not readable JSON; kept as text under 'raw'")
     info = json.loads(json.dumps(info, default=str))  # blobs and odd types as text
-    good, bad = [], []
-    for p in points:
-        checked, why = check_point(p)
-        (good.append(checked) if checked else bad.append(why))
     run_id = db.log_run(ours, config if isinstance(config, dict) else {"value": config}, run_info=info)
     created.append(run_id)
     try:
-        rows, placed = seed_db.place_on_steps(good)
-        kept, dropped, seeds = seed_db.split_collisions(rows, [p["metric_name"] for p in good])
-        _write_run(db, run_id, run, kept, artifacts)
+        placed = seed_points.place(points)
+        _write_run(db, run_id, run, placed, artifacts)
     except (ValueError, TypeError, OverflowError, RecursionError, KeyError) as e:
         db.delete_run(run_id)
         created.remove(run_id)
         report.renamed.pop(src_id, None)
         report.bad_runs.append(f"run {src_id} {name!r}: {type(e).__name__}: {e}")
         return
-    report.rows_read += len(points)
-    report.metrics += len(kept)
-    report.kept_as_seed_name += seeds
-    report.epoch_placed += placed
+    report.rows_read += points.rows_read
+    report.metrics += len(placed.step)
+    report.kept_as_seed_name += placed.as_seed
+    report.epoch_placed += placed.placed
     report.artifacts += len(artifacts)
-    report.bad_rows += [f"run {src_id} {ours!r} metric row: {why}" for why in bad]
-    report.dropped += [f"run {src_id} {ours!r}: {d}" for d in dropped]
+    report.bad_rows += [f"run {src_id} {ours!r} metric row: {why}" for why in points.bad]
+    report.dropped += [f"run {src_id} {ours!r}: {d}" for d in placed.dropped]
     report.imported.append((src_id, run_id, ours))
 
 
-def _write_run(db, run_id: int, run: dict, rows: list[tuple], artifacts: list[dict]) -> None:
+def _write_run(db, run_id: int, run: dict, points: seed_points.PlacedRun, artifacts: list[dict]) -> None:
     created_at = seed_db.timestamp(run.get("created_at"))
-    seed_db.write_points(db, run_id, rows, seed_db.elapsed(rows, created_at), missing_wall=created_at or 0.0)
+    seed_points.write(db, run_id, points, created_at)
     for a in artifacts:
         meta, _ = parse_json(a.get("metadata"))
         db.log_artifact(run_id, str(a.get("artifact_type") or "artifact"), str(a.get("filepath") or ""),
@@ -357,7 +358,7 @@ def _write_run(db, run_id: int, run: dict, rows: list[tuple], artifacts: list[di
     status = run.get("status")
     ours = STATUS_MAP.get(status, status) if isinstance(status, str) else None
     ours = ours if ours in RunStatus.ALL else RunStatus.FAILED
-    db.update_run_status(run_id, ours, **seed_db.summary(rows), **(
+    db.update_run_status(run_id, ours, **seed_points.summary(points), **(
         {"seed_status": str(status)} if status != ours else {}))
 
 
