@@ -43,7 +43,10 @@ def test_report_writes_charts_history_and_samples(tmp_path):
     offsets = panels[4].collections[0].get_offsets()
     np.testing.assert_array_equal(offsets[:, 1], loss)
     table = panels[6].tables[0]
-    assert table.get_celld()[(1, 2)].get_text().get_text().startswith(doc["samples"][0]["output"].split()[0][:5])
+    # the output column holds the latest sample's text, clipped (this fixture's text is
+    # docs/ARCHITECTURE.md, so a sample may be any characters, spaces included)
+    shown = table.get_celld()[(1, 2)].get_text().get_text().rstrip("…")
+    assert any(" ".join(s["output"].split()).startswith(shown) for s in doc["samples"])
     for ax in panels[:6]:
         assert ax.get_xlabel() and ax.get_ylabel()
 

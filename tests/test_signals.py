@@ -127,7 +127,7 @@ sys.meta_path.insert(0, _StopAtImport())
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("module", ["utils.training.config", "numpy.linalg", "torch.nn.modules.linear",
+@pytest.mark.parametrize("module", ["utils.training.cli", "numpy.linalg", "torch.nn.modules.linear",
                                     "transformers.modeling_utils"])
 @pytest.mark.parametrize("sig,code", [("INT", 130), ("TERM", 143)])
 def test_a_stop_during_start_up_imports_ends_with_one_line(tmp_path, module, sig, code):

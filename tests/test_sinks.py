@@ -66,6 +66,7 @@ def test_one_more_sink_is_one_registry_entry(monkeypatch):
 
 def test_the_session_builds_its_sinks_with_the_factory(tmp_path, monkeypatch):
     from utils.training.session import TrainingSession
+    from utils.training.tracking.metrics import MetricsTracker
 
     calls = []
     real = sinks_module.sinks_for
@@ -78,7 +79,7 @@ def test_the_session_builds_its_sinks_with_the_factory(tmp_path, monkeypatch):
     options = ReportingOptions(wandb_project="p", wandb_mode="offline", progress_bar=False)
     config = TrainingConfig.preset("smoke", run_name="s1", wandb_timeout_s=4.0)
     s = TrainingSession(config, tmp_path, tracking=options)
-    tracker = s.callbacks()[0]
+    tracker = next(cb for cb in s.callbacks() if isinstance(cb, MetricsTracker))
     assert [type(x) for x in tracker.sinks] == [ExperimentDBSink, RunLogWriter, WandbSink]
     assert tracker.sinks[2].init_timeout_s == 4.0
     ((given, kwargs),) = calls
