@@ -264,15 +264,20 @@ class StopInEvaluate(TrainerCallback):
             raise KeyboardInterrupt
 
 
+def sync_point_trainer(cfg, run_dir, *callbacks) -> Trainer:
+    """The same tiny run (same data, same seed) for the stopped, resumed and reference runs."""
+    return Trainer(cfg, build_model(cfg), ArrayBatches(make_tokens(), cfg.batch_size, cfg.block_size, seed=1),
+                   ArrayBatches(make_tokens(seed=5), cfg.batch_size, cfg.block_size), run_dir=run_dir,
+                   callbacks=list(callbacks), progress_bar=False)
+
+
 def test_a_stop_inside_a_sync_point_leaves_no_evaluation_or_samples_out(tmp_path):
     """Found by bench/kill_resume.py with SIGTERM: the samples of the interrupted step were
     never made (the resume continued after the step the interrupt had saved)."""
     cfg = tiny_config(max_steps=12, eval_interval=4, sample_interval=4, checkpoint_interval=5)
 
     def trainer(run_dir, *callbacks):
-        return Trainer(cfg, build_model(cfg), ArrayBatches(make_tokens(), cfg.batch_size, cfg.block_size, seed=1),
-                       ArrayBatches(make_tokens(seed=5), cfg.batch_size, cfg.block_size), run_dir=run_dir,
-                       callbacks=list(callbacks), progress_bar=False)
+        return sync_point_trainer(cfg, run_dir, *callbacks)
 
     reference = Events()
     trainer(tmp_path / "ref", reference).train()
@@ -330,9 +335,7 @@ def test_a_stop_inside_the_last_steps_sync_point_leaves_no_evaluation_or_samples
     cfg = tiny_config(max_steps=12, eval_interval=5, sample_interval=5, checkpoint_interval=5)
 
     def trainer(run_dir, *callbacks):
-        return Trainer(cfg, build_model(cfg), ArrayBatches(make_tokens(), cfg.batch_size, cfg.block_size, seed=1),
-                       ArrayBatches(make_tokens(seed=5), cfg.batch_size, cfg.block_size), run_dir=run_dir,
-                       callbacks=list(callbacks), progress_bar=False)
+        return sync_point_trainer(cfg, run_dir, *callbacks)
 
     reference = Events()
     trainer(tmp_path / "ref", reference).train()
