@@ -302,3 +302,12 @@ def test_gguf_refuses_nanogpt_naming_the_family(tmp_path):
 def test_meta_device_build_for_the_flops_estimate_needs_no_memory():
     config = TrainingConfig.preset("cpu", **RECIPES["modern"])
     assert math.isfinite(flops_per_token(config)) and flops_per_token(config) > 0
+
+
+def test_the_model_card_loads_nanogpt_with_its_shipped_code(tmp_path):
+    from utils.training.export.model_card import card_facts, render_card
+
+    ours = make_run(tmp_path / "ours", family="nanogpt", export=False)[0]
+    assert "trust_remote_code=True" in render_card(card_facts(ours.run_log_path("tiny")))
+    theirs = make_run(tmp_path / "theirs", family="llama", export=False)[0]
+    assert "trust_remote_code" not in render_card(card_facts(theirs.run_log_path("tiny")))
