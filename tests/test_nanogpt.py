@@ -311,3 +311,12 @@ def test_the_model_card_loads_nanogpt_with_its_shipped_code(tmp_path):
     assert "trust_remote_code=True" in render_card(card_facts(ours.run_log_path("tiny")))
     theirs = make_run(tmp_path / "theirs", family="llama", export=False)[0]
     assert "trust_remote_code" not in render_card(card_facts(theirs.run_log_path("tiny")))
+
+
+def test_the_summary_card_names_the_options_in_effect():
+    from utils.training.summary import architecture_options
+
+    assert architecture_options(tiny_config(model_family="nanogpt")) == []
+    assert architecture_options(tiny_config(model_family="nanogpt", **ON)) == [
+        "qk_norm", "relu2_mlp", "zero_init_proj", "logit_softcap=15", "value_embeds", "unet_skips", "untied head"]
+    assert architecture_options(tiny_config(tie_embeddings=False)) == ["untied head"]
