@@ -60,3 +60,16 @@ def preset_values(name: str) -> dict[str, Any]:
     """The field values of preset `name` plus `preset=name` (unvalidated: the config that is
     built from them validates once). KeyError for an unknown name; callers say what is allowed."""
     return {**PRESETS[name], "preset": name}
+
+# Recipes: named sets of config overrides laid over a preset (bench/time_to_quality.py's
+# --recipe, the presets). "modern" is our nanogpt family with the architecture options that
+# measured best on the cpu preset (docs/models.md has the table) and Muon.
+RECIPES: dict[str, dict[str, Any]] = {
+    "adamw": {"optimizer": "adamw"},
+    "muon": {"optimizer": "muon"},
+    "modern": {
+        "model_family": "nanogpt", "optimizer": "muon", "qk_norm": True, "relu2_mlp": True,
+        "zero_init_proj": True, "tie_embeddings": False, "logit_softcap": 15.0, "value_embeds": True,
+        "unet_skips": True,
+    },
+}
