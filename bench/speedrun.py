@@ -12,25 +12,30 @@ figures:
 - MFU: that rate x FLOPs per token (engine.models.flops_per_token: 6N + 12·L·H·Q·T, PaLM
   appendix B; N the weights that do a matmul per token, the untied head included, the
   embedding and value-embedding lookups not) over the GPU's peak dense bf16 FLOP/s, read
-  from the one peak table, tracking.metrics.PEAK_FLOPS (vendor datasheets: NVIDIA H100
-  SXM 989 TFLOPS, H100 PCIe 756, H200 989, A100 312, L4 121, T4 65 fp16: each the
-  datasheet's 2:4-sparse figure / 2). A GPU not in the table gets "n/a (unknown peak)",
-  never a guessed figure; a CPU gets "n/a (cpu)".
+  from the one peak table, tracking.metrics.PEAK_FLOPS, which cites NVIDIA's datasheets
+  (dense bf16 TFLOPS: H100 SXM 989, H100 PCIe 756, H200 989, A100 312, L4 121; T4 65
+  fp16, it has no bf16; the H100/H200/L4 datasheets print the 2:4-sparse figure, halved
+  there). A GPU not in the table gets "n/a (unknown peak)", never a guessed figure; a CPU
+  gets "n/a (cpu)".
 - minutes to TARGET_BPB val bits/byte: training time (compile and evaluation excluded)
   until the first evaluation at or below the target, interpolated between evaluations.
 
 The last lines are machine-readable:
 
-    speedrun device NVIDIA H100 80GB HBM3
-    speedrun tokens_per_sec 671000
-    speedrun mfu 0.47
-    speedrun minutes_to_bpb 0.55 0.21      (or: speedrun minutes_to_bpb 0.55 not-reached)
+    speedrun device NAME                 (torch.cuda.get_device_name; cpu)
+    speedrun compile_s S                 (the compiling first step, not counted anywhere else)
+    speedrun peak_memory_gib G           (n/a (cpu) off CUDA)
+    speedrun flops_per_token F
+    speedrun tokens_per_sec T
+    speedrun mfu M                       (a fraction of the peak; n/a (cpu); n/a (unknown peak: ...))
+    speedrun minutes_to_bpb TARGET MIN   (MIN is not-reached when no evaluation got there)
 
     .venv/bin/python bench/speedrun.py                              # the preset, on the GPU
     .venv/bin/python bench/speedrun.py --set compile=off --steps 60 # overrides
     .venv/bin/python bench/speedrun.py --smoke                      # tiny shape, a few steps: any CPU
 
-Writes its figures and the val curve to $OUT/speedrun.json when OUT is set.
+Writes its figures and the val curve to $OUT/speedrun.json (--label names it) when OUT is
+set. Peak memory is torch.cuda.max_memory_allocated over the run.
 """
 
 from __future__ import annotations
@@ -94,6 +99,7 @@ class Clock(TrainerCallback):
 
     def on_evaluate(self, state, control, metrics=None, **kw):
         self.curve.append((state.step, float(metrics["val_bpb"]), self.train_s))
+        print(f"  step {state.step} val bpb {metrics['val_bpb']:.4f}", file=sys.stderr, flush=True)
         self._t = time.perf_counter()  # the evaluation is not training time
 
 
@@ -200,10 +206,11 @@ def report(r: dict) -> None:
           f"{r['train_s'] or 0:.1f} s (compile {r['compile_s']:.1f} s and evaluations not counted); val bpb final "
           f"{r['final_val_bpb']}, best {r['best_val_bpb']} at step {best_step}; log windows tokens/s: "
           + ", ".join(f"{t:,.0f}" for t in r["window_tokens_per_sec"]))
-    if r["peak_memory_gib"]:
-        print(f"peak memory {r['peak_memory_gib']:.2f} GiB (torch.cuda.max_memory_allocated)")
     reached = "not-reached" if r["minutes_to_bpb"] is None else f"{r['minutes_to_bpb']:.3f}"
+    memory = f"{r['peak_memory_gib']:.2f}" if r["peak_memory_gib"] else f"n/a ({r['device']})"
     print(f"speedrun device {r['device']}")
+    print(f"speedrun compile_s {r['compile_s']:.1f}")
+    print(f"speedrun peak_memory_gib {memory}")
     print(f"speedrun flops_per_token {r['flops_per_token']:.4g}")
     print(f"speedrun tokens_per_sec {r['tokens_per_sec']:.0f}")
     print(f"speedrun mfu {r['mfu_text']}")
@@ -217,7 +224,9 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=0, help="optimizer steps; 0 = the preset's")
     ap.add_argument("--target-bpb", type=float, default=TARGET_BPB, help=f"val bits/byte to reach (default {TARGET_BPB})")
     ap.add_argument("--smoke", action="store_true", help="a toy shape, a few steps, compile off: runs on any CPU")
-    ap.add_argument("--workspace", default="", help="keep data and the run here (default: a temporary folder)")
+    ap.add_argument("--workspace", default="", help="keep data and the run here (default: a temporary folder); "
+                    "runs sharing one make the tokenizer and token files once")
+    ap.add_argument("--label", default="speedrun", help="$OUT/LABEL.json holds this run's figures (default: speedrun)")
     a = ap.parse_args(argv)
     try:
         cfg = build_config(a.preset, parse_overrides(a.set), a.steps, a.smoke)
@@ -230,7 +239,7 @@ def main(argv=None) -> int:
         print("(smoke run: a toy shape; its figures prove the command, they measure nothing)")
     report(result)
     if os.environ.get("OUT"):
-        out = Path(os.environ["OUT"]) / "speedrun.json"
+        out = Path(os.environ["OUT"]) / f"{a.label}.json"
         out.write_text(json.dumps(result, indent=1, default=str) + "\n")
     return 0
 

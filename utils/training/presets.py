@@ -44,7 +44,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     # matrices, our `nanogpt` family with its modern options, bf16, compiled. Vocabulary: a
     # BPE of 8,192 trained on the corpus (the built-in one saturates at 13,157 merges; 8,192
     # is a multiple of 64 for the tensor cores, 5.76 bytes per token on ICD-10-CM's val
-    # split); 97.5M parameters untied, 85M of them in the blocks. Batch: 64 x 1024 = 65,536
+    # split); 85M weights in the blocks, 6.3M each in the embedding and the untied head
+    # (plus the value embeddings' tables: lookups, no FLOPs). Batch: 64 x 1024 = 65,536
     # tokens per step, 1/8 of modded-nanogpt's 524,288, because the built-in corpus has only
     # ~1.09M training tokens: 0.5M per step would be 2 steps per epoch. 100 steps = 6.55M
     # tokens = 6.0 epochs of the built-in corpus (~16.7 steps per epoch), within the ~4-16
