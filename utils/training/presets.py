@@ -42,14 +42,14 @@ PRESETS: dict[str, dict[str, Any]] = {
     # One GPU, as fast as it goes (bench/speedrun.py, docs/speedrun.md): GPT-2-124M's shape
     # (12 x 768, 12 heads, block 1024) with modded-nanogpt's recipe: Muon on the hidden
     # matrices, our `nanogpt` family with its modern options, bf16, compiled. Vocabulary: a
-    # BPE of 8,192 trained on the corpus (the built-in one saturates at 13,157 merges; 8,192
+    # BPE of 8,192 trained on the corpus (on the built-in one a BPE stops at 13,157; 8,192
     # is a multiple of 64 for the tensor cores, 5.76 bytes per token on ICD-10-CM's val
     # split); 85M weights in the blocks, 6.3M each in the embedding and the untied head
     # (plus the value embeddings' tables: lookups, no FLOPs). Batch: 64 x 1024 = 65,536
     # tokens per step, 1/8 of modded-nanogpt's 524,288, because the built-in corpus has only
     # ~1.09M training tokens: 0.5M per step would be 2 steps per epoch. 100 steps = 6.55M
-    # tokens = 6.0 epochs of the built-in corpus (~16.7 steps per epoch), within the ~4-16
-    # epochs over which repeated data still pays (Muennighoff et al. 2023).
+    # tokens = 6.0 epochs of the built-in corpus (~16.7 steps per epoch), a little past the 4
+    # up to which repeated data is worth nearly as much as new (Muennighoff et al. 2023).
     "speedrun": dict(
         run_name="speedrun", model_family="nanogpt", n_layer=12, n_head=12, n_kv_head=12, d_model=768,
         block_size=1024, tokenizer="bpe", vocab_size=8192, qk_norm=True, relu2_mlp=True, zero_init_proj=True,
