@@ -106,6 +106,41 @@ def test_steady_tokens_per_sec_leaves_out_the_first_window():
     assert math.isnan(speedrun.steady_tokens_per_sec([]))
 
 
+def test_clock_counts_training_time_without_evaluations_and_syncs_only_at_evaluation_steps(monkeypatch):
+    from types import SimpleNamespace
+
+    now = [0.0]
+    monkeypatch.setattr(speedrun.time, "perf_counter", lambda: now[0])
+    syncs = []
+    clock = speedrun.Clock(eval_interval=2, sync=lambda: syncs.append(now[0]))
+    state = SimpleNamespace(step=0, max_steps=5)
+    clock.on_train_begin(state, None)
+    # a step takes 1 s (the last 1.5 s), each evaluation (after steps 2, 4 and 5) 10 s
+    for step, ends_at in enumerate([1.0, 2.0, 13.0, 14.0, 25.5], start=1):
+        now[0], state.step = ends_at, step
+        clock.on_step_end(state, None)
+        if step in (2, 4, 5):
+            now[0] += 10.0
+            clock.on_evaluate(state, None, metrics={"val_bpb": 1.0 / step})
+    assert syncs == [2.0, 14.0, 25.5]  # the steps that evaluate (the last always does)
+    assert [(s, t) for s, _, t in clock.curve] == [(2, 2.0), (4, 4.0), (5, 5.5)]
+
+
+def test_report_prints_a_gpus_figures(capsys):
+    curve = [(5, 0.9, 1.0), (10, 0.6, 2.0)]
+    speedrun.report({"device": "NVIDIA H100 80GB HBM3", "status": "completed", "steps": 10, "epochs": 0.6,
+                     "train_s": 2.0, "compile_s": 51.04, "curve": curve, "final_val_bpb": 0.6,
+                     "window_tokens_per_sec": [1e5, 6.7e5], "peak_memory_gib": 31.2,
+                     "flops_per_token": 660602988.0, "tokens_per_sec": 6.7e5, "mfu_text": "0.447",
+                     "minutes_to_bpb": [(0.667, 1.8 / 60), (0.55, None)]})
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert "best 0.6000 at step 10" in lines[0]
+    assert lines[1:] == ["speedrun device NVIDIA H100 80GB HBM3", "speedrun compile_s 51.0",
+                         "speedrun peak_memory_gib 31.20", "speedrun flops_per_token 6.606e+08",
+                         "speedrun tokens_per_sec 670000", "speedrun mfu 0.447",
+                         "speedrun minutes_to_bpb 0.667 0.030", "speedrun minutes_to_bpb 0.55 not-reached"]
+
+
 def test_an_invalid_override_is_named_and_nothing_runs(capsys):
     assert speedrun.main(["--smoke", "--preset", "smoke", "--set", "n_layer=0"]) == 2
     assert "n_layer" in capsys.readouterr().err
