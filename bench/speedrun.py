@@ -35,7 +35,7 @@ The last lines are machine-readable:
 
     .venv/bin/python bench/speedrun.py                              # the preset, on the GPU
     .venv/bin/python bench/speedrun.py --set compile=off --steps 60 # overrides
-    .venv/bin/python bench/speedrun.py --smoke                      # tiny shape, a few steps: any CPU
+    .venv/bin/python bench/speedrun.py --smoke                      # tiny shape, a few steps: any CPU (--quick)
 
 Writes its figures and the val curve to $OUT/speedrun.json (--label names it) when OUT is
 set. Peak memory is torch.cuda.max_memory_allocated over the run.
@@ -144,6 +144,12 @@ def mfu_text(tokens_per_sec: float, flops_per_token: float, device_name: str) ->
     return value, f"{value:.3f}"
 
 
+def cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def build_config(preset: str, overrides: dict, steps: int, smoke: bool) -> TrainingConfig:
     """The preset with --smoke's toy shape, then --set, then --steps (ConfigError if invalid)."""
     values = {**(SMOKE if smoke else {}), **overrides}
@@ -233,11 +239,16 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=0, help="optimizer steps; 0 = the preset's")
     ap.add_argument("--target-bpb", type=float, default=TARGET_BPB, help=f"val bits/byte to reach (default {TARGET_BPB}; "
                     f"{REFERENCE_BPB}, the cpu preset's, is timed first)")
-    ap.add_argument("--smoke", action="store_true", help="a toy shape, a few steps, compile off: runs on any CPU")
+    ap.add_argument("--smoke", "--quick", action="store_true",
+                    help="a toy shape, a few steps, compile off: runs on any CPU (--quick: make bench's name)")
     ap.add_argument("--workspace", default="", help="keep data and the run here (default: a temporary folder); "
                     "runs sharing one make the tokenizer and token files once")
     ap.add_argument("--label", default="speedrun", help="$OUT/LABEL.json holds this run's figures (default: speedrun)")
     a = ap.parse_args(argv)
+    if a.preset == "speedrun" and not a.smoke and not cuda_available():
+        print("speedrun: no CUDA GPU here, and the speedrun preset (116M parameters, 6.6M tokens, bf16, compiled) "
+              "would take hours on a CPU: --smoke runs the same command at a toy shape", file=sys.stderr)
+        return 2
     try:
         cfg = build_config(a.preset, parse_overrides(a.set), a.steps, a.smoke)
     except ConfigError as e:

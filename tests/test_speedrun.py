@@ -141,6 +141,12 @@ def test_report_prints_a_gpus_figures(capsys):
                          "speedrun minutes_to_bpb 0.667 0.030", "speedrun minutes_to_bpb 0.55 not-reached"]
 
 
+def test_the_full_preset_without_a_gpu_is_refused_naming_smoke(monkeypatch, capsys):
+    monkeypatch.setattr(speedrun, "cuda_available", lambda: False)
+    assert speedrun.main([]) == 2
+    assert "--smoke" in capsys.readouterr().err
+
+
 def test_an_invalid_override_is_named_and_nothing_runs(capsys):
     assert speedrun.main(["--smoke", "--preset", "smoke", "--set", "n_layer=0"]) == 2
     assert "n_layer" in capsys.readouterr().err
