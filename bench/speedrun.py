@@ -158,8 +158,9 @@ def build_config(preset: str, overrides: dict, steps: int, smoke: bool) -> Train
     return TrainingConfig.preset(preset, **values)
 
 
-def run(cfg: TrainingConfig, workspace: str, targets: list[float]) -> dict:
-    """Train `cfg` once; -> every figure printed (also what $OUT/speedrun.json holds)."""
+def run(cfg: TrainingConfig, workspace: str, targets: list[float], run_dir: str) -> dict:
+    """Train `cfg` once in the empty folder `run_dir` (never a resume), the data prepared or
+    read back under `workspace`; -> every figure printed (also what $OUT/LABEL.json holds)."""
     import torch
 
     from utils.training.data.pipeline import prepare_data
@@ -188,7 +189,7 @@ def run(cfg: TrainingConfig, workspace: str, targets: list[float]) -> dict:
     ops = DeviceOps(device)
     ops.reset_peak()
     clock = Clock(cfg.eval_interval, sync)
-    trainer = Trainer(cfg, model, data.train, data.val, run_dir=Path(workspace) / "runs" / cfg.run_name,
+    trainer = Trainer(cfg, model, data.train, data.val, run_dir=run_dir,
                       callbacks=[clock], bytes_per_token=data.bytes_per_token, progress_bar=False,
                       run_info={"train_tokens": train_tokens})
     result = trainer.train()
@@ -241,8 +242,8 @@ def main(argv=None) -> int:
                     f"{REFERENCE_BPB}, the cpu preset's, is timed first)")
     ap.add_argument("--smoke", "--quick", action="store_true",
                     help="a toy shape, a few steps, compile off: runs on any CPU (--quick: make bench's name)")
-    ap.add_argument("--workspace", default="", help="keep data and the run here (default: a temporary folder); "
-                    "runs sharing one make the tokenizer and token files once")
+    ap.add_argument("--workspace", default="", help="keep the prepared data here (default: a temporary folder): "
+                    "runs sharing one make the tokenizer and token files once; each run trains afresh")
     ap.add_argument("--label", default="speedrun", help="$OUT/LABEL.json holds this run's figures (default: speedrun)")
     a = ap.parse_args(argv)
     if a.preset == "speedrun" and not a.smoke and not cuda_available():
@@ -254,8 +255,8 @@ def main(argv=None) -> int:
     except ConfigError as e:
         print(f"speedrun: preset {a.preset!r} with these settings is not a valid config here:\n{e}", file=sys.stderr)
         return 2
-    with tempfile.TemporaryDirectory() as tmp:
-        result = run(cfg, a.workspace or tmp, [REFERENCE_BPB, a.target_bpb])
+    with tempfile.TemporaryDirectory() as tmp:  # the run's checkpoint: dropped with it
+        result = run(cfg, a.workspace or tmp, [REFERENCE_BPB, a.target_bpb], str(Path(tmp) / "run"))
     if a.smoke:
         print("(smoke run: a toy shape; its figures prove the command, they measure nothing)")
     report(result)

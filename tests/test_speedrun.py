@@ -180,6 +180,7 @@ def test_smoke_run_on_cpu_ends_with_the_machine_readable_lines(small_corpus, tmp
     # target 100 bits/byte: reached at the first evaluation, in training seconds (compile, evaluation excluded)
     match = re.fullmatch(r"speedrun minutes_to_bpb 100 (\d+\.\d+)", lines[7])
     assert match, lines[7]
+    assert not (tmp_path / "ws" / "runs").exists()  # the workspace keeps data only: a second run starts afresh
     result = json.loads((tmp_path / "speedrun.json").read_text())
     steps = [s for s, _, _ in result["curve"]]
     seconds = [t for _, _, t in result["curve"]]
