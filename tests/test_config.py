@@ -7,9 +7,9 @@ import math
 
 import pytest
 
-from tests.test_speedrun import preset_names  # the speedrun preset skips only while arch's fields are missing
 from utils.training.config import FIELD_NAMES, RESUME_SAFE_FIELDS, TrainingConfig, parse_overrides
 from utils.training.config_rules import ConfigError
+from utils.training.presets import PRESETS
 
 # (overrides on top of the smoke preset, the field the error must name)
 BAD_INPUTS = [
@@ -123,7 +123,7 @@ def test_config_error_is_a_value_error():
     assert issubclass(ConfigError, ValueError)
 
 
-@pytest.mark.parametrize("name", preset_names())
+@pytest.mark.parametrize("name", sorted(PRESETS))
 def test_presets_are_valid_and_named(name):
     cfg = TrainingConfig.preset(name)
     assert cfg.run_name == name
@@ -231,7 +231,7 @@ def test_config_error_renders_as_its_problems_in_ipython():
     assert "learning_rate = -1.0" in lines[0] and "must be in" in lines[0]
 
 
-@pytest.mark.parametrize("name", preset_names())
+@pytest.mark.parametrize("name", sorted(PRESETS))
 def test_every_preset_keeps_its_global_batch_on_every_world_size_that_divides_it(name):
     cfg = TrainingConfig.preset(name)
     global_batch = cfg.batch_size * cfg.gradient_accumulation_steps

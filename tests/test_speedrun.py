@@ -10,32 +10,9 @@ import re
 import pytest
 
 from bench import speedrun
-from utils.training.config import FIELD_NAMES, TrainingConfig
-from utils.training.presets import PRESETS
-
-# The speedrun preset names the fields of the `nanogpt` family, which engineer arch's
-# branch adds: until TrainingConfig has them, the preset cannot validate. Any other
-# missing field is a real failure (a typo in a preset), never skipped.
-ARCH_FIELDS = frozenset({"qk_norm", "relu2_mlp", "zero_init_proj", "tie_embeddings", "logit_softcap",
-                         "value_embeds", "unet_skips"})
+from utils.training.config import TrainingConfig
 
 
-def lacks_arch_fields(preset: str) -> bool:
-    """Whether `preset` names arch's fields that this TrainingConfig does not have yet."""
-    missing = set(PRESETS[preset]) - set(FIELD_NAMES)
-    return bool(missing) and missing <= ARCH_FIELDS
-
-
-def preset_names() -> list:
-    """sorted(PRESETS) for parametrize, the speedrun preset skipped only while it lacks arch's fields."""
-    why = "the nanogpt family's fields (engineer arch's branch) are not in TrainingConfig yet"
-    return [pytest.param(n, marks=pytest.mark.skipif(lacks_arch_fields(n), reason=why)) for n in sorted(PRESETS)]
-
-
-needs_arch = pytest.mark.skipif(lacks_arch_fields("speedrun"), reason="the nanogpt family's fields are not merged yet")
-
-
-@needs_arch
 def test_speedrun_preset_is_gpt2_124m_shaped_with_the_modern_recipe():
     cfg = TrainingConfig.preset("speedrun")
     assert (cfg.n_layer, cfg.d_model, cfg.n_head, cfg.block_size) == (12, 768, 12, 1024)
@@ -45,7 +22,6 @@ def test_speedrun_preset_is_gpt2_124m_shaped_with_the_modern_recipe():
     assert cfg.vocab_size % 64 == 0 and cfg.tokens_per_step == 65536
 
 
-@needs_arch
 def test_flops_per_token_counts_each_matmul_of_the_speedrun_model_once():
     """6N + 12LHQT with N = the blocks' matrices plus the untied head once: value
     embeddings are lookups (no FLOPs), the soft-cap and U-net skips are elementwise."""
@@ -164,7 +140,7 @@ def small_corpus(tmp_path):
 
 def test_smoke_run_on_cpu_ends_with_the_machine_readable_lines(small_corpus, tmp_path, monkeypatch, capsys):
     # the speedrun preset itself once arch's fields are merged; until then the cpu preset's llama
-    preset = "cpu" if lacks_arch_fields("speedrun") else "speedrun"
+    preset = "speedrun"
     monkeypatch.setenv("OUT", str(tmp_path))
     argv = ["--smoke", "--preset", preset, "--set", "data_source=local", "--set", f"data_path={small_corpus}",
             "--steps", "4", "--set", "eval_interval=2", "--target-bpb", "100", "--workspace", str(tmp_path / "ws")]
