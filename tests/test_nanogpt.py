@@ -200,9 +200,12 @@ def test_the_options_come_through_set_json_form_and_the_hpo_space(tmp_path):
 
 
 def test_the_modern_recipe_is_a_valid_config_on_the_cpu_preset():
+    from utils.training.summary import architecture_options
+
     assert RECIPES["adamw"] == {"optimizer": "adamw"} and RECIPES["muon"] == {"optimizer": "muon"}
     config = TrainingConfig.preset("cpu", **RECIPES["modern"])
     assert config.model_family == "nanogpt" and config.optimizer == "muon"
+    assert architecture_options(config)  # at least one option on (which: measured, docs/models.md)
     assert isinstance(build_model(config.replace(n_layer=2)), NanoGPTForCausalLM)
 
 
