@@ -423,6 +423,7 @@ def test_hpo_figures_name_the_metric_and_its_unit_and_do_not_magnify_a_small_gap
         assert SMOKE_NOTE in ax.get_title()
         lo, hi = ax.get_ylim()
         assert hi - lo >= MIN_SPAN_FRACTION * 5.512 - 1e-9
+    assert list(figs["intermediate_values"].axes[0].get_xticks()) == [5, 10]  # where the evaluations were
     lo, hi = figs["optimization_history"].axes[0].get_ylim()
     assert 0.005 / (hi - lo) < 0.05  # the two trials' gap is under 5% of the axis
     assert "Objective Value" not in " ".join(ax.get_ylabel() for f in figs.values() for ax in f.axes)

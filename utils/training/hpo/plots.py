@@ -141,7 +141,11 @@ def intermediate_values(study: optuna.Study) -> Any:
                            Line2D([], [], color=PALETTE["grad"], ls="--", marker="o", label="pruned (x: stopped)")],
                   loc="upper right")
     best = min(values) if study.direction == optuna.study.StudyDirection.MINIMIZE else max(values)
-    _whole_numbers(ax.xaxis)
+    evaluated = sorted({s for t in reported for s in t.intermediate_values})
+    if len(evaluated) <= 8:  # few evaluations: tick exactly where they were (10, 20, 30; not 9, 12, 15)
+        ax.set_xticks(evaluated)
+    else:
+        _whole_numbers(ax.xaxis)
     ax.set_xlabel("step")
     _value_axis(ax, values, best, study)
     ax.set_title(_title(study, "Reported at each evaluation"))
