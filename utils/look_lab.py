@@ -85,6 +85,11 @@ def start_lab(root_dir: Path, work: Path) -> tuple[subprocess.Popen, str]:
     news = settings / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
     news.parent.mkdir(parents=True, exist_ok=True)
     news.write_text('{"fetchNews": "false", "checkForUpdates": false}')  # no pop-up over the outputs
+    # The view only reads: no autosave rewriting the executed copies it opens (JupyterLab marks an
+    # opened notebook dirty when its kernel starts, and would save it 2 minutes later).
+    docs = settings / "@jupyterlab" / "docmanager-extension" / "plugin.jupyterlab-settings"
+    docs.parent.mkdir(parents=True, exist_ok=True)
+    docs.write_text('{"autosave": false}')
     cmd = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
            f"--ServerApp.token={token}", f"--ServerApp.root_dir={root_dir}", f"--LabApp.user_settings_dir={settings}",
            f"--LabApp.workspaces_dir={workspaces}", "--ServerApp.disable_check_xsrf=True",
@@ -130,10 +135,10 @@ def browser():
     return webdriver.Chrome(service=Service(driver_path), options=opts)
 
 
-def _wait(driver, script: str, timeout: float = 90.0):
+def _wait(driver, script: str, timeout: float = 90.0, *args):
     end = time.monotonic() + timeout
     while time.monotonic() < end:
-        value = driver.execute_script(script)
+        value = driver.execute_script(script, *args)
         if value:
             return value
         time.sleep(0.5)
@@ -211,10 +216,24 @@ def view(driver, base: str, rel: str, out_dir: Path) -> list[str]:
 # -- the live progress bar during a smoke Run all ---------------------------------------
 
 # [style.width ("40%"), the text of its widget row] of every ipywidgets progress bar in
-# the notebook shown, in order (tqdm's widget: an HBox of description, bar and counts).
-PROGRESS = (f"return Array.from(document.querySelectorAll('{CURRENT} .widget-hprogress .progress-bar'))"
+# the live notebook's panel, in order (tqdm's widget: an HBox of description, bar and counts).
+PROGRESS = ("const p = document.getElementById(window.__lookLive || ''); if (!p) return [];"
+            "return Array.from(p.querySelectorAll('.widget-hprogress .progress-bar'))"
             ".map(b => {const row = b.closest('.widget-hbox'); "
             "return [b.style.width, row ? row.innerText : ''];});")
+# The live notebook's panel (found by its path, not as "the current one": JupyterLab may
+# restore other tabs), made current; its id kept in window.__lookLive. -> the id, or null.
+FIND_LIVE = ("const app = window.jupyterapp; if (!app) return null;"
+             "const w = Array.from(app.shell.widgets('main')).find(w => w.context && w.context.path === arguments[0]);"
+             "if (!w) return null; app.shell.activateById(w.id); window.__lookLive = w.id;"
+             "return app.shell.currentWidget === w ? w.id : null;")
+LIVE_KERNEL_IDLE = ("const app = window.jupyterapp;"
+                    "const w = Array.from(app.shell.widgets('main')).find(w => w.id === window.__lookLive);"
+                    "const k = w && w.sessionContext.session && w.sessionContext.session.kernel;"
+                    "return !!k && k.status === 'idle';")
+LIVE_SHUTDOWN = ("const app = window.jupyterapp;"
+                 "const w = app && Array.from(app.shell.widgets('main')).find(w => w.id === window.__lookLive);"
+                 "if (w) w.sessionContext.shutdown();")
 
 
 def mid_run(bars: list, unit: str = "step") -> int | None:
@@ -259,18 +278,17 @@ def live_copy(out: Path, name: str = LIVE_NOTEBOOK) -> Path:
 def live_frame(driver, base: str, out: Path, name: str = LIVE_NOTEBOOK, timeout: float = LIVE_TIMEOUT_S) -> list[str]:
     """Run All of the smoke copy of `name` in JupyterLab; screenshot the progress widget the
     first time it is mid-run (lab/live/progress.png, window.png); shut the kernel down."""
-    from selenium.webdriver.common.by import By
-
     path = live_copy(out, name)
     live_dir = path.parent
+    rel = path.relative_to(out).as_posix()
     url, token = base.split("|")
     driver.set_window_size(*WINDOW)
-    driver.get(f"{url}/lab/tree/{path.relative_to(out).as_posix()}?token={token}")
+    # A workspace of its own, reset: only this notebook open (the view's tabs are not restored).
+    driver.get(f"{url}/lab/workspaces/look-live/tree/{rel}?reset&token={token}")
     _wait(driver, "return !!document.querySelector('.jp-Notebook .jp-Cell');", 120)
-    kernel_ready = ("const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;"
-                    "const k = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;"
-                    "return !!k && k.status === 'idle';")
-    if not _wait(driver, kernel_ready, 180):
+    if not _wait(driver, FIND_LIVE, 60, rel):
+        return [f"{path.name}: live frame: JupyterLab did not open {rel}"]
+    if not _wait(driver, LIVE_KERNEL_IDLE, 180):
         return [f"{path.name}: live frame: the kernel did not start within 180 s"]
     driver.execute_script("window.jupyterapp.commands.execute('notebook:run-all-cells');")
     t0, found = time.monotonic(), None
@@ -282,7 +300,8 @@ def live_frame(driver, base: str, out: Path, name: str = LIVE_NOTEBOOK, timeout:
             time.sleep(0.25)
         if found is None:
             return [f"{path.name}: live frame: no progress bar mid-run within {timeout:.0f} s of Run All"]
-        bar = driver.find_elements(By.CSS_SELECTOR, f"{CURRENT} .widget-hprogress .progress-bar")[found]
+        bar = driver.execute_script("return document.getElementById(window.__lookLive)"
+                                    ".querySelectorAll('.widget-hprogress .progress-bar')[arguments[0]];", found)
         output = driver.execute_script("return arguments[0].closest('.jp-OutputArea-output');", bar) or bar
         driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", output)
         width = driver.execute_script("return arguments[0].style.width;", bar)
@@ -293,8 +312,7 @@ def live_frame(driver, base: str, out: Path, name: str = LIVE_NOTEBOOK, timeout:
                 "  live/progress.png, live/window.png"]
     finally:
         # The rest of the run is what the executed copies show: free the CPU.
-        driver.execute_script("const w = window.jupyterapp.shell.currentWidget;"
-                              "if (w && w.sessionContext) w.sessionContext.shutdown();")
+        driver.execute_script(LIVE_SHUTDOWN)
         time.sleep(2)
 
 
