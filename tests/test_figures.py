@@ -431,3 +431,11 @@ def test_hpo_figures_name_the_metric_and_its_unit_and_do_not_magnify_a_small_gap
     png = open(files["optimization_history.png"], "rb").read()
     assert Image.open(files["optimization_history.png"]).size[0] <= 750  # shown at its own size
     assert float(png_text(png)[KEY]) >= MIN_TEXT_PX
+
+
+def test_no_bars_on_a_log_axis(all_figures):
+    """A bar on a log axis starts at an arbitrary axis limit (there is no zero): log panels
+    draw dots (tokenizer dashboard panels 1 and 8)."""
+    barred = [f"{name}: {ax.get_title()!r}" for name, (fig, _) in all_figures.items() for ax in fig.axes
+              if ax.containers and "log" in (ax.get_xscale(), ax.get_yscale())]
+    assert not barred, barred
