@@ -158,6 +158,8 @@ stages["token boxes"] = time.perf_counter() - t_stage
 # well. We train the same small model twice, once with a BPE trained on the medical text
 # and once with GPT-2's tokenizer, on the **same number of training bytes**, and compare
 # validation **bits per byte** (perplexity is per token, and tokens differ in size).
+# Both runs are evaluated on one schedule: `train_evals` times, at the same fractions of the
+# text budget, so each point of one curve has its partner at the same training MB.
 
 # %%
 from utils.tokenization.figures import bpb_curves, size_text, uniform_bpb

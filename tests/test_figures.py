@@ -6,12 +6,10 @@ tokens; a real Optuna study; real tokenizers on real medical text) and must:
   at a 1280-px window with its file browser open), superscripts and subscripts of mathtext
   included (style.unreadable: points x dpi / 72, scaled to the display);
 - keep its legends off the data (style.covering_legends);
-- say in its title when its run is the smoke/cpu preset or synthetic tokens.
+- say in its title when its run (or study) is the smoke/cpu preset or synthetic tokens.
 """
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 import optuna
@@ -97,20 +95,16 @@ def _tokenizer_figures(tmp_path):
             "bpb curves": (bpb, None), "pipeline": (pipe, None)}
 
 
-def _study() -> optuna.Study:
+def _study(workspace) -> optuna.Study:
+    """A real small study: run_study's objective, pruner and attributes (metric, caveat of the
+    smoke preset) over 8 trials of the cheap training loop of tests/hpo_fixtures.py."""
+    from hpo_fixtures import SPACE, toy_config, toy_train
+
+    from utils.training.hpo import SearchSpace, run_study
+
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
-
-    def objective(trial):
-        lr, layers = trial.suggest_float("learning_rate", 1e-4, 1e-2, log=True), trial.suggest_int("n_layer", 1, 4)
-        loss = 3.0
-        for step in range(1, 4):
-            loss = 2.0 + abs(math.log10(lr) + 3) / step + 0.1 * layers
-            trial.report(loss, step)
-        return loss
-
-    study.optimize(objective, n_trials=8)
-    return study
+    return run_study(toy_config(), SearchSpace.from_dict(SPACE), n_trials=8, storage=None, study_name="figs",
+                     workspace_dir=workspace, pruner="median", train_fn=toy_train)
 
 
 @pytest.fixture(scope="module")
@@ -129,7 +123,7 @@ def all_figures(runs, tmp_path_factory):
         "training report": (runs["text"]["report"].figure(), None),
         "live plot": (runs["text"]["live"].fig, None),
     }
-    hpo, skipped = study_figures(_study())
+    hpo, skipped = study_figures(_study(tmp_path_factory.mktemp("hpo-ws")))
     assert not skipped, skipped
     figs.update({f"hpo {k}": (v, 110) for k, v in hpo.items()})
     figs.update(_tokenizer_figures(tmp_path_factory.mktemp("tok-figs")))
@@ -397,3 +391,51 @@ def test_dashboard_is_shown_at_twice_the_display_width_with_the_full_file_beside
     width_full, width_shown = Image.open(full).size[0], Image.open(shown).size[0]
     assert 1.6 * DISPLAY_WIDTH_PX <= width_shown <= 2.4 * DISPLAY_WIDTH_PX < width_full
     assert len(shown_images) == 1 and shown_images[0].filename == str(shown)
+
+
+def test_hpo_figures_name_the_metric_and_its_unit_and_do_not_magnify_a_small_gap(tmp_path):
+    """Two smoke trials 0.005 apart in val_loss: our axis names the metric, its unit and
+    direction, spans at least 5% of the best value (the gap is a hair, not the axis' height),
+    the title says smoke, and the PNG carries its smallest text for `make look`."""
+    from PIL import Image
+
+    from utils.look_lab import KEY, png_text
+    from utils.training.hpo.figures import study_figures, write_study_results
+    from utils.training.hpo.plots import MIN_SPAN_FRACTION
+
+    study = optuna.create_study()
+    study.set_user_attr("metric", "val_loss")
+    study.set_user_attr("caveat", SMOKE_NOTE)
+    values = iter((5.512, 5.517))
+
+    def objective(trial):
+        trial.suggest_categorical("n_layer", [1, 2])
+        v = next(values)
+        for step in (5, 10):
+            trial.report(v + 1 / step, step)
+        return v
+
+    study.optimize(objective, n_trials=2)
+    figs, _ = study_figures(study)
+    for name in ("optimization_history", "intermediate_values"):
+        ax = figs[name].axes[0]
+        assert ax.get_ylabel().startswith("val_loss (nats/token, lower is better)"), ax.get_ylabel()
+        assert SMOKE_NOTE in ax.get_title()
+        lo, hi = ax.get_ylim()
+        assert hi - lo >= MIN_SPAN_FRACTION * 5.512 - 1e-9
+    assert list(figs["intermediate_values"].axes[0].get_xticks()) == [5, 10]  # where the evaluations were
+    lo, hi = figs["optimization_history"].axes[0].get_ylim()
+    assert 0.005 / (hi - lo) < 0.05  # the two trials' gap is under 5% of the axis
+    assert "Objective Value" not in " ".join(ax.get_ylabel() for f in figs.values() for ax in f.axes)
+    files = write_study_results(study, tmp_path)["files"]
+    png = open(files["optimization_history.png"], "rb").read()
+    assert Image.open(files["optimization_history.png"]).size[0] <= 750  # shown at its own size
+    assert float(png_text(png)[KEY]) >= MIN_TEXT_PX
+
+
+def test_no_bars_on_a_log_axis(all_figures):
+    """A bar on a log axis starts at an arbitrary axis limit (there is no zero): log panels
+    draw dots (tokenizer dashboard panels 1 and 8)."""
+    barred = [f"{name}: {ax.get_title()!r}" for name, (fig, _) in all_figures.items() for ax in fig.axes
+              if ax.containers and "log" in (ax.get_xscale(), ax.get_yscale())]
+    assert not barred, barred

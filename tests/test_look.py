@@ -58,3 +58,34 @@ def test_the_lab_view_reads_each_figures_smallest_text_from_its_png():
     meta = png_text(figure_png(fig))
     assert float(meta[KEY]) == pytest.approx(min(text_heights(fig, DPI, display_width=10**9))[0], abs=0.01)
     assert float(meta[KEY]) == pytest.approx(7 * DPI / 72, abs=0.01)
+
+
+def test_the_live_frame_is_the_training_bar_mid_run():
+    """utils/look_lab.py screenshots the first progress bar strictly between 0 and its max
+    whose row counts optimizer steps (tqdm's widget: '12/30 [00:05<00:08, 2.1step/s]')."""
+    from utils.look_lab import mid_run
+
+    bars = [("0%", "run 0/30 [00:00<?, ?step/s]"), ("100%", "run 30/30 [00:20<00:00, 1.5step/s]"),
+            ("40%", "Map: 40% 400/1000 [00:01<00:01, examples/s]"), ("", "not drawn yet"),
+            ("40%", "notebook-run 12/30 [00:05<00:08, 2.1step/s, loss=5.2]")]
+    assert mid_run(bars) == 4
+    assert mid_run(bars, unit="") == 2  # any bar
+    assert mid_run(bars[:2]) is None and mid_run([]) is None  # not started, finished
+
+
+def test_the_live_run_is_a_fresh_smoke_copy_of_the_training_notebook(tmp_path):
+    import json
+
+    from utils.look_lab import LIVE_NOTEBOOK, ROOT, live_copy
+    from utils.notebook_exec import INJECTED_TAG
+
+    stale = tmp_path / "lab" / "live" / "workspace" / "old.txt"
+    stale.parent.mkdir(parents=True)
+    stale.write_text("from an earlier look")
+    path = live_copy(tmp_path)
+    assert path == tmp_path / "lab" / "live" / f"{LIVE_NOTEBOOK}.live.ipynb" and not stale.exists()
+    nb = nbformat.read(path, as_version=4)
+    injected = [c for c in nb.cells if INJECTED_TAG in c.metadata.get("tags", [])]
+    smoke = json.loads((ROOT / "tests" / "notebooks" / "smoke" / f"{LIVE_NOTEBOOK}.json").read_text())
+    assert injected and all(f"{k} = {v!r}" in "\n".join(c.source for c in injected) for k, v in smoke.items())
+    assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code")

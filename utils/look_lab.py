@@ -9,11 +9,19 @@ browser open, and every image output is screenshotted as shown there:
     .look/lab/NAME/fig_NN.png      each figure output, as displayed
     .look/lab/NAME/window.png      the window at the notebook's top
     .look/lab/index.txt            each figure: displayed width and smallest text in px
+    .look/lab/live/progress.png    the widget progress bar mid-run, during a smoke Run all
+    .look/lab/live/window.png      the window at that moment
+
+The live frame: the training notebook with its smoke parameters (tests/notebooks/smoke/)
+is opened in the same JupyterLab and run with Run All; the DOM is polled for the
+ipywidgets progress bar (tqdm.auto's widget) and the first time one shows a value between
+0 and its max, its output and the window are screenshotted; then the kernel is shut down
+(the rest of the run is what the executed copies show).
 
 The smallest text comes from the PNG's own "Smallest text px" chunk (viz.style.png_metadata,
 written where the figure is saved or shown), scaled by displayed / natural width.
 
-    python -m utils.look_lab [--out .look] [--only NAME]   (needs OUT/NAME.executed.ipynb)
+    python -m utils.look_lab [--out .look] [--only NAME] [--no-live]   (needs OUT/NAME.executed.ipynb)
 """
 
 from __future__ import annotations
@@ -34,6 +42,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 WINDOW = (1280, 900)  # JupyterLab at 1280 px with its file browser open shows outputs ~750 px wide
 KEY = "Smallest text px"  # utils/training/viz/style.py SMALLEST_TEXT_KEY (not imported: no matplotlib here)
+LIVE_NOTEBOOK = "training"  # the notebook whose smoke Run all gives the live progress frame
+LIVE_TIMEOUT_S = 1200  # set-up, data and model before the first step: minutes on a busy 2-core CPU
 
 
 def png_text(data: bytes) -> dict[str, str]:
@@ -75,14 +85,23 @@ def start_lab(root_dir: Path, work: Path) -> tuple[subprocess.Popen, str]:
     news = settings / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
     news.parent.mkdir(parents=True, exist_ok=True)
     news.write_text('{"fetchNews": "false", "checkForUpdates": false}')  # no pop-up over the outputs
+    # The view only reads: no autosave rewriting the executed copies it opens (JupyterLab marks an
+    # opened notebook dirty when its kernel starts, and would save it 2 minutes later).
+    docs = settings / "@jupyterlab" / "docmanager-extension" / "plugin.jupyterlab-settings"
+    docs.parent.mkdir(parents=True, exist_ok=True)
+    docs.write_text('{"autosave": false}')
     cmd = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
            f"--ServerApp.token={token}", f"--ServerApp.root_dir={root_dir}", f"--LabApp.user_settings_dir={settings}",
            f"--LabApp.workspaces_dir={workspaces}", "--ServerApp.disable_check_xsrf=True",
            # No announcements fetched: nothing outside this machine is asked for.
-           "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
+           "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+           # window.jupyterapp: the live frame's Run All and kernel shutdown are JupyterLab commands
+           "--LabApp.expose_app_in_browser=True"]
     if hasattr(os, "geteuid") and os.geteuid() == 0:  # containers and CI run as root
         cmd.append("--allow-root")
-    proc = subprocess.Popen(cmd, stdout=(work / "lab.log").open("w"), stderr=subprocess.STDOUT)
+    # The kernels it starts import the project (`utils`) as `make look`'s notebooks do.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)}
+    proc = subprocess.Popen(cmd, stdout=(work / "lab.log").open("w"), stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}"
     for _ in range(120):
         if proc.poll() is not None:
@@ -116,10 +135,10 @@ def browser():
     return webdriver.Chrome(service=Service(driver_path), options=opts)
 
 
-def _wait(driver, script: str, timeout: float = 90.0):
+def _wait(driver, script: str, timeout: float = 90.0, *args):
     end = time.monotonic() + timeout
     while time.monotonic() < end:
-        value = driver.execute_script(script)
+        value = driver.execute_script(script, *args)
         if value:
             return value
         time.sleep(0.5)
@@ -194,7 +213,110 @@ def view(driver, base: str, rel: str, out_dir: Path) -> list[str]:
     return lines
 
 
-def look_lab(names: list[str], out: Path) -> list[str]:
+# -- the live progress bar during a smoke Run all ---------------------------------------
+
+# [style.width ("40%"), the text of its widget row] of every ipywidgets progress bar in
+# the live notebook's panel, in order (tqdm's widget: an HBox of description, bar and counts).
+PROGRESS = ("const p = document.getElementById(window.__lookLive || ''); if (!p) return [];"
+            "return Array.from(p.querySelectorAll('.widget-hprogress .progress-bar'))"
+            ".map(b => {const row = b.closest('.widget-hbox'); "
+            "return [b.style.width, row ? row.innerText : ''];});")
+# The live notebook's panel (found by its path, not as "the current one": JupyterLab may
+# restore other tabs), made current; its id kept in window.__lookLive. -> the id, or null.
+FIND_LIVE = ("const app = window.jupyterapp; if (!app) return null;"
+             "const w = Array.from(app.shell.widgets('main')).find(w => w.context && w.context.path === arguments[0]);"
+             "if (!w) return null; app.shell.activateById(w.id); window.__lookLive = w.id;"
+             "return app.shell.currentWidget === w ? w.id : null;")
+LIVE_KERNEL_IDLE = ("const app = window.jupyterapp;"
+                    "const w = Array.from(app.shell.widgets('main')).find(w => w.id === window.__lookLive);"
+                    "const k = w && w.sessionContext.session && w.sessionContext.session.kernel;"
+                    "return !!k && k.status === 'idle';")
+LIVE_SHUTDOWN = ("const app = window.jupyterapp;"
+                 "const w = app && Array.from(app.shell.widgets('main')).find(w => w.id === window.__lookLive);"
+                 "if (w) w.sessionContext.shutdown();")
+
+
+def mid_run(bars: list, unit: str = "step") -> int | None:
+    """Index of the first progress bar whose width (the widget's value) lies strictly
+    between 0% and 100% of its max and whose row names `unit` (the training bar counts
+    optimizer steps: '12/30 [00:05<00:08, 2.1step/s]'; '' = any bar); None when none does
+    (not started, or finished)."""
+    for i, (width, text) in enumerate(bars):
+        try:
+            pct = float(str(width).strip().rstrip("%"))
+        except ValueError:
+            continue
+        if 0.0 < pct < 100.0 and unit in str(text):
+            return i
+    return None
+
+
+def live_copy(out: Path, name: str = LIVE_NOTEBOOK) -> Path:
+    """OUT/lab/live/NAME.live.ipynb: the notebook with its smoke parameters injected and no
+    outputs, in a fresh folder (its workspace is made beside it, under the server root)."""
+    import json
+
+    import nbformat
+
+    from utils.notebook_exec import inject_parameters
+
+    live_dir = out / "lab" / "live"
+    if live_dir.exists():
+        shutil.rmtree(live_dir)
+    live_dir.mkdir(parents=True)
+    nb = nbformat.read(ROOT / "notebooks" / f"{name}.ipynb", as_version=4)
+    smoke = ROOT / "tests" / "notebooks" / "smoke" / f"{name}.json"
+    inject_parameters(nb, json.loads(smoke.read_text()) if smoke.exists() else {}, notebook_name=name)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+    path = live_dir / f"{name}.live.ipynb"
+    nbformat.write(nb, path)
+    return path
+
+
+def live_frame(driver, base: str, out: Path, name: str = LIVE_NOTEBOOK, timeout: float = LIVE_TIMEOUT_S) -> list[str]:
+    """Run All of the smoke copy of `name` in JupyterLab; screenshot the progress widget the
+    first time it is mid-run (lab/live/progress.png, window.png); shut the kernel down."""
+    path = live_copy(out, name)
+    live_dir = path.parent
+    rel = path.relative_to(out).as_posix()
+    url, token = base.split("|")
+    driver.set_window_size(*WINDOW)
+    # A workspace of its own, reset: only this notebook open (the view's tabs are not restored).
+    driver.get(f"{url}/lab/workspaces/look-live/tree/{rel}?reset&token={token}")
+    _wait(driver, "return !!document.querySelector('.jp-Notebook .jp-Cell');", 120)
+    if not _wait(driver, FIND_LIVE, 60, rel):
+        return [f"{path.name}: live frame: JupyterLab did not open {rel}"]
+    if not _wait(driver, LIVE_KERNEL_IDLE, 180):
+        return [f"{path.name}: live frame: the kernel did not start within 180 s"]
+    driver.execute_script("window.jupyterapp.commands.execute('notebook:run-all-cells');")
+    t0, found = time.monotonic(), None
+    try:
+        while time.monotonic() - t0 < timeout:
+            found = mid_run(driver.execute_script(PROGRESS) or [])
+            if found is not None:
+                break
+            time.sleep(0.25)
+        if found is None:
+            return [f"{path.name}: live frame: no progress bar mid-run within {timeout:.0f} s of Run All"]
+        bar = driver.execute_script("return document.getElementById(window.__lookLive)"
+                                    ".querySelectorAll('.widget-hprogress .progress-bar')[arguments[0]];", found)
+        output = driver.execute_script("return arguments[0].closest('.jp-OutputArea-output');", bar) or bar
+        driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", output)
+        width = driver.execute_script("return arguments[0].style.width;", bar)
+        output.screenshot(str(live_dir / "progress.png"))
+        driver.save_screenshot(str(live_dir / "window.png"))
+        text = " ".join((driver.execute_script("return arguments[0].innerText;", output) or "").split())
+        return [f"{path.name}: live frame {time.monotonic() - t0:.0f} s after Run All, bar at {width}: {text!r}",
+                "  live/progress.png, live/window.png"]
+    finally:
+        # The rest of the run is what the executed copies show: free the CPU.
+        driver.execute_script(LIVE_SHUTDOWN)
+        time.sleep(2)
+
+
+def look_lab(names: list[str], out: Path, live: bool = True) -> list[str]:
     out = out.resolve()
     lab_dir = out / "lab"
     lab_dir.mkdir(parents=True, exist_ok=True)
@@ -209,6 +331,8 @@ def look_lab(names: list[str], out: Path) -> list[str]:
             driver = browser()
             for name in names:
                 index += view(driver, base, f"{name}.executed.ipynb", lab_dir / name)
+            if live and LIVE_NOTEBOOK in names:
+                index += live_frame(driver, base, out)
         finally:
             if driver is not None:
                 driver.quit()
@@ -222,9 +346,11 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m utils.look_lab", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, default=ROOT / ".look")
     p.add_argument("--only", action="append", help="a notebook name (repeatable; default: every notebook)")
+    p.add_argument("--no-live", action="store_true",
+                   help=f"skip the live progress frame (a smoke Run all of {LIVE_NOTEBOOK})")
     args = p.parse_args(argv)
     names = args.only or sorted(x.stem for x in (ROOT / "notebooks").glob("*.ipynb"))
-    for line in look_lab(names, args.out):
+    for line in look_lab(names, args.out, live=not args.no_live):
         print(line)
     return 0
 

@@ -109,14 +109,16 @@ def dashboard(df, measurements, buckets, impact, path, medical="medical test", c
     fig.suptitle(f"Tokenizers 1/3: how many tokens\n({where})" + (f"\n{note}" if note else ""))
     ax = axes[0]
     y = np.arange(len(names))
-    ax.barh(y - 0.2, med.tokens, 0.4, label=medical, color=colors)
-    ax.barh(y + 0.2, ctl.loc[names, "tokens"], 0.4, label=control, color="#bbbbbb")
+    # Dots on the log axis (no zero for a bar to start from), as _barh draws log panels.
+    ax.hlines(y, 0, 1, transform=ax.get_yaxis_transform(), colors="#dddddd", lw=0.8)
+    ax.scatter(ctl.loc[names, "tokens"], y, s=40, color="#999999", marker="s", zorder=3, label=control)
+    ax.scatter(med.tokens, y, s=45, c=colors, zorder=4, label=medical)
     ax.set_yticks(y, names)
     ax.invert_yaxis()
     log_axis(ax, "x")
     ax.grid(axis="y", visible=False)
     ax.set_xlabel("tokens (log)")
-    ax.set_title(f"1. Total tokens\n(colour: {medical}; grey: {control})")
+    ax.set_title(f"1. Total tokens\n(dot: {medical}; grey square: {control})")
 
     ax = axes[1]
     for n in names:

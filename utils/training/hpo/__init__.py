@@ -8,4 +8,5 @@
     job.py      StudyJob: one worker's checked arguments, handed to worker processes as JSON
     cli.py      `python -m utils.training hpo`
     figures.py  write_study_results: best.json, trials.csv and the study's figures
+    plots.py    the study's four figures, drawn in the project's style
 """
