@@ -195,6 +195,9 @@ def test_the_options_come_through_set_json_form_and_the_hpo_space(tmp_path):
     space = SearchSpace.from_dict({"qk_norm": {"type": "categorical", "choices": [True, False]},
                                    "logit_softcap": {"type": "float", "low": 0.0, "high": 30.0}})
     assert {p.name for p in space} == {"qk_norm", "logit_softcap"}
+    assert SearchSpace.from_form(qk_norm="true,false", logit_softcap="5:30").to_dict() == {
+        "qk_norm": {"type": "categorical", "choices": [True, False]},
+        "logit_softcap": {"type": "float", "low": 5.0, "high": 30.0}}
     with pytest.raises(SearchSpaceError, match="logit_softcap"):
         SearchSpace.from_dict({"logit_softcap": {"type": "float", "low": -5.0, "high": 30.0}})
 

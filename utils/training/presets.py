@@ -90,6 +90,7 @@ def preset_values(name: str) -> dict[str, Any]:
 # together, 150-step schedules, 1 seed): QK-norm, ReLU² and an untied head helped (together
 # 0.962 val bits/byte, plain nanogpt 1.053); zero-init projections, logit soft-capping, value
 # embeddings and U-net skips did not help alone, and all seven together (0.980) lost to these three.
+# On the full cpu preset (600 steps, 1 seed): 0.614 against llama's 0.667 and nanogpt's 0.656.
 RECIPES: dict[str, dict[str, Any]] = {
     "adamw": {"optimizer": "adamw"},
     "muon": {"optimizer": "muon"},
