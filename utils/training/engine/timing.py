@@ -39,6 +39,7 @@ from utils.training.engine.callbacks import (
     TrainerControl,
     TrainerState,
 )
+from utils.training.text import duration
 
 # The run's events the prediction counts, as run_events names them.
 COUNTED = ("evaluations", "checkpoints", "samples", "reports")
@@ -335,17 +336,11 @@ def _step_key(cfg: TrainingConfig) -> str:
     return config_dict_hash(d)
 
 
-def _total(seconds: float) -> str:
-    """A full run's time: seconds under a minute, minutes under 90, else hours."""
-    if seconds < 60:
-        return f"{seconds:.0f} s"
-    return f"{seconds / 60:.1f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
-
-
 def _each(seconds: float) -> str:
-    """One event's time, 2 significant digits: '0.31 s', '1.2 s', '12 s', '2.0 min'."""
-    if seconds >= 60:
-        return _total(seconds)
+    """One event's time, 2 significant digits: '0.31 s', '1.2 s', '12 s'; from 2 min as
+    text.duration writes a run's time."""
+    if seconds >= 120:
+        return duration(seconds)
     return f"{seconds:.2g} s" if seconds >= 0.01 else "<0.01 s"
 
 
@@ -373,7 +368,7 @@ def format_timings(timings: list[PresetTiming]) -> str:
             errors.append(f"{t.name}: {t.parameters / 1e6:.1f}M parameters, {t.error}")
             continue
         head.append([t.name, f"{t.parameters / 1e6:.1f}M", f"{t.seconds_per_step:.3f}", f"{t.tokens_per_sec:,.0f}",
-                     f"{t.max_steps:,}", _total(t.run_s), _each(t.export_s)])
+                     f"{t.max_steps:,}", duration(t.run_s), _each(t.export_s)])
         p = t.parts()
         parts.append([t.name, _each(t.start_s)] + [f"{n} x {_each(s)}" if n else "-" for n, s in (p[k] for k in COUNTED)])
     if all(row[-1] == "-" for row in parts[1:]):  # no report asked: no column for it
