@@ -163,3 +163,21 @@ def test_the_table_fits_a_notebook_output_750_px_wide(monkeypatch):
     table = format_timings(timings)
     assert max(len(line) for line in table.splitlines()) <= MAX_WIDTH
     assert "notebook-run (this run)" in table and "100 x 3 s" in table  # quality: 10,000 steps, a report per 100
+
+
+def test_the_probe_evaluates_a_few_batches_and_scales_to_eval_batches(monkeypatch):
+    from utils.training.engine import evaluation
+    from utils.training.engine.timing import EVAL_BATCHES
+
+    asked = []
+    real = evaluation.evaluate
+
+    def counting(model, batches, n_batches, **kw):
+        asked.append(n_batches)
+        return real(model, batches, n_batches, **kw)
+
+    monkeypatch.setattr(evaluation, "evaluate", counting)
+    cfg = TrainingConfig.preset("smoke", eval_batches=20)
+    t = time_config(cfg, n_steps=1)
+    assert asked == [EVAL_BATCHES] and EVAL_BATCHES < 20  # 2 batches timed, not the config's 20
+    assert t.n_evals == run_events(cfg)["evaluations"] and t.eval_s > 0

@@ -241,6 +241,9 @@ def _report_seconds(drawn: _Timed | None, step: int) -> float:
 
 N_STEPS = 5  # timed steps per model: fewer read a noisy mean (the first after warm-up varies most)
 WARMUP_STEPS = 2
+# Batches the probe evaluates: an evaluation's time is linear in its batches, so it is
+# scaled to eval_batches (the fast preset's 20 took as long as its 7 probe steps on a CPU).
+EVAL_BATCHES = 2
 
 # report(run_dir, viz_interval) -> a callback that draws the training report every viz_interval
 # steps (viz.report.TrainingReport: the engine does not import viz, the caller hands it in).
@@ -265,7 +268,8 @@ def time_config(config: TrainingConfig, *, name: str = "", n_steps: int = N_STEP
     label = name or config.run_name
     total = warmup_steps + n_steps  # the last step logs, evaluates and saves once (timed)
     probe = config.replace(max_steps=total, log_interval=total, eval_interval=total, checkpoint_interval=total,
-                           sample_interval=0, early_stopping_patience=0, time_limit_s=0.0)
+                           eval_batches=max(1, min(EVAL_BATCHES, config.eval_batches)), sample_interval=0,
+                           early_stopping_patience=0, time_limit_s=0.0)
     model = build_model(probe)
     params = count_parameters(model)["total"]
     clock = _StepClock()
@@ -290,6 +294,7 @@ def time_config(config: TrainingConfig, *, name: str = "", n_steps: int = N_STEP
     # The clock's stamps come before the other callbacks' work of the same event: the report
     # (drawn once the step's evaluation and samples are in) is in neither interval below.
     eval_s = ev["evaluate"] - ev["log"] if {"evaluate", "log"} <= ev.keys() else 0.0
+    eval_s *= config.eval_batches / probe.eval_batches
     save_s = ev["save"] - ev["before_save"] if {"save", "before_save"} <= ev.keys() else 0.0
     timing = PresetTiming(label, params, config.tokens_per_step, config.max_steps, per_step,
                           eval_s=eval_s, save_s=save_s, sample_s=sample_s, start_s=start_s,
