@@ -62,6 +62,15 @@ class TrainingConfig:
     block_size: int = 256  # context length in tokens
     vocab_size: int = 4096  # BPE vocabulary to train; fixed tokenizers bring their own size
     dropout: float = 0.0  # dropout probability in attention and MLP
+    # architecture options (docs/models.md): model_family="nanogpt" has them all; the
+    # transformers families only tie_embeddings (config_rules.ARCH_OPTIONS)
+    qk_norm: bool = False  # RMS-normalise q and k per head before the dot product
+    relu2_mlp: bool = False  # MLP relu(x)^2, non-gated, d_ff = 4·d_model by default
+    zero_init_proj: bool = False  # attention output and MLP down projections start at zero
+    tie_embeddings: bool = True  # output head = token embedding; False = a separate head
+    logit_softcap: float = 0.0  # c > 0: logits = c·tanh(logits / c); 0 = off
+    value_embeds: bool = False  # extra embedding tables added to the values of the first/last layers
+    unet_skips: bool = False  # first half's block outputs added to the second half's, learned weights
     # --- optimisation ----------------------------------------------------------------
     learning_rate: float = 1e-3  # peak learning rate after warmup
     min_lr_ratio: float = 0.1  # final lr as a share of the peak (cosine/linear)
@@ -70,6 +79,11 @@ class TrainingConfig:
     weight_decay: float = 0.1  # decoupled weight decay, lr-scaled (matrices only)
     optimizer: str = "adamw"  # a name of registries.OPTIMIZERS
     muon_lr: float = 0.02  # Muon's peak learning rate (learning_rate stays AdamW's), same schedule
+    # Muon's Newton-Schulz dtype: auto (bf16 where the device multiplies bf16 natively: CUDA >= 8.0,
+    # AVX-512-BF16/AMX CPUs; else fp32) | bf16 | fp32 | fp16 (CUDA only). engine/device.py
+    muon_precision: str = "auto"
+    muon_adjust_lr: str = "original"  # torch.optim.Muon's adjust_lr_fn: original | match_rms_adamw
+    muon_weight_decay: float = "auto"  # type: ignore[assignment]  # Muon's decay; "auto" = weight_decay
     max_grad_norm: float = 1.0  # clip the global gradient norm to this; 0 = no clipping
     # sequences per micro-step (one process; ranks split it, see rank_batch), or "auto": the
     # largest micro-batch that fits the device, measured when the run is prepared, with the
