@@ -249,11 +249,13 @@ print(format_summary(session.summary()))
 
 # %%
 # Training modes: a few real optimizer steps of each preset's model on this runtime,
-# timed, and the full run's time extrapolated from them (not guessed).
+# timed, and the full run's time predicted from them (not guessed): the steps plus every
+# evaluation, checkpoint, sample batch and training report the run does, each timed once.
 from utils.training.engine.timing import format_timings, measure_presets
+from utils.training.viz.report import TrainingReport
 
 timings = measure_presets([p.strip() for p in time_presets.split(",") if p.strip()] + [session.config],
-                          vocab_size=session.config.vocab_size)
+                          vocab_size=session.config.vocab_size, report=TrainingReport, viz_interval=viz_interval)
 print(format_timings(timings))
 if timings[-1].seconds_per_step == timings[-1].seconds_per_step:  # not NaN: this run's step was measured
     print("runtime limit:", session.summary(seconds_per_step=timings[-1].seconds_per_step)["runtime_fit"])

@@ -66,6 +66,18 @@ def test_train_then_the_same_command_resumes(workspace):
     assert log["status"] == "completed"
 
 
+def test_predict_prints_the_step_time_table_of_this_run_before_training(workspace):
+    r = cli("train", "--test", "--workspace", str(workspace), "--run-name", "predicted", "--predict",
+            "--timeout", "0.001", "--no-progress")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    row = next(i for i, line in enumerate(lines) if line.startswith("predicted (this run)"))
+    assert lines[row - 1].split()[:2] == ["mode", "params"] and "run*" in lines[row - 1]
+    parts = next(line for line in lines if line.startswith("mode") and "evaluations" in line)
+    assert "checkpoints" in parts and "reports" in parts  # the CLI draws the report every eval_interval
+    assert row < next(i for i, line in enumerate(lines) if "stopped_early at step 1" in line)
+
+
 def test_bad_override_exits_2_naming_the_field(workspace):
     r = cli("train", "--test", "--workspace", str(workspace), "--set", "learning_rate=fast", "--set", "n_layr=2")
     assert r.returncode == 2

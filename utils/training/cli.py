@@ -62,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also log to this local Trackio project (WORKSPACE/trackio; offline; `trackio show`)")
     t.add_argument("--no-export", action="store_true", help="skip the save_pretrained export at the end")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.add_argument("--predict", action="store_true",
+                   help="first print this run's predicted wall time: a few real steps, an evaluation, a "
+                        "checkpoint, samples and a report timed here (engine/timing.py), then train")
 
     r = sub.add_parser("runs", help="list, plot and compare runs")
     rsub = r.add_subparsers(dest="runs_command", required=True)
@@ -218,6 +221,8 @@ def train_command(args: argparse.Namespace) -> int:
                   f"{s['max_steps']} steps x {s['tokens_per_step']} tokens "
                   f"({chinchilla_share(s['tokens_planned'], s['parameters'])} of the Chinchilla-optimal "
                   f"{s['chinchilla_tokens'] / 1e6:.1f}M tokens)" + (f" [{s['caveat']}]" if s["caveat"] else ""))
+            if args.predict:
+                _print_prediction(session)
         result = session.train()
         if dist.is_main and result.status in (RunStatus.COMPLETED, RunStatus.STOPPED_EARLY):
             if not args.no_export:
@@ -274,6 +279,17 @@ def _close(session, dist, interrupted: bool, quiet: bool = False) -> None:
                 raise
             print(f"after the {'interrupt' if interrupted else 'error'}, {step.__qualname__} failed: "
                   f"{type(e).__name__}: {e}", file=sys.stderr)
+
+
+def _print_prediction(session) -> None:
+    """The step-time table of this run (the notebook's, for one row): its wall time as the
+    last line will print it, predicted from parts timed once here."""
+    from utils.training.engine.timing import format_timings, measure_presets
+    from utils.training.viz.report import TrainingReport
+
+    print(format_timings(measure_presets([session.config], vocab_size=session.config.vocab_size,
+                                         report=TrainingReport, viz_interval=session.tracking.viz_interval)),
+          flush=True)
 
 
 def _write_dashboard(session) -> None:
