@@ -56,7 +56,7 @@ run: setup notebooks
 	@mkdir -p "$(WORKSPACE)"
 	PYTHONPATH="$(CURDIR)" $(PY) -m utils.notebook_exec notebooks/training.ipynb \
 		--out "$(WORKSPACE)/training.executed.ipynb" --workdir "$(WORKSPACE)" \
-		-p preset=cpu -p vocab_size=2048 -p time_presets=cpu,fast -p viz_interval=100 \
+		-p preset=cpu -p vocab_size=2048 -p time_presets=cpu -p viz_interval=100 \
 		-p workspace_dir="$(WORKSPACE)"
 
 # Look at every figure as a reader sees it: both notebooks executed with their smoke values

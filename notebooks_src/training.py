@@ -191,7 +191,7 @@ for doc in preview.val_documents[:3]:
 # @title Configuration
 run_name = "notebook-run"  #@param {type:"string"}
 preset = "fast"  #@param ["smoke", "cpu", "fast", "balanced", "quality"]
-model_family = "llama"  #@param ["llama", "gpt2", "qwen2", "nanogpt"]
+model_family = "preset's family"  #@param ["preset's family", "llama", "gpt2", "qwen2", "nanogpt"]
 model_size = "preset's size"  #@param ["preset's size", "tiny", "small", "medium", "base"]
 qk_norm = None  #@param {type:"raw"}
 relu2_mlp = None  #@param {type:"raw"}

@@ -287,6 +287,16 @@ def test_from_form_named_preset_choices_keep_the_presets_values():
     assert named == base and named.schedule == base.schedule
 
 
+def test_the_forms_preset_family_keeps_a_nanogpt_presets_family_and_its_options():
+    """The form's model_family dropdown starts with "preset's family": a preset whose recipe
+    needs the nanogpt family (its options) keeps it; naming llama over it is refused."""
+    form = dict(preset="speedrun", model_family="preset's family", qk_norm=None, relu2_mlp=None)
+    cfg = TrainingConfig.from_form(**form)
+    assert cfg.model_family == "nanogpt" and cfg.qk_norm and cfg.relu2_mlp
+    with pytest.raises(ConfigError, match="qk_norm"):
+        TrainingConfig.from_form(**{**form, "model_family": "llama"})
+
+
 def test_compile_takes_auto_on_off_and_the_old_booleans(tmp_path):
     assert TrainingConfig().compile == "auto"
     assert TrainingConfig.preset("smoke", compile=True).compile == "on"

@@ -228,5 +228,5 @@ def test_make_runs_parameters_read_by_the_training_notebooks_forms():
     nb = nbformat.read(ROOT / "notebooks" / "training.ipynb", as_version=4)
     values = read_parameters(nb, [(k, v) for k, v in items if "$(" not in v])
     assert values["preset"] == "cpu" and values["vocab_size"] == 2048 and values["viz_interval"] == 100
-    assert values["time_presets"] == "cpu,fast"
+    assert values["time_presets"] == "cpu"
     inject_parameters(nb, values)  # every name belongs to a form

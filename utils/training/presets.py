@@ -8,6 +8,20 @@ from __future__ import annotations
 
 from typing import Any
 
+# Recipes: named sets of config overrides laid over a preset (bench/time_to_quality.py's
+# --recipe, the presets). "modern" is our nanogpt family with the architecture options that
+# measured best on the cpu preset's shapes and Muon (docs/models.md: each option alone and
+# together, 150-step schedules, 1 seed): QK-norm, ReLU² and an untied head helped (together
+# 0.962 val bits/byte, plain nanogpt 1.053); zero-init projections, logit soft-capping, value
+# embeddings and U-net skips did not help alone, and all seven together (0.980) lost to these three.
+# On the full cpu preset (600 steps, 1 seed): 0.614 against llama's 0.667 and nanogpt's 0.656.
+RECIPES: dict[str, dict[str, Any]] = {
+    "adamw": {"optimizer": "adamw"},
+    "muon": {"optimizer": "muon"},
+    "modern": {"model_family": "nanogpt", "optimizer": "muon", "qk_norm": True, "relu2_mlp": True,
+               "tie_embeddings": False},
+}
+
 PRESETS: dict[str, dict[str, Any]] = {
     # Seconds on a laptop CPU: tests, CI and the notebooks' smoke parameters.
     "smoke": dict(
@@ -83,17 +97,3 @@ def preset_values(name: str) -> dict[str, Any]:
     """The field values of preset `name` plus `preset=name` (unvalidated: the config that is
     built from them validates once). KeyError for an unknown name; callers say what is allowed."""
     return {**PRESETS[name], "preset": name}
-
-# Recipes: named sets of config overrides laid over a preset (bench/time_to_quality.py's
-# --recipe, the presets). "modern" is our nanogpt family with the architecture options that
-# measured best on the cpu preset's shapes and Muon (docs/models.md: each option alone and
-# together, 150-step schedules, 1 seed): QK-norm, ReLU² and an untied head helped (together
-# 0.962 val bits/byte, plain nanogpt 1.053); zero-init projections, logit soft-capping, value
-# embeddings and U-net skips did not help alone, and all seven together (0.980) lost to these three.
-# On the full cpu preset (600 steps, 1 seed): 0.614 against llama's 0.667 and nanogpt's 0.656.
-RECIPES: dict[str, dict[str, Any]] = {
-    "adamw": {"optimizer": "adamw"},
-    "muon": {"optimizer": "muon"},
-    "modern": {"model_family": "nanogpt", "optimizer": "muon", "qk_norm": True, "relu2_mlp": True,
-               "tie_embeddings": False},
-}
