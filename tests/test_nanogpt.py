@@ -14,16 +14,14 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from engine_fixtures import ArrayBatches, make_tokens, tiny_config
+from engine_fixtures import tiny_config
 from export_fixtures import make_run
 
 from utils.training.config import TrainingConfig, parse_overrides
 from utils.training.config_rules import ARCH_OPTIONS, ConfigError
-from utils.training.engine.callbacks import TrainerCallback
 from utils.training.engine.models import build_model, count_parameters, flops_per_token
 from utils.training.engine.nanogpt import NanoGPTForCausalLM, rms_norm
 from utils.training.engine.optimizers import split_for_muon
-from utils.training.engine.trainer import Trainer
 from utils.training.presets import RECIPES
 
 torch.set_num_threads(1)
@@ -215,25 +213,11 @@ def test_the_modern_recipe_is_a_valid_config_on_the_cpu_preset():
 # --- checkpoint, resume, export ---------------------------------------------------------------
 
 
-def _run(run_dir, options, stop_at=None, steps=10):
-    cfg = tiny_config(model_family="nanogpt", n_layer=4, max_steps=steps, checkpoint_interval=4, optimizer="muon",
-                      **options)
-    model = build_model(cfg)
+def _run(run_dir, options, stop_at=None):
+    """test_resume's run (stop at a step, resume from the last checkpoint) on a 4-layer nanogpt."""
+    from test_resume import run
 
-    class Stop(TrainerCallback):
-        def on_step_end(self, state, control, **kw):
-            if state.step == stop_at:
-                raise KeyboardInterrupt
-
-    trainer = Trainer(cfg, model, ArrayBatches(make_tokens(), cfg.batch_size, cfg.block_size, seed=1),
-                      ArrayBatches(make_tokens(seed=5), cfg.batch_size, cfg.block_size), run_dir=run_dir,
-                      callbacks=[Stop()] if stop_at else [], progress_bar=False)
-    if stop_at:
-        with pytest.raises(KeyboardInterrupt):
-            trainer.train()
-        return None
-    trainer.train()
-    return model.state_dict()
+    return run(run_dir, stop_at=stop_at, steps=10, optimizer="muon", model_family="nanogpt", n_layer=4, **options)
 
 
 @pytest.mark.parametrize("options", [{k: v} for k, v in ON.items()] + [ON], ids=[*ON, "all"])
