@@ -203,7 +203,9 @@ def test_the_options_come_through_set_json_form_and_the_hpo_space(tmp_path):
 def test_the_modern_recipe_is_a_valid_config_on_the_cpu_preset():
     from utils.training.summary import architecture_options
 
-    assert RECIPES["adamw"] == {"optimizer": "adamw"} and RECIPES["muon"] == {"optimizer": "muon"}
+    for name, optimizer in (("adamw", "adamw"), ("muon", "muon")):  # the plain llama baseline over any preset
+        plain = TrainingConfig.preset("cpu", **RECIPES[name])
+        assert (plain.model_family, plain.optimizer, architecture_options(plain)) == ("llama", optimizer, [])
     config = TrainingConfig.preset("cpu", **RECIPES["modern"])
     assert config.model_family == "nanogpt" and config.optimizer == "muon"
     assert architecture_options(config)  # at least one option on (which: measured, docs/models.md)
