@@ -141,8 +141,16 @@ def run_interleaved(recipes, base, data, seed, workdir, tag):
         if name not in out:
             raise RuntimeError(f"recipe {name} failed in seed {seed} (see the traceback above)")
         times = baton.times[name]  # the first two steps (setup; compiling, when compiled) are dropped
-        out[name]["step_s"] = statistics.median(times[2:] if len(times) > 4 else times)
+        out[name]["times"] = times[2:] if len(times) > 4 else times
+        out[name]["step_s"] = statistics.median(out[name]["times"])
     return out
+
+
+def step_ratio(timing, name, ref):
+    """Median over turns of (the recipe's step / the reference's step of the same turn): the two
+    steps ran back to back, so a change of machine load between turns cancels out."""
+    pairs = list(zip(timing[name]["times"], timing[ref]["times"]))
+    return statistics.median(t / r for t, r in pairs) if pairs else timing[name]["step_s"] / timing[ref]["step_s"]
 
 
 _SHARED = None  # (base config, prepared data, workspace, threads), inherited by the forked workers
@@ -331,7 +339,7 @@ def main(argv=None) -> int:
             for n in recipes:
                 extra = f", compile {timing[n]['compile_s']:.0f} s" if timing[n]["compile_s"] else ""
                 print(f"{n}: median step {1000 * timing[n]['step_s']:.0f} ms "
-                      f"({timing[n]['step_s'] / timing[ref]['step_s']:.2f}x){extra}")
+                      f"({step_ratio(timing, n, ref):.2f}x, median of turn-by-turn ratios){extra}")
             return 0
         pool = make_pool(a.jobs, base, data, ws, threads)
         try:
@@ -342,8 +350,9 @@ def main(argv=None) -> int:
                 runs.submit(name, full, a.eval_interval)
             timing = run_interleaved(timed, timing_base, data, seeds[0], ws, tag="t")  # meanwhile, here
             ms = "  ".join(f"{n} {1000 * timing[n]['step_s']:.0f} ms" for n in recipes)
-            print(f"median step time, recipes interleaved step by step over {timing_steps} steps each: {ms}",
-                  flush=True)
+            print(f"median step time, recipes interleaved step by step over {timing_steps} steps each: {ms}; "
+                  "ratio to " + ref + " (median of turn-by-turn ratios): "
+                  + "  ".join(f"{n} {step_ratio(timing, n, ref):.3f}" for n in recipes), flush=True)
             finals_ref = [c[-1][1] for c in runs.curves(ref, full, a.eval_interval)]
             lock, found = threading.Lock(), {}
             searches = [threading.Thread(target=search_recipe, args=(runs, n, ref, full, a, finals_ref, lock, found))
@@ -370,25 +379,26 @@ def report(recipes, ref, full, finals_ref, timing, found, n_seeds):
           f"relative to {ref}; the shortest budget whose mean final reaches the target (after the last budget "
           "seen to miss it); the ratio; each seed's ratio interpolated between the budgets probed (<= where "
           "its shortest probe already reached; seed by seed); the mid-run crossing of the full run (old rule, mean ± sd).")
-    print(f"{'recipe':<14}{'val bpb at ' + str(full):>40}{'step':>7}{'budget (missed)':>17}"
-          f"{'ratio':>7}{'per seed':>16}{'mid-run':>15}")
+    def row(*cells):
+        return "{:<14} {:>38} {:>6} {:>16} {:>11} {:>22} {:>12}".format(*cells).rstrip()
+    print(row("recipe", f"val bpb at {full}", "step", "budget (missed)", "ratio", "ratio per seed", "mid-run"))
     lines = []
     for name in recipes:
-        step_ratio = timing[name]["step_s"] / timing[ref]["step_s"]
+        ratio_step = step_ratio(timing, name, ref)
         if name == ref:
-            print(f"{name:<14}{spread(finals_ref):>40}{1.0:>6.2f}x{full:>17}{1.0:>7.2f}")
+            print(row(name, spread(finals_ref), "1.00x", full, "1.00", "", ""))
             continue
         f = found[name]
         s = f["search"]
-        ratio = None if s.budget is None else s.budget * step_ratio / full
-        per_seed = "/".join("none" if p is None else ("" if p[1] else "<=") + f"{p[0] * step_ratio / full:.2f}"
+        ratio = None if s.budget is None else s.budget * ratio_step / full
+        per_seed = "/".join("none" if p is None else ("" if p[1] else "<=") + f"{p[0] * ratio_step / full:.2f}"
                             for p in f["per_seed"])
-        mids = [c[0] * step_ratio / full for c in f["crossings"] if c is not None]
+        mids = [c[0] * ratio_step / full for c in f["crossings"] if c is not None]
         mid = (f"{statistics.mean(mids):.2f}" + (f" ± {statistics.stdev(mids):.2f}" if len(mids) > 1 else "")
                if len(mids) == len(f["crossings"]) else "not reached")
         budget = f"{s.budget} ({s.lo})" if s.budget is not None else "none"
         shown = f"{ratio:.2f}" if ratio is not None else "not-reached"
-        print(f"{name:<14}{spread(f['finals']):>40}{step_ratio:>6.2f}x{budget:>17}{shown:>7}{per_seed:>16}{mid:>15}")
+        print(row(name, spread(f["finals"]), f"{ratio_step:.2f}x", budget, shown, per_seed, mid))
         probed = ", ".join(f"{b}: {v:.4f}" for b, v in sorted(s.values.items()))
         print(f"{'':<14}budgets and mean finals: {probed} ({s.probes} probed)")
         lines.append(f"time_to_quality {name}/{ref} {shown}")
