@@ -106,6 +106,9 @@ class Recorder(TrainerCallback):
 
     def on_evaluate(self, state, control, metrics=None, **kw):
         self.curve.append((state.step, metrics["val_bpb"]))
+        if state.step % 100 == 0 or state.step == state.max_steps:  # progress, off the printed results
+            print(f"  [{time.strftime('%H:%M:%S')}] {state.run_name} step {state.step}/{state.max_steps} "
+                  f"val bpb {metrics['val_bpb']:.4f}", file=sys.stderr, flush=True)
         self.baton.restart_clock()
 
 
