@@ -30,8 +30,8 @@ class StopAt(TrainerCallback):
             raise KeyboardInterrupt
 
 
-def run(run_dir, stop_at=None, cls=Trainer, steps=16, optimizer="adamw"):
-    cfg = tiny_config(max_steps=steps, checkpoint_interval=5, dropout=0.1, optimizer=optimizer)
+def run(run_dir, stop_at=None, cls=Trainer, steps=16, optimizer="adamw", **overrides):
+    cfg = tiny_config(max_steps=steps, checkpoint_interval=5, dropout=0.1, optimizer=optimizer, **overrides)
     model = build_model(cfg)
     trainer = cls(cfg, model, ArrayBatches(make_tokens(), cfg.batch_size, cfg.block_size, seed=1),
                   ArrayBatches(make_tokens(seed=5), cfg.batch_size, cfg.block_size), run_dir=run_dir,
@@ -72,6 +72,30 @@ def test_muon_resume_needs_its_momentum(tmp_path):
     reference = run(tmp_path / "ref", optimizer="muon")
     run(tmp_path / "lost", stop_at=7, optimizer="muon")
     assert not same(run(tmp_path / "lost", cls=WithoutMuonState, optimizer="muon"), reference)
+
+
+def test_muon_in_fp32_resumes_bit_exact_with_its_precision_in_the_checkpoint(tmp_path):
+    reference = run(tmp_path / "ref", optimizer="muon", muon_precision="fp32")
+    run(tmp_path / "full", stop_at=7, optimizer="muon", muon_precision="fp32")
+    saved = torch.load(sorted((tmp_path / "full" / "checkpoints").glob("step_*.pt"))[-1], weights_only=True)
+    assert saved["optimizer"]["muon"]["param_groups"][0]["ns_precision"] == "fp32"
+    assert same(run(tmp_path / "full", optimizer="muon", muon_precision="fp32"), reference)
+    assert not same(reference, run(tmp_path / "bf16", optimizer="muon", muon_precision="bf16"))
+
+
+def test_a_resume_on_a_cpu_without_bf16_keeps_the_checkpoints_bf16_and_says_so(tmp_path, monkeypatch, capsys):
+    """muon_precision auto: bf16 where the checkpoint was written, fp32 where it resumes. The
+    checkpoint's precision wins (the continuation is exact), with one line saying so."""
+    from utils.training.engine import device
+
+    monkeypatch.setattr(device, "cpu_has_native_bf16", lambda: True)
+    reference = run(tmp_path / "ref", optimizer="muon")
+    run(tmp_path / "moved", stop_at=7, optimizer="muon")
+    monkeypatch.setattr(device, "cpu_has_native_bf16", lambda: False)
+    capsys.readouterr()
+    assert same(run(tmp_path / "moved", optimizer="muon"), reference)
+    assert "muon_precision: this run's Newton-Schulz iterations ran in bf16; the resume keeps bf16" in \
+        capsys.readouterr().out
 
 
 def _latest_step(ckpt_dir: Path) -> int:

@@ -42,3 +42,18 @@ def test_the_memory_check_reads_the_facts():
     assert memory_problem(cfg, facts) is None
     problem = memory_problem(cfg.replace(memory_limit_gb=0.001), facts)
     assert problem.field == "batch_size" and "memory_limit_gb = 0.001" in problem.message
+
+
+def test_muons_precision_is_a_fact_on_the_card(monkeypatch):
+    from utils.training.engine import device
+    from utils.training.summary import format_summary, summary_card
+
+    monkeypatch.setattr(device, "cpu_has_native_bf16", lambda: False)  # an AVX2 CPU
+    cfg = TrainingConfig.preset("smoke", optimizer="muon")
+    facts = measure_run_facts(cfg, build_model(cfg), device="cpu", train_tokens=10 * cfg.tokens_per_step)
+    assert facts.muon_precision == "fp32" and facts.run_info()["muon_precision"] == "fp32"
+    text = format_summary(summary_card(cfg, facts, {}, 4.0, ""))
+    assert "Newton-Schulz in fp32 (muon_precision auto: bf16 where this device multiplies it natively" in text
+    adamw = cfg.replace(optimizer="adamw")
+    facts = measure_run_facts(adamw, build_model(adamw), device="cpu", train_tokens=10 * cfg.tokens_per_step)
+    assert facts.muon_precision == "" and "Newton-Schulz" not in format_summary(summary_card(adamw, facts, {}, 4.0, ""))

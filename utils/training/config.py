@@ -70,6 +70,11 @@ class TrainingConfig:
     weight_decay: float = 0.1  # decoupled weight decay, lr-scaled (matrices only)
     optimizer: str = "adamw"  # a name of registries.OPTIMIZERS
     muon_lr: float = 0.02  # Muon's peak learning rate (learning_rate stays AdamW's), same schedule
+    # Muon's Newton-Schulz dtype: auto (bf16 where the device multiplies bf16 natively: CUDA >= 8.0,
+    # AVX-512-BF16/AMX CPUs; else fp32) | bf16 | fp32 | fp16 (CUDA only). engine/device.py
+    muon_precision: str = "auto"
+    muon_adjust_lr: str = "original"  # torch.optim.Muon's adjust_lr_fn: original | match_rms_adamw
+    muon_weight_decay: float = "auto"  # type: ignore[assignment]  # Muon's decay; "auto" = weight_decay
     max_grad_norm: float = 1.0  # clip the global gradient norm to this; 0 = no clipping
     # sequences per micro-step (one process; ranks split it, see rank_batch), or "auto": the
     # largest micro-batch that fits the device, measured when the run is prepared, with the

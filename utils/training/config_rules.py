@@ -31,16 +31,22 @@ from utils.training.registries import (
 )
 
 __all__ = [
-    "AUTO", "AUTO_FIELDS", "CHOICES", "COMPILE_MODES", "DATA_SOURCES", "KNOWN_ALIASES", "MODEL_FAMILIES", "OPTIMIZERS", "PATH_NAME_RULE",
+    "AUTO", "AUTO_FIELDS", "CHOICES", "COMPILE_MODES", "DATA_SOURCES", "KNOWN_ALIASES", "MODEL_FAMILIES",
+    "MUON_ADJUST_LR_FNS", "MUON_PRECISIONS", "OPTIMIZERS", "PATH_NAME_RULE",
     "PRECISIONS", "RANGES", "SCHEDULES", "ConfigError", "Problem", "check_config", "check_types", "check_values",
     "field_types", "is_auto", "path_name_problem", "type_matches", "unknown_key",
 ]
 
 COMPILE_MODES = ("auto", "on", "off")
+# The dtype of Muon's Newton-Schulz iterations (engine/device.py resolve_muon_precision: auto =
+# bf16 where the device multiplies bf16 natively, else fp32), and torch.optim.Muon's adjust_lr_fn.
+MUON_PRECISIONS = ("auto", "bf16", "fp32", "fp16")
+MUON_ADJUST_LR_FNS = ("original", "match_rms_adamw")
 # Fields that take the string "auto" besides their type: batch_size="auto" is measured on the
-# device when the run is prepared (engine/batch_size.py), keeping the global batch.
+# device when the run is prepared (engine/batch_size.py), keeping the global batch;
+# muon_weight_decay="auto" is weight_decay (engine/optimizers.py muon_weight_decay).
 AUTO = "auto"
-AUTO_FIELDS = frozenset({"batch_size"})
+AUTO_FIELDS = frozenset({"batch_size", "muon_weight_decay"})
 
 
 def is_auto(name: str, value: Any) -> bool:
@@ -110,6 +116,7 @@ RANGES: dict[str, tuple[float, float, bool, bool]] = {
     "min_lr_ratio": (0.0, 1.0, True, True),
     "warmup_ratio": (0.0, 1.0, True, False),
     "weight_decay": (0.0, 1.0, True, True),
+    "muon_weight_decay": (0.0, 1.0, True, True),
     "max_grad_norm": (0.0, 1e6, True, True),
     "batch_size": (1, 65536, True, True),
     "gradient_accumulation_steps": (1, 4096, True, True),
@@ -130,7 +137,8 @@ RANGES: dict[str, tuple[float, float, bool, bool]] = {
 }
 # The allowed values of the choice fields: the registries (registries.py), read at each
 # check, so an entry registered later is allowed at once.
-CHOICES = {**REGISTRIES, "compile": COMPILE_MODES}
+CHOICES = {**REGISTRIES, "compile": COMPILE_MODES, "muon_precision": MUON_PRECISIONS,
+           "muon_adjust_lr": MUON_ADJUST_LR_FNS}
 # The cross-field rules below read these; they run only when all of them are well typed.
 _CROSS_FIELDS = frozenset({"run_name", "preset", "tokenizer", "n_head", "n_kv_head", "d_model", "model_family",
                            "data_source", "hf_dataset", "data_path"})

@@ -80,6 +80,8 @@ def summary_card(cfg: TrainingConfig, facts: RunFacts, stats: dict[str, Any], by
         "world_size": facts.world_size,
         "batch_choice": facts.batch_choice,
         "probe_peak_gb": facts.probe_peak_gb,
+        "muon_precision": facts.muon_precision,  # "" unless optimizer is muon
+        "muon_precision_setting": getattr(cfg, "muon_precision", ""),
         "runtime_fit": (time_fit(max_steps, seconds_per_step, runtime_limit_s(facts.colab), cfg.time_limit_s)
                         if seconds_per_step else None),
         "train_tokens": train_tokens,
@@ -108,6 +110,10 @@ def format_summary(s: dict[str, Any]) -> str:
                             "(weights, AdamW, activations, logits)"
                             + (f"; measured peak {s['probe_peak_gb']:.2f} GiB (probe, torch.cuda.max_memory_allocated)"
                                if s.get("probe_peak_gb") else "")),
+        *([("Muon", f"Newton-Schulz in {s['muon_precision']}" + (
+            " (muon_precision auto: bf16 where this device multiplies it natively, else fp32)"
+            if s.get("muon_precision_setting") == "auto" else " (muon_precision, as set)"))]
+          if s.get("muon_precision") else []),
         *([("runtime limit", s["runtime_fit"])] if s.get("runtime_fit") else []),
         ("bytes per token", f"{s['bytes_per_token']:.3f}"),
     ]

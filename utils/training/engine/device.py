@@ -11,6 +11,7 @@ import os
 
 import torch
 
+from utils.training.config_rules import MUON_PRECISIONS
 from utils.training.registries import PRECISIONS
 
 
@@ -53,6 +54,47 @@ def device_precision(config, device: torch.device) -> str:
     """`resolve_precision` for `config` on `device` (asks CUDA whether it has bf16)."""
     bf16_ok = device.type == "cuda" and torch.cuda.is_bf16_supported()
     return resolve_precision(config.precision, config.use_amp, device.type, bf16_ok)
+
+
+# The dtypes Muon's Newton-Schulz iterations may run in (config.muon_precision resolved;
+# config_rules.MUON_PRECISIONS: the choices, "auto" first).
+MUON_DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32, "fp16": torch.float16}
+
+
+def resolve_muon_precision(setting: str, device_type: str, cuda_capability: tuple[int, int] | None = None,
+                           cpu_bf16: bool = False) -> str:
+    """-> "bf16" | "fp32" | "fp16": the dtype of Muon's Newton-Schulz matmuls on this device.
+    auto: bf16 where the device multiplies bf16 natively (CUDA capability >= 8.0; a CPU
+    whose oneDNN has bf16, AVX-512-BF16 or AMX: `cpu_bf16`), else fp32: a T4 (7.5), an AVX2
+    CPU (where torch emulates bf16, ~68x slower per matmul than native) and MPS. fp16 is
+    taken only on CUDA (a CPU emulates it as it does bf16); ValueError naming the field
+    otherwise. bf16 and fp32 are allowed everywhere (bf16 is what torch.optim.Muon does)."""
+    if setting not in MUON_PRECISIONS:
+        raise ValueError(f"muon_precision: {setting!r} is not one of {list(MUON_PRECISIONS)}")
+    if setting == "fp16" and device_type != "cuda":
+        raise ValueError(f"muon_precision: 'fp16' runs on CUDA only, not on {device_type}; use 'auto', 'fp32' "
+                         "or 'bf16'")
+    if setting != "auto":
+        return setting
+    if device_type == "cuda":
+        return "bf16" if cuda_capability is not None and tuple(cuda_capability) >= (8, 0) else "fp32"
+    if device_type == "cpu":
+        return "bf16" if cpu_bf16 else "fp32"
+    return "fp32"  # MPS and anything else: no measured native bf16 matmul
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether oneDNN multiplies bf16 natively on this CPU (follows ONEDNN_MAX_CPU_ISA)."""
+    probe = getattr(getattr(torch.ops, "mkldnn", None), "_is_mkldnn_bf16_supported", None)
+    return bool(probe()) if probe is not None and torch.backends.mkldnn.is_available() else False
+
+
+def device_muon_precision(config, device: torch.device | str) -> str:
+    """`resolve_muon_precision` for `config` on `device` (asks it for its facts)."""
+    device = torch.device(device)
+    capability = torch.cuda.get_device_capability(device) if device.type == "cuda" else None
+    cpu_bf16 = cpu_has_native_bf16() if device.type == "cpu" else False
+    return resolve_muon_precision(config.muon_precision, device.type, capability, cpu_bf16)
 
 
 def autocast_context(device_type: str, precision: str):

@@ -4,8 +4,10 @@ config.optimizer = "adamw": one torch.optim.AdamW; matrices and embeddings decay
 biases and norm gains do not (nanoGPT's split).
 
 config.optimizer = "muon": torch.optim.Muon (momentum 0.95, Nesterov, 5 Newton-Schulz
-steps) on every 2-D weight of the transformer blocks (attention and MLP projections),
-at config.muon_lr; AdamW at config.learning_rate on the token and position
+steps; engine/muon.py runs them in config.muon_precision resolved for the device: bf16
+where it is native, else fp32) on every 2-D weight of the transformer blocks (attention
+and MLP projections), at config.muon_lr with config.muon_adjust_lr's scaling and
+config.muon_weight_decay ("auto": weight_decay); AdamW at config.learning_rate on the token and position
 embeddings, the output head (tied to the token embedding here), norm gains and
 biases, as the modded-nanogpt speedruns do. Muon orthogonalises each matrix's
 update on its own, so under DDP, where every rank holds the same all-reduced
@@ -27,8 +29,10 @@ import torch
 from utils.training.registries import OPTIMIZERS, SCHEDULES
 
 ADAMW_BETAS = (0.9, 0.95)
-# Keller Jordan's scaling, sqrt(max(1, rows/cols)): an update of RMS ~ 1/sqrt(cols).
-MUON_ADJUST_LR = "original"
+# torch.optim.Muon's adjust_lr_fn (config.muon_adjust_lr): "original" is Keller Jordan's
+# scaling, sqrt(max(1, rows/cols)) (an update of RMS ~ 1/sqrt(cols)); "match_rms_adamw" is
+# Moonshot's 0.2 sqrt(max(rows, cols)) (an update of AdamW's RMS, so AdamW's lr carries over).
+MUON_ADJUST_LR = "original"  # the default (config_rules.MUON_ADJUST_LR_FNS: the choices)
 
 
 def adamw_kwargs(device_type: str) -> dict:
@@ -93,6 +97,11 @@ class MuonWithAdamW(torch.optim.Optimizer):
         self.muon.step()
         return loss
 
+    @property
+    def ns_precision(self) -> str:
+        """The dtype Muon's Newton-Schulz iterations run in (engine/muon.py; a checkpoint keeps it)."""
+        return getattr(self.muon, "ns_precision", "bf16")
+
     def zero_grad(self, set_to_none: bool = True) -> None:
         self.adamw.zero_grad(set_to_none=set_to_none)
         self.muon.zero_grad(set_to_none=set_to_none)
@@ -123,9 +132,18 @@ def build_muon(model: torch.nn.Module, config, device_type: str) -> MuonWithAdam
     hidden, other = split_for_muon(model)
     adamw = torch.optim.AdamW(param_groups(other, config.weight_decay), lr=config.learning_rate,
                               betas=ADAMW_BETAS, **adamw_kwargs(device_type))
-    muon = torch.optim.Muon(hidden, lr=config.muon_lr, weight_decay=config.weight_decay,
-                            adjust_lr_fn=MUON_ADJUST_LR)
+    from utils.training.engine.device import device_muon_precision
+    from utils.training.engine.muon import Muon
+
+    muon = Muon(hidden, lr=config.muon_lr, weight_decay=muon_weight_decay(config),
+                adjust_lr_fn=config.muon_adjust_lr, ns_precision=device_muon_precision(config, device_type))
     return MuonWithAdamW(adamw, muon)
+
+
+def muon_weight_decay(config) -> float:
+    """config.muon_weight_decay; "auto" (the default): weight_decay, as before the field existed."""
+    value = config.muon_weight_decay
+    return config.weight_decay if value == "auto" else value
 
 
 def build_optimizer(model: torch.nn.Module, config, device_type: str) -> torch.optim.Optimizer:

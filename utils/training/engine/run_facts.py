@@ -1,6 +1,6 @@
 """RunFacts: the facts of one run, computed once and passed on.
 
-Parameters, FLOPs per token, the resolved precision, the device and its GPU name, the
+Parameters, FLOPs per token, the resolved precision (and Muon's Newton-Schulz one), the device and its GPU name, the
 world size and the config hash: `measure_run_facts` computes them once. The session does
 it in prepare() and hands the object to the Trainer (`run_facts=`), the summary card and
 the memory check; a Trainer built without a session (tests, bench/, examples) measures
@@ -41,6 +41,9 @@ class RunFacts:
     accumulation: int = 0
     batch_choice: str = ""  # how they were chosen, one line (the summary card shows it)
     probe_peak_gb: float | None = None  # the probe's measured peak memory at micro_batch (GPU), GiB
+    # The dtype of Muon's Newton-Schulz iterations on this device (engine/device.py
+    # resolve_muon_precision: bf16 where native, else fp32); "" when the optimizer is not Muon.
+    muon_precision: str = ""
 
     @property
     def device_type(self) -> str:
@@ -80,6 +83,7 @@ class RunFacts:
             "micro_batch": self.micro_batch,
             "accumulation": self.accumulation,
             "batch_choice": self.batch_choice,
+            "muon_precision": self.muon_precision or None,
         }
 
     def hardware(self) -> dict[str, Any]:
@@ -125,7 +129,7 @@ def measure_run_facts(config: Any, model: Any, *, device: Any = None, world_size
     run's engine.batch_size.BatchChoice (None: the config's rank_batch, as given)."""
     import torch
 
-    from utils.training.engine.device import resolve_device, resolve_precision
+    from utils.training.engine.device import device_muon_precision, resolve_device, resolve_precision
     from utils.training.engine.models import count_parameters, flops_per_token
     from utils.training.runtime import detect_runtime, gpu_name
 
@@ -163,4 +167,5 @@ def measure_run_facts(config: Any, model: Any, *, device: Any = None, world_size
         accumulation=batch.accumulation,
         batch_choice=batch.note,
         probe_peak_gb=batch.peak_memory_gb,
+        muon_precision=device_muon_precision(config, dev) if getattr(config, "optimizer", "") == "muon" else "",
     )

@@ -162,6 +162,8 @@ class Trainer:
             "run_name": self.config.run_name, "checkpoint_dir": str(self.checkpoints.dir), **facts.run_info(),
             "resumed_from_step": self.state.resumed_from_step, "compiled": self.compiled,
         }
+        if getattr(self.optimizer, "ns_precision", None):  # what Muon computes in (a resume keeps its checkpoint's)
+            info["muon_precision"] = self.optimizer.ns_precision
         return {**self.user_run_info, **info}
 
     # -- checkpoints -----------------------------------------------------------------
@@ -194,11 +196,17 @@ class Trainer:
             return
         payload = self.checkpoints.load(path)
         resume.check_resumable(self.config, payload, path)
+        chosen = getattr(self.optimizer, "ns_precision", None)  # Muon's Newton-Schulz dtype for this device
         self.state = resume.restore(payload, model=self.raw_model, optimizer=self.optimizer,
                                     scheduler=self.scheduler, scaler=self.scaler, batches=self.train_batches,
                                     dist=self.dist, seed=self.config.random_seed, state=self.state)
         if self.dist.is_main:
             print(f"Resuming {self.config.run_name} from step {payload['step']} (checkpoint {path})", flush=True)
+        kept = getattr(self.optimizer, "ns_precision", None)
+        if kept != chosen and self.dist.is_main:  # the checkpoint's precision wins: the resume stays exact
+            print(f"muon_precision: this run's Newton-Schulz iterations ran in {kept}; the resume keeps {kept} "
+                  f"(this device's native choice is {chosen}) so that it continues exactly. Start a new "
+                  f"run_name to train in {chosen}.", flush=True)
 
     # -- evaluation and samples --------------------------------------------------------
 
