@@ -183,14 +183,23 @@ for doc in preview.val_documents[:3]:
 # micro-batch that fits this GPU (accumulation keeps the preset's global batch; on CPU the
 # preset's, said so); an out-of-memory error during training halves it and redoes the step.
 # `stop_before_runtime_limit` stops a Colab run 30 minutes before Colab's 12-hour limit, with
-# a checkpoint that a new runtime resumes.
+# a checkpoint that a new runtime resumes. The architecture options (`qk_norm` ... `unet_skips`,
+# True/False, `logit_softcap` a number such as 15.0) need `model_family` "nanogpt", our own model
+# (docs/models.md); the transformers families have only `tie_embeddings`.
 
 # %%
 # @title Configuration
 run_name = "notebook-run"  #@param {type:"string"}
 preset = "fast"  #@param ["smoke", "cpu", "fast", "balanced", "quality"]
-model_family = "llama"  #@param ["llama", "gpt2", "qwen2"]
+model_family = "llama"  #@param ["llama", "gpt2", "qwen2", "nanogpt"]
 model_size = "preset's size"  #@param ["preset's size", "tiny", "small", "medium", "base"]
+qk_norm = None  #@param {type:"raw"}
+relu2_mlp = None  #@param {type:"raw"}
+zero_init_proj = None  #@param {type:"raw"}
+tie_embeddings = None  #@param {type:"raw"}
+logit_softcap = None  #@param {type:"raw"}
+value_embeds = None  #@param {type:"raw"}
+unet_skips = None  #@param {type:"raw"}
 learning_rate = None  #@param {type:"raw"}
 schedule = "preset's schedule"  #@param ["preset's schedule", "cosine", "linear", "constant"]
 batch_size = "preset's batch size"  #@param ["preset's batch size", "auto", "8", "16", "32", "64"] {allow-input: true}
@@ -221,6 +230,8 @@ from utils.training.summary import format_summary, stop_before_limit_s
 
 config = TrainingConfig.from_form(
     preset=preset, model_size=model_size, run_name=run_name, model_family=model_family,
+    qk_norm=qk_norm, relu2_mlp=relu2_mlp, zero_init_proj=zero_init_proj, tie_embeddings=tie_embeddings,
+    logit_softcap=logit_softcap, value_embeds=value_embeds, unet_skips=unet_skips,
     learning_rate=learning_rate, schedule=schedule, batch_size=batch_size, max_steps=max_steps, epochs=epochs,
     warmup_ratio=warmup_ratio, weight_decay=weight_decay, max_grad_norm=max_grad_norm, precision=precision,
     optimizer=optimizer,

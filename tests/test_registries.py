@@ -87,7 +87,7 @@ def test_config_choices_are_the_registries():
     for field_name, registry in REGISTRIES.items():
         assert CHOICES[field_name] is registry and registry.field == field_name
     assert list(OPTIMIZERS) == ["adamw", "muon"] and list(SCHEDULES) == ["cosine", "linear", "constant"]
-    assert set(MODEL_FAMILIES) == {"gpt2", "llama", "qwen2"} and set(PRECISIONS) == {"auto", "fp32", "bf16", "fp16"}
+    assert set(MODEL_FAMILIES) == {"gpt2", "llama", "qwen2", "nanogpt"} and set(PRECISIONS) == {"auto", "fp32", "bf16", "fp16"}
     assert set(DATA_SOURCES) == {"builtin", "hf", "local", "drive", "upload", "synthetic"}
 
 

@@ -62,6 +62,15 @@ class TrainingConfig:
     block_size: int = 256  # context length in tokens
     vocab_size: int = 4096  # BPE vocabulary to train; fixed tokenizers bring their own size
     dropout: float = 0.0  # dropout probability in attention and MLP
+    # architecture options (docs/models.md): model_family="nanogpt" has them all; the
+    # transformers families only tie_embeddings (config_rules.ARCH_OPTIONS)
+    qk_norm: bool = False  # RMS-normalise q and k per head before the dot product
+    relu2_mlp: bool = False  # MLP relu(x)^2, non-gated, d_ff = 4·d_model by default
+    zero_init_proj: bool = False  # attention output and MLP down projections start at zero
+    tie_embeddings: bool = True  # output head = token embedding; False = a separate head
+    logit_softcap: float = 0.0  # c > 0: logits = c·tanh(logits / c); 0 = off
+    value_embeds: bool = False  # extra embedding tables added to the values of the first/last layers
+    unet_skips: bool = False  # first half's block outputs added to the second half's, learned weights
     # --- optimisation ----------------------------------------------------------------
     learning_rate: float = 1e-3  # peak learning rate after warmup
     min_lr_ratio: float = 0.1  # final lr as a share of the peak (cosine/linear)

@@ -31,8 +31,8 @@ from utils.training.registries import (
 )
 
 __all__ = [
-    "AUTO", "AUTO_FIELDS", "CHOICES", "COMPILE_MODES", "DATA_SOURCES", "KNOWN_ALIASES", "MODEL_FAMILIES",
-    "MUON_ADJUST_LR_FNS", "MUON_PRECISIONS", "OPTIMIZERS", "PATH_NAME_RULE",
+    "ARCH_OPTIONS", "AUTO", "AUTO_FIELDS", "CHOICES", "COMPILE_MODES", "DATA_SOURCES", "KNOWN_ALIASES",
+    "MODEL_FAMILIES", "MUON_ADJUST_LR_FNS", "MUON_PRECISIONS", "OPTIMIZERS", "PATH_NAME_RULE",
     "PRECISIONS", "RANGES", "SCHEDULES", "ConfigError", "Problem", "check_config", "check_types", "check_values",
     "field_types", "is_auto", "path_name_problem", "type_matches", "unknown_key",
 ]
@@ -111,6 +111,7 @@ RANGES: dict[str, tuple[float, float, bool, bool]] = {
     "block_size": (8, 131072, True, True),
     "vocab_size": (260, 1_000_000, True, True),  # 256 bytes + special tokens
     "dropout": (0.0, 1.0, True, False),
+    "logit_softcap": (0.0, 1e4, True, True),
     "learning_rate": (0.0, 1.0, False, True),
     "muon_lr": (0.0, 1.0, False, True),
     "min_lr_ratio": (0.0, 1.0, True, True),
@@ -140,6 +141,10 @@ RANGES: dict[str, tuple[float, float, bool, bool]] = {
 CHOICES = {**REGISTRIES, "compile": COMPILE_MODES, "muon_precision": MUON_PRECISIONS,
            "muon_adjust_lr": MUON_ADJUST_LR_FNS}
 # The cross-field rules below read these; they run only when all of them are well typed.
+# The architecture options and their "off" values: a family without the registry fact
+# `options` (the transformers classes) cannot express any other value.
+ARCH_OPTIONS = {"qk_norm": False, "relu2_mlp": False, "zero_init_proj": False, "logit_softcap": 0.0,
+                "value_embeds": False, "unet_skips": False}
 _CROSS_FIELDS = frozenset({"run_name", "preset", "tokenizer", "n_head", "n_kv_head", "d_model", "model_family",
                            "data_source", "hf_dataset", "data_path"})
 
@@ -245,6 +250,12 @@ def _cross_field_problems(cfg: Any) -> list[Problem]:
     if family.get("rotary") and cfg.n_head >= 1 and (cfg.d_model // cfg.n_head) % 2:
         problems.append(Problem("d_model", cfg.d_model,
                                 f"d_model / n_head must be even for rotary embeddings ({cfg.model_family})"))
+    if cfg.model_family in MODEL_FAMILIES and not family.get("options"):
+        for name, off in ARCH_OPTIONS.items():
+            value = getattr(cfg, name, off)
+            if type_matches(value, type(off)) and _finite(value) and value != off:
+                problems.append(Problem(name, value, f"model_family {cfg.model_family!r} (a transformers class) "
+                                                     f"cannot express {name}; model_family=\"nanogpt\" has it"))
     required = DATA_SOURCES.get(cfg.data_source).facts.get("requires") if cfg.data_source in DATA_SOURCES else None
     if required and not getattr(cfg, required):
         problems.append(Problem(required, getattr(cfg, required),

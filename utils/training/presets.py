@@ -39,6 +39,29 @@ PRESETS: dict[str, dict[str, Any]] = {
         learning_rate=3e-4, log_interval=50, eval_interval=500, eval_batches=50, checkpoint_interval=1000,
         sample_interval=2000,
     ),
+    # One GPU, as fast as it goes (bench/speedrun.py, docs/speedrun.md): GPT-2-124M's shape
+    # (12 x 768, 12 heads, block 1024) with modded-nanogpt's recipe: Muon on the hidden
+    # matrices, our `nanogpt` family with its modern options, bf16, compiled. Vocabulary: a
+    # BPE of 8,192 trained on the corpus (on the built-in one a BPE stops at 13,157; 8,192
+    # is a multiple of 64 for the tensor cores, 5.76 bytes per token on ICD-10-CM's val
+    # split); 85M weights in the blocks, 6.3M each in the embedding and the untied head
+    # (plus the value embeddings' tables: lookups, no FLOPs). Batch: 64 x 1024 = 65,536
+    # tokens per step, 1/8 of modded-nanogpt's 524,288, because the built-in corpus has only
+    # ~1.09M training tokens: 0.5M per step would be 2 steps per epoch. 100 steps = 6.55M
+    # tokens = 6.0 epochs of the built-in corpus (~16.7 steps per epoch), a little past the 4
+    # up to which repeated data is worth nearly as much as new (Muennighoff et al. 2023).
+    # Learning rates: modded-nanogpt's Muon 0.05 and head (Adam) 0.008 at 8x this batch, times
+    # sqrt(1/8) (the square-root rule, Malladi et al. 2022): 0.018 and 2.8e-3 -> 0.02 (also the
+    # cpu preset's measured best) and 3e-3. Unmeasured at this size: docs/speedrun.md sweeps it.
+    "speedrun": dict(
+        run_name="speedrun", model_family="nanogpt", n_layer=12, n_head=12, n_kv_head=12, d_model=768,
+        block_size=1024, tokenizer="bpe", vocab_size=8192, qk_norm=True, relu2_mlp=True, zero_init_proj=True,
+        tie_embeddings=False, logit_softcap=15.0, value_embeds=True, unet_skips=True,
+        optimizer="muon", muon_lr=0.02, learning_rate=3e-3, schedule="linear", min_lr_ratio=0.0,
+        warmup_ratio=0.02, batch_size=64, gradient_accumulation_steps=1, max_steps=100,
+        precision="bf16", compile="on", log_interval=5, eval_interval=5, eval_batches=2,
+        checkpoint_interval=1000, keep_checkpoints=1, sample_interval=0,
+    ),
 }
 
 # The notebook form's "model size" choice: shapes only, everything else from the preset.
@@ -60,3 +83,16 @@ def preset_values(name: str) -> dict[str, Any]:
     """The field values of preset `name` plus `preset=name` (unvalidated: the config that is
     built from them validates once). KeyError for an unknown name; callers say what is allowed."""
     return {**PRESETS[name], "preset": name}
+
+# Recipes: named sets of config overrides laid over a preset (bench/time_to_quality.py's
+# --recipe, the presets). "modern" is our nanogpt family with the architecture options that
+# measured best on the cpu preset (docs/models.md has the table) and Muon.
+RECIPES: dict[str, dict[str, Any]] = {
+    "adamw": {"optimizer": "adamw"},
+    "muon": {"optimizer": "muon"},
+    "modern": {
+        "model_family": "nanogpt", "optimizer": "muon", "qk_norm": True, "relu2_mlp": True,
+        "zero_init_proj": True, "tie_embeddings": False, "logit_softcap": 15.0, "value_embeds": True,
+        "unet_skips": True,
+    },
+}

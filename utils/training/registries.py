@@ -166,6 +166,8 @@ DATA_SOURCES = Registry("data_source", [
 #   gqa:    grouped-query attention (n_kv_head < n_head allowed)
 #   rotary: rotary position embeddings (d_model / n_head must be even)
 #   mlp:    "gelu" (d_ff = 4 d_model by default) or "swiglu" (d_ff ~ 8/3 d_model)
+#   options: has the architecture options (qk_norm, relu2_mlp, zero_init_proj, logit_softcap,
+#           value_embeds, unet_skips; config_rules.ARCH_OPTIONS); transformers classes do not
 _MOD = "utils.training.engine.models"
 MODEL_FAMILIES = Registry("model_family", [
     Entry("llama", "RoPE, RMSNorm, SwiGLU MLP, grouped-query attention", f"{_MOD}:llama_config",
@@ -174,6 +176,8 @@ MODEL_FAMILIES = Registry("model_family", [
           {"gqa": False, "rotary": False, "mlp": "gelu"}),
     Entry("qwen2", "llama plus q/k/v biases", f"{_MOD}:qwen2_config",
           {"gqa": True, "rotary": True, "mlp": "swiglu"}),
+    Entry("nanogpt", "ours: llama-like, no norm gains, plus qk_norm, relu2_mlp, softcap, value embeds, U-net skips",
+          f"{_MOD}:nanogpt_config", {"gqa": True, "rotary": True, "mlp": "swiglu", "options": True}),
 ])
 
 # Facts: dtype (a torch dtype name; None for auto), bytes (per activation element),

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from utils.training.config_rules import ARCH_OPTIONS
 from utils.training.engine.memory import estimate_training_memory_gb
 from utils.training.text import CHINCHILLA_TOKENS_PER_PARAM, chinchilla_share
 
@@ -52,6 +53,14 @@ def time_fit(max_steps: int, seconds_per_step: float, limit_s: float, time_limit
             "before it, then resume in a new runtime")
 
 
+def architecture_options(cfg: TrainingConfig) -> list[str]:
+    """The architecture options `cfg` turns on (docs/models.md), as the card names them:
+    ["qk_norm", "logit_softcap=15", "untied head"]; [] for the defaults."""
+    shown = [name if value is True else f"{name}={value:g}" for name, off in ARCH_OPTIONS.items()
+             if (value := getattr(cfg, name, off)) != off]
+    return shown + ([] if getattr(cfg, "tie_embeddings", True) else ["untied head"])
+
+
 def summary_card(cfg: TrainingConfig, facts: RunFacts, stats: dict[str, Any], bytes_per_token: float,
                  caveat: str, seconds_per_step: float | None = None) -> dict[str, Any]:
     """The card's numbers. `stats`: the prepared data's (synthetic or not);
@@ -64,6 +73,7 @@ def summary_card(cfg: TrainingConfig, facts: RunFacts, stats: dict[str, Any], by
     return {
         "run_name": cfg.run_name,
         "model_family": cfg.model_family,
+        "architecture_options": architecture_options(cfg),
         "parameters": facts.n_params,
         "non_embedding_parameters": facts.n_params_non_embedding,
         "flops_per_token": facts.flops_per_token,
@@ -95,7 +105,9 @@ def format_summary(s: dict[str, Any]) -> str:
     """The summary card as aligned text (the notebook prints it; the CLI prints a line)."""
     synthetic = "  (SYNTHETIC DATA: numbers are not about text)" if s["synthetic_data"] else ""
     rows = [
-        ("run", f"{s['run_name']} ({s['model_family']}){synthetic}"),
+        ("run", f"{s['run_name']} ({s['model_family']}"
+                + (f": {', '.join(s['architecture_options'])}" if s.get("architecture_options") else "")
+                + f"){synthetic}"),
         *([("note", s["caveat"])] if s.get("caveat") else []),
         ("parameters", f"{s['parameters']:,} ({s['non_embedding_parameters']:,} non-embedding)"),
         ("FLOPs per token", f"{s['flops_per_token'] / 1e6:,.1f} M (6N + 12LHQT, PaLM appendix B)"),

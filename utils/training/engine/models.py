@@ -4,8 +4,10 @@ The families are registries.MODEL_FAMILIES, each built here by its `*_config` fu
 (config, d_ff) -> a transformers config; all are decoder-only and loadable later with
 AutoModelForCausalLM.from_pretrained(dir). GELU families default to d_ff = 4·d_model,
 SwiGLU ones to d_ff ≈ 8/3·d_model.
-Input and output embeddings are tied in every family (nanoGPT style): at small
-sizes the embedding is a large share of the parameters.
+Input and output embeddings are tied by default (nanoGPT style: at small sizes the
+embedding is a large share of the parameters); tie_embeddings=False gives a separate head.
+"nanogpt" is ours (engine/nanogpt.py): the only family with the architecture options
+(qk_norm, relu2_mlp, ...; config_rules.py refuses them for the transformers families).
 """
 
 from __future__ import annotations
@@ -19,9 +21,9 @@ from utils.training.registries import MODEL_FAMILIES
 FAMILIES = MODEL_FAMILIES  # the registry: iterating gives the family names
 
 
-def default_d_ff(family: str, d_model: int) -> int:
-    """The family's MLP width when config.d_ff is 0."""
-    if MODEL_FAMILIES.get(family).facts["mlp"] == "gelu":
+def default_d_ff(family: str, d_model: int, relu2_mlp: bool = False) -> int:
+    """The family's MLP width when config.d_ff is 0 (relu2_mlp: nanogpt's non-gated relu²)."""
+    if relu2_mlp or MODEL_FAMILIES.get(family).facts["mlp"] == "gelu":
         return 4 * d_model
     # SwiGLU has three matrices instead of two; 8/3·d keeps the parameter count of a
     # 4·d GELU MLP. Rounded up to a multiple of 32 for friendly matmul shapes.
@@ -29,7 +31,8 @@ def default_d_ff(family: str, d_model: int) -> int:
 
 
 def _common(config) -> dict:
-    return dict(vocab_size=config.vocab_size, tie_word_embeddings=True, use_cache=True,
+    return dict(vocab_size=config.vocab_size, tie_word_embeddings=getattr(config, "tie_embeddings", True),
+                use_cache=True,
                 bos_token_id=None, eos_token_id=None)
 
 
@@ -63,10 +66,24 @@ def qwen2_config(config, d_ff: int):
     return _llama_like(Qwen2Config, config, d_ff)
 
 
+def nanogpt_config(config, d_ff: int):
+    """Our own family (engine/nanogpt.py), the one with the architecture options."""
+    from utils.training.engine.nanogpt import NanoGPTConfig
+
+    return NanoGPTConfig(
+        hidden_size=config.d_model, intermediate_size=d_ff, num_hidden_layers=config.n_layer,
+        num_attention_heads=config.n_head, num_key_value_heads=config.n_kv_head or config.n_head,
+        max_position_embeddings=config.block_size, dropout=config.dropout, qk_norm=config.qk_norm,
+        relu2_mlp=config.relu2_mlp, zero_init_proj=config.zero_init_proj, logit_softcap=float(config.logit_softcap),
+        value_embeds=config.value_embeds, unet_skips=config.unet_skips, **_common(config),
+    )
+
+
 def _hf_config(config):
     """The transformers config object for config.model_family (registries.MODEL_FAMILIES)."""
     build = MODEL_FAMILIES.builder(config.model_family)
-    return build(config, config.d_ff or default_d_ff(config.model_family, config.d_model))
+    d_ff = config.d_ff or default_d_ff(config.model_family, config.d_model, getattr(config, "relu2_mlp", False))
+    return build(config, d_ff)
 
 
 def build_model(config):
@@ -87,6 +104,8 @@ def build_model(config):
 def _load_pretrained(name: str):
     from transformers import AutoModelForCausalLM
 
+    import utils.training.engine.nanogpt  # noqa: F401  (registers "nanogpt": a folder of ours loads)
+
     try:
         return AutoModelForCausalLM.from_pretrained(name, attn_implementation="sdpa")
     except OSError as e:
@@ -98,15 +117,16 @@ def _load_pretrained(name: str):
 
 
 def _embedding_params(model) -> int:
-    """Parameters of the token and position embedding tables (the lookups, no matmul)."""
-    n = 0
-    emb = model.get_input_embeddings()
-    if emb is not None:
-        n += emb.weight.numel()
-    wpe = getattr(getattr(model, "transformer", None), "wpe", None)  # gpt2's learned positions
-    if wpe is not None:
-        n += wpe.weight.numel()
-    return n
+    """Parameters of the lookup tables (token, position and nanogpt's value embeddings: no
+    matmul) and of an untied output head (flops_per_token counts the head's matmul itself)."""
+    seen: set[int] = set()
+    for m in model.modules():
+        if isinstance(m, torch.nn.Embedding):
+            seen.add(id(m.weight))
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    if head is not None:
+        seen.add(id(head.weight))
+    return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values() if id(p) in seen)
 
 
 def count_parameters(model) -> dict:

@@ -57,12 +57,18 @@ def write_gguf(folder, qtype: str = "f16", model=None, tokenizer=None, out: Path
     if model is None or tokenizer is None:
         from transformers import AutoModelForCausalLM
 
+        import utils.training.engine.nanogpt  # noqa: F401  (registers "nanogpt", so its folder loads to be refused)
         from utils.training.export.run_model import load_export_tokenizer
 
         model = model or AutoModelForCausalLM.from_pretrained(folder)
         tokenizer = tokenizer or load_export_tokenizer(folder)
-    gguf = _gguf()
     config = model.config
+    if config.model_type == "nanogpt":
+        raise GGUFError("gguf: model family 'nanogpt' (ours) cannot be expressed in GGUF: llama.cpp has no "
+                        "architecture with its RMSNorm without gains or its options (qk_norm, relu2_mlp, "
+                        "logit_softcap, value_embeds, unet_skips); use the export folder (save_pretrained) "
+                        "or train model_family='llama' for a GGUF file")
+    gguf = _gguf()
     arch = FAMILIES.get(config.model_type)
     if arch is None:
         raise GGUFError(f"gguf: model type {config.model_type!r} is not one we write ({', '.join(FAMILIES)})")

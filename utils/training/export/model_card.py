@@ -138,7 +138,9 @@ def render_card(facts: dict[str, Any], repo_id: str = "") -> str:
         "```python",
         "from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast",
         "",
-        f'model = AutoModelForCausalLM.from_pretrained("{load_from}")',
+        # nanogpt is ours: the folder carries its modeling file (nanogpt.py), which transformers runs only when asked
+        (f'model = AutoModelForCausalLM.from_pretrained("{load_from}", trust_remote_code=True)  # ships nanogpt.py'
+         if family == "nanogpt" else f'model = AutoModelForCausalLM.from_pretrained("{load_from}")'),
         "# the tokenizer exactly as trained (AutoTokenizer may swap in the family's own pre-tokenizer)",
         f'tokenizer = PreTrainedTokenizerFast.from_pretrained("{load_from}")',
         'ids = tokenizer("Cholera due to", return_tensors="pt").input_ids',

@@ -62,6 +62,8 @@ def load_run_model(workspace, run_name: str, checkpoint: str = "best") -> RunMod
                                 "checkpoint 'best' or 'newest')")
         from transformers import AutoModelForCausalLM
 
+        import utils.training.engine.nanogpt  # noqa: F401  (registers our "nanogpt" family with the Auto classes)
+
         model = AutoModelForCausalLM.from_pretrained(export_dir)
         return RunModel(model.eval(), _tokenizer(workspace, run_name, facts, None), run_name, str(export_dir), None,
                         None, facts)

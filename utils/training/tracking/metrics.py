@@ -95,6 +95,12 @@ def peak_flops(device_name: str | None) -> tuple[float | None, str, bool]:
     return flops, source, False
 
 
+def mfu_pct(tokens_per_sec: float, flops_per_token: float, peak: float, n_gpus: int = 1) -> float:
+    """Model FLOPs utilisation in %: tokens/s of all GPUs x FLOPs per token (forward and
+    backward, models.flops_per_token) over the peak FLOP/s of one GPU x n_gpus."""
+    return 100.0 * float(tokens_per_sec) * float(flops_per_token) / (float(peak) * int(n_gpus))
+
+
 def _perplexity(loss: Any) -> float:
     try:
         return math.exp(float(loss))
@@ -169,7 +175,7 @@ class MetricsTracker(TrainerCallback):
         if tps is not None:
             logs["tokens_per_sec_per_gpu"] = float(tps) / self.world_size
             if self.peak and self.flops_per_token:
-                logs["mfu_pct"] = 100.0 * float(tps) * self.flops_per_token / (self.peak * self.world_size)
+                logs["mfu_pct"] = mfu_pct(tps, self.flops_per_token, self.peak, self.world_size)
         if logs.get("train_loss") is not None and "train_perplexity" not in logs:
             logs["train_perplexity"] = _perplexity(logs["train_loss"])
         logs.update(self._resources())
