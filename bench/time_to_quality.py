@@ -195,6 +195,9 @@ class Runs:
         key = json.dumps(run_key(cfg), sort_keys=True, default=str)
         return self.cache / f"{hashlib.sha1(key.encode()).hexdigest()[:16]}.json", key
 
+    def is_cached(self, name, seed, budget, eval_interval):
+        return self.cache is not None and self._cache_file(name, seed, budget, eval_interval)[0].exists()
+
     def _start(self, name, seed, budget, eval_interval):
         if self.cache is None:
             return self.pool.submit(_train_job, name, self.recipes[name], seed, budget, eval_interval)
