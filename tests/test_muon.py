@@ -1,7 +1,7 @@
 """Muon's Newton-Schulz precision: the choice per device (engine/device.py), the iteration
 in each dtype (engine/muon.py: bf16 bit-identical to torch.optim.Muon, fp32 different but
 orthogonalising as well), the precision kept in the optimizer's state, and the config
-fields muon_precision, muon_adjust_lr and muon_weight_decay reaching the optimizer."""
+fields muon_precision, muon_adjust_lr, muon_weight_decay and embedding_lr reaching the optimizer."""
 
 from __future__ import annotations
 
@@ -107,12 +107,32 @@ def test_the_config_fields_reach_the_optimizer():
     group = muon.param_groups[0]
     assert cfg.muon_weight_decay == "auto" and group["weight_decay"] == 0.05  # as before the field existed
     assert group["adjust_lr_fn"] == "original"
+    assert cfg.embedding_lr == "auto" and build_optimizer(build_model(cfg), cfg, "cpu").adamw.param_groups[0]["lr"] \
+        == cfg.learning_rate  # as before the field existed
     cfg = tiny_config(optimizer="muon", weight_decay=0.05, muon_weight_decay=0.0, muon_adjust_lr="match_rms_adamw",
-                      muon_precision="fp32")
+                      muon_precision="fp32", learning_rate=2e-3, muon_lr=0.01, embedding_lr=0.016)
     opt = build_optimizer(build_model(cfg), cfg, "cpu")
     group = opt.muon.param_groups[0]
-    assert group["weight_decay"] == 0.0 and group["adjust_lr_fn"] == "match_rms_adamw"
+    assert group["weight_decay"] == 0.0 and group["adjust_lr_fn"] == "match_rms_adamw" and group["lr"] == 0.01
     assert opt.ns_precision == "fp32" and opt.adamw.param_groups[0]["weight_decay"] == 0.05
+    assert {g["lr"] for g in opt.adamw.param_groups} == {0.016}  # embeddings, head, norms: not learning_rate
+
+
+def test_embedding_lr_splits_an_adamw_run_the_way_muon_does():
+    from utils.training.engine.optimizers import split_for_muon
+
+    cfg = tiny_config(optimizer="adamw", learning_rate=2e-3, weight_decay=0.05)
+    model = build_model(cfg)
+    groups = build_optimizer(model, cfg, "cpu").param_groups
+    assert [(g["lr"], g["weight_decay"]) for g in groups] == [(2e-3, 0.05), (2e-3, 0.0)]  # as every checkpoint has
+    cfg = cfg.replace(embedding_lr=0.016)
+    groups = build_optimizer(model, cfg, "cpu").param_groups
+    hidden, other = split_for_muon(model)
+    lr_of = {id(p): g["lr"] for g in groups for p in g["params"]}
+    assert {lr_of[id(p)] for p in hidden} == {2e-3} and {lr_of[id(p)] for p in other} == {0.016}
+    assert len(lr_of) == len(hidden) + len(other) == sum(1 for p in model.parameters() if p.requires_grad)
+    embedding = model.get_input_embeddings().weight  # decays as before; norm gains do not
+    assert next(g for g in groups if any(p is embedding for p in g["params"]))["weight_decay"] == 0.05
 
 
 @pytest.mark.parametrize("values,field", [
@@ -123,6 +143,9 @@ def test_the_config_fields_reach_the_optimizer():
     ({"muon_weight_decay": 1.5}, "muon_weight_decay"),
     ({"muon_weight_decay": "same"}, "muon_weight_decay"),
     ({"muon_weight_decay": True}, "muon_weight_decay"),
+    ({"embedding_lr": float("nan")}, "embedding_lr"),
+    ({"embedding_lr": 0.0}, "embedding_lr"),
+    ({"embedding_lr": "learning_rate"}, "embedding_lr"),
 ])
 def test_bad_values_are_refused_naming_the_field(values, field):
     with pytest.raises(ConfigError) as err:
@@ -131,13 +154,15 @@ def test_bad_values_are_refused_naming_the_field(values, field):
 
 
 def test_every_config_path_takes_the_fields(tmp_path):
-    given = {"muon_precision": "fp32", "muon_adjust_lr": "match_rms_adamw", "muon_weight_decay": 0.01}
+    given = {"muon_precision": "fp32", "muon_adjust_lr": "match_rms_adamw", "muon_weight_decay": 0.01,
+             "embedding_lr": 0.016}
     overrides = parse_overrides([f"{k}={v}" for k, v in given.items()])  # --set
     assert overrides == given
     cfg = TrainingConfig.preset("smoke", **overrides)
     assert TrainingConfig.load(cfg.save(tmp_path / "c.json")) == cfg  # JSON
     assert TrainingConfig.from_form(preset="smoke", **{k: str(v) for k, v in given.items()}) == cfg  # form strings
-    assert parse_overrides(["muon_weight_decay=auto"]) == {"muon_weight_decay": "auto"}
+    assert parse_overrides(["muon_weight_decay=auto", "embedding_lr=auto"]) == {"muon_weight_decay": "auto",
+                                                                               "embedding_lr": "auto"}
     assert sorted(cfg.resume_blockers(TrainingConfig.preset("smoke"))) == sorted(given)  # they change training
 
 
@@ -146,5 +171,6 @@ def test_the_fields_can_be_searched():
 
     space = SearchSpace.from_dict({"muon_adjust_lr": {"type": "categorical", "choices": ["original", "match_rms_adamw"]},
                                    "muon_weight_decay": {"type": "float", "low": 0.0, "high": 0.2},
-                                   "muon_precision": {"type": "categorical", "choices": ["bf16", "fp32"]}})
-    assert {p.name for p in space} == {"muon_adjust_lr", "muon_weight_decay", "muon_precision"}
+                                   "muon_precision": {"type": "categorical", "choices": ["bf16", "fp32"]},
+                                   "embedding_lr": {"type": "float", "low": 2e-3, "high": 3.2e-2, "log": True}})
+    assert {p.name for p in space} == {"muon_adjust_lr", "muon_weight_decay", "muon_precision", "embedding_lr"}

@@ -57,3 +57,20 @@ def test_muons_precision_is_a_fact_on_the_card(monkeypatch):
     adamw = cfg.replace(optimizer="adamw")
     facts = measure_run_facts(adamw, build_model(adamw), device="cpu", train_tokens=10 * cfg.tokens_per_step)
     assert facts.muon_precision == "" and "Newton-Schulz" not in format_summary(summary_card(adamw, facts, {}, 4.0, ""))
+
+
+def test_the_card_gives_the_learning_rates_the_optimizer_is_built_with():
+    from utils.training.summary import format_summary, summary_card
+
+    cfg = TrainingConfig.preset("smoke", optimizer="muon", muon_lr=0.02, learning_rate=2e-3, embedding_lr=0.016)
+    facts = measure_run_facts(cfg, build_model(cfg), device="cpu", train_tokens=10 * cfg.tokens_per_step)
+
+    def row(config):
+        text = format_summary(summary_card(config, facts, {}, 4.0, ""))
+        return next(line.split(None, 2)[2] for line in text.splitlines() if line.startswith("learning rates"))
+
+    assert row(cfg) == ("Muon 0.02 (original scaling) on the block matrices, AdamW 0.016 on the embeddings, "
+                        "head and norms; cosine after 3 warmup steps")  # smoke: 30 steps x warmup_ratio 0.1
+    assert row(cfg.replace(optimizer="adamw")) == ("adamw 0.002 on the block matrices, 0.016 on the embeddings, "
+                                                   "head and norms; cosine after 3 warmup steps")
+    assert row(cfg.replace(optimizer="adamw", embedding_lr="auto")) == "0.002 (adamw); cosine after 3 warmup steps"

@@ -84,6 +84,10 @@ class TrainingConfig:
     muon_precision: str = "auto"
     muon_adjust_lr: str = "original"  # torch.optim.Muon's adjust_lr_fn: original | match_rms_adamw
     muon_weight_decay: float = "auto"  # type: ignore[assignment]  # Muon's decay; "auto" = weight_decay
+    # Peak lr of the embeddings, the output head, norm gains and biases (everything but the
+    # blocks' weight matrices), with either optimizer; "auto" = learning_rate. A Muon run's
+    # AdamW part. The recipes raise it (untied embeddings and head learn faster at a higher lr).
+    embedding_lr: float = "auto"  # type: ignore[assignment]
     max_grad_norm: float = 1.0  # clip the global gradient norm to this; 0 = no clipping
     # sequences per micro-step (one process; ranks split it, see rank_batch), or "auto": the
     # largest micro-batch that fits the device, measured when the run is prepared, with the

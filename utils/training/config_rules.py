@@ -44,9 +44,10 @@ MUON_PRECISIONS = ("auto", "bf16", "fp32", "fp16")
 MUON_ADJUST_LR_FNS = ("original", "match_rms_adamw")
 # Fields that take the string "auto" besides their type: batch_size="auto" is measured on the
 # device when the run is prepared (engine/batch_size.py), keeping the global batch;
-# muon_weight_decay="auto" is weight_decay (engine/optimizers.py muon_weight_decay).
+# muon_weight_decay="auto" is weight_decay and embedding_lr="auto" is learning_rate
+# (engine/optimizers.py muon_weight_decay, embedding_lr).
 AUTO = "auto"
-AUTO_FIELDS = frozenset({"batch_size", "muon_weight_decay"})
+AUTO_FIELDS = frozenset({"batch_size", "muon_weight_decay", "embedding_lr"})
 
 
 def is_auto(name: str, value: Any) -> bool:
@@ -114,6 +115,7 @@ RANGES: dict[str, tuple[float, float, bool, bool]] = {
     "logit_softcap": (0.0, 1e4, True, True),
     "learning_rate": (0.0, 1.0, False, True),
     "muon_lr": (0.0, 1.0, False, True),
+    "embedding_lr": (0.0, 1.0, False, True),
     "min_lr_ratio": (0.0, 1.0, True, True),
     "warmup_ratio": (0.0, 1.0, True, False),
     "weight_decay": (0.0, 1.0, True, True),

@@ -61,6 +61,22 @@ def architecture_options(cfg: TrainingConfig) -> list[str]:
     return shown + ([] if getattr(cfg, "tie_embeddings", True) else ["untied head"])
 
 
+def learning_rates(cfg: TrainingConfig, max_steps: int) -> str:
+    """The peak learning rates and their schedule, as the optimizer is built with them: a Muon
+    run has two (Muon's on the blocks' matrices, AdamW's on the rest), and embedding_lr gives
+    an AdamW run two."""
+    from utils.training.engine.optimizers import embedding_lr  # torch: imported where used
+
+    rest = f"{embedding_lr(cfg):g} on the embeddings, head and norms"
+    if cfg.optimizer == "muon":
+        peaks = f"Muon {cfg.muon_lr:g} ({cfg.muon_adjust_lr} scaling) on the block matrices, AdamW {rest}"
+    elif cfg.embedding_lr != "auto":
+        peaks = f"{cfg.optimizer} {cfg.learning_rate:g} on the block matrices, {rest}"
+    else:
+        peaks = f"{cfg.learning_rate:g} ({cfg.optimizer})"
+    return f"{peaks}; {cfg.schedule} after {cfg.warmup_steps(max_steps)} warmup steps"
+
+
 def summary_card(cfg: TrainingConfig, facts: RunFacts, stats: dict[str, Any], bytes_per_token: float,
                  caveat: str, seconds_per_step: float | None = None) -> dict[str, Any]:
     """The card's numbers. `stats`: the prepared data's (synthetic or not);
@@ -90,6 +106,7 @@ def summary_card(cfg: TrainingConfig, facts: RunFacts, stats: dict[str, Any], by
         "world_size": facts.world_size,
         "batch_choice": facts.batch_choice,
         "probe_peak_gb": facts.probe_peak_gb,
+        "learning_rates": learning_rates(cfg, max_steps),
         "muon_precision": facts.muon_precision,  # "" unless optimizer is muon
         "muon_precision_setting": getattr(cfg, "muon_precision", ""),
         "runtime_fit": (time_fit(max_steps, seconds_per_step, runtime_limit_s(facts.colab), cfg.time_limit_s)
@@ -122,6 +139,7 @@ def format_summary(s: dict[str, Any]) -> str:
                             "(weights, AdamW, activations, logits)"
                             + (f"; measured peak {s['probe_peak_gb']:.2f} GiB (probe, torch.cuda.max_memory_allocated)"
                                if s.get("probe_peak_gb") else "")),
+        *([("learning rates", s["learning_rates"])] if s.get("learning_rates") else []),
         *([("Muon", f"Newton-Schulz in {s['muon_precision']}" + (
             " (muon_precision auto: bf16 where this device multiplies it natively, else fp32)"
             if s.get("muon_precision_setting") == "auto" else " (muon_precision, as set)"))]

@@ -1,13 +1,16 @@
 """The optimizers and learning-rate schedules that registries.OPTIMIZERS and SCHEDULES name.
 
 config.optimizer = "adamw": one torch.optim.AdamW; matrices and embeddings decay,
-biases and norm gains do not (nanoGPT's split).
+biases and norm gains do not (nanoGPT's split). All at config.learning_rate, unless
+config.embedding_lr is set: then the embeddings, head, norm gains and biases (the
+parameters Muon would leave to AdamW, split_for_muon) take that lr.
 
 config.optimizer = "muon": torch.optim.Muon (momentum 0.95, Nesterov, 5 Newton-Schulz
 steps; engine/muon.py runs them in config.muon_precision resolved for the device: bf16
 where it is native, else fp32) on every 2-D weight of the transformer blocks (attention
 and MLP projections), at config.muon_lr with config.muon_adjust_lr's scaling and
-config.muon_weight_decay ("auto": weight_decay); AdamW at config.learning_rate on the token and position
+config.muon_weight_decay ("auto": weight_decay); AdamW at config.embedding_lr ("auto":
+config.learning_rate) on the token and position
 embeddings, the output head (tied to the token embedding here), norm gains and
 biases, as the modded-nanogpt speedruns do. Muon orthogonalises each matrix's
 update on its own, so under DDP, where every rank holds the same all-reduced
@@ -119,9 +122,16 @@ class MuonWithAdamW(torch.optim.Optimizer):
 
 
 def build_adamw(model: torch.nn.Module, config, device_type: str) -> torch.optim.AdamW:
-    """optimizer="adamw": one AdamW over every trainable parameter."""
-    return torch.optim.AdamW(param_groups(model, config.weight_decay), lr=config.learning_rate,
-                             betas=ADAMW_BETAS, **adamw_kwargs(device_type))
+    """optimizer="adamw": one AdamW over every trainable parameter; with embedding_lr set, the
+    parameters outside the blocks' matrices in groups of their own at that lr."""
+    if getattr(config, "embedding_lr", "auto") == "auto":  # the groups of every earlier checkpoint
+        groups = param_groups(model, config.weight_decay)
+    else:
+        hidden, other = split_for_muon(model)
+        groups = param_groups(hidden, config.weight_decay) + [
+            {**g, "lr": config.embedding_lr} for g in param_groups(other, config.weight_decay)]
+        groups = [g for g in groups if g["params"]]
+    return torch.optim.AdamW(groups, lr=config.learning_rate, betas=ADAMW_BETAS, **adamw_kwargs(device_type))
 
 
 def build_muon(model: torch.nn.Module, config, device_type: str) -> MuonWithAdamW:
@@ -130,7 +140,7 @@ def build_muon(model: torch.nn.Module, config, device_type: str) -> MuonWithAdam
         raise ValueError(f"optimizer: 'muon' needs torch.optim.Muon (PyTorch >= 2.9); this is torch "
                          f"{torch.__version__}. Upgrade torch or use optimizer='adamw'.")
     hidden, other = split_for_muon(model)
-    adamw = torch.optim.AdamW(param_groups(other, config.weight_decay), lr=config.learning_rate,
+    adamw = torch.optim.AdamW(param_groups(other, config.weight_decay), lr=embedding_lr(config),
                               betas=ADAMW_BETAS, **adamw_kwargs(device_type))
     from utils.training.engine.device import device_muon_precision
     from utils.training.engine.muon import Muon
@@ -144,6 +154,13 @@ def muon_weight_decay(config) -> float:
     """config.muon_weight_decay; "auto" (the default): weight_decay, as before the field existed."""
     value = config.muon_weight_decay
     return config.weight_decay if value == "auto" else value
+
+
+def embedding_lr(config) -> float:
+    """config.embedding_lr, the peak lr outside the blocks' matrices (embeddings, head, norm
+    gains, biases); "auto" (the default): learning_rate, as before the field existed."""
+    value = getattr(config, "embedding_lr", "auto")
+    return config.learning_rate if value == "auto" else value
 
 
 def build_optimizer(model: torch.nn.Module, config, device_type: str) -> torch.optim.Optimizer:

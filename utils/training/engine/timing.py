@@ -348,7 +348,7 @@ def _step_key(cfg: TrainingConfig) -> str:
     d = cfg.to_dict()
     for k in ("run_name", "preset", "max_steps", "max_tokens", "epochs", "log_interval", "eval_interval",
               "eval_batches", "checkpoint_interval", "keep_checkpoints", "sample_interval", "time_limit_s",
-              "early_stopping_patience", "learning_rate", "warmup_ratio", "weight_decay", "min_lr_ratio",
+              "early_stopping_patience", "learning_rate", "embedding_lr", "warmup_ratio", "weight_decay", "min_lr_ratio",
               "schedule", "random_seed", "data_source", "data_path", "hf_dataset", "hf_config", "text_column",
               "validation_split"):
         d.pop(k, None)
