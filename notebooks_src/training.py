@@ -504,6 +504,7 @@ search_learning_rate = "3e-4:3e-3:log"  #@param {type:"string"}
 search_n_layer = "2,4"  #@param {type:"string"}
 search_warmup_ratio = ""  #@param {type:"string"}
 search_weight_decay = ""  #@param {type:"string"}
+search_embedding_lr = ""  #@param {type:"string"}
 study_name = "notebook-study"  #@param {type:"string"}
 
 # %%
@@ -516,8 +517,11 @@ if run_search:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # the trials table below says it all
     # "low:high[:log]" is a range, "a,b" a list of choices, "" leaves the field alone.
+    # embedding_lr (the embeddings', head's and norms' lr) was the largest lever of the cpu
+    # preset's sweep (docs/time_to_quality.md): e.g. "4e-3:6.4e-2:log".
     space = SearchSpace.from_form(learning_rate=search_learning_rate, n_layer=search_n_layer,
-                                  warmup_ratio=search_warmup_ratio, weight_decay=search_weight_decay)
+                                  warmup_ratio=search_warmup_ratio, weight_decay=search_weight_decay,
+                                  embedding_lr=search_embedding_lr)
     base = TrainingConfig.preset(search_preset, **data_fields)
     storage = workspace.results_dir / "hpo" / f"{study_name}.journal"
     study = run_study(base, space, n_trials=n_trials, storage=str(storage), study_name=study_name,
