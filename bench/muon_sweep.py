@@ -71,6 +71,9 @@ ROWS = {  # in the order they are trained (the most telling first, for a run cut
     "modern muon lr 0.02 embedding lr 0.032": {**MODERN, "embedding_lr": 3.2e-2},
     "modern muon lr 0.02 embedding lr 0.064": {**MODERN, "embedding_lr": 6.4e-2},
     "modern muon lr 0.01 embedding lr 0.016": {**MODERN, "muon_lr": 0.01, "embedding_lr": 1.6e-2},
+    # The modern architecture with AdamW: how much of modern's gain is the architecture's?
+    "modern architecture adamw embedding lr 0.016": {**RECIPES["modern"], "optimizer": "adamw", "embedding_lr": 1.6e-2},
+    "modern architecture adamw embedding lr 0.032": {**RECIPES["modern"], "optimizer": "adamw", "embedding_lr": 3.2e-2},
     "muon match_rms_adamw lr 0.002 embedding lr 0.004": {**MATCH, "muon_lr": 2e-3, "embedding_lr": 4e-3},
     "muon match_rms_adamw lr 0.002 embedding lr 0.008": {**MATCH, "muon_lr": 2e-3, "embedding_lr": 8e-3},
     "muon match_rms_adamw lr 0.002 embedding lr 0.016": {**MATCH, "muon_lr": 2e-3, "embedding_lr": 1.6e-2},

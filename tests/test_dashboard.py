@@ -84,3 +84,21 @@ def test_dashboard_of_a_real_session_run_draws_our_clip_and_warmup(tmp_path):
         assert lo < 0.5 < hi  # the threshold is inside the frame
         spans = axes[2].patches
         assert len(spans) == 1 and spans[0].get_label() == "warmup (4 steps)"
+
+
+@pytest.mark.parametrize("changes,shown,label", [
+    ({}, ["learning_rate=0.003"], "lr"),  # the smoke run: one lr
+    ({"embedding_lr": 0.016}, ["learning_rate=0.003", "embedding_lr=0.016"], "lr"),
+    ({"optimizer": "muon", "muon_lr": 0.02}, ["muon_lr=0.02", "learning_rate=0.003"],
+     "lr (AdamW part)"),
+    ({"optimizer": "muon", "muon_lr": 0.02, "embedding_lr": 0.016}, ["muon_lr=0.02", "embedding_lr=0.016"],
+     "lr (AdamW part)"),
+])
+def test_the_header_and_lr_legend_name_the_learning_rates_trained_at(smoke_path, changes, shown, label):
+    rec = load_run(smoke_path)
+    df = rec.train.merge(rec.eval[["step", "val_loss"]], on="step", how="left")
+    fig = TrainingDashboard.from_dataframe(df, config={**rec.config, **changes}, name="frame").figure()
+    config_line = fig.get_suptitle().splitlines()[2]
+    assert [k for k in config_line.split(", ") if "lr" in k or "learning_rate" in k] == shown
+    lr_axis = _panels(fig)[2]
+    assert lr_axis.get_lines()[0].get_label() == label

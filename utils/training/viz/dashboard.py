@@ -44,6 +44,15 @@ def record_from_frame(df: pd.DataFrame, eval_df: pd.DataFrame | None = None, con
                      max_grad_norm=cfg["max_grad_norm"] if cfg.get("max_grad_norm") is not None else cfg.get("grad_clip"))
 
 
+def lr_keys(cfg: dict) -> tuple[str, ...]:
+    """The learning rates a run trained at: a Muon run's muon_lr and AdamW part's lr, and
+    embedding_lr where it is set (learning_rate then reaches no parameter of a Muon run)."""
+    own = cfg.get("embedding_lr") not in (None, "auto")
+    if cfg.get("optimizer") == "muon":
+        return ("muon_lr", "embedding_lr") if own else ("muon_lr", "learning_rate")
+    return ("learning_rate", "embedding_lr") if own else ("learning_rate",)
+
+
 class TrainingDashboard:
     """from_run / from_db / from_dataframe, then figure() or save(). `figsize` in inches;
     None: the layout's."""
@@ -74,7 +83,7 @@ class TrainingDashboard:
         tr = rec.train
         tokens = rec.col("tokens_seen")
         seconds = run_seconds(rec)
-        keys = [k for k in ("batch_size", "block_size", "learning_rate", "max_steps", "steps", "max_iters",
+        keys = [k for k in ("batch_size", "block_size", *lr_keys(cfg), "max_steps", "steps", "max_iters",
                             "n_layer", "n_embd", "grad_clip") if cfg.get(k) is not None]
         cfg_line = ", ".join(f"{k}={cfg[k]}" for k in keys) or "config not recorded"
         parts = [

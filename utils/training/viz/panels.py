@@ -150,6 +150,12 @@ def lr_scale(values) -> str:
     return "log" if after_peak.max() / after_peak.min() >= LR_LOG_RATIO else "linear"
 
 
+def lr_label(config: dict) -> str:
+    """The logged `lr` is the first param group's: in a Muon run that is AdamW's part (the
+    embeddings, head and norms, at embedding_lr), not Muon's muon_lr: the legend says so."""
+    return "lr (AdamW part)" if (config or {}).get("optimizer") == "muon" else "lr"
+
+
 def lr_panel(ax, rec: RunRecord, title: str = "Learning rate") -> None:
     """The lr schedule, its warmup shaded; log or linear by `lr_scale`."""
     ax.set_title(title + (" (derived from config)" if rec.lr_derived else ""))
@@ -157,7 +163,7 @@ def lr_panel(ax, rec: RunRecord, title: str = "Learning rate") -> None:
     if pts is None:
         no_data(ax, "lr not logged")
         return
-    ax.plot(*pts, color=PALETTE["lr"], label="lr" + derived_note(rec, "lr"))
+    ax.plot(*pts, color=PALETTE["lr"], label=lr_label(rec.config) + derived_note(rec, "lr"))
     if rec.warmup_steps:
         ax.axvspan(0, rec.warmup_steps, color=PALETTE["lr"], alpha=0.12, label=f"warmup ({rec.warmup_steps} steps)")
     scale = lr_scale(pts[1])
