@@ -14,7 +14,7 @@ from utils.training.engine import device as device_mod
 from utils.training.engine.device import resolve_muon_precision
 from utils.training.engine.models import build_model
 from utils.training.engine.muon import Muon, newton_schulz
-from utils.training.engine.optimizers import build_optimizer
+from utils.training.engine.optimizers import build_optimizer, split_for_muon
 
 torch.set_num_threads(1)
 NS = dict(coefficients=(3.4445, -4.7750, 2.0315), steps=5, eps=1e-7)  # torch.optim.Muon's defaults
@@ -119,7 +119,6 @@ def test_the_config_fields_reach_the_optimizer():
 
 
 def test_embedding_lr_splits_an_adamw_run_the_way_muon_does():
-    from utils.training.engine.optimizers import split_for_muon
 
     cfg = tiny_config(optimizer="adamw", learning_rate=2e-3, weight_decay=0.05)
     model = build_model(cfg)
@@ -174,3 +173,33 @@ def test_the_fields_can_be_searched():
                                    "muon_precision": {"type": "categorical", "choices": ["bf16", "fp32"]},
                                    "embedding_lr": {"type": "float", "low": 2e-3, "high": 3.2e-2, "log": True}})
     assert {p.name for p in space} == {"muon_adjust_lr", "muon_weight_decay", "muon_precision", "embedding_lr"}
+
+
+def test_a_closure_is_evaluated_once_and_steps_both_optimizers():
+    cfg = tiny_config(optimizer="muon")
+    model = build_model(cfg)
+    opt = build_optimizer(model, cfg, "cpu")
+    ids = torch.randint(0, cfg.vocab_size, (2, cfg.block_size))
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    calls = []
+
+    def closure():
+        calls.append(1)
+        opt.zero_grad()
+        loss = model(input_ids=ids, labels=ids).loss
+        loss.backward()
+        return loss
+
+    loss = opt.step(closure)
+    assert len(calls) == 1 and torch.isfinite(loss)
+    changed = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
+    hidden, other = (set(map(id, g)) for g in split_for_muon(model))
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert {names[i] for i in hidden} <= changed and {names[i] for i in other} & changed  # Muon's and AdamW's
+
+
+def test_the_auto_values_resolve_on_the_config():
+    cfg = tiny_config(learning_rate=2e-3, weight_decay=0.05)
+    assert (cfg.effective_embedding_lr, cfg.effective_muon_weight_decay) == (2e-3, 0.05)
+    cfg = cfg.replace(embedding_lr=0.016, muon_weight_decay=0.0)
+    assert (cfg.effective_embedding_lr, cfg.effective_muon_weight_decay) == (0.016, 0.0)

@@ -220,6 +220,16 @@ class TrainingConfig:
 
     # --- derived quantities ----------------------------------------------------------
     @property
+    def effective_embedding_lr(self) -> float:
+        """embedding_lr as the optimizer uses it: "auto" is learning_rate."""
+        return self.learning_rate if self.embedding_lr == AUTO else self.embedding_lr
+
+    @property
+    def effective_muon_weight_decay(self) -> float:
+        """muon_weight_decay as Muon uses it: "auto" is weight_decay."""
+        return self.weight_decay if self.muon_weight_decay == AUTO else self.muon_weight_decay
+
+    @property
     def base_batch_size(self) -> int:
         """batch_size; for batch_size="auto", the preset's (the field's default without one):
         the micro-batch a CPU run uses, and with gradient_accumulation_steps the global batch

@@ -45,7 +45,7 @@ MUON_ADJUST_LR_FNS = ("original", "match_rms_adamw")
 # Fields that take the string "auto" besides their type: batch_size="auto" is measured on the
 # device when the run is prepared (engine/batch_size.py), keeping the global batch;
 # muon_weight_decay="auto" is weight_decay and embedding_lr="auto" is learning_rate
-# (engine/optimizers.py muon_weight_decay, embedding_lr).
+# (TrainingConfig.effective_muon_weight_decay, effective_embedding_lr).
 AUTO = "auto"
 AUTO_FIELDS = frozenset({"batch_size", "muon_weight_decay", "embedding_lr"})
 

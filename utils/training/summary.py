@@ -65,9 +65,7 @@ def learning_rates(cfg: TrainingConfig, max_steps: int) -> str:
     """The peak learning rates and their schedule, as the optimizer is built with them: a Muon
     run has two (Muon's on the blocks' matrices, AdamW's on the rest), and embedding_lr gives
     an AdamW run two."""
-    from utils.training.engine.optimizers import embedding_lr  # torch: imported where used
-
-    rest = f"{embedding_lr(cfg):g} on the embeddings, head and norms"
+    rest = f"{cfg.effective_embedding_lr:g} on the embeddings, head and norms"
     if cfg.optimizer == "muon":
         peaks = f"Muon {cfg.muon_lr:g} ({cfg.muon_adjust_lr} scaling) on the block matrices, AdamW {rest}"
     elif cfg.embedding_lr != "auto":

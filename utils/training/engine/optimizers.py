@@ -35,7 +35,6 @@ ADAMW_BETAS = (0.9, 0.95)
 # torch.optim.Muon's adjust_lr_fn (config.muon_adjust_lr): "original" is Keller Jordan's
 # scaling, sqrt(max(1, rows/cols)) (an update of RMS ~ 1/sqrt(cols)); "match_rms_adamw" is
 # Moonshot's 0.2 sqrt(max(rows, cols)) (an update of AdamW's RMS, so AdamW's lr carries over).
-MUON_ADJUST_LR = "original"  # the default (config_rules.MUON_ADJUST_LR_FNS: the choices)
 
 
 def adamw_kwargs(device_type: str) -> dict:
@@ -90,20 +89,16 @@ class MuonWithAdamW(torch.optim.Optimizer):
         # The very dicts the inner optimizers read: a scheduler writing "lr" here steers them.
         self.param_groups = self.adamw.param_groups + self.muon.param_groups
 
-    @torch.no_grad()
     def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        self.adamw.step()
+        """Both optimizers' step; a closure is evaluated once, by AdamW's (torch's own handling)."""
+        loss = self.adamw.step(closure)
         self.muon.step()
         return loss
 
     @property
     def ns_precision(self) -> str:
         """The dtype Muon's Newton-Schulz iterations run in (engine/muon.py; a checkpoint keeps it)."""
-        return getattr(self.muon, "ns_precision", "bf16")
+        return self.muon.ns_precision
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         self.adamw.zero_grad(set_to_none=set_to_none)
@@ -124,12 +119,12 @@ class MuonWithAdamW(torch.optim.Optimizer):
 def build_adamw(model: torch.nn.Module, config, device_type: str) -> torch.optim.AdamW:
     """optimizer="adamw": one AdamW over every trainable parameter; with embedding_lr set, the
     parameters outside the blocks' matrices in groups of their own at that lr."""
-    if getattr(config, "embedding_lr", "auto") == "auto":  # the groups of every earlier checkpoint
+    if config.embedding_lr == "auto":  # the groups of every earlier checkpoint
         groups = param_groups(model, config.weight_decay)
     else:
         hidden, other = split_for_muon(model)
         groups = param_groups(hidden, config.weight_decay) + [
-            {**g, "lr": config.embedding_lr} for g in param_groups(other, config.weight_decay)]
+            {**g, "lr": config.effective_embedding_lr} for g in param_groups(other, config.weight_decay)]
         groups = [g for g in groups if g["params"]]
     return torch.optim.AdamW(groups, lr=config.learning_rate, betas=ADAMW_BETAS, **adamw_kwargs(device_type))
 
@@ -140,27 +135,14 @@ def build_muon(model: torch.nn.Module, config, device_type: str) -> MuonWithAdam
         raise ValueError(f"optimizer: 'muon' needs torch.optim.Muon (PyTorch >= 2.9); this is torch "
                          f"{torch.__version__}. Upgrade torch or use optimizer='adamw'.")
     hidden, other = split_for_muon(model)
-    adamw = torch.optim.AdamW(param_groups(other, config.weight_decay), lr=embedding_lr(config),
+    adamw = torch.optim.AdamW(param_groups(other, config.weight_decay), lr=config.effective_embedding_lr,
                               betas=ADAMW_BETAS, **adamw_kwargs(device_type))
     from utils.training.engine.device import device_muon_precision
     from utils.training.engine.muon import Muon
 
-    muon = Muon(hidden, lr=config.muon_lr, weight_decay=muon_weight_decay(config),
+    muon = Muon(hidden, lr=config.muon_lr, weight_decay=config.effective_muon_weight_decay,
                 adjust_lr_fn=config.muon_adjust_lr, ns_precision=device_muon_precision(config, device_type))
     return MuonWithAdamW(adamw, muon)
-
-
-def muon_weight_decay(config) -> float:
-    """config.muon_weight_decay; "auto" (the default): weight_decay, as before the field existed."""
-    value = config.muon_weight_decay
-    return config.weight_decay if value == "auto" else value
-
-
-def embedding_lr(config) -> float:
-    """config.embedding_lr, the peak lr outside the blocks' matrices (embeddings, head, norm
-    gains, biases); "auto" (the default): learning_rate, as before the field existed."""
-    value = getattr(config, "embedding_lr", "auto")
-    return config.learning_rate if value == "auto" else value
 
 
 def build_optimizer(model: torch.nn.Module, config, device_type: str) -> torch.optim.Optimizer:

@@ -132,8 +132,9 @@ def _now() -> float:
 
 class _StepClock(TrainerCallback):
     """Wall time of the start and of each optimizer step (GPU work awaited, so the time
-    is real), and of the last step's log, evaluation, sample and checkpoint events (the
-    trainer calls them in that order: evaluation ends at on_evaluate, the save at on_save).
+    is real), and of the last step's log, evaluation and checkpoint events (the trainer
+    calls them in that order: evaluation ends at on_evaluate, the save between
+    on_before_save and on_save; samples are timed on their own, _sample_seconds).
     It runs first among the callbacks, so an event's stamp comes before the others' work
     for that event (a report drawn in on_evaluate is timed by its own _Timed)."""
 
@@ -153,9 +154,6 @@ class _StepClock(TrainerCallback):
 
     def on_evaluate(self, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
         self.events["evaluate"] = _now()
-
-    def on_sample(self, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
-        self.events["sample"] = _now()
 
     def on_before_save(self, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
         self.events["before_save"] = _now()
@@ -348,9 +346,9 @@ def _step_key(cfg: TrainingConfig) -> str:
     d = cfg.to_dict()
     for k in ("run_name", "preset", "max_steps", "max_tokens", "epochs", "log_interval", "eval_interval",
               "eval_batches", "checkpoint_interval", "keep_checkpoints", "sample_interval", "time_limit_s",
-              "early_stopping_patience", "learning_rate", "embedding_lr", "warmup_ratio", "weight_decay", "min_lr_ratio",
-              "schedule", "random_seed", "data_source", "data_path", "hf_dataset", "hf_config", "text_column",
-              "validation_split"):
+              "early_stopping_patience", "learning_rate", "embedding_lr", "warmup_ratio", "weight_decay",
+              "min_lr_ratio", "schedule", "random_seed", "data_source", "data_path", "hf_dataset", "hf_config",
+              "text_column", "validation_split"):
         d.pop(k, None)
     return config_dict_hash(d)
 
